@@ -1,0 +1,243 @@
+//! The IDX file format (<http://yann.lecun.com/exdb/mnist/>): a big-endian
+//! header of magic number and dimension sizes, then unsigned bytes.
+
+use std::io::Read;
+
+/// Magic number of an IDX file of `u8` with three dimensions (images).
+pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic number of an IDX file of `u8` with one dimension (labels).
+pub const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// What is wrong with an IDX file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdxError {
+    #[error("file is {len} bytes, shorter than its {needed}-byte header")]
+    TooShort { len: usize, needed: usize },
+    #[error("wrong magic number 0x{found:08x}, expected 0x{expected:08x} ({what})")]
+    WrongMagic {
+        found: u32,
+        expected: u32,
+        what: &'static str,
+    },
+    #[error("truncated: the header promises {expected} bytes of data but {found} follow")]
+    Truncated { expected: usize, found: usize },
+    #[error("{found} bytes of data follow where the header promises {expected}")]
+    TrailingData { expected: usize, found: usize },
+    #[error("image size {rows}x{cols} is not 28x28")]
+    WrongImageSize { rows: usize, cols: usize },
+    #[error("label {label} at index {index} is not a digit 0-9")]
+    BadLabel { index: usize, label: u8 },
+    #[error("not a valid gzip stream: {0}")]
+    Gzip(String),
+}
+
+/// Images from an IDX3 file, row-major `u8` pixels, `count * rows * cols` of them.
+#[derive(Debug, Clone)]
+pub struct IdxImages {
+    pub count: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub pixels: Vec<u8>,
+}
+
+/// Labels from an IDX1 file.
+#[derive(Debug, Clone)]
+pub struct IdxLabels {
+    pub labels: Vec<u8>,
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn check_header(bytes: &[u8], dims: usize, magic: u32, what: &'static str) -> Result<(), IdxError> {
+    let needed = 4 + 4 * dims;
+    if bytes.len() < needed {
+        return Err(IdxError::TooShort {
+            len: bytes.len(),
+            needed,
+        });
+    }
+    let found = be_u32(bytes, 0);
+    if found != magic {
+        return Err(IdxError::WrongMagic {
+            found,
+            expected: magic,
+            what,
+        });
+    }
+    Ok(())
+}
+
+fn check_len(data: &[u8], expected: usize) -> Result<(), IdxError> {
+    match data.len().cmp(&expected) {
+        std::cmp::Ordering::Less => Err(IdxError::Truncated {
+            expected,
+            found: data.len(),
+        }),
+        std::cmp::Ordering::Greater => Err(IdxError::TrailingData {
+            expected,
+            found: data.len(),
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+impl IdxImages {
+    /// Parses the decompressed bytes of an images file.
+    pub fn parse(bytes: &[u8]) -> Result<Self, IdxError> {
+        check_header(bytes, 3, IMAGES_MAGIC, "images: u8, 3 dimensions")?;
+        let count = be_u32(bytes, 4) as usize;
+        let rows = be_u32(bytes, 8) as usize;
+        let cols = be_u32(bytes, 12) as usize;
+        if rows != 28 || cols != 28 {
+            return Err(IdxError::WrongImageSize { rows, cols });
+        }
+        let data = &bytes[16..];
+        let expected = count.checked_mul(rows * cols).ok_or(IdxError::Truncated {
+            expected: usize::MAX,
+            found: data.len(),
+        })?;
+        check_len(data, expected)?;
+        Ok(Self {
+            count,
+            rows,
+            cols,
+            pixels: data.to_vec(),
+        })
+    }
+
+    /// Encodes images as an IDX3 file (used by tests and tools that write data sets).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.pixels.len());
+        for v in [IMAGES_MAGIC, self.count as u32, self.rows as u32, self.cols as u32] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&self.pixels);
+        out
+    }
+}
+
+impl IdxLabels {
+    /// Parses the decompressed bytes of a labels file.
+    pub fn parse(bytes: &[u8]) -> Result<Self, IdxError> {
+        check_header(bytes, 1, LABELS_MAGIC, "labels: u8, 1 dimension")?;
+        let count = be_u32(bytes, 4) as usize;
+        let data = &bytes[8..];
+        check_len(data, count)?;
+        if let Some((index, &label)) = data.iter().enumerate().find(|(_, &l)| l > 9) {
+            return Err(IdxError::BadLabel { index, label });
+        }
+        Ok(Self {
+            labels: data.to_vec(),
+        })
+    }
+
+    /// Encodes labels as an IDX1 file.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.labels.len());
+        out.extend_from_slice(&LABELS_MAGIC.to_be_bytes());
+        out.extend_from_slice(&(self.labels.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.labels);
+        out
+    }
+}
+
+/// Gunzips `raw` when it starts with the gzip magic bytes.
+pub fn gunzip_if_needed(raw: Vec<u8>) -> Result<Vec<u8>, IdxError> {
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| IdxError::Gzip(e.to_string()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(count: usize) -> IdxImages {
+        IdxImages {
+            count,
+            rows: 28,
+            cols: 28,
+            pixels: (0..count * 784).map(|i| (i % 251) as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn round_trips_images_and_labels() {
+        let img = images(3);
+        let back = IdxImages::parse(&img.encode()).unwrap();
+        assert_eq!(back.count, 3);
+        assert_eq!(back.pixels, img.pixels);
+        let labels = IdxLabels { labels: vec![0, 9, 4] };
+        assert_eq!(IdxLabels::parse(&labels.encode()).unwrap().labels, vec![0, 9, 4]);
+    }
+
+    #[test]
+    fn rejects_wrong_magic() {
+        let bytes = IdxLabels { labels: vec![1] }.encode();
+        let err = IdxImages::parse(&[bytes.clone(), vec![0; 8]].concat()).unwrap_err();
+        assert!(matches!(err, IdxError::WrongMagic { found: 0x801, .. }), "{err}");
+        let err = IdxLabels::parse(&images(1).encode()).unwrap_err();
+        assert!(err.to_string().contains("wrong magic number 0x00000803"), "{err}");
+    }
+
+    #[test]
+    fn rejects_truncated_and_short_files() {
+        let mut bytes = images(2).encode();
+        bytes.truncate(bytes.len() - 10);
+        assert_eq!(
+            IdxImages::parse(&bytes).unwrap_err(),
+            IdxError::Truncated {
+                expected: 1568,
+                found: 1558
+            }
+        );
+        assert!(matches!(
+            IdxImages::parse(&bytes[..10]).unwrap_err(),
+            IdxError::TooShort { len: 10, needed: 16 }
+        ));
+        let mut labels = IdxLabels { labels: vec![1, 2] }.encode();
+        labels.push(3);
+        assert!(matches!(
+            IdxLabels::parse(&labels).unwrap_err(),
+            IdxError::TrailingData { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_non_digit_labels_and_odd_sizes() {
+        let labels = IdxLabels { labels: vec![1, 12] }.encode();
+        assert_eq!(
+            IdxLabels::parse(&labels).unwrap_err(),
+            IdxError::BadLabel { index: 1, label: 12 }
+        );
+        let mut img = images(1);
+        img.rows = 14;
+        img.cols = 56;
+        assert!(matches!(
+            IdxImages::parse(&img.encode()).unwrap_err(),
+            IdxError::WrongImageSize { rows: 14, cols: 56 }
+        ));
+    }
+
+    #[test]
+    fn gunzips_only_gzip_data() {
+        use std::io::Write;
+        let raw = images(1).encode();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        assert_eq!(gunzip_if_needed(gz.finish().unwrap()).unwrap(), raw);
+        assert_eq!(gunzip_if_needed(raw.clone()).unwrap(), raw);
+        assert!(matches!(
+            gunzip_if_needed(vec![0x1f, 0x8b, 0, 1, 2]).unwrap_err(),
+            IdxError::Gzip(_)
+        ));
+    }
+}

@@ -1,0 +1,330 @@
+//! # mnist-events: the run event stream
+//!
+//! This crate owns the one schema every part of mnist-monitor speaks. A training
+//! run emits a sequence of typed [`Event`]s; the terminal progress bar, the JSONL
+//! run log (`runs/<run-id>/events.jsonl`), the web server and the exporters all
+//! consume that same sequence. Nothing here knows about Burn, HTTP or terminals.
+//!
+//! ## Wire format
+//!
+//! Each event is one JSON object:
+//!
+//! ```json
+//! {"seq":12,"ts_ms":1763830000123,"run_id":"20261122-181502-a1b2","type":"batch", ...fields}
+//! ```
+//!
+//! * `seq` — monotonic per run, starting at 1, never reused (a resumed run
+//!   continues the numbering of its log), so a consumer that remembers its last
+//!   `seq` can ask for exactly the events after it.
+//! * `ts_ms` — wall-clock time of emission, Unix milliseconds.
+//! * `type` — one of `run_started`, `batch`, `eval`, `samples`, `checkpoint`,
+//!   `log`, `run_finished`; the remaining fields are those of the matching
+//!   struct in this crate ([`RunStarted`], [`BatchMetrics`], [`EvalMetrics`],
+//!   [`Samples`], [`CheckpointSaved`], [`LogMessage`], [`RunFinished`]).
+//!
+//! New fields may be added to a type; consumers ignore fields they don't know.
+
+mod jsonl;
+mod stream;
+
+pub use jsonl::{read_events, JsonlWriter};
+pub use stream::{EventSink, EventStream, FnSink};
+
+use serde::{Deserialize, Serialize};
+
+/// One event of a run: the envelope (`seq`, `ts_ms`, `run_id`) plus its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the run's stream, starting at 1.
+    pub seq: u64,
+    /// Unix time of emission in milliseconds.
+    pub ts_ms: u64,
+    /// The run this event belongs to.
+    pub run_id: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The payload of an [`Event`], tagged by `type` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted(RunStarted),
+    Batch(BatchMetrics),
+    Eval(EvalMetrics),
+    Samples(Samples),
+    Checkpoint(CheckpointSaved),
+    Log(LogMessage),
+    RunFinished(RunFinished),
+}
+
+impl EventKind {
+    /// The wire name of this event's `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted(_) => "run_started",
+            EventKind::Batch(_) => "batch",
+            EventKind::Eval(_) => "eval",
+            EventKind::Samples(_) => "samples",
+            EventKind::Checkpoint(_) => "checkpoint",
+            EventKind::Log(_) => "log",
+            EventKind::RunFinished(_) => "run_finished",
+        }
+    }
+}
+
+/// The first event of a run (and of every resumption of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// The training configuration, as the trainer's `TrainConfig` serialises it.
+    pub config: serde_json::Value,
+    /// Layers, output shapes and parameter counts.
+    pub model: ModelSummary,
+    /// Backend actually used: `cpu`, `wgpu` or `cuda`.
+    pub backend: String,
+    /// Human-readable device name, as the backend reports it.
+    pub device: String,
+    /// Number of training images per epoch.
+    pub train_size: usize,
+    /// Number of validation images.
+    pub val_size: usize,
+    /// Number of test images.
+    pub test_size: usize,
+    /// Batches per epoch (the last one may be partial).
+    pub batches_per_epoch: usize,
+    /// Set when this start continues an earlier run from a checkpoint: the
+    /// epoch it resumes after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_epoch: Option<usize>,
+}
+
+/// A model description that needs no tensor library to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// Input shape without the batch dimension, e.g. `[1, 28, 28]`.
+    pub input_shape: Vec<usize>,
+    /// Every layer in forward order, parameter-free ones included.
+    pub layers: Vec<LayerSummary>,
+    /// Total number of trainable parameters.
+    pub total_params: usize,
+}
+
+/// One row of a [`ModelSummary`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    /// Field name in the model, e.g. `conv1`.
+    pub name: String,
+    /// What the layer is, e.g. `Conv2d 3x3 1→32`.
+    pub kind: String,
+    /// Output shape without the batch dimension.
+    pub output_shape: Vec<usize>,
+    /// Trainable parameters of this layer.
+    pub params: usize,
+}
+
+/// Metrics of one training batch, plus running values over the epoch so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchMetrics {
+    /// Epoch, starting at 1.
+    pub epoch: usize,
+    /// Batch within the epoch, starting at 1.
+    pub batch: usize,
+    /// Batches in this epoch.
+    pub batches: usize,
+    /// Global optimiser step, starting at 1.
+    pub step: u64,
+    /// Images in this batch.
+    pub size: usize,
+    /// Mean cross-entropy loss of this batch.
+    pub loss: f64,
+    /// Fraction of this batch classified correctly.
+    pub accuracy: f64,
+    /// Macro-averaged F1 over the classes present in this batch.
+    pub f1_macro: f64,
+    /// Mean loss over the epoch so far.
+    pub epoch_loss: f64,
+    /// Accuracy over the epoch so far.
+    pub epoch_accuracy: f64,
+    /// Macro-F1 over the epoch so far.
+    pub epoch_f1_macro: f64,
+    /// Learning rate used for this step.
+    pub lr: f64,
+    /// Training throughput around this batch, images per second.
+    pub images_per_sec: f64,
+    /// Seconds since training (this process) started.
+    pub elapsed_s: f64,
+}
+
+/// Which data set an evaluation ran on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Precision, recall and F1 of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    pub class: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Number of examples whose true label is this class.
+    pub support: u64,
+}
+
+/// The result of evaluating the model on a whole split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub split: Split,
+    /// Epoch after which this evaluation ran.
+    pub epoch: usize,
+    /// Global step at evaluation time.
+    pub step: u64,
+    /// Images evaluated.
+    pub images: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub f1_macro: f64,
+    /// Mean squared error between the softmax output and the one-hot target,
+    /// averaged over images and classes.
+    pub mse: f64,
+    pub per_class: Vec<ClassMetrics>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+    /// Wall time the evaluation took.
+    pub seconds: f64,
+}
+
+/// Sample predictions on a fixed set of test images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    pub epoch: usize,
+    pub step: u64,
+    pub samples: Vec<Sample>,
+}
+
+/// One predicted image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Index in the test set.
+    pub index: usize,
+    /// The 28×28 grayscale image as a base64 PNG.
+    pub png_base64: String,
+    pub label: u8,
+    pub predicted: u8,
+    /// Softmax probability of the predicted class.
+    pub confidence: f64,
+}
+
+/// A checkpoint was written (atomically) after an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointSaved {
+    pub epoch: usize,
+    pub step: u64,
+    /// Directory holding the checkpoint.
+    pub path: String,
+    /// Whether this is the best checkpoint so far by validation accuracy.
+    pub best: bool,
+    /// Checkpoint directories deleted by the retention policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+/// Severity of a [`LogMessage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// A message worth showing to the person watching the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogMessage {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Completed,
+    Stopped,
+    Failed,
+}
+
+/// The last event of a run (or of one resumption of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub status: RunStatus,
+    /// Set when `status` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Epochs completed in total.
+    pub epochs_completed: usize,
+    /// Global steps completed in total.
+    pub steps: u64,
+    /// Seconds spent training in this process.
+    pub train_seconds: f64,
+    /// Final test metrics, when the test evaluation ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_f1_macro: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_with_type_tag() {
+        let event = Event {
+            seq: 7,
+            ts_ms: 1,
+            run_id: "r".into(),
+            kind: EventKind::Log(LogMessage {
+                level: LogLevel::Warn,
+                message: "hi".into(),
+            }),
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        assert!(text.contains(r#""type":"log""#), "{text}");
+        assert!(text.contains(r#""level":"warn""#), "{text}");
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let text = r#"{"seq":1,"ts_ms":2,"run_id":"r","type":"log","level":"info","message":"m","new_field":3}"#;
+        let event: Event = serde_json::from_str(text).unwrap();
+        assert_eq!(event.kind.name(), "log");
+    }
+}

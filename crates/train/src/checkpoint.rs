@@ -1,0 +1,185 @@
+//! Checkpoints on disk: `checkpoints/<run-id>/epoch-NNNN/` holding
+//! `model.mpk`, `optim.mpk` and `state.json`.
+//!
+//! A checkpoint directory is written under a temporary name and renamed into
+//! place only once every file is complete and synced, so a run killed at any
+//! moment leaves either the previous checkpoints or the new one, never half a
+//! checkpoint. Directories whose name doesn't parse (temporaries) are ignored.
+
+use crate::config::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const MODEL_FILE: &str = "model.mpk";
+pub const OPTIM_FILE: &str = "optim.mpk";
+pub const STATE_FILE: &str = "state.json";
+
+/// What the trainer needs, beyond the weights, to continue a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub run_id: String,
+    /// Epochs completed when this checkpoint was written.
+    pub epoch: usize,
+    /// Optimiser steps completed.
+    pub step: u64,
+    pub config: TrainConfig,
+    /// Validation accuracy after this epoch, when there is a validation set.
+    pub val_accuracy: Option<f64>,
+    /// The epoch of the best checkpoint so far, and its score (validation
+    /// accuracy, or training accuracy without a validation set).
+    pub best_epoch: usize,
+    pub best_score: f64,
+    /// Training seconds spent so far, over all resumptions.
+    pub train_seconds: f64,
+}
+
+/// Directory name of epoch `epoch`'s checkpoint.
+pub fn epoch_dir_name(epoch: usize) -> String {
+    format!("epoch-{epoch:04}")
+}
+
+fn parse_epoch(name: &str) -> Option<usize> {
+    name.strip_prefix("epoch-")?.parse().ok()
+}
+
+/// Checkpoints of a run, oldest first.
+pub fn list(run_dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(run_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if let Some(epoch) = entry.file_name().to_str().and_then(parse_epoch) {
+            if entry.path().join(STATE_FILE).is_file() {
+                found.push((epoch, entry.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The newest complete checkpoint of a run and its state.
+pub fn latest(run_dir: &Path) -> std::io::Result<Option<(PathBuf, CheckpointState)>> {
+    match list(run_dir)?.pop() {
+        None => Ok(None),
+        Some((_, path)) => {
+            let state = read_state(&path)?;
+            Ok(Some((path, state)))
+        }
+    }
+}
+
+pub fn read_state(checkpoint: &Path) -> std::io::Result<CheckpointState> {
+    let text = std::fs::read_to_string(checkpoint.join(STATE_FILE))?;
+    serde_json::from_str(&text).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", checkpoint.join(STATE_FILE).display()),
+        )
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Writes a checkpoint atomically and returns its directory.
+pub fn save(run_dir: &Path, model: &[u8], optim: &[u8], state: &CheckpointState) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(run_dir)?;
+    let name = epoch_dir_name(state.epoch);
+    let tmp = run_dir.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir(&tmp)?;
+    write_synced(&tmp.join(MODEL_FILE), model)?;
+    write_synced(&tmp.join(OPTIM_FILE), optim)?;
+    let state_json = serde_json::to_vec_pretty(state).map_err(std::io::Error::from)?;
+    write_synced(&tmp.join(STATE_FILE), &state_json)?;
+    let target = run_dir.join(&name);
+    if target.exists() {
+        // Re-running an epoch after a resume: move the old one aside first so
+        // the rename below never meets a non-empty directory.
+        let old = run_dir.join(format!(".{name}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&target, &old)?;
+        std::fs::rename(&tmp, &target)?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(&tmp, &target)?;
+    }
+    if let Ok(dir) = std::fs::File::open(run_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(target)
+}
+
+/// Deletes all checkpoints but the newest `keep` and the one of `best_epoch`.
+/// Returns the deleted directories.
+pub fn prune(run_dir: &Path, keep: usize, best_epoch: usize) -> std::io::Result<Vec<PathBuf>> {
+    let all = list(run_dir)?;
+    let cut = all.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for (epoch, path) in &all[..cut] {
+        if *epoch != best_epoch {
+            std::fs::remove_dir_all(path)?;
+            removed.push(path.clone());
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(epoch: usize) -> CheckpointState {
+        CheckpointState {
+            run_id: "r".into(),
+            epoch,
+            step: epoch as u64 * 10,
+            config: TrainConfig::default(),
+            val_accuracy: Some(0.5),
+            best_epoch: 2,
+            best_score: 0.9,
+            train_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_n_and_the_best() {
+        let dir = tempfile::tempdir().unwrap();
+        for epoch in 1..=6 {
+            save(dir.path(), b"m", b"o", &state(epoch)).unwrap();
+        }
+        let removed = prune(dir.path(), 3, 2).unwrap();
+        assert_eq!(removed.len(), 2);
+        let epochs: Vec<_> = list(dir.path()).unwrap().into_iter().map(|(e, _)| e).collect();
+        assert_eq!(epochs, vec![2, 4, 5, 6]);
+        let (path, latest_state) = latest(dir.path()).unwrap().unwrap();
+        assert!(path.ends_with("epoch-0006"));
+        assert_eq!(latest_state.step, 60);
+    }
+
+    #[test]
+    fn half_written_checkpoints_are_ignored_and_rewrites_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), b"m", b"o", &state(1)).unwrap();
+        // A crash mid-write leaves only a temporary directory behind.
+        std::fs::create_dir(dir.path().join(".epoch-0002.tmp")).unwrap();
+        std::fs::create_dir(dir.path().join("epoch-0003")).unwrap();
+        assert_eq!(latest(dir.path()).unwrap().unwrap().1.epoch, 1);
+        save(dir.path(), b"new", b"o", &state(1)).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("epoch-0001").join(MODEL_FILE)).unwrap(), b"new");
+        // The leftover temporary is replaced by the next save of that epoch.
+        save(dir.path(), b"m", b"o", &state(2)).unwrap();
+        assert_eq!(latest(dir.path()).unwrap().unwrap().1.epoch, 2);
+    }
+}

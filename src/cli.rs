@@ -1,0 +1,209 @@
+//! Command-line definitions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mnist_train::{BackendChoice, OptimizerKind, Schedule, TrainConfig};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mnist-monitor", version, about = "Train a four-conv CNN on MNIST with Burn and watch it live")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train the network headless, with a progress bar (or plain lines when not on a terminal).
+    Train(Box<TrainArgs>),
+    /// List the compute backends of this build and whether a device answers.
+    Backends {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the model's layers, output shapes and parameter counts.
+    Model {
+        /// Output channels of the four convolutions (each 1-512).
+        #[arg(long, value_parser = parse_kernels, default_value = "32,64,64,64")]
+        kernels: [usize; 4],
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    Sgd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Cosine,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+/// Flags of `train`. Training flags are optional so that a `--config` file
+/// supplies what the command line leaves out; defaults are TrainConfig's.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Output channels of the four convolutions, each 1-512 [default: 32,64,64,64; small preset: 16,32,32,32].
+    #[arg(long, value_parser = parse_kernels)]
+    pub kernels: Option<[usize; 4]>,
+    /// Optimiser [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// Learning rate, in (0, 10] [default: 0.001].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// SGD momentum in [0, 1); 0 is plain SGD [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f64>,
+    /// Images per batch, 1-65536 [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Epochs, 1-10000 [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning-rate schedule [default: constant].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// Compute backend; auto picks CUDA, then wgpu, then CPU [default: auto].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Seed for initialisation, dropout and shuffling [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The last N training images form the validation set, 0-50000 [default: 5000].
+    #[arg(long)]
+    pub val_size: Option<usize>,
+    /// Train on only the first N training images.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Validate on only the first N validation images.
+    #[arg(long)]
+    pub limit_val: Option<usize>,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    /// Evaluate on the test set after every epoch, not only after the last.
+    #[arg(long)]
+    pub eval_test_every_epoch: bool,
+    /// Checkpoints to keep: the newest N plus the best, 1-1000 [default: 3].
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// A TOML file with any of the fields above (underscored: batch_size = 128); flags override it.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Continue RUN_ID from its newest checkpoint, with its stored configuration.
+    #[arg(long, value_name = "RUN_ID")]
+    pub resume: Option<String>,
+    /// Directory with the four MNIST IDX files, gzipped or raw.
+    #[arg(long, default_value = "datasets/mnist")]
+    pub data_dir: PathBuf,
+    /// Don't check the files against MNIST's SHA-256 (for other data sets in IDX format).
+    #[arg(long)]
+    pub skip_verify: bool,
+    /// Don't download missing MNIST files.
+    #[arg(long)]
+    pub no_download: bool,
+    /// Where run event logs go: <run-dir>/<run-id>/events.jsonl.
+    #[arg(long, default_value = "runs")]
+    pub run_dir: PathBuf,
+    /// Where checkpoints go: <checkpoint-dir>/<run-id>/epoch-NNNN/.
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// Name the run instead of using a timestamp.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Print one JSON summary on stdout when the run ends.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// Applies the flags that were given on top of `base`.
+    pub fn apply(&self, mut c: TrainConfig) -> TrainConfig {
+        if let Some(v) = self.kernels {
+            c.kernels = v;
+        }
+        if let Some(v) = self.optimizer {
+            c.optimizer = match v {
+                OptimizerArg::Adam => OptimizerKind::Adam,
+                OptimizerArg::Sgd => OptimizerKind::Sgd,
+            };
+        }
+        if let Some(v) = self.lr {
+            c.lr = v;
+        }
+        if let Some(v) = self.momentum {
+            c.momentum = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+        }
+        if let Some(v) = self.schedule {
+            c.schedule = match v {
+                ScheduleArg::Constant => Schedule::Constant,
+                ScheduleArg::Cosine => Schedule::Cosine,
+            };
+        }
+        if let Some(v) = self.backend {
+            c.backend = match v {
+                BackendArg::Auto => BackendChoice::Auto,
+                BackendArg::Cpu => BackendChoice::Cpu,
+                BackendArg::Wgpu => BackendChoice::Wgpu,
+                BackendArg::Cuda => BackendChoice::Cuda,
+            };
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if let Some(v) = self.val_size {
+            c.val_size = v;
+        }
+        if self.limit_train.is_some() {
+            c.limit_train = self.limit_train;
+        }
+        if self.limit_val.is_some() {
+            c.limit_val = self.limit_val;
+        }
+        if self.limit_test.is_some() {
+            c.limit_test = self.limit_test;
+        }
+        if self.eval_test_every_epoch {
+            c.eval_test_every_epoch = true;
+        }
+        if let Some(v) = self.keep_checkpoints {
+            c.keep_checkpoints = v;
+        }
+        c
+    }
+}
+
+/// Parses `32,64,64,64` (range checks happen in validation, with the others).
+pub fn parse_kernels(s: &str) -> Result<[usize; 4], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let values: Result<Vec<usize>, _> = parts.iter().map(|p| p.parse::<usize>()).collect();
+    match values {
+        Ok(v) if v.len() == 4 => Ok([v[0], v[1], v[2], v[3]]),
+        _ => Err(format!(
+            "expected four comma-separated integers, each 1-512, e.g. 32,64,64,64 (got {s:?})"
+        )),
+    }
+}

@@ -1,0 +1,62 @@
+//! `mnist-monitor`: the thin binary over the workspace's crates.
+//!
+//! Parses the command line and hands each subcommand to the crate that owns
+//! it; see README.md for the commands and the architecture.
+
+mod cli;
+mod progress;
+mod train_cmd;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MNIST_MONITOR_LOG")
+                // CubeCL logs a warning for every failed device probe; the
+                // probe's result is reported properly, so keep that quiet.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cubecl_common=error")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.command {
+        cli::Command::Train(args) => train_cmd::run(*args),
+        cli::Command::Backends { json } => backends(json),
+        cli::Command::Model { kernels, json } => model(kernels, json),
+    };
+    std::process::exit(code);
+}
+
+fn backends(json: bool) -> i32 {
+    let all = mnist_train::probe_all();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).expect("serialises"));
+    } else {
+        for b in all {
+            let state = match (&b.device, &b.reason) {
+                (Some(d), _) => format!("available: {d}"),
+                (None, Some(r)) => format!("unavailable: {r}"),
+                _ => "unavailable".into(),
+            };
+            println!("{:5} {state}", b.name);
+        }
+    }
+    0
+}
+
+fn model(kernels: [usize; 4], json: bool) -> i32 {
+    let config = mnist_model::CnnConfig::new().with_kernels(kernels);
+    if let Err(e) = config.validate() {
+        eprintln!("error: --kernels: {e}");
+        return 2;
+    }
+    let summary = config.summary();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("serialises"));
+    } else {
+        print!("{}", progress::format_summary(&summary));
+    }
+    0
+}

@@ -1,0 +1,145 @@
+//! Terminal output of a run: an event sink that draws an indicatif progress
+//! bar on a terminal and prints plain, greppable lines otherwise.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mnist_events::{Event, EventKind, EventSink, LogLevel, ModelSummary};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Plain-line mode prints a batch line at most this often.
+const LINE_EVERY: Duration = Duration::from_secs(2);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    terminal: bool,
+    epochs: usize,
+    last_line: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Self {
+            bar: None,
+            terminal: std::io::stderr().is_terminal(),
+            epochs: 0,
+            last_line: None,
+        }
+    }
+
+    fn println(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn epoch_bar(&mut self, epoch: usize, batches: usize) -> &ProgressBar {
+        let stale = self.bar.as_ref().is_some_and(|b| b.length() != Some(batches as u64) || b.is_finished());
+        if self.bar.is_none() || stale {
+            if let Some(old) = self.bar.take() {
+                old.finish_and_clear();
+            }
+            let bar = ProgressBar::new(batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            self.bar = Some(bar);
+        }
+        let bar = self.bar.as_ref().expect("just set");
+        bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+        bar
+    }
+}
+
+impl EventSink for Progress {
+    fn emit(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::RunStarted(s) => {
+                self.epochs = s.config.get("epochs").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+                let resumed = s
+                    .resumed_from_epoch
+                    .map(|e| format!(", resuming after epoch {e}"))
+                    .unwrap_or_default();
+                self.println(format!(
+                    "run {}: {} params on {} ({}), {} train / {} val / {} test images, {} batches per epoch{resumed}",
+                    event.run_id,
+                    s.model.total_params,
+                    s.backend,
+                    s.device,
+                    s.train_size,
+                    s.val_size,
+                    s.test_size,
+                    s.batches_per_epoch
+                ));
+            }
+            EventKind::Batch(b) => {
+                let msg = format!(
+                    "loss {:.4} acc {:.3} f1 {:.3} {:.0} img/s",
+                    b.epoch_loss, b.epoch_accuracy, b.epoch_f1_macro, b.images_per_sec
+                );
+                if self.terminal {
+                    let bar = self.epoch_bar(b.epoch, b.batches);
+                    bar.set_position(b.batch as u64);
+                    bar.set_message(msg);
+                } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY) || b.batch == b.batches {
+                    self.last_line = Some(Instant::now());
+                    eprintln!("epoch {}/{} batch {}/{} {msg}", b.epoch, self.epochs, b.batch, b.batches);
+                }
+            }
+            EventKind::Eval(e) => self.println(format!(
+                "epoch {} {}: loss {:.4} accuracy {:.4} f1 {:.4} mse {:.5} ({} images, {:.1}s)",
+                e.epoch,
+                e.split.as_str(),
+                e.loss,
+                e.accuracy,
+                e.f1_macro,
+                e.mse,
+                e.images,
+                e.seconds
+            )),
+            EventKind::Checkpoint(c) => self.println(format!(
+                "epoch {} checkpoint {}{}",
+                c.epoch,
+                c.path,
+                if c.best { " (best)" } else { "" }
+            )),
+            EventKind::Log(l) => {
+                let level = match l.level {
+                    LogLevel::Info => "info",
+                    LogLevel::Warn => "warning",
+                    LogLevel::Error => "error",
+                };
+                self.println(format!("{level}: {}", l.message));
+            }
+            EventKind::RunFinished(f) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                eprintln!(
+                    "run {} {:?} after {} epochs, {:.1}s training{}",
+                    event.run_id,
+                    f.status,
+                    f.epochs_completed,
+                    f.train_seconds,
+                    f.test_accuracy
+                        .map(|a| format!(", test accuracy {a:.4}"))
+                        .unwrap_or_default()
+                );
+            }
+            EventKind::Samples(_) => {}
+        }
+    }
+}
+
+/// A model summary as an aligned table.
+pub fn format_summary(s: &ModelSummary) -> String {
+    let mut out = format!("{:<9} {:<28} {:>14} {:>9}\n", "layer", "kind", "output", "params");
+    for l in &s.layers {
+        let shape = l.output_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        out += &format!("{:<9} {:<28} {:>14} {:>9}\n", l.name, l.kind, shape, l.params);
+    }
+    out += &format!("{:<9} {:<28} {:>14} {:>9}\n", "total", "", "", s.total_params);
+    out
+}

@@ -1,0 +1,101 @@
+//! `mnist-monitor train`.
+
+use crate::cli::TrainArgs;
+use crate::progress::Progress;
+use mnist_data::{missing_files, Verify};
+use mnist_events::RunStatus;
+use mnist_train::{RunError, RunOptions, TrainConfig};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Exit codes: 0 completed, 1 failed, 2 bad input, 130 stopped by Ctrl-C.
+pub fn run(args: TrainArgs) -> i32 {
+    let base = match &args.config {
+        None => TrainConfig::default(),
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --config {}: {e}", path.display());
+                    return 2;
+                }
+            };
+            match TrainConfig::from_toml(&text) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("error: --config {}: field {}: {}", path.display(), e.field, e.message);
+                    }
+                    return 2;
+                }
+            }
+        }
+    };
+    let config = args.apply(base);
+    if let Err(errors) = config.validate() {
+        for e in errors {
+            eprintln!("error: {}: {}", e.flag(), e.message);
+        }
+        return 2;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::SeqCst) {
+            eprintln!("second Ctrl-C: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("stopping after this batch (Ctrl-C again to quit at once)");
+    });
+
+    let verify = if args.skip_verify { Verify::Skip } else { Verify::Sha256 };
+    let download = !args.no_download && verify == Verify::Sha256 && !missing_files(&args.data_dir).is_empty();
+    let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
+    if !args.quiet {
+        sinks.push(Box::new(Progress::new()));
+    }
+    let opts = RunOptions {
+        data_dir: args.data_dir.clone(),
+        verify,
+        download,
+        runs_dir: args.run_dir.clone(),
+        checkpoints_dir: args.checkpoint_dir.clone(),
+        run_id: args.run_id.clone(),
+        resume: args.resume.clone(),
+        stop,
+        sinks,
+        data: None,
+    };
+    if args.resume.is_some() && config != TrainConfig::default() {
+        eprintln!("note: --resume continues with the run's stored configuration; other training flags are ignored");
+    }
+    match mnist_train::run(config, opts) {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&summary).expect("summary serialises"));
+            }
+            match summary.status {
+                RunStatus::Completed => 0,
+                RunStatus::Stopped => {
+                    eprintln!(
+                        "resume with: mnist-monitor train --resume {} (continues after the last saved epoch)",
+                        summary.run_id
+                    );
+                    130
+                }
+                RunStatus::Failed => 1,
+            }
+        }
+        Err(RunError::Config(errors)) => {
+            for e in errors {
+                eprintln!("error: {}: {}", e.flag(), e.message);
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
