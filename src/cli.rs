@@ -196,6 +196,30 @@ impl TrainArgs {
     }
 }
 
+impl TrainArgs {
+    /// Whether the command line sets config field `field` (underscored name).
+    pub fn sets(&self, field: &str) -> bool {
+        match field {
+            "kernels" => self.kernels.is_some(),
+            "optimizer" => self.optimizer.is_some(),
+            "lr" => self.lr.is_some(),
+            "momentum" => self.momentum.is_some(),
+            "batch_size" => self.batch_size.is_some(),
+            "epochs" => self.epochs.is_some(),
+            "schedule" => self.schedule.is_some(),
+            "backend" => self.backend.is_some(),
+            "seed" => self.seed.is_some(),
+            "val_size" => self.val_size.is_some(),
+            "limit_train" => self.limit_train.is_some(),
+            "limit_val" => self.limit_val.is_some(),
+            "limit_test" => self.limit_test.is_some(),
+            "eval_test_every_epoch" => self.eval_test_every_epoch,
+            "keep_checkpoints" => self.keep_checkpoints.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// Parses `32,64,64,64` (range checks happen in validation, with the others).
 pub fn parse_kernels(s: &str) -> Result<[usize; 4], String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();

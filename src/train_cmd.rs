@@ -34,7 +34,13 @@ pub fn run(args: TrainArgs) -> i32 {
     let config = args.apply(base);
     if let Err(errors) = config.validate() {
         for e in errors {
-            eprintln!("error: {}: {}", e.flag(), e.message);
+            match &args.config {
+                // A value that came from the file and no flag replaced.
+                Some(path) if !args.sets(&e.field) => {
+                    eprintln!("error: --config {}: field {}: {}", path.display(), e.field, e.message)
+                }
+                _ => eprintln!("error: {}: {}", e.flag(), e.message),
+            }
         }
         return 2;
     }

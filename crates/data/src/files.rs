@@ -175,6 +175,13 @@ fn load_pair(dir: &Path, images: &MnistFile, labels: &MnistFile, verify: Verify)
 
 /// Loads the four files from `dir`.
 pub fn load_dir(dir: &Path, verify: Verify) -> Result<Mnist, DataError> {
+    // Name a missing file before spending time reading the others.
+    if let Some(name) = missing_files(dir).first() {
+        return Err(DataError::Missing {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        });
+    }
     let (train_images, train_labels) = load_pair(dir, &FILES[0], &FILES[1], verify)?;
     let (test_images, test_labels) = load_pair(dir, &FILES[2], &FILES[3], verify)?;
     Ok(Mnist {

@@ -203,6 +203,15 @@ impl TrainConfig {
     /// unknown fields, wrong types and out-of-range values alike. Missing
     /// fields take their defaults.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, Vec<FieldError>> {
+        let config = Self::parse_json(value)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`from_json`](Self::from_json) but checks only names and types,
+    /// for a partial configuration that other settings (CLI flags) complete
+    /// before [`validate`](Self::validate).
+    pub fn parse_json(value: &serde_json::Value) -> Result<Self, Vec<FieldError>> {
         let Some(object) = value.as_object() else {
             return Err(vec![FieldError::new("config", "must be a JSON object")]);
         };
@@ -226,17 +235,16 @@ impl TrainConfig {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let config: TrainConfig =
-            serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| vec![FieldError::new("config", e.to_string())])?;
-        config.validate()?;
-        Ok(config)
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| vec![FieldError::new("config", e.to_string())])
     }
 
-    /// Parses a TOML configuration file's text (same fields as the JSON form).
+    /// Parses a TOML configuration file's text (same fields as the JSON
+    /// form), checking names and types; ranges are checked by
+    /// [`validate`](Self::validate) once flags have been applied.
     pub fn from_toml(text: &str) -> Result<Self, Vec<FieldError>> {
         let value: toml::Value = toml::from_str(text).map_err(|e| vec![FieldError::new("config", e.to_string())])?;
         let json = serde_json::to_value(value).map_err(|e| vec![FieldError::new("config", e.to_string())])?;
-        Self::from_json(&json)
+        Self::parse_json(&json)
     }
 }
 
@@ -327,7 +335,9 @@ mod tests {
         let config = TrainConfig::from_toml("epochs = 3\noptimizer = \"sgd\"\nmomentum = 0.9\nkernels = [16, 32, 32, 32]\n").unwrap();
         assert_eq!(config.optimizer, OptimizerKind::Sgd);
         assert_eq!(config.kernels, [16, 32, 32, 32]);
-        let errors = TrainConfig::from_toml("batch_size = 0").unwrap_err();
+        let errors = TrainConfig::from_toml("batch_size = \"big\"").unwrap_err();
         assert_eq!(errors[0].field, "batch_size");
+        let partial = TrainConfig::from_toml("batch_size = 0").unwrap();
+        assert_eq!(partial.validate().unwrap_err()[0].field, "batch_size");
     }
 }

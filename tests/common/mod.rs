@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use mnist_data::{IdxImages, IdxLabels, FILES};
+use mnist_events::Event;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mnist-monitor"))
+}
+
+/// The real MNIST files, which `.ci/run` copies into `datasets/mnist`.
+pub fn real_mnist_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist");
+    assert!(
+        mnist_data::missing_files(&dir).is_empty(),
+        "real MNIST is needed in {}: copy ../shared/datasets/mnist/*.gz there (as .ci/run does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A synthetic, learnable data set in IDX format: class k is a bright 6×6
+/// block at a class-specific place plus deterministic noise.
+pub fn write_synthetic(dir: &Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let make = |n: usize, salt: usize| {
+        let mut pixels = vec![0u8; n * 784];
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = (i * 7 + salt) % 10;
+            labels.push(k as u8);
+            let (r0, c0) = (2 + (k / 5) * 12, 2 + (k % 5) * 5);
+            for r in r0..r0 + 6 {
+                for c in c0..c0 + 4 {
+                    pixels[i * 784 + r * 28 + c] = 255;
+                }
+            }
+            for p in 0..784 {
+                let noise = ((i * 31 + p * 17 + salt) % 97) as u8;
+                pixels[i * 784 + p] = pixels[i * 784 + p].saturating_add(noise / 2);
+            }
+        }
+        (
+            IdxImages { count: n, rows: 28, cols: 28, pixels }.encode(),
+            IdxLabels { labels }.encode(),
+        )
+    };
+    let (ti, tl) = make(train, 0);
+    let (si, sl) = make(test, 3);
+    std::fs::write(dir.join(FILES[0].name), ti).unwrap();
+    std::fs::write(dir.join(FILES[1].name), tl).unwrap();
+    std::fs::write(dir.join(FILES[2].name), si).unwrap();
+    std::fs::write(dir.join(FILES[3].name), sl).unwrap();
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn read_events(path: &Path) -> Vec<Event> {
+    mnist_events::read_events(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Parses the single JSON summary `train --json` prints on stdout.
+pub fn summary(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {text}\nstderr: {}", stderr(out)))
+}

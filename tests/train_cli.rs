@@ -1,0 +1,278 @@
+//! `mnist-monitor train` end to end: validation, real training, events,
+//! checkpoints and resume after a kill.
+
+mod common;
+
+use common::*;
+use mnist_events::{EventKind, RunStatus};
+use std::time::{Duration, Instant};
+
+#[test]
+fn invalid_flags_are_rejected_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--batch-size", "0"], "--batch-size", "1..=65536"),
+        (&["--lr", "-0.1"], "--lr", "(0, 10]"),
+        (&["--lr", "0"], "--lr", "(0, 10]"),
+        (&["--kernels", "32,64,0,600"], "--kernels", "1..=512"),
+        (&["--epochs", "0"], "--epochs", "1..=10000"),
+        (&["--momentum", "1.5"], "--momentum", "[0, 1)"),
+        (&["--optimizer", "rmsprop"], "--optimizer", "adam"),
+        (&["--backend", "tpu"], "--backend", "cuda"),
+        (&["--kernels", "32,64"], "--kernels", "four comma-separated"),
+    ];
+    for (args, flag, range) in cases {
+        let out = bin()
+            .arg("train")
+            .args(*args)
+            .arg("--run-dir")
+            .arg(dir.path().join("runs"))
+            .arg("--data-dir")
+            .arg(dir.path().join("nothing-here"))
+            .arg("--no-download")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains(range), "{args:?} should name {flag} and {range}: {err}");
+    }
+    assert!(!dir.path().join("runs").exists(), "a rejected run must not create its run directory");
+}
+
+#[test]
+fn bad_data_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_synthetic(dir.path(), 50, 10);
+    // Truncate the test labels: the header promises 10 labels.
+    let labels = dir.path().join("t10k-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes.truncate(12);
+    std::fs::write(&labels, bytes).unwrap();
+    let out = bin()
+        .args(["train", "--skip-verify", "--val-size", "10", "--backend", "cpu", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("t10k-labels-idx1-ubyte is malformed") && err.contains("truncated"), "{err}");
+
+    std::fs::remove_file(&labels).unwrap();
+    let out = bin()
+        .args(["train", "--no-download", "--backend", "cpu", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("t10k-labels-idx1-ubyte is missing") && err.contains(&dir.path().display().to_string()), "{err}");
+
+    // The real file names with the wrong content fail verification by name.
+    write_synthetic(dir.path(), 50, 10);
+    let out = bin()
+        .args(["train", "--no-download", "--backend", "cpu", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("train-images-idx3-ubyte is corrupt"), "{err}");
+}
+
+#[test]
+fn short_real_training_learns_and_logs_every_event() {
+    let work = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args([
+            "train", "--epochs", "1", "--limit-train", "2560", "--limit-val", "500", "--limit-test", "1000",
+            "--batch-size", "64", "--backend", "cpu", "--json", "--run-id", "real-short",
+        ])
+        .arg("--data-dir")
+        .arg(real_mnist_dir())
+        .arg("--run-dir")
+        .arg(work.path().join("runs"))
+        .arg("--checkpoint-dir")
+        .arg(work.path().join("ckpt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = summary(&out);
+    let accuracy = summary["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.8, "one epoch on 2,560 real digits should reach well above chance: {summary}");
+    assert_eq!(summary["params"], 225_162);
+    assert_eq!(summary["backend"], "cpu");
+    assert!(summary["images_per_sec"].as_f64().unwrap() > 0.0);
+
+    let events = read_events(&work.path().join("runs/real-short/events.jsonl"));
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "seq is 1, 2, 3, …");
+    assert!(matches!(events[0].kind, EventKind::RunStarted(_)));
+    let EventKind::RunFinished(finished) = &events.last().unwrap().kind else {
+        panic!("last event must be run_finished");
+    };
+    assert_eq!(finished.status, RunStatus::Completed);
+    assert_eq!(finished.test_accuracy, Some(accuracy));
+
+    let batches: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Batch(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches.len(), 40, "2,560 images / 64 = 40 batches, each reported");
+    assert!(batches.iter().enumerate().all(|(i, b)| b.step == i as u64 + 1 && b.batches == 40));
+    let (first, last) = (batches[0], batches[39]);
+    assert!(last.epoch_loss < first.loss, "loss falls: {} -> {}", first.loss, last.epoch_loss);
+    assert!(batches.iter().all(|b| (0.0..=1.0).contains(&b.accuracy) && (0.0..=1.0).contains(&b.f1_macro)));
+
+    let evals: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Eval(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evals.len(), 2, "validation after the epoch, test at the end");
+    let test = evals[1];
+    assert_eq!(test.images, 1000);
+    let total: u64 = test.confusion.iter().flatten().sum();
+    assert_eq!(total, 1000, "the confusion matrix counts every test image once");
+    assert_eq!(test.per_class.iter().map(|c| c.support).sum::<u64>(), 1000);
+    assert!(test.mse > 0.0 && test.mse < 0.1, "softmax-vs-one-hot MSE of a trained model: {}", test.mse);
+
+    let samples = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Samples(s) => Some(s),
+            _ => None,
+        })
+        .expect("a samples event");
+    assert_eq!(samples.samples.len(), 16);
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD.decode(&samples.samples[0].png_base64).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let right = samples.samples.iter().filter(|s| s.label == s.predicted).count();
+    assert!(right >= 10, "most sample predictions are right after an epoch: {right}/16");
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Checkpoint(c) if c.epoch == 1 && c.best)));
+    assert!(work.path().join("ckpt/real-short/epoch-0001/model.mpk").is_file());
+}
+
+#[test]
+fn killed_run_resumes_from_its_last_checkpoint() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 1100, 200);
+    let common_args = |cmd: &mut std::process::Command| {
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .arg("--skip-verify")
+            .arg("--run-dir")
+            .arg(work.path().join("runs"))
+            .arg("--checkpoint-dir")
+            .arg(work.path().join("ckpt"));
+    };
+    let mut cmd = bin();
+    cmd.args([
+        "train", "--epochs", "6", "--val-size", "100", "--kernels", "4,8,8,8", "--batch-size", "50",
+        "--backend", "cpu", "--keep-checkpoints", "2", "--run-id", "killed", "--quiet",
+    ]);
+    common_args(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let log = work.path().join("runs/killed/events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("\"type\":\"checkpoint\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = read_events(&log);
+    assert!(!before.iter().any(|e| matches!(e.kind, EventKind::RunFinished(_))), "a killed run logs no end");
+
+    let mut cmd = bin();
+    cmd.args(["train", "--resume", "killed", "--json", "--quiet"]);
+    common_args(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = summary(&out);
+    assert_eq!(summary["epochs"], 6);
+    assert_eq!(summary["config"]["kernels"], serde_json::json!([4, 8, 8, 8]), "the stored config is used");
+    assert!(summary["test_accuracy"].as_f64().unwrap() > 0.5, "{summary}");
+
+    let after = read_events(&log);
+    let seqs: Vec<u64> = after.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>(), "seq continues without gap or repeat");
+    let resumed_from = after[before.len()..]
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::RunStarted(s) => s.resumed_from_epoch,
+            _ => None,
+        })
+        .expect("the resumed part starts with run_started");
+    assert!((1..6).contains(&resumed_from), "resumed after epoch {resumed_from}");
+    let first_batch = after[before.len()..].iter().find_map(|e| match &e.kind {
+        EventKind::Batch(b) => Some(b),
+        _ => None,
+    });
+    let first_batch = first_batch.expect("the resumed run trains");
+    assert_eq!(first_batch.epoch, resumed_from + 1);
+    assert_eq!(first_batch.step, resumed_from as u64 * 20 + 1, "20 steps per epoch, counted across the resume");
+
+    let mut kept: Vec<String> = std::fs::read_dir(work.path().join("ckpt/killed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    kept.sort();
+    assert!(kept.len() <= 3 && kept.ends_with(&["epoch-0005".into(), "epoch-0006".into()]), "newest 2 plus the best: {kept:?}");
+}
+
+#[test]
+fn resume_of_an_unknown_run_says_so() {
+    let work = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["train", "--resume", "no-such-run", "--checkpoint-dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("no checkpoint of run no-such-run"), "{err}");
+}
+
+#[test]
+fn config_file_and_flags_combine() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("run.toml");
+    std::fs::write(&file, "batch_size = 0\noptimizer = \"sgd\"\n").unwrap();
+    let out = bin().arg("train").arg("--config").arg(&file).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("field batch_size") && err.contains("1..=65536"), "{err}");
+
+    // A flag overrides the file's bad value; the run then trains with SGD from the file.
+    let data = work.path().join("data");
+    write_synthetic(&data, 300, 50);
+    let out = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&file)
+        .args(["--batch-size", "50", "--epochs", "1", "--val-size", "50", "--kernels", "4,4,4,4", "--backend", "cpu", "--skip-verify", "--json", "-q"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--run-dir")
+        .arg(work.path().join("runs"))
+        .arg("--checkpoint-dir")
+        .arg(work.path().join("ckpt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = summary(&out);
+    assert_eq!(summary["config"]["optimizer"], "sgd");
+    assert_eq!(summary["config"]["batch_size"], 50);
+    assert_eq!(summary["steps"], 5);
+}
