@@ -15,6 +15,8 @@ pub struct Cli {
 pub enum Command {
     /// Train the network headless, with a progress bar (or plain lines when not on a terminal).
     Train(Box<TrainArgs>),
+    /// Serve the live web monitor: configure, start and watch runs in the browser.
+    Serve(ServeArgs),
     /// List the compute backends of this build and whether a device answers.
     Backends {
         /// Print JSON.
@@ -30,6 +32,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback requires --token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Token every request must carry (open the page with ?token=…).
+    #[arg(long, env = "MNIST_MONITOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Directory with the four MNIST IDX files.
+    #[arg(long, default_value = "datasets/mnist")]
+    pub data_dir: PathBuf,
+    /// Don't check the files against MNIST's SHA-256.
+    #[arg(long)]
+    pub skip_verify: bool,
+    /// Where run event logs are read and written.
+    #[arg(long, default_value = "runs")]
+    pub run_dir: PathBuf,
+    /// Where checkpoints are written.
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,6 +149,12 @@ pub struct TrainArgs {
     /// Name the run instead of using a timestamp.
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Also serve the live page for this run at ADDR (e.g. 127.0.0.1:8080; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
+    /// Token required by --serve on a non-loopback address.
+    #[arg(long, env = "MNIST_MONITOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print one JSON summary on stdout when the run ends.
     #[arg(long)]
     pub json: bool,

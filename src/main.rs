@@ -23,10 +23,35 @@ fn main() {
         .init();
     let code = match cli.command {
         cli::Command::Train(args) => train_cmd::run(*args),
+        cli::Command::Serve(args) => serve(args),
         cli::Command::Backends { json } => backends(json),
         cli::Command::Model { kernels, json } => model(kernels, json),
     };
     std::process::exit(code);
+}
+
+fn serve(args: cli::ServeArgs) -> i32 {
+    let verify = if args.skip_verify { mnist_data::Verify::Skip } else { mnist_data::Verify::Sha256 };
+    let state = mnist_server::AppState::new(mnist_server::ServerOptions {
+        data_dir: args.data_dir,
+        runs_dir: args.run_dir,
+        checkpoints_dir: args.checkpoint_dir,
+        verify,
+        token: args.token.filter(|t| !t.is_empty()),
+        can_start_runs: true,
+    });
+    let token = state.opts.token.clone();
+    let result = mnist_server::run_blocking(state, args.bind, |addr| {
+        let query = token.map(|_| "?token=<your token>").unwrap_or_default();
+        eprintln!("mnist-monitor serving on http://{addr}/{query}");
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: --bind {}: {e}", args.bind);
+            2
+        }
+    }
 }
 
 fn backends(json: bool) -> i32 {

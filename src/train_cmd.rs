@@ -61,13 +61,23 @@ pub fn run(args: TrainArgs) -> i32 {
     if !args.quiet {
         sinks.push(Box::new(Progress::new()));
     }
+    let run_id = args.resume.clone().or(args.run_id.clone()).unwrap_or_else(mnist_train::new_run_id);
+    if let Some(addr) = args.serve {
+        match serve_run(&args, addr, &run_id, &stop) {
+            Ok(sink) => sinks.push(sink),
+            Err(e) => {
+                eprintln!("error: --serve {addr}: {e}");
+                return 2;
+            }
+        }
+    }
     let opts = RunOptions {
         data_dir: args.data_dir.clone(),
         verify,
         download,
         runs_dir: args.run_dir.clone(),
         checkpoints_dir: args.checkpoint_dir.clone(),
-        run_id: args.run_id.clone(),
+        run_id: Some(run_id),
         resume: args.resume.clone(),
         stop,
         sinks,
@@ -104,4 +114,31 @@ pub fn run(args: TrainArgs) -> i32 {
             2
         }
     }
+}
+
+/// Starts the web monitor on its own thread, showing this run, and returns
+/// the sink that feeds it.
+fn serve_run(
+    args: &TrainArgs,
+    addr: std::net::SocketAddr,
+    run_id: &str,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<Box<dyn mnist_events::EventSink>> {
+    let state = mnist_server::AppState::new(mnist_server::ServerOptions {
+        data_dir: args.data_dir.clone(),
+        runs_dir: args.run_dir.clone(),
+        checkpoints_dir: args.checkpoint_dir.clone(),
+        verify: if args.skip_verify { Verify::Skip } else { Verify::Sha256 },
+        token: args.token.clone().filter(|t| !t.is_empty()),
+        can_start_runs: false,
+    });
+    let hub = mnist_server::hub::RunHub::live(run_id);
+    state.set_current(mnist_server::CurrentRun {
+        hub: hub.clone(),
+        stop: stop.clone(),
+    });
+    let local = mnist_server::spawn(state, addr)?;
+    // Machine-readable for `remote train`, which parses this line.
+    eprintln!("mnist-monitor serving on http://{local}/");
+    Ok(Box::new(mnist_server::hub::HubSink(hub)))
 }

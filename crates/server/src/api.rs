@@ -1,0 +1,283 @@
+//! The JSON HTTP API.
+
+use crate::history::{csv, list_runs, summarise};
+use crate::hub::{HubSink, RunHub};
+use crate::{AppState, CurrentRun};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use mnist_events::{Event, EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
+use mnist_train::{BackendChoice, FieldError, RunOptions, TrainConfig};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/health", web::get().to(health))
+        .route("/api/backends", web::get().to(backends))
+        .route("/api/runs", web::get().to(list))
+        .route("/api/runs", web::post().to(start))
+        .route("/api/runs/{id}", web::get().to(show))
+        .route("/api/runs/{id}/stop", web::post().to(stop))
+        .route("/api/runs/{id}/events", web::get().to(events))
+        .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv));
+}
+
+/// Malformed JSON bodies get the same error shape as invalid fields.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    let body = json!({"errors": [{"field": "body", "message": format!("not a JSON configuration: {err}")}]});
+    actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(body)).into()
+}
+
+fn not_found(id: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": format!("no run {id}")}))
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let current = state.current_hub();
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "current_run": current.as_ref().map(|h| h.run_id.clone()),
+        "training": current.is_some_and(|h| !h.is_finished()),
+        "can_start_runs": state.opts.can_start_runs,
+    }))
+}
+
+async fn backends(state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    let list = web::block(move || state.backends().to_vec()).await.unwrap_or_default();
+    HttpResponse::Ok().json(list)
+}
+
+async fn list(state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    let runs = web::block(move || {
+        let current = state.current_hub();
+        let mut rows: Vec<_> = list_runs(&state.opts.runs_dir)
+            .into_iter()
+            .filter_map(|(id, path)| {
+                if let Some(hub) = current.as_ref().filter(|h| h.run_id == id) {
+                    return Some(summarise(&id, &hub.events_since(0), !hub.is_finished()));
+                }
+                let events: Vec<Arc<Event>> = mnist_events::read_events(path).ok()?.into_iter().map(Arc::new).collect();
+                Some(summarise(&id, &events, false))
+            })
+            .collect();
+        // A live run whose log isn't on disk yet still belongs in the list.
+        if let Some(hub) = current {
+            if !rows.iter().any(|r| r.run_id == hub.run_id) {
+                rows.insert(0, summarise(&hub.run_id, &hub.events_since(0), !hub.is_finished()));
+            }
+        }
+        rows
+    })
+    .await
+    .unwrap_or_default();
+    HttpResponse::Ok().json(runs)
+}
+
+async fn show(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let Some(hub) = state.hub(&id) else {
+        return not_found(&id);
+    };
+    let events = hub.events_since(0);
+    let summary = summarise(&id, &events, !hub.is_finished());
+    let started = events.iter().find_map(|e| match &e.kind {
+        EventKind::RunStarted(s) => Some(s.clone()),
+        _ => None,
+    });
+    let last = |name: &str| events.iter().rev().find(|e| e.kind.name() == name).cloned();
+    let last_eval = |split: &str| {
+        events
+            .iter()
+            .rev()
+            .find(|e| matches!(&e.kind, EventKind::Eval(m) if m.split.as_str() == split))
+            .cloned()
+    };
+    HttpResponse::Ok().json(json!({
+        "run_id": *id,
+        "status": summary.status,
+        "config": summary.config,
+        "model": started.as_ref().map(|s| &s.model),
+        "backend": summary.backend,
+        "device": summary.device,
+        "last_seq": hub.last_seq(),
+        "latest": {
+            "batch": last("batch"),
+            "val": last_eval("val"),
+            "test": last_eval("test"),
+            "samples": last("samples"),
+            "checkpoint": last("checkpoint"),
+        },
+        "summary": summary,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn events(state: web::Data<AppState>, id: web::Path<String>, q: web::Query<Since>) -> HttpResponse {
+    let Some(hub) = state.hub(&id) else {
+        return not_found(&id);
+    };
+    let mut body = String::new();
+    for e in hub.events_since(q.since) {
+        body += &serde_json::to_string(&*e).expect("event serialises");
+        body.push('\n');
+    }
+    HttpResponse::Ok().content_type("application/x-ndjson").body(body)
+}
+
+async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let Some(hub) = state.hub(&id) else {
+        return not_found(&id);
+    };
+    HttpResponse::Ok()
+        .content_type("text/csv")
+        .insert_header(("content-disposition", format!("attachment; filename=\"{id}-metrics.csv\"")))
+        .body(csv(&hub.events_since(0)))
+}
+
+async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let current = state.current.lock().expect("state lock");
+    match current.as_ref() {
+        Some(run) if run.hub.run_id == *id && !run.hub.is_finished() => {
+            run.stop.store(true, Ordering::SeqCst);
+            HttpResponse::Accepted().json(json!({"run_id": *id, "stopping": true}))
+        }
+        Some(run) if run.hub.run_id == *id => {
+            HttpResponse::Conflict().json(json!({"error": format!("run {id} has already finished")}))
+        }
+        _ if state.hub(&id).is_some() => {
+            HttpResponse::Conflict().json(json!({"error": format!("run {id} is not training in this server")}))
+        }
+        _ => not_found(&id),
+    }
+}
+
+fn bad_request(errors: Vec<FieldError>) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "errors": errors }))
+}
+
+async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -> HttpResponse {
+    if !state.opts.can_start_runs {
+        return HttpResponse::Forbidden().json(json!({"error": "this server only watches a run started from the command line"}));
+    }
+    let config = match TrainConfig::from_json(&body) {
+        Ok(c) => c,
+        Err(errors) => return bad_request(errors),
+    };
+    let state = state.into_inner();
+    // Backend and data checks can block (driver probes, reading 50 MB).
+    let prepared = {
+        let state = state.clone();
+        let config = config.clone();
+        web::block(move || prepare(&state, &config)).await
+    };
+    let data = match prepared {
+        Ok(Ok(data)) => data,
+        Ok(Err((status, body))) => return HttpResponse::build(status).json(body),
+        Err(e) => return HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
+    };
+
+    let run_id = mnist_train::new_run_id();
+    let hub = RunHub::live(run_id.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let mut current = state.current.lock().expect("state lock");
+        if let Some(run) = current.as_ref().filter(|r| !r.hub.is_finished()) {
+            return HttpResponse::Conflict().json(json!({
+                "error": format!("run {} is still training; stop it first (one run at a time per server)", run.hub.run_id),
+                "run_id": run.hub.run_id,
+            }));
+        }
+        *current = Some(CurrentRun {
+            hub: hub.clone(),
+            stop: stop.clone(),
+        });
+    }
+    state.current_id.send_replace(Some(run_id.clone()));
+
+    let opts = RunOptions {
+        data_dir: state.opts.data_dir.clone(),
+        verify: state.opts.verify,
+        download: false,
+        runs_dir: state.opts.runs_dir.clone(),
+        checkpoints_dir: state.opts.checkpoints_dir.clone(),
+        run_id: Some(run_id.clone()),
+        resume: None,
+        stop,
+        sinks: vec![Box::new(HubSink(hub.clone()))],
+        data: Some(data),
+    };
+    let thread_hub = hub.clone();
+    let spawned = std::thread::Builder::new().name(format!("train-{run_id}")).spawn(move || {
+        if let Err(e) = mnist_train::run(config, opts) {
+            // The run never started its stream: close the hub so viewers and
+            // the 409 check see it as over.
+            fail_hub(&thread_hub, e.to_string());
+        }
+    });
+    if let Err(e) = spawned {
+        fail_hub(&hub, format!("cannot start the training thread: {e}"));
+    }
+    HttpResponse::Created().json(json!({ "run_id": run_id }))
+}
+
+fn fail_hub(hub: &RunHub, error: String) {
+    tracing::error!("run {} failed to start: {error}", hub.run_id);
+    let next = hub.last_seq() + 1;
+    for (i, kind) in [
+        EventKind::Log(LogMessage {
+            level: LogLevel::Error,
+            message: error.clone(),
+        }),
+        EventKind::RunFinished(RunFinished {
+            status: RunStatus::Failed,
+            error: Some(error),
+            epochs_completed: 0,
+            steps: 0,
+            train_seconds: 0.0,
+            test_accuracy: None,
+            test_f1_macro: None,
+            test_loss: None,
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        hub.push(Event {
+            seq: next + i as u64,
+            ts_ms: mnist_events::now_ms(),
+            run_id: hub.run_id.clone(),
+            kind,
+        });
+    }
+}
+
+/// Checks the backend and loads (once) the data set.
+fn prepare(state: &AppState, config: &TrainConfig) -> Result<Arc<mnist_data::Mnist>, (StatusCode, serde_json::Value)> {
+    if config.backend != BackendChoice::Auto {
+        let name = config.backend.as_str();
+        if let Some(b) = state.backends().iter().find(|b| b.name == name && !b.available) {
+            let error = FieldError::new(
+                "backend",
+                format!("{name} is not usable here: {}", b.reason.clone().unwrap_or_default()),
+            );
+            return Err((StatusCode::BAD_REQUEST, json!({ "errors": [error] })));
+        }
+    }
+    let mut data = state.data.lock().expect("state lock");
+    if let Some(d) = data.as_ref() {
+        return Ok(d.clone());
+    }
+    let loaded = mnist_data::load_dir(&state.opts.data_dir, state.opts.verify)
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e.to_string()})))?;
+    let loaded = Arc::new(loaded);
+    *data = Some(loaded.clone());
+    Ok(loaded)
+}

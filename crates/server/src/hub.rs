@@ -1,0 +1,155 @@
+//! A run's events in memory, fanned out to websocket viewers.
+//!
+//! The trainer pushes each event through a [`HubSink`]; the hub appends it to
+//! the run's log and offers it to every subscriber's bounded queue with
+//! `try_send`. A viewer whose queue is full is dropped (its socket closes and
+//! the page reconnects with its last `seq`), so a slow browser can never slow
+//! training: the trainer only ever takes a short lock and never awaits.
+
+use mnist_events::{Event, EventKind, EventSink};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Events a viewer may fall behind by before it is dropped.
+pub const VIEWER_QUEUE: usize = 4096;
+
+pub struct RunHub {
+    pub run_id: String,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    events: Vec<Arc<Event>>,
+    subscribers: Vec<mpsc::Sender<Arc<Event>>>,
+    finished: bool,
+}
+
+impl RunHub {
+    /// A hub for a run that is about to start.
+    pub fn live(run_id: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self {
+            run_id: run_id.into(),
+            inner: Mutex::new(Inner {
+                events: Vec::new(),
+                subscribers: Vec::new(),
+                finished: false,
+            }),
+        })
+    }
+
+    /// A hub holding a finished (or abandoned) run's logged events.
+    pub fn from_log(run_id: impl Into<String>, events: Vec<Event>) -> Arc<Self> {
+        let hub = Self::live(run_id);
+        {
+            let mut inner = hub.inner.lock().expect("hub lock");
+            inner.events = events.into_iter().map(Arc::new).collect();
+            inner.finished = true;
+        }
+        hub
+    }
+
+    /// Appends an event and offers it to every viewer.
+    pub fn push(&self, event: Event) {
+        let event = Arc::new(event);
+        let mut inner = self.inner.lock().expect("hub lock");
+        inner.events.push(event.clone());
+        inner.subscribers.retain(|tx| tx.try_send(event.clone()).is_ok());
+        if matches!(event.kind, EventKind::RunFinished(_)) {
+            inner.finished = true;
+            // Dropping the senders ends every viewer's stream after this event.
+            inner.subscribers.clear();
+        }
+    }
+
+    /// Every event with `seq > since`, and, while the run is live, a queue
+    /// that will receive every later event: taken under one lock, so there is
+    /// no gap and no duplicate between the two.
+    pub fn subscribe(&self, since: u64) -> (Vec<Arc<Event>>, Option<mpsc::Receiver<Arc<Event>>>) {
+        let mut inner = self.inner.lock().expect("hub lock");
+        let backlog = since_in(&inner.events, since);
+        if inner.finished {
+            return (backlog, None);
+        }
+        let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
+        inner.subscribers.push(tx);
+        (backlog, Some(rx))
+    }
+
+    pub fn events_since(&self, since: u64) -> Vec<Arc<Event>> {
+        since_in(&self.inner.lock().expect("hub lock").events, since)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.inner.lock().expect("hub lock").finished
+    }
+
+    pub fn viewers(&self) -> usize {
+        self.inner.lock().expect("hub lock").subscribers.len()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.inner.lock().expect("hub lock").events.last().map_or(0, |e| e.seq)
+    }
+}
+
+fn since_in(events: &[Arc<Event>], since: u64) -> Vec<Arc<Event>> {
+    // `seq` increases along the log, so the cut point is a binary search.
+    let start = events.partition_point(|e| e.seq <= since);
+    events[start..].to_vec()
+}
+
+/// The trainer-side end of a hub.
+pub struct HubSink(pub Arc<RunHub>);
+
+impl EventSink for HubSink {
+    fn emit(&mut self, event: &Event) {
+        self.0.push(event.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnist_events::{LogLevel, LogMessage};
+
+    fn log(seq: u64) -> Event {
+        Event {
+            seq,
+            ts_ms: 0,
+            run_id: "r".into(),
+            kind: EventKind::Log(LogMessage {
+                level: LogLevel::Info,
+                message: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn subscribe_gives_backlog_then_live_without_gap() {
+        let hub = RunHub::live("r");
+        for s in 1..=5 {
+            hub.push(log(s));
+        }
+        let (backlog, rx) = hub.subscribe(3);
+        assert_eq!(backlog.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+        hub.push(log(6));
+        let mut rx = rx.unwrap();
+        assert_eq!(rx.try_recv().unwrap().seq, 6);
+    }
+
+    #[test]
+    fn a_full_viewer_is_dropped_not_waited_for() {
+        let hub = RunHub::live("r");
+        let (_, rx) = hub.subscribe(0);
+        for s in 1..=(VIEWER_QUEUE as u64 + 10) {
+            hub.push(log(s));
+        }
+        assert_eq!(hub.viewers(), 0);
+        let mut rx = rx.unwrap();
+        let mut got = 0;
+        while rx.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, VIEWER_QUEUE, "it keeps what fitted, then its stream ends");
+    }
+}

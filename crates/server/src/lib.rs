@@ -1,0 +1,239 @@
+//! # mnist-server: the live web monitor
+//!
+//! Serves the page in `web/static` (embedded in the binary), a JSON HTTP API
+//! to configure, start, stop and inspect runs, and websockets that stream a
+//! run's events to any number of viewers. Runs started here train on a
+//! thread of their own; the server consumes their event stream through a
+//! [`hub::RunHub`], the same stream the JSONL log and the progress bar read.
+//!
+//! Safe by default: binding anywhere but loopback requires a token, and then
+//! every request must carry it (`Authorization: Bearer`, `?token=` or the
+//! cookie the page gets when opened with `?token=`).
+
+mod api;
+mod assets;
+pub mod history;
+pub mod hub;
+mod ws;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use futures_util::future::{ready, Either};
+use hub::RunHub;
+use mnist_data::Mnist;
+use mnist_train::BackendStatus;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::watch;
+
+/// Where the server's runs read and write.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub runs_dir: PathBuf,
+    pub checkpoints_dir: PathBuf,
+    pub verify: mnist_data::Verify,
+    /// Required on every request when set.
+    pub token: Option<String>,
+    /// Whether this server may start runs (`train --serve` only watches).
+    pub can_start_runs: bool,
+}
+
+/// A run being trained by (or watched from) this process.
+pub struct CurrentRun {
+    pub hub: Arc<RunHub>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Shared state of all handlers.
+pub struct AppState {
+    pub opts: ServerOptions,
+    current: Mutex<Option<CurrentRun>>,
+    /// The id of the run `/ws/runs/current` follows; changes wake its viewers.
+    current_id: watch::Sender<Option<String>>,
+    data: Mutex<Option<Arc<Mnist>>>,
+    backends: OnceLock<Vec<BackendStatus>>,
+}
+
+impl AppState {
+    pub fn new(opts: ServerOptions) -> Arc<Self> {
+        Arc::new(Self {
+            opts,
+            current: Mutex::new(None),
+            current_id: watch::channel(None).0,
+            data: Mutex::new(None),
+            backends: OnceLock::new(),
+        })
+    }
+
+    /// Makes `run` the run the server shows (used by `train --serve`, and by
+    /// the API when it starts one).
+    pub fn set_current(&self, run: CurrentRun) {
+        let id = run.hub.run_id.clone();
+        *self.current.lock().expect("state lock") = Some(run);
+        self.current_id.send_replace(Some(id));
+    }
+
+    pub fn current_hub(&self) -> Option<Arc<RunHub>> {
+        self.current.lock().expect("state lock").as_ref().map(|c| c.hub.clone())
+    }
+
+    /// Probing GPU backends initialises drivers, so do it once.
+    pub fn backends(&self) -> &[BackendStatus] {
+        self.backends.get_or_init(mnist_train::probe_all)
+    }
+
+    /// The hub of `run_id`: the live one, or one loaded from its log.
+    pub fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
+        if let Some(hub) = self.current_hub().filter(|h| h.run_id == run_id) {
+            return Some(hub);
+        }
+        if !valid_run_id(run_id) {
+            return None;
+        }
+        let path = self.opts.runs_dir.join(run_id).join("events.jsonl");
+        let events = mnist_events::read_events(path).ok()?;
+        Some(RunHub::from_log(run_id, events))
+    }
+}
+
+fn valid_run_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// Why the server refused to start.
+#[derive(Debug)]
+pub struct BindError(pub String);
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks the bind address against the token rule: loopback is always
+/// allowed; anything else needs a token.
+pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), BindError> {
+    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(BindError(format!(
+            "refusing to listen on {addr} without a token: anyone who can reach it could start runs. \
+             Bind 127.0.0.1 (and use an SSH tunnel), or pass --token / set MNIST_MONITOR_TOKEN"
+        )))
+    }
+}
+
+fn authorised(req: &actix_web::dev::ServiceRequest, token: &str) -> bool {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned());
+    let cookie = req.cookie("mnist_monitor_token").map(|c| c.value().to_string());
+    [bearer.map(str::to_string), query, cookie].into_iter().flatten().any(|t| t == token)
+}
+
+/// Binds `addr` (port 0 picks a free one) and returns the running server and
+/// the address it listens on. The server runs on the current actix system.
+pub fn bind(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    check_bind(&addr, state.opts.token.as_deref()).map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.0))?;
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        let token = data.opts.token.clone();
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(api::json_error))
+            .wrap_fn(move |req, srv| match &token {
+                Some(t) if !authorised(&req, t) => {
+                    let response = HttpResponse::Unauthorized()
+                        .json(serde_json::json!({"error": "a token is required: open the page with ?token=… or send Authorization: Bearer …"}));
+                    Either::Left(ready(Ok(ServiceResponse::new(req.into_parts().0, response).map_into_right_body())))
+                }
+                Some(t) => {
+                    // Opening the page with ?token= sets a cookie so that the
+                    // page's own requests and websockets carry it.
+                    let set_cookie = req.query_string().contains("token=");
+                    let t = t.clone();
+                    let fut = srv.call(req);
+                    Either::Right(Box::pin(async move {
+                        let mut res = fut.await?;
+                        if set_cookie {
+                            let cookie = actix_web::cookie::Cookie::build("mnist_monitor_token", t)
+                                .path("/")
+                                .http_only(true)
+                                .same_site(actix_web::cookie::SameSite::Strict)
+                                .finish();
+                            let _ = res.response_mut().add_cookie(&cookie);
+                        }
+                        Ok(res.map_into_left_body())
+                    }) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>)
+                }
+                None => {
+                    let fut = srv.call(req);
+                    Either::Right(Box::pin(async move { Ok(fut.await?.map_into_left_body()) })
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>)
+                }
+            })
+            .configure(api::routes)
+            .configure(ws::routes)
+            .default_service(web::to(assets::serve))
+    })
+    .workers(2)
+    .shutdown_timeout(1)
+    .disable_signals()
+    .bind(addr)?;
+    let local = server.addrs()[0];
+    Ok((server.run(), local))
+}
+
+/// Runs the server on a new thread with its own actix system. Returns the
+/// address it listens on once it is listening.
+pub fn spawn(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("mnist-server".into()).spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            match bind(state, addr) {
+                Ok((server, local)) => {
+                    let _ = tx.send(Ok(local));
+                    let _ = server.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+    })?;
+    rx.recv().map_err(|_| std::io::Error::other("server thread ended"))?
+}
+
+/// Runs the server on the calling thread until it stops.
+pub fn run_blocking(state: Arc<AppState>, addr: SocketAddr, on_listen: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let (server, local) = bind(state, addr)?;
+        on_listen(local);
+        server.await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(check_bind(&local, None).is_ok());
+        let err = check_bind(&public, None).unwrap_err().0;
+        assert!(err.contains("--token") && err.contains("MNIST_MONITOR_TOKEN"), "{err}");
+        assert!(check_bind(&public, Some("")).is_err());
+        assert!(check_bind(&public, Some("s3cret")).is_ok());
+    }
+}

@@ -1,0 +1,198 @@
+//! Websockets: `/ws/runs/{id}` streams one run; `/ws/runs/current` follows
+//! whichever run the server is showing.
+//!
+//! Protocol (server → client, JSON text frames):
+//! * `{"type":"snapshot", ...}` first, unless the client asked for `?since=SEQ`
+//!   (see [`crate::history::snapshot`]);
+//! * then every event (`run_started`, `batch`, …) with its `seq`, in order;
+//! * `{"type":"idle"}` when following `current` and no run exists yet;
+//! * `{"type":"run_changed","run_id":…}` when `current` moves to a new run
+//!   (a snapshot of the new run follows);
+//! * the socket closes with reason `lagged` if the client fell more than
+//!   [`crate::hub::VIEWER_QUEUE`] events behind: reconnect with `?since=` the
+//!   last `seq` received and nothing is lost.
+//!
+//! `?since=SEQ` (with `&run=ID` on `current`, so that a reconnect after the
+//! current run changed gets a snapshot instead) sends exactly the events
+//! after SEQ, then live ones.
+
+use crate::history::snapshot;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/runs/{id}", web::get().to(open));
+}
+
+#[derive(Deserialize)]
+struct Query {
+    since: Option<u64>,
+    run: Option<String>,
+}
+
+async fn open(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<Query>,
+) -> actix_web::Result<HttpResponse> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let q = q.into_inner();
+    actix_web::rt::spawn(serve(state.into_inner(), id.into_inner(), q.since, q.run, session, stream));
+    Ok(response)
+}
+
+enum Next {
+    /// The socket is done.
+    Close(Option<CloseReason>),
+    /// `current` moved to another run: start over with a snapshot.
+    Switch,
+}
+
+async fn send(session: &mut Session, value: &impl serde::Serialize) -> bool {
+    session.text(serde_json::to_string(value).expect("serialises")).await.is_ok()
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    id: String,
+    mut since: Option<u64>,
+    run: Option<String>,
+    mut session: Session,
+    mut stream: MessageStream,
+) {
+    let follow = id == "current";
+    let mut changes = state.current_id.subscribe();
+    // On `current`, `since` only applies to the run the client last saw.
+    if follow && run.is_some() && run != state.current_hub().map(|h| h.run_id.clone()) {
+        since = None;
+    }
+    loop {
+        changes.borrow_and_update();
+        let hub = if follow { state.current_hub() } else { state.hub(&id) };
+        let next = match hub {
+            None if !follow => {
+                let _ = send(&mut session, &json!({"type": "error", "error": format!("no run {id}")})).await;
+                Next::Close(Some(CloseCode::Normal.into()))
+            }
+            None => {
+                if !send(&mut session, &json!({"type": "idle"})).await {
+                    return;
+                }
+                wait_for_change(&mut changes, &mut stream, &mut session).await
+            }
+            Some(hub) => {
+                let (backlog, rx) = hub.subscribe(since.unwrap_or(0));
+                let ok = match since {
+                    None => send(&mut session, &snapshot(&hub.run_id, &backlog, rx.is_some())).await,
+                    Some(_) => {
+                        let mut ok = true;
+                        for event in &backlog {
+                            ok = ok && send(&mut session, &**event).await;
+                        }
+                        ok
+                    }
+                };
+                if !ok {
+                    return;
+                }
+                stream_live(&hub, rx, follow, &mut changes, &mut stream, &mut session).await
+            }
+        };
+        match next {
+            Next::Close(reason) => {
+                let _ = session.close(reason).await;
+                return;
+            }
+            Next::Switch => {
+                since = None;
+                let run_id = state.current_hub().map(|h| h.run_id.clone());
+                if !send(&mut session, &json!({"type": "run_changed", "run_id": run_id})).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Forwards live events until the run ends, the viewer lags, the client
+/// leaves or (when following) the current run changes.
+async fn stream_live(
+    hub: &crate::hub::RunHub,
+    rx: Option<tokio::sync::mpsc::Receiver<Arc<mnist_events::Event>>>,
+    follow: bool,
+    changes: &mut tokio::sync::watch::Receiver<Option<String>>,
+    stream: &mut MessageStream,
+    session: &mut Session,
+) -> Next {
+    if let Some(mut rx) = rx {
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => {
+                        if !send(session, &*event).await {
+                            return Next::Close(None);
+                        }
+                    }
+                    None if hub.is_finished() => break,
+                    None => {
+                        return Next::Close(Some(CloseReason {
+                            code: CloseCode::Again,
+                            description: Some("lagged".into()),
+                        }))
+                    }
+                },
+                msg = stream.recv() => {
+                    if !client_alive(msg, session).await {
+                        return Next::Close(None);
+                    }
+                }
+                changed = changes.changed(), if follow => {
+                    if changed.is_err() {
+                        return Next::Close(None);
+                    }
+                    return Next::Switch;
+                }
+            }
+        }
+    }
+    // The run is over: a `current` viewer waits for the next one.
+    if follow {
+        wait_for_change(changes, stream, session).await
+    } else {
+        Next::Close(Some(CloseCode::Normal.into()))
+    }
+}
+
+async fn wait_for_change(
+    changes: &mut tokio::sync::watch::Receiver<Option<String>>,
+    stream: &mut MessageStream,
+    session: &mut Session,
+) -> Next {
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                return if changed.is_ok() { Next::Switch } else { Next::Close(None) };
+            }
+            msg = stream.recv() => {
+                if !client_alive(msg, session).await {
+                    return Next::Close(None);
+                }
+            }
+        }
+    }
+}
+
+/// Answers pings; false once the client has gone.
+async fn client_alive(msg: Option<Result<Message, actix_ws::ProtocolError>>, session: &mut Session) -> bool {
+    match msg {
+        Some(Ok(Message::Ping(bytes))) => session.pong(&bytes).await.is_ok(),
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,
+        Some(Ok(_)) => true,
+    }
+}
