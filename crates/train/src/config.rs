@@ -203,17 +203,34 @@ impl TrainConfig {
     /// unknown fields, wrong types and out-of-range values alike. Missing
     /// fields take their defaults.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, Vec<FieldError>> {
-        let config = Self::parse_json(value)?;
-        config.validate()?;
-        Ok(config)
+        let (config, mut errors) = Self::parse_partial(value);
+        if let Err(range_errors) = config.validate() {
+            // A field with a bad type kept its default; don't report it twice.
+            let typed: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
+            errors.extend(range_errors.into_iter().filter(|e| !typed.contains(&e.field)));
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Like [`from_json`](Self::from_json) but checks only names and types,
     /// for a partial configuration that other settings (CLI flags) complete
     /// before [`validate`](Self::validate).
     pub fn parse_json(value: &serde_json::Value) -> Result<Self, Vec<FieldError>> {
+        match Self::parse_partial(value) {
+            (config, errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// The configuration from every well-typed field (defaults elsewhere),
+    /// and an error for each unknown or ill-typed field.
+    fn parse_partial(value: &serde_json::Value) -> (Self, Vec<FieldError>) {
         let Some(object) = value.as_object() else {
-            return Err(vec![FieldError::new("config", "must be a JSON object")]);
+            return (Self::default(), vec![FieldError::new("config", "must be a JSON object")]);
         };
         let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
         let mut merged = defaults.as_object().expect("object").clone();
@@ -232,10 +249,8 @@ impl TrainConfig {
             }
             merged.insert(key.clone(), v.clone());
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| vec![FieldError::new("config", e.to_string())])
+        let config = serde_json::from_value(serde_json::Value::Object(merged)).expect("each field was checked");
+        (config, errors)
     }
 
     /// Parses a TOML configuration file's text (same fields as the JSON
@@ -309,12 +324,13 @@ mod tests {
             "optimizer": "rmsprop",
             "batch_size": -3,
             "colour": "blue",
-            "lr": 0.5
+            "lr": 0.5,
+            "epochs": 0
         }))
         .unwrap_err();
         let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
         fields.sort();
-        assert_eq!(fields, ["batch_size", "colour", "kernels", "optimizer"]);
+        assert_eq!(fields, ["batch_size", "colour", "epochs", "kernels", "optimizer"]);
         let optimizer = errors.iter().find(|e| e.field == "optimizer").unwrap();
         assert!(optimizer.message.contains("\"adam\", \"sgd\""), "{}", optimizer.message);
     }

@@ -1,0 +1,60 @@
+// End-to-end test of the page in a real headless Chromium (Debian's), driven
+// by playwright-core. Usage: node tests/e2e/page.mjs BASE_URL SCREENSHOT.png
+// Exits non-zero with a message on the first failed expectation.
+import { createRequire } from 'node:module';
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const [base, screenshot] = process.argv.slice(2);
+const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1500, height: 1250 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(base, { waitUntil: 'load' });
+  await page.waitForSelector('#conn.ok', { timeout: 15000 });
+
+  // A bad value is shown next to its field, and nothing starts.
+  await page.fill('input[name=batch_size]', '0');
+  await page.click('#start');
+  await page.waitForFunction(() => document.querySelector('[data-error=batch_size]').textContent.includes('1..=65536'), null, { timeout: 10000 });
+  if (!(await page.$('input[name=batch_size].invalid'))) fail('the bad field is not marked');
+
+  // A real run: small preset, CPU, a few hundred images.
+  await page.click('[data-preset="16,32,32,32"]');
+  await page.fill('input[name=batch_size]', '32');
+  await page.fill('input[name=epochs]', '3');
+  await page.fill('input[name=limit_train]', '1600');
+  await page.fill('input[name=limit_test]', '500');
+  await page.selectOption('select[name=backend]', 'cpu');
+  await page.click('#start');
+  await page.waitForFunction(() => document.querySelector('[data-error=batch_size]').textContent === '', null, { timeout: 10000 });
+
+  // Chart points arrive batch by batch.
+  await page.waitForFunction(() => {
+    const legend = document.querySelectorAll('#chart-loss .u-over');
+    return legend.length && document.querySelector('#s-batch').textContent.includes('/');
+  }, null, { timeout: 60000 });
+  await page.waitForFunction(() => Number((document.querySelector('#s-batch').textContent.split('/')[0] || '0').trim()) >= 5, null, { timeout: 60000 });
+  if ((await page.textContent('#s-backend')).indexOf('cpu') < 0) fail('backend not shown');
+  // Sample images and the confusion matrix after the first evaluation.
+  await page.waitForSelector('#samples .sample img', { timeout: 120000 });
+  const samples = await page.$$eval('#samples .sample', (els) => els.map((e) => e.className));
+  if (samples.length !== 16) fail(`expected 16 samples, saw ${samples.length}`);
+  if (!(await page.$$eval('#confusion td', (tds) => tds.length === 100))) fail('confusion matrix is not 10x10');
+  if (!(await page.textContent('#model-total')).includes('parameters')) fail('model panel is empty');
+  // Drawn series: uPlot keeps the data; the loss chart must hold points.
+  const points = await page.evaluate(() => window.mnistMonitor.charts.loss.data[0].length);
+  if (points < 5) fail(`the loss chart holds ${points} points`);
+  await page.screenshot({ path: screenshot, fullPage: true });
+  if (errors.length) fail(`page errors: ${errors.join('; ')}`);
+  console.log('page e2e ok');
+} finally {
+  await browser.close();
+}

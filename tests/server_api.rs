@@ -1,0 +1,232 @@
+//! The web monitor's HTTP API and websockets against a real `serve` process
+//! training real (tiny) runs.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+    _work: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let work = tempfile::tempdir().unwrap();
+    write_synthetic(&work.path().join("data"), 1200, 200);
+    let mut child = bin()
+        .args(["serve", "--bind", "127.0.0.1:0", "--skip-verify", "--data-dir"])
+        .arg(work.path().join("data"))
+        .arg("--run-dir")
+        .arg(work.path().join("runs"))
+        .arg("--checkpoint-dir")
+        .arg(work.path().join("ckpt"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().expect("serve prints its address").unwrap();
+    let url = line.split("serving on ").nth(1).unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    let base = url.trim().trim_end_matches('/').to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base, _work: work }
+}
+
+fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+fn post(url: &str, body: &Value) -> (u16, Value) {
+    let result = ureq::post(url).set("content-type", "application/json").send_string(&body.to_string());
+    let (code, text) = match result {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{url}: {e}"),
+    };
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn tiny_config(epochs: usize) -> Value {
+    json!({"kernels": [4, 4, 4, 4], "batch_size": 20, "epochs": epochs, "backend": "cpu", "val_size": 100, "limit_test": 100})
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+fn ws_connect(base: &str, path: &str) -> Ws {
+    let url = format!("{}{path}", base.replace("http://", "ws://"));
+    let (ws, _) = tungstenite::connect(url).unwrap();
+    ws
+}
+
+/// Next JSON message, or None when the server closed the socket.
+fn next_message(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(tungstenite::Message::Close(_)) => return None,
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => return None,
+            Err(e) => panic!("websocket: {e}"),
+        }
+    }
+}
+
+fn wait_finished(base: &str, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = get(&format!("{base}/api/runs/{run_id}"));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["status"] != "running" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "run {run_id} did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_config_is_a_400_naming_every_field_and_the_server_lives_on() {
+    let server = start_server();
+    let (code, body) = post(
+        &format!("{}/api/runs", server.base),
+        &json!({"kernels": [32, 64, 0, 64], "batch_size": 0, "lr": -1, "optimizer": "lbfgs", "epochs": 2}),
+    );
+    assert_eq!(code, 400, "{body}");
+    let mut fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    fields.sort();
+    assert_eq!(fields, ["batch_size", "kernels", "lr", "optimizer"], "{body}");
+    let kernels = body["errors"].as_array().unwrap().iter().find(|e| e["field"] == "kernels").unwrap();
+    assert!(kernels["message"].as_str().unwrap().contains("1..=512"));
+
+    let (code, body) = post(&format!("{}/api/runs", server.base), &json!("not an object"));
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = {
+        let r = ureq::post(&format!("{}/api/runs", server.base)).set("content-type", "application/json").send_string("{oops");
+        match r {
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 400);
+    let (code, health) = get(&format!("{}/api/health", server.base));
+    assert_eq!(code, 200);
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+}
+
+#[test]
+fn a_run_streams_over_the_websocket_and_resumes_by_seq_without_gaps() {
+    let server = start_server();
+    let (code, body) = post(&format!("{}/api/runs", server.base), &tiny_config(3));
+    assert_eq!(code, 201, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+
+    // One run at a time.
+    let (code, body) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
+    if code != 201 {
+        assert_eq!(code, 409, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("one run at a time"), "{body}");
+    }
+
+    // First connection: everything from the start, then hang up early.
+    let mut ws = ws_connect(&server.base, &format!("/ws/runs/{run_id}?since=0"));
+    let mut seqs = Vec::new();
+    let mut kinds = Vec::new();
+    while seqs.len() < 12 {
+        let Some(m) = next_message(&mut ws) else { break };
+        seqs.push(m["seq"].as_u64().unwrap());
+        kinds.push(m["type"].as_str().unwrap().to_string());
+    }
+    drop(ws);
+    // Reconnect from the last seq seen: the rest, no gap, no repeat.
+    let last = *seqs.last().unwrap();
+    let mut ws = ws_connect(&server.base, &format!("/ws/runs/{run_id}?since={last}"));
+    while let Some(m) = next_message(&mut ws) {
+        seqs.push(m["seq"].as_u64().unwrap());
+        kinds.push(m["type"].as_str().unwrap().to_string());
+        if m["type"] == "run_finished" {
+            assert_eq!(m["status"], "completed");
+            break;
+        }
+    }
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "seq 1..n exactly once each");
+    assert_eq!(kinds[0], "run_started");
+    assert_eq!(kinds.last().unwrap(), "run_finished");
+    let batches = kinds.iter().filter(|k| *k == "batch").count();
+    assert_eq!(batches, 3 * 55, "1,100 training images / 20 = 55 batches × 3 epochs");
+
+    // The same events over HTTP, as JSON lines and CSV.
+    let (_, jsonl) = get(&format!("{}/api/runs/{run_id}/events?since=0", server.base));
+    assert_eq!(jsonl.lines().count(), seqs.len());
+    let (_, tail) = get(&format!("{}/api/runs/{run_id}/events?since={}", server.base, seqs.len() - 2));
+    assert_eq!(tail.lines().count(), 2);
+    let (_, csv) = get(&format!("{}/api/runs/{run_id}/metrics.csv", server.base));
+    assert!(csv.starts_with("kind,split,epoch,batch,step,loss"));
+    assert_eq!(csv.lines().filter(|l| l.starts_with("batch,")).count(), 165);
+    assert_eq!(csv.lines().filter(|l| l.starts_with("eval,")).count(), 4, "3 val + 1 test");
+
+    let show = wait_finished(&server.base, &run_id);
+    assert_eq!(show["status"], "completed");
+    assert_eq!(show["model"]["total_params"], 4 * 9 + 4 + 3 * (4 * 4 * 9 + 4) + 64 * 128 + 128 + 1290);
+    let (_, runs) = get(&format!("{}/api/runs", server.base));
+    let runs: Value = serde_json::from_str(&runs).unwrap();
+    assert!(runs.as_array().unwrap().iter().any(|r| r["run_id"] == run_id.as_str() && r["status"] == "completed"));
+}
+
+#[test]
+fn current_gives_a_downsampled_snapshot_and_a_run_can_be_stopped() {
+    let server = start_server();
+    let mut ws = ws_connect(&server.base, "/ws/runs/current");
+    assert_eq!(next_message(&mut ws).unwrap()["type"], "idle");
+
+    let (code, body) = post(&format!("{}/api/runs", server.base), &tiny_config(200));
+    assert_eq!(code, 201, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+    assert_eq!(next_message(&mut ws).unwrap()["type"], "run_changed");
+    let snapshot = next_message(&mut ws).unwrap();
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["run_id"], run_id.as_str());
+
+    // Let it train a little, then stop it over the API.
+    let mut batches = 0;
+    while batches < 30 {
+        let m = next_message(&mut ws).unwrap();
+        if m["type"] == "batch" {
+            batches += 1;
+        }
+    }
+    let (code, body) = post(&format!("{}/api/runs/{run_id}/stop", server.base), &json!({}));
+    assert_eq!(code, 202, "{body}");
+    loop {
+        let m = next_message(&mut ws).expect("the socket stays open until the run ends");
+        if m["type"] == "run_finished" {
+            assert_eq!(m["status"], "stopped");
+            break;
+        }
+    }
+    let (code, _) = post(&format!("{}/api/runs/{run_id}/stop", server.base), &json!({}));
+    assert_eq!(code, 409, "stopping a finished run is a conflict");
+
+    // A late viewer gets the whole history as one bounded snapshot.
+    let mut late = ws_connect(&server.base, &format!("/ws/runs/{run_id}"));
+    let snap = next_message(&mut late).unwrap();
+    assert_eq!(snap["type"], "snapshot");
+    assert!(snap["series"]["loss"].as_array().unwrap().len() <= 2000);
+    assert!(snap["batch_count"].as_u64().unwrap() >= 30);
+    assert!(snap["events"].as_array().unwrap().iter().any(|e| e["type"] == "run_started"));
+}
