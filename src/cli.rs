@@ -5,7 +5,11 @@ use mnist_train::{BackendChoice, OptimizerKind, Schedule, TrainConfig};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "mnist-monitor", version, about = "Train a four-conv CNN on MNIST with Burn and watch it live")]
+#[command(
+    name = "mnist-monitor",
+    version,
+    about = "Train a four-conv CNN on MNIST with Burn and watch it live"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

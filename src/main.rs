@@ -31,7 +31,11 @@ fn main() {
 }
 
 fn serve(args: cli::ServeArgs) -> i32 {
-    let verify = if args.skip_verify { mnist_data::Verify::Skip } else { mnist_data::Verify::Sha256 };
+    let verify = if args.skip_verify {
+        mnist_data::Verify::Skip
+    } else {
+        mnist_data::Verify::Sha256
+    };
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
         data_dir: args.data_dir,
         runs_dir: args.run_dir,
@@ -57,7 +61,10 @@ fn serve(args: cli::ServeArgs) -> i32 {
 fn backends(json: bool) -> i32 {
     let all = mnist_train::probe_all();
     if json {
-        println!("{}", serde_json::to_string_pretty(&all).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("serialises")
+        );
     } else {
         for b in all {
             let state = match (&b.device, &b.reason) {
@@ -79,7 +86,10 @@ fn model(kernels: [usize; 4], json: bool) -> i32 {
     }
     let summary = config.summary();
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("serialises")
+        );
     } else {
         print!("{}", progress::format_summary(&summary));
     }

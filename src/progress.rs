@@ -34,16 +34,21 @@ impl Progress {
     }
 
     fn epoch_bar(&mut self, epoch: usize, batches: usize) -> &ProgressBar {
-        let stale = self.bar.as_ref().is_some_and(|b| b.length() != Some(batches as u64) || b.is_finished());
+        let stale = self
+            .bar
+            .as_ref()
+            .is_some_and(|b| b.length() != Some(batches as u64) || b.is_finished());
         if self.bar.is_none() || stale {
             if let Some(old) = self.bar.take() {
                 old.finish_and_clear();
             }
             let bar = ProgressBar::new(batches as u64);
             bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             self.bar = Some(bar);
         }
@@ -83,9 +88,14 @@ impl EventSink for Progress {
                     let bar = self.epoch_bar(b.epoch, b.batches);
                     bar.set_position(b.batch as u64);
                     bar.set_message(msg);
-                } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY) || b.batch == b.batches {
+                } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY)
+                    || b.batch == b.batches
+                {
                     self.last_line = Some(Instant::now());
-                    eprintln!("epoch {}/{} batch {}/{} {msg}", b.epoch, self.epochs, b.batch, b.batches);
+                    eprintln!(
+                        "epoch {}/{} batch {}/{} {msg}",
+                        b.epoch, self.epochs, b.batch, b.batches
+                    );
                 }
             }
             EventKind::Eval(e) => self.println(format!(
@@ -135,11 +145,25 @@ impl EventSink for Progress {
 
 /// A model summary as an aligned table.
 pub fn format_summary(s: &ModelSummary) -> String {
-    let mut out = format!("{:<9} {:<28} {:>14} {:>9}\n", "layer", "kind", "output", "params");
+    let mut out = format!(
+        "{:<9} {:<28} {:>14} {:>9}\n",
+        "layer", "kind", "output", "params"
+    );
     for l in &s.layers {
-        let shape = l.output_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
-        out += &format!("{:<9} {:<28} {:>14} {:>9}\n", l.name, l.kind, shape, l.params);
+        let shape = l
+            .output_shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        out += &format!(
+            "{:<9} {:<28} {:>14} {:>9}\n",
+            l.name, l.kind, shape, l.params
+        );
     }
-    out += &format!("{:<9} {:<28} {:>14} {:>9}\n", "total", "", "", s.total_params);
+    out += &format!(
+        "{:<9} {:<28} {:>14} {:>9}\n",
+        "total", "", "", s.total_params
+    );
     out
 }

@@ -24,7 +24,12 @@ pub fn run(args: TrainArgs) -> i32 {
                 Ok(c) => c,
                 Err(errors) => {
                     for e in errors {
-                        eprintln!("error: --config {}: field {}: {}", path.display(), e.field, e.message);
+                        eprintln!(
+                            "error: --config {}: field {}: {}",
+                            path.display(),
+                            e.field,
+                            e.message
+                        );
                     }
                     return 2;
                 }
@@ -37,7 +42,12 @@ pub fn run(args: TrainArgs) -> i32 {
             match &args.config {
                 // A value that came from the file and no flag replaced.
                 Some(path) if !args.sets(&e.field) => {
-                    eprintln!("error: --config {}: field {}: {}", path.display(), e.field, e.message)
+                    eprintln!(
+                        "error: --config {}: field {}: {}",
+                        path.display(),
+                        e.field,
+                        e.message
+                    )
                 }
                 _ => eprintln!("error: {}: {}", e.flag(), e.message),
             }
@@ -55,13 +65,22 @@ pub fn run(args: TrainArgs) -> i32 {
         eprintln!("stopping after this batch (Ctrl-C again to quit at once)");
     });
 
-    let verify = if args.skip_verify { Verify::Skip } else { Verify::Sha256 };
-    let download = !args.no_download && verify == Verify::Sha256 && !missing_files(&args.data_dir).is_empty();
+    let verify = if args.skip_verify {
+        Verify::Skip
+    } else {
+        Verify::Sha256
+    };
+    let download =
+        !args.no_download && verify == Verify::Sha256 && !missing_files(&args.data_dir).is_empty();
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
     if !args.quiet {
         sinks.push(Box::new(Progress::new()));
     }
-    let run_id = args.resume.clone().or(args.run_id.clone()).unwrap_or_else(mnist_train::new_run_id);
+    let run_id = args
+        .resume
+        .clone()
+        .or(args.run_id.clone())
+        .unwrap_or_else(mnist_train::new_run_id);
     if let Some(addr) = args.serve {
         match serve_run(&args, addr, &run_id, &stop) {
             Ok(sink) => sinks.push(sink),
@@ -89,7 +108,10 @@ pub fn run(args: TrainArgs) -> i32 {
     match mnist_train::run(config, opts) {
         Ok(summary) => {
             if args.json {
-                println!("{}", serde_json::to_string(&summary).expect("summary serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string(&summary).expect("summary serialises")
+                );
             }
             match summary.status {
                 RunStatus::Completed => 0,
@@ -128,7 +150,11 @@ fn serve_run(
         data_dir: args.data_dir.clone(),
         runs_dir: args.run_dir.clone(),
         checkpoints_dir: args.checkpoint_dir.clone(),
-        verify: if args.skip_verify { Verify::Skip } else { Verify::Sha256 },
+        verify: if args.skip_verify {
+            Verify::Skip
+        } else {
+            Verify::Sha256
+        },
         token: args.token.clone().filter(|t| !t.is_empty()),
         can_start_runs: false,
     });

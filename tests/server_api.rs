@@ -26,7 +26,13 @@ fn start_server() -> Server {
     let work = tempfile::tempdir().unwrap();
     write_synthetic(&work.path().join("data"), 1200, 200);
     let mut child = bin()
-        .args(["serve", "--bind", "127.0.0.1:0", "--skip-verify", "--data-dir"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--skip-verify",
+            "--data-dir",
+        ])
         .arg(work.path().join("data"))
         .arg("--run-dir")
         .arg(work.path().join("runs"))
@@ -38,10 +44,17 @@ fn start_server() -> Server {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let line = lines.next().expect("serve prints its address").unwrap();
-    let url = line.split("serving on ").nth(1).unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    let url = line
+        .split("serving on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
     let base = url.trim().trim_end_matches('/').to_string();
     std::thread::spawn(move || for _ in lines {});
-    Server { child, base, _work: work }
+    Server {
+        child,
+        base,
+        _work: work,
+    }
 }
 
 fn get(url: &str) -> (u16, String) {
@@ -53,7 +66,9 @@ fn get(url: &str) -> (u16, String) {
 }
 
 fn post(url: &str, body: &Value) -> (u16, Value) {
-    let result = ureq::post(url).set("content-type", "application/json").send_string(&body.to_string());
+    let result = ureq::post(url)
+        .set("content-type", "application/json")
+        .send_string(&body.to_string());
     let (code, text) = match result {
         Ok(r) => (r.status(), r.into_string().unwrap()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
@@ -81,7 +96,9 @@ fn next_message(ws: &mut Ws) -> Option<Value> {
             Ok(tungstenite::Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
             Ok(tungstenite::Message::Close(_)) => return None,
             Ok(_) => continue,
-            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => return None,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                return None
+            }
             Err(e) => panic!("websocket: {e}"),
         }
     }
@@ -108,16 +125,35 @@ fn bad_config_is_a_400_naming_every_field_and_the_server_lives_on() {
         &json!({"kernels": [32, 64, 0, 64], "batch_size": 0, "lr": -1, "optimizer": "lbfgs", "epochs": 2}),
     );
     assert_eq!(code, 400, "{body}");
-    let mut fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let mut fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     fields.sort();
-    assert_eq!(fields, ["batch_size", "kernels", "lr", "optimizer"], "{body}");
-    let kernels = body["errors"].as_array().unwrap().iter().find(|e| e["field"] == "kernels").unwrap();
+    assert_eq!(
+        fields,
+        ["batch_size", "kernels", "lr", "optimizer"],
+        "{body}"
+    );
+    let kernels = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["field"] == "kernels")
+        .unwrap();
     assert!(kernels["message"].as_str().unwrap().contains("1..=512"));
 
-    let (code, body) = post(&format!("{}/api/runs", server.base), &json!("not an object"));
+    let (code, body) = post(
+        &format!("{}/api/runs", server.base),
+        &json!("not an object"),
+    );
     assert_eq!(code, 400, "{body}");
     let (code, _) = {
-        let r = ureq::post(&format!("{}/api/runs", server.base)).set("content-type", "application/json").send_string("{oops");
+        let r = ureq::post(&format!("{}/api/runs", server.base))
+            .set("content-type", "application/json")
+            .send_string("{oops");
         match r {
             Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
             other => panic!("{other:?}"),
@@ -140,7 +176,13 @@ fn a_run_streams_over_the_websocket_and_resumes_by_seq_without_gaps() {
     let (code, body) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
     if code != 201 {
         assert_eq!(code, 409, "{body}");
-        assert!(body["error"].as_str().unwrap().contains("one run at a time"), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("one run at a time"),
+            "{body}"
+        );
     }
 
     // First connection: everything from the start, then hang up early.
@@ -148,7 +190,9 @@ fn a_run_streams_over_the_websocket_and_resumes_by_seq_without_gaps() {
     let mut seqs = Vec::new();
     let mut kinds = Vec::new();
     while seqs.len() < 12 {
-        let Some(m) = next_message(&mut ws) else { break };
+        let Some(m) = next_message(&mut ws) else {
+            break;
+        };
         seqs.push(m["seq"].as_u64().unwrap());
         kinds.push(m["type"].as_str().unwrap().to_string());
     }
@@ -164,28 +208,51 @@ fn a_run_streams_over_the_websocket_and_resumes_by_seq_without_gaps() {
             break;
         }
     }
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "seq 1..n exactly once each");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "seq 1..n exactly once each"
+    );
     assert_eq!(kinds[0], "run_started");
     assert_eq!(kinds.last().unwrap(), "run_finished");
     let batches = kinds.iter().filter(|k| *k == "batch").count();
-    assert_eq!(batches, 3 * 55, "1,100 training images / 20 = 55 batches × 3 epochs");
+    assert_eq!(
+        batches,
+        3 * 55,
+        "1,100 training images / 20 = 55 batches × 3 epochs"
+    );
 
     // The same events over HTTP, as JSON lines and CSV.
     let (_, jsonl) = get(&format!("{}/api/runs/{run_id}/events?since=0", server.base));
     assert_eq!(jsonl.lines().count(), seqs.len());
-    let (_, tail) = get(&format!("{}/api/runs/{run_id}/events?since={}", server.base, seqs.len() - 2));
+    let (_, tail) = get(&format!(
+        "{}/api/runs/{run_id}/events?since={}",
+        server.base,
+        seqs.len() - 2
+    ));
     assert_eq!(tail.lines().count(), 2);
     let (_, csv) = get(&format!("{}/api/runs/{run_id}/metrics.csv", server.base));
     assert!(csv.starts_with("kind,split,epoch,batch,step,loss"));
     assert_eq!(csv.lines().filter(|l| l.starts_with("batch,")).count(), 165);
-    assert_eq!(csv.lines().filter(|l| l.starts_with("eval,")).count(), 4, "3 val + 1 test");
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("eval,")).count(),
+        4,
+        "3 val + 1 test"
+    );
 
     let show = wait_finished(&server.base, &run_id);
     assert_eq!(show["status"], "completed");
-    assert_eq!(show["model"]["total_params"], 4 * 9 + 4 + 3 * (4 * 4 * 9 + 4) + 64 * 128 + 128 + 1290);
+    assert_eq!(
+        show["model"]["total_params"],
+        4 * 9 + 4 + 3 * (4 * 4 * 9 + 4) + 64 * 128 + 128 + 1290
+    );
     let (_, runs) = get(&format!("{}/api/runs", server.base));
     let runs: Value = serde_json::from_str(&runs).unwrap();
-    assert!(runs.as_array().unwrap().iter().any(|r| r["run_id"] == run_id.as_str() && r["status"] == "completed"));
+    assert!(runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["run_id"] == run_id.as_str() && r["status"] == "completed"));
 }
 
 #[test]
@@ -210,7 +277,10 @@ fn current_gives_a_downsampled_snapshot_and_a_run_can_be_stopped() {
             batches += 1;
         }
     }
-    let (code, body) = post(&format!("{}/api/runs/{run_id}/stop", server.base), &json!({}));
+    let (code, body) = post(
+        &format!("{}/api/runs/{run_id}/stop", server.base),
+        &json!({}),
+    );
     assert_eq!(code, 202, "{body}");
     loop {
         let m = next_message(&mut ws).expect("the socket stays open until the run ends");
@@ -219,7 +289,10 @@ fn current_gives_a_downsampled_snapshot_and_a_run_can_be_stopped() {
             break;
         }
     }
-    let (code, _) = post(&format!("{}/api/runs/{run_id}/stop", server.base), &json!({}));
+    let (code, _) = post(
+        &format!("{}/api/runs/{run_id}/stop", server.base),
+        &json!({}),
+    );
     assert_eq!(code, 409, "stopping a finished run is a conflict");
 
     // A late viewer gets the whole history as one bounded snapshot.
@@ -228,5 +301,9 @@ fn current_gives_a_downsampled_snapshot_and_a_run_can_be_stopped() {
     assert_eq!(snap["type"], "snapshot");
     assert!(snap["series"]["loss"].as_array().unwrap().len() <= 2000);
     assert!(snap["batch_count"].as_u64().unwrap() >= 30);
-    assert!(snap["events"].as_array().unwrap().iter().any(|e| e["type"] == "run_started"));
+    assert!(snap["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "run_started"));
 }

@@ -34,9 +34,15 @@ fn invalid_flags_are_rejected_before_any_work() {
             .unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(flag) && err.contains(range), "{args:?} should name {flag} and {range}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(range),
+            "{args:?} should name {flag} and {range}: {err}"
+        );
     }
-    assert!(!dir.path().join("runs").exists(), "a rejected run must not create its run directory");
+    assert!(
+        !dir.path().join("runs").exists(),
+        "a rejected run must not create its run directory"
+    );
 }
 
 #[test]
@@ -49,13 +55,24 @@ fn bad_data_gets_a_clear_error() {
     bytes.truncate(12);
     std::fs::write(&labels, bytes).unwrap();
     let out = bin()
-        .args(["train", "--skip-verify", "--val-size", "10", "--backend", "cpu", "--data-dir"])
+        .args([
+            "train",
+            "--skip-verify",
+            "--val-size",
+            "10",
+            "--backend",
+            "cpu",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("t10k-labels-idx1-ubyte is malformed") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte is malformed") && err.contains("truncated"),
+        "{err}"
+    );
 
     std::fs::remove_file(&labels).unwrap();
     let out = bin()
@@ -64,7 +81,11 @@ fn bad_data_gets_a_clear_error() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert!(err.contains("t10k-labels-idx1-ubyte is missing") && err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte is missing")
+            && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
 
     // The real file names with the wrong content fail verification by name.
     write_synthetic(dir.path(), 50, 10);
@@ -82,8 +103,22 @@ fn short_real_training_learns_and_logs_every_event() {
     let work = tempfile::tempdir().unwrap();
     let out = bin()
         .args([
-            "train", "--epochs", "1", "--limit-train", "2560", "--limit-val", "500", "--limit-test", "1000",
-            "--batch-size", "64", "--backend", "cpu", "--json", "--run-id", "real-short",
+            "train",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "2560",
+            "--limit-val",
+            "500",
+            "--limit-test",
+            "1000",
+            "--batch-size",
+            "64",
+            "--backend",
+            "cpu",
+            "--json",
+            "--run-id",
+            "real-short",
         ])
         .arg("--data-dir")
         .arg(real_mnist_dir())
@@ -96,14 +131,21 @@ fn short_real_training_learns_and_logs_every_event() {
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = summary(&out);
     let accuracy = summary["test_accuracy"].as_f64().unwrap();
-    assert!(accuracy > 0.8, "one epoch on 2,560 real digits should reach well above chance: {summary}");
+    assert!(
+        accuracy > 0.8,
+        "one epoch on 2,560 real digits should reach well above chance: {summary}"
+    );
     assert_eq!(summary["params"], 225_162);
     assert_eq!(summary["backend"], "cpu");
     assert!(summary["images_per_sec"].as_f64().unwrap() > 0.0);
 
     let events = read_events(&work.path().join("runs/real-short/events.jsonl"));
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "seq is 1, 2, 3, …");
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "seq is 1, 2, 3, …"
+    );
     assert!(matches!(events[0].kind, EventKind::RunStarted(_)));
     let EventKind::RunFinished(finished) = &events.last().unwrap().kind else {
         panic!("last event must be run_finished");
@@ -118,11 +160,25 @@ fn short_real_training_learns_and_logs_every_event() {
             _ => None,
         })
         .collect();
-    assert_eq!(batches.len(), 40, "2,560 images / 64 = 40 batches, each reported");
-    assert!(batches.iter().enumerate().all(|(i, b)| b.step == i as u64 + 1 && b.batches == 40));
+    assert_eq!(
+        batches.len(),
+        40,
+        "2,560 images / 64 = 40 batches, each reported"
+    );
+    assert!(batches
+        .iter()
+        .enumerate()
+        .all(|(i, b)| b.step == i as u64 + 1 && b.batches == 40));
     let (first, last) = (batches[0], batches[39]);
-    assert!(last.epoch_loss < first.loss, "loss falls: {} -> {}", first.loss, last.epoch_loss);
-    assert!(batches.iter().all(|b| (0.0..=1.0).contains(&b.accuracy) && (0.0..=1.0).contains(&b.f1_macro)));
+    assert!(
+        last.epoch_loss < first.loss,
+        "loss falls: {} -> {}",
+        first.loss,
+        last.epoch_loss
+    );
+    assert!(batches
+        .iter()
+        .all(|b| (0.0..=1.0).contains(&b.accuracy) && (0.0..=1.0).contains(&b.f1_macro)));
 
     let evals: Vec<_> = events
         .iter()
@@ -131,13 +187,24 @@ fn short_real_training_learns_and_logs_every_event() {
             _ => None,
         })
         .collect();
-    assert_eq!(evals.len(), 2, "validation after the epoch, test at the end");
+    assert_eq!(
+        evals.len(),
+        2,
+        "validation after the epoch, test at the end"
+    );
     let test = evals[1];
     assert_eq!(test.images, 1000);
     let total: u64 = test.confusion.iter().flatten().sum();
-    assert_eq!(total, 1000, "the confusion matrix counts every test image once");
+    assert_eq!(
+        total, 1000,
+        "the confusion matrix counts every test image once"
+    );
     assert_eq!(test.per_class.iter().map(|c| c.support).sum::<u64>(), 1000);
-    assert!(test.mse > 0.0 && test.mse < 0.1, "softmax-vs-one-hot MSE of a trained model: {}", test.mse);
+    assert!(
+        test.mse > 0.0 && test.mse < 0.1,
+        "softmax-vs-one-hot MSE of a trained model: {}",
+        test.mse
+    );
 
     let samples = events
         .iter()
@@ -148,12 +215,26 @@ fn short_real_training_learns_and_logs_every_event() {
         .expect("a samples event");
     assert_eq!(samples.samples.len(), 16);
     use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD.decode(&samples.samples[0].png_base64).unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(&samples.samples[0].png_base64)
+        .unwrap();
     assert_eq!(&png[1..4], b"PNG");
-    let right = samples.samples.iter().filter(|s| s.label == s.predicted).count();
-    assert!(right >= 10, "most sample predictions are right after an epoch: {right}/16");
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Checkpoint(c) if c.epoch == 1 && c.best)));
-    assert!(work.path().join("ckpt/real-short/epoch-0001/model.mpk").is_file());
+    let right = samples
+        .samples
+        .iter()
+        .filter(|s| s.label == s.predicted)
+        .count();
+    assert!(
+        right >= 10,
+        "most sample predictions are right after an epoch: {right}/16"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Checkpoint(c) if c.epoch == 1 && c.best)));
+    assert!(work
+        .path()
+        .join("ckpt/real-short/epoch-0001/model.mpk")
+        .is_file());
 }
 
 #[test]
@@ -172,8 +253,22 @@ fn killed_run_resumes_from_its_last_checkpoint() {
     };
     let mut cmd = bin();
     cmd.args([
-        "train", "--epochs", "6", "--val-size", "100", "--kernels", "4,8,8,8", "--batch-size", "50",
-        "--backend", "cpu", "--keep-checkpoints", "2", "--run-id", "killed", "--quiet",
+        "train",
+        "--epochs",
+        "6",
+        "--val-size",
+        "100",
+        "--kernels",
+        "4,8,8,8",
+        "--batch-size",
+        "50",
+        "--backend",
+        "cpu",
+        "--keep-checkpoints",
+        "2",
+        "--run-id",
+        "killed",
+        "--quiet",
     ]);
     common_args(&mut cmd);
     let mut child = cmd.spawn().unwrap();
@@ -185,13 +280,21 @@ fn killed_run_resumes_from_its_last_checkpoint() {
             break;
         }
         assert!(Instant::now() < deadline, "no checkpoint within 120 s");
-        assert!(child.try_wait().unwrap().is_none(), "run ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let before = read_events(&log);
-    assert!(!before.iter().any(|e| matches!(e.kind, EventKind::RunFinished(_))), "a killed run logs no end");
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RunFinished(_))),
+        "a killed run logs no end"
+    );
 
     let mut cmd = bin();
     cmd.args(["train", "--resume", "killed", "--json", "--quiet"]);
@@ -200,12 +303,23 @@ fn killed_run_resumes_from_its_last_checkpoint() {
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = summary(&out);
     assert_eq!(summary["epochs"], 6);
-    assert_eq!(summary["config"]["kernels"], serde_json::json!([4, 8, 8, 8]), "the stored config is used");
-    assert!(summary["test_accuracy"].as_f64().unwrap() > 0.5, "{summary}");
+    assert_eq!(
+        summary["config"]["kernels"],
+        serde_json::json!([4, 8, 8, 8]),
+        "the stored config is used"
+    );
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap() > 0.5,
+        "{summary}"
+    );
 
     let after = read_events(&log);
     let seqs: Vec<u64> = after.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>(), "seq continues without gap or repeat");
+    assert_eq!(
+        seqs,
+        (1..=after.len() as u64).collect::<Vec<_>>(),
+        "seq continues without gap or repeat"
+    );
     let resumed_from = after[before.len()..]
         .iter()
         .find_map(|e| match &e.kind {
@@ -213,14 +327,21 @@ fn killed_run_resumes_from_its_last_checkpoint() {
             _ => None,
         })
         .expect("the resumed part starts with run_started");
-    assert!((1..6).contains(&resumed_from), "resumed after epoch {resumed_from}");
+    assert!(
+        (1..6).contains(&resumed_from),
+        "resumed after epoch {resumed_from}"
+    );
     let first_batch = after[before.len()..].iter().find_map(|e| match &e.kind {
         EventKind::Batch(b) => Some(b),
         _ => None,
     });
     let first_batch = first_batch.expect("the resumed run trains");
     assert_eq!(first_batch.epoch, resumed_from + 1);
-    assert_eq!(first_batch.step, resumed_from as u64 * 20 + 1, "20 steps per epoch, counted across the resume");
+    assert_eq!(
+        first_batch.step,
+        resumed_from as u64 * 20 + 1,
+        "20 steps per epoch, counted across the resume"
+    );
 
     let mut kept: Vec<String> = std::fs::read_dir(work.path().join("ckpt/killed"))
         .unwrap()
@@ -228,7 +349,10 @@ fn killed_run_resumes_from_its_last_checkpoint() {
         .filter(|n| n.starts_with("epoch-"))
         .collect();
     kept.sort();
-    assert!(kept.len() <= 3 && kept.ends_with(&["epoch-0005".into(), "epoch-0006".into()]), "newest 2 plus the best: {kept:?}");
+    assert!(
+        kept.len() <= 3 && kept.ends_with(&["epoch-0005".into(), "epoch-0006".into()]),
+        "newest 2 plus the best: {kept:?}"
+    );
 }
 
 #[test]
@@ -249,10 +373,18 @@ fn config_file_and_flags_combine() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("run.toml");
     std::fs::write(&file, "batch_size = 0\noptimizer = \"sgd\"\n").unwrap();
-    let out = bin().arg("train").arg("--config").arg(&file).output().unwrap();
+    let out = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(err.contains("field batch_size") && err.contains("1..=65536"), "{err}");
+    assert!(
+        err.contains("field batch_size") && err.contains("1..=65536"),
+        "{err}"
+    );
 
     // A flag overrides the file's bad value; the run then trains with SGD from the file.
     let data = work.path().join("data");
@@ -261,7 +393,21 @@ fn config_file_and_flags_combine() {
         .arg("train")
         .arg("--config")
         .arg(&file)
-        .args(["--batch-size", "50", "--epochs", "1", "--val-size", "50", "--kernels", "4,4,4,4", "--backend", "cpu", "--skip-verify", "--json", "-q"])
+        .args([
+            "--batch-size",
+            "50",
+            "--epochs",
+            "1",
+            "--val-size",
+            "50",
+            "--kernels",
+            "4,4,4,4",
+            "--backend",
+            "cpu",
+            "--skip-verify",
+            "--json",
+            "-q",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .arg("--run-dir")

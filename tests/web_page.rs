@@ -19,7 +19,10 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
         "playwright-core is missing: run `npm ci --prefix web` (as .ci/run does)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "{chromium} is missing: apt-get install chromium (as .ci/run does)");
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install chromium (as .ci/run does)"
+    );
 
     let work = tempfile::tempdir().unwrap();
     let mut server = bin()
@@ -34,7 +37,12 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
         .unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let url = first.split("serving on ").nth(1).expect("address line").trim().to_string();
+    let url = first
+        .split("serving on ")
+        .nth(1)
+        .expect("address line")
+        .trim()
+        .to_string();
     std::thread::spawn(move || for _ in lines {});
 
     let shot = std::env::var("CARGO_TARGET_DIR")
@@ -56,5 +64,8 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a real screenshot was saved");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a real screenshot was saved"
+    );
 }

@@ -43,7 +43,13 @@ pub fn write_synthetic(dir: &Path, train: usize, test: usize) {
             }
         }
         (
-            IdxImages { count: n, rows: 28, cols: 28, pixels }.encode(),
+            IdxImages {
+                count: n,
+                rows: 28,
+                cols: 28,
+                pixels,
+            }
+            .encode(),
             IdxLabels { labels }.encode(),
         )
     };
@@ -66,5 +72,10 @@ pub fn read_events(path: &Path) -> Vec<Event> {
 /// Parses the single JSON summary `train --json` prints on stdout.
 pub fn summary(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {text}\nstderr: {}", stderr(out)))
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {text}\nstderr: {}",
+            stderr(out)
+        )
+    })
 }

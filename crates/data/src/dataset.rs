@@ -86,13 +86,20 @@ impl Mnist {
         }
         let train_end = n - opts.val_size;
         let train_len = opts.limit_train.map_or(train_end, |l| l.min(train_end));
-        let val_len = opts.limit_val.map_or(opts.val_size, |l| l.min(opts.val_size));
+        let val_len = opts
+            .limit_val
+            .map_or(opts.val_size, |l| l.min(opts.val_size));
         let test_len = opts
             .limit_test
             .map_or(self.test_labels.len(), |l| l.min(self.test_labels.len()));
         Ok(Splits {
             train: MnistSplit::range(&self.train_images, &self.train_labels, 0, train_len),
-            val: MnistSplit::range(&self.train_images, &self.train_labels, train_end, train_end + val_len),
+            val: MnistSplit::range(
+                &self.train_images,
+                &self.train_labels,
+                train_end,
+                train_end + val_len,
+            ),
             test: MnistSplit::range(&self.test_images, &self.test_labels, 0, test_len),
         })
     }
@@ -103,7 +110,9 @@ impl Mnist {
 /// order it would have seen without the interruption.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     order.shuffle(&mut rng);
     order
 }

@@ -125,7 +125,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Reads, decompresses and (optionally) verifies one file.
-fn read_verified(dir: &Path, file: &MnistFile, verify: Verify) -> Result<(PathBuf, Vec<u8>), DataError> {
+fn read_verified(
+    dir: &Path,
+    file: &MnistFile,
+    verify: Verify,
+) -> Result<(PathBuf, Vec<u8>), DataError> {
     let path = locate(dir, file).ok_or_else(|| DataError::Missing {
         name: file.name.to_string(),
         dir: dir.to_path_buf(),
@@ -151,7 +155,12 @@ fn read_verified(dir: &Path, file: &MnistFile, verify: Verify) -> Result<(PathBu
     Ok((path, bytes))
 }
 
-fn load_pair(dir: &Path, images: &MnistFile, labels: &MnistFile, verify: Verify) -> Result<(Vec<u8>, Vec<u8>), DataError> {
+fn load_pair(
+    dir: &Path,
+    images: &MnistFile,
+    labels: &MnistFile,
+    verify: Verify,
+) -> Result<(Vec<u8>, Vec<u8>), DataError> {
     let (ipath, ibytes) = read_verified(dir, images, verify)?;
     let (lpath, lbytes) = read_verified(dir, labels, verify)?;
     let imgs = IdxImages::parse(&ibytes).map_err(|source| DataError::Malformed {
@@ -244,9 +253,11 @@ fn download_one(url: &str, dir: &Path, file: &MnistFile) -> Result<(), String> {
         None => indicatif::ProgressBar::new_spinner(),
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(file.name);
     let mut body = Vec::new();
@@ -256,7 +267,10 @@ fn download_one(url: &str, dir: &Path, file: &MnistFile) -> Result<(), String> {
     let content = gunzip_if_needed(body.clone()).map_err(|e| e.to_string())?;
     let actual = sha256_hex(&content);
     if actual != file.sha256 {
-        return Err(format!("content SHA-256 {actual} does not match {}", file.sha256));
+        return Err(format!(
+            "content SHA-256 {actual} does not match {}",
+            file.sha256
+        ));
     }
     let target = dir.join(format!("{}.gz", file.name));
     let tmp = dir.join(format!(".{}.gz.part", file.name));
@@ -302,7 +316,9 @@ mod tests {
     fn verification_names_the_corrupt_file() {
         let dir = tempfile::tempdir().unwrap();
         write_set(dir.path(), 20, 5);
-        let err = load_dir(dir.path(), Verify::Sha256).unwrap_err().to_string();
+        let err = load_dir(dir.path(), Verify::Sha256)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("train-images-idx3-ubyte is corrupt"), "{err}");
         assert!(err.contains(FILES[0].sha256), "{err}");
     }
@@ -322,11 +338,20 @@ mod tests {
     fn count_mismatch_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         write_set(dir.path(), 20, 5);
-        let labels = IdxLabels { labels: vec![1; 19] };
+        let labels = IdxLabels {
+            labels: vec![1; 19],
+        };
         std::fs::write(dir.path().join(FILES[1].name), labels.encode()).unwrap();
         let err = load_dir(dir.path(), Verify::Skip).unwrap_err();
         assert!(
-            matches!(err, DataError::CountMismatch { image_count: 20, label_count: 19, .. }),
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    image_count: 20,
+                    label_count: 19,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -336,8 +361,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_set(dir.path(), 20, 5);
         std::fs::remove_file(dir.path().join(FILES[2].name)).unwrap();
-        std::fs::write(dir.path().join(format!("{}.gz", FILES[2].name)), [0x1f, 0x8b, 8, 0, 0]).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{}.gz", FILES[2].name)),
+            [0x1f, 0x8b, 8, 0, 0],
+        )
+        .unwrap();
         let err = load_dir(dir.path(), Verify::Skip).unwrap_err().to_string();
-        assert!(err.contains("t10k-images-idx3-ubyte.gz is malformed"), "{err}");
+        assert!(
+            err.contains("t10k-images-idx3-ubyte.gz is malformed"),
+            "{err}"
+        );
     }
 }

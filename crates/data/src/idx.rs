@@ -110,7 +110,12 @@ impl IdxImages {
     /// Encodes images as an IDX3 file (used by tests and tools that write data sets).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.pixels.len());
-        for v in [IMAGES_MAGIC, self.count as u32, self.rows as u32, self.cols as u32] {
+        for v in [
+            IMAGES_MAGIC,
+            self.count as u32,
+            self.rows as u32,
+            self.cols as u32,
+        ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out.extend_from_slice(&self.pixels);
@@ -175,17 +180,28 @@ mod tests {
         let back = IdxImages::parse(&img.encode()).unwrap();
         assert_eq!(back.count, 3);
         assert_eq!(back.pixels, img.pixels);
-        let labels = IdxLabels { labels: vec![0, 9, 4] };
-        assert_eq!(IdxLabels::parse(&labels.encode()).unwrap().labels, vec![0, 9, 4]);
+        let labels = IdxLabels {
+            labels: vec![0, 9, 4],
+        };
+        assert_eq!(
+            IdxLabels::parse(&labels.encode()).unwrap().labels,
+            vec![0, 9, 4]
+        );
     }
 
     #[test]
     fn rejects_wrong_magic() {
         let bytes = IdxLabels { labels: vec![1] }.encode();
         let err = IdxImages::parse(&[bytes.clone(), vec![0; 8]].concat()).unwrap_err();
-        assert!(matches!(err, IdxError::WrongMagic { found: 0x801, .. }), "{err}");
+        assert!(
+            matches!(err, IdxError::WrongMagic { found: 0x801, .. }),
+            "{err}"
+        );
         let err = IdxLabels::parse(&images(1).encode()).unwrap_err();
-        assert!(err.to_string().contains("wrong magic number 0x00000803"), "{err}");
+        assert!(
+            err.to_string().contains("wrong magic number 0x00000803"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -201,7 +217,10 @@ mod tests {
         );
         assert!(matches!(
             IdxImages::parse(&bytes[..10]).unwrap_err(),
-            IdxError::TooShort { len: 10, needed: 16 }
+            IdxError::TooShort {
+                len: 10,
+                needed: 16
+            }
         ));
         let mut labels = IdxLabels { labels: vec![1, 2] }.encode();
         labels.push(3);
@@ -213,10 +232,16 @@ mod tests {
 
     #[test]
     fn rejects_non_digit_labels_and_odd_sizes() {
-        let labels = IdxLabels { labels: vec![1, 12] }.encode();
+        let labels = IdxLabels {
+            labels: vec![1, 12],
+        }
+        .encode();
         assert_eq!(
             IdxLabels::parse(&labels).unwrap_err(),
-            IdxError::BadLabel { index: 1, label: 12 }
+            IdxError::BadLabel {
+                index: 1,
+                label: 12
+            }
         );
         let mut img = images(1);
         img.rows = 14;

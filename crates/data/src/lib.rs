@@ -15,8 +15,12 @@ pub mod dataset;
 pub mod files;
 pub mod idx;
 
-pub use dataset::{epoch_order, normalise, Mnist, MnistSplit, SplitOptions, Splits, MNIST_MEAN, MNIST_STD};
-pub use files::{ensure_downloaded, load_dir, missing_files, DataError, MnistFile, Verify, FILES, MIRRORS};
+pub use dataset::{
+    epoch_order, normalise, Mnist, MnistSplit, SplitOptions, Splits, MNIST_MEAN, MNIST_STD,
+};
+pub use files::{
+    ensure_downloaded, load_dir, missing_files, DataError, MnistFile, Verify, FILES, MIRRORS,
+};
 pub use idx::{IdxError, IdxImages, IdxLabels};
 
 /// Side length of an MNIST image.

@@ -104,7 +104,10 @@ mod tests {
             .write_all(b"{\"seq\":4,\"ts_")
             .unwrap();
         let events = read_events(&path).unwrap();
-        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

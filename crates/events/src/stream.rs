@@ -80,7 +80,9 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink_seen = seen.clone();
         let mut stream = EventStream::new("run", 41);
-        stream.add_sink(FnSink(move |e: &Event| sink_seen.lock().unwrap().push(e.seq)));
+        stream.add_sink(FnSink(move |e: &Event| {
+            sink_seen.lock().unwrap().push(e.seq)
+        }));
         for _ in 0..3 {
             stream.emit(EventKind::Log(LogMessage {
                 level: LogLevel::Info,

@@ -118,17 +118,57 @@ impl CnnConfig {
             params,
         };
         let layers = vec![
-            row("conv1", format!("Conv2d 3x3 1→{k1} + ReLU"), &[k1, 26, 26], conv_params(1, k1)),
-            row("conv2", format!("Conv2d 3x3 {k1}→{k2} + ReLU"), &[k2, 24, 24], conv_params(k1, k2)),
+            row(
+                "conv1",
+                format!("Conv2d 3x3 1→{k1} + ReLU"),
+                &[k1, 26, 26],
+                conv_params(1, k1),
+            ),
+            row(
+                "conv2",
+                format!("Conv2d 3x3 {k1}→{k2} + ReLU"),
+                &[k2, 24, 24],
+                conv_params(k1, k2),
+            ),
             row("pool1", "MaxPool2d 2x2".into(), &[k2, 12, 12], 0),
-            row("dropout1", format!("Dropout p={}", self.dropout1), &[k2, 12, 12], 0),
-            row("conv3", format!("Conv2d 3x3 {k2}→{k3} + ReLU"), &[k3, 10, 10], conv_params(k2, k3)),
-            row("conv4", format!("Conv2d 3x3 {k3}→{k4} + ReLU"), &[k4, 8, 8], conv_params(k3, k4)),
+            row(
+                "dropout1",
+                format!("Dropout p={}", self.dropout1),
+                &[k2, 12, 12],
+                0,
+            ),
+            row(
+                "conv3",
+                format!("Conv2d 3x3 {k2}→{k3} + ReLU"),
+                &[k3, 10, 10],
+                conv_params(k2, k3),
+            ),
+            row(
+                "conv4",
+                format!("Conv2d 3x3 {k3}→{k4} + ReLU"),
+                &[k4, 8, 8],
+                conv_params(k3, k4),
+            ),
             row("pool2", "MaxPool2d 2x2".into(), &[k4, 4, 4], 0),
-            row("dropout2", format!("Dropout p={}", self.dropout2), &[k4, 4, 4], 0),
+            row(
+                "dropout2",
+                format!("Dropout p={}", self.dropout2),
+                &[k4, 4, 4],
+                0,
+            ),
             row("flatten", "Flatten".into(), &[k4 * 16], 0),
-            row("fc1", format!("Linear {}→{HIDDEN} + ReLU", k4 * 16), &[HIDDEN], k4 * 16 * HIDDEN + HIDDEN),
-            row("fc2", format!("Linear {HIDDEN}→{CLASSES}"), &[CLASSES], HIDDEN * CLASSES + CLASSES),
+            row(
+                "fc1",
+                format!("Linear {}→{HIDDEN} + ReLU", k4 * 16),
+                &[HIDDEN],
+                k4 * 16 * HIDDEN + HIDDEN,
+            ),
+            row(
+                "fc2",
+                format!("Linear {HIDDEN}→{CLASSES}"),
+                &[CLASSES],
+                HIDDEN * CLASSES + CLASSES,
+            ),
         ];
         let total_params = layers.iter().map(|l| l.params).sum();
         ModelSummary {
@@ -174,7 +214,11 @@ mod tests {
         for kernels in [KERNELS_DEFAULT, KERNELS_SMALL, [3, 5, 7, 9]] {
             let config = CnnConfig::new().with_kernels(kernels);
             let model: Cnn<Flex> = config.init(&device);
-            assert_eq!(model.num_params(), config.summary().total_params, "{kernels:?}");
+            assert_eq!(
+                model.num_params(),
+                config.summary().total_params,
+                "{kernels:?}"
+            );
         }
     }
 
@@ -202,7 +246,13 @@ mod tests {
     #[test]
     fn kernel_range_is_enforced() {
         assert!(CnnConfig::new().validate().is_ok());
-        let err = CnnConfig::new().with_kernels([0, 64, 513, 64]).validate().unwrap_err();
-        assert!(err.contains("1..=512") && err.contains("k1 = 0") && err.contains("k3 = 513"), "{err}");
+        let err = CnnConfig::new()
+            .with_kernels([0, 64, 513, 64])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.contains("1..=512") && err.contains("k1 = 0") && err.contains("k3 = 513"),
+            "{err}"
+        );
     }
 }

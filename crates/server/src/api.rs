@@ -24,9 +24,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Malformed JSON bodies get the same error shape as invalid fields.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     let body = json!({"errors": [{"field": "body", "message": format!("not a JSON configuration: {err}")}]});
-    actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(body)).into()
+    actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(body))
+        .into()
 }
 
 fn not_found(id: &str) -> HttpResponse {
@@ -46,7 +50,9 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 async fn backends(state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
-    let list = web::block(move || state.backends().to_vec()).await.unwrap_or_default();
+    let list = web::block(move || state.backends().to_vec())
+        .await
+        .unwrap_or_default();
     HttpResponse::Ok().json(list)
 }
 
@@ -60,14 +66,21 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
                 if let Some(hub) = current.as_ref().filter(|h| h.run_id == id) {
                     return Some(summarise(&id, &hub.events_since(0), !hub.is_finished()));
                 }
-                let events: Vec<Arc<Event>> = mnist_events::read_events(path).ok()?.into_iter().map(Arc::new).collect();
+                let events: Vec<Arc<Event>> = mnist_events::read_events(path)
+                    .ok()?
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect();
                 Some(summarise(&id, &events, false))
             })
             .collect();
         // A live run whose log isn't on disk yet still belongs in the list.
         if let Some(hub) = current {
             if !rows.iter().any(|r| r.run_id == hub.run_id) {
-                rows.insert(0, summarise(&hub.run_id, &hub.events_since(0), !hub.is_finished()));
+                rows.insert(
+                    0,
+                    summarise(&hub.run_id, &hub.events_since(0), !hub.is_finished()),
+                );
             }
         }
         rows
@@ -120,7 +133,11 @@ struct Since {
     since: u64,
 }
 
-async fn events(state: web::Data<AppState>, id: web::Path<String>, q: web::Query<Since>) -> HttpResponse {
+async fn events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<Since>,
+) -> HttpResponse {
     let Some(hub) = state.hub(&id) else {
         return not_found(&id);
     };
@@ -129,7 +146,9 @@ async fn events(state: web::Data<AppState>, id: web::Path<String>, q: web::Query
         body += &serde_json::to_string(&*e).expect("event serialises");
         body.push('\n');
     }
-    HttpResponse::Ok().content_type("application/x-ndjson").body(body)
+    HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .body(body)
 }
 
 async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
@@ -138,7 +157,10 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpR
     };
     HttpResponse::Ok()
         .content_type("text/csv")
-        .insert_header(("content-disposition", format!("attachment; filename=\"{id}-metrics.csv\"")))
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"{id}-metrics.csv\""),
+        ))
         .body(csv(&hub.events_since(0)))
 }
 
@@ -149,12 +171,10 @@ async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse
             run.stop.store(true, Ordering::SeqCst);
             HttpResponse::Accepted().json(json!({"run_id": *id, "stopping": true}))
         }
-        Some(run) if run.hub.run_id == *id => {
-            HttpResponse::Conflict().json(json!({"error": format!("run {id} has already finished")}))
-        }
-        _ if state.hub(&id).is_some() => {
-            HttpResponse::Conflict().json(json!({"error": format!("run {id} is not training in this server")}))
-        }
+        Some(run) if run.hub.run_id == *id => HttpResponse::Conflict()
+            .json(json!({"error": format!("run {id} has already finished")})),
+        _ if state.hub(&id).is_some() => HttpResponse::Conflict()
+            .json(json!({"error": format!("run {id} is not training in this server")})),
         _ => not_found(&id),
     }
 }
@@ -165,7 +185,9 @@ fn bad_request(errors: Vec<FieldError>) -> HttpResponse {
 
 async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -> HttpResponse {
     if !state.opts.can_start_runs {
-        return HttpResponse::Forbidden().json(json!({"error": "this server only watches a run started from the command line"}));
+        return HttpResponse::Forbidden().json(
+            json!({"error": "this server only watches a run started from the command line"}),
+        );
     }
     let config = match TrainConfig::from_json(&body) {
         Ok(c) => c,
@@ -215,13 +237,15 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
         data: Some(data),
     };
     let thread_hub = hub.clone();
-    let spawned = std::thread::Builder::new().name(format!("train-{run_id}")).spawn(move || {
-        if let Err(e) = mnist_train::run(config, opts) {
-            // The run never started its stream: close the hub so viewers and
-            // the 409 check see it as over.
-            fail_hub(&thread_hub, e.to_string());
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("train-{run_id}"))
+        .spawn(move || {
+            if let Err(e) = mnist_train::run(config, opts) {
+                // The run never started its stream: close the hub so viewers and
+                // the 409 check see it as over.
+                fail_hub(&thread_hub, e.to_string());
+            }
+        });
     if let Err(e) = spawned {
         fail_hub(&hub, format!("cannot start the training thread: {e}"));
     }
@@ -260,13 +284,23 @@ fn fail_hub(hub: &RunHub, error: String) {
 }
 
 /// Checks the backend and loads (once) the data set.
-fn prepare(state: &AppState, config: &TrainConfig) -> Result<Arc<mnist_data::Mnist>, (StatusCode, serde_json::Value)> {
+fn prepare(
+    state: &AppState,
+    config: &TrainConfig,
+) -> Result<Arc<mnist_data::Mnist>, (StatusCode, serde_json::Value)> {
     if config.backend != BackendChoice::Auto {
         let name = config.backend.as_str();
-        if let Some(b) = state.backends().iter().find(|b| b.name == name && !b.available) {
+        if let Some(b) = state
+            .backends()
+            .iter()
+            .find(|b| b.name == name && !b.available)
+        {
             let error = FieldError::new(
                 "backend",
-                format!("{name} is not usable here: {}", b.reason.clone().unwrap_or_default()),
+                format!(
+                    "{name} is not usable here: {}",
+                    b.reason.clone().unwrap_or_default()
+                ),
             );
             return Err((StatusCode::BAD_REQUEST, json!({ "errors": [error] })));
         }
@@ -275,8 +309,12 @@ fn prepare(state: &AppState, config: &TrainConfig) -> Result<Arc<mnist_data::Mni
     if let Some(d) = data.as_ref() {
         return Ok(d.clone());
     }
-    let loaded = mnist_data::load_dir(&state.opts.data_dir, state.opts.verify)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e.to_string()})))?;
+    let loaded = mnist_data::load_dir(&state.opts.data_dir, state.opts.verify).map_err(|e| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": e.to_string()}),
+        )
+    })?;
     let loaded = Arc::new(loaded);
     *data = Some(loaded.clone());
     Ok(loaded)

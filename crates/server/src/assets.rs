@@ -14,9 +14,8 @@ pub async fn serve(req: HttpRequest) -> HttpResponse {
             .content_type(mime_guess::from_path(path).first_or_octet_stream().as_ref())
             .insert_header(("cache-control", "no-cache"))
             .body(file.data.into_owned()),
-        None if path.starts_with("api/") || path.starts_with("ws/") => {
-            HttpResponse::NotFound().json(serde_json::json!({"error": format!("no such endpoint: /{path}")}))
-        }
+        None if path.starts_with("api/") || path.starts_with("ws/") => HttpResponse::NotFound()
+            .json(serde_json::json!({"error": format!("no such endpoint: /{path}")})),
         None => HttpResponse::NotFound().body("not found"),
     }
 }

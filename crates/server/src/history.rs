@@ -33,7 +33,11 @@ pub fn downsample_minmax(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
                 imax = i;
             }
         }
-        let (a, b) = if imin <= imax { (imin, imax) } else { (imax, imin) };
+        let (a, b) = if imin <= imax {
+            (imin, imax)
+        } else {
+            (imax, imin)
+        };
         out.push(bucket[a]);
         if b != a {
             out.push(bucket[b]);
@@ -173,24 +177,38 @@ pub fn list_runs(runs_dir: &Path) -> Vec<(String, std::path::PathBuf)> {
 
 /// Batch and evaluation metrics as CSV, one row per event.
 pub fn csv(events: &[Arc<Event>]) -> String {
-    let mut out = String::from("kind,split,epoch,batch,step,loss,accuracy,f1_macro,mse,lr,images_per_sec,ts_ms\n");
+    let mut out = String::from(
+        "kind,split,epoch,batch,step,loss,accuracy,f1_macro,mse,lr,images_per_sec,ts_ms\n",
+    );
     for e in events {
         match &e.kind {
-            EventKind::Batch(b) => out += &format!(
-                "batch,train,{},{},{},{},{},{},,{},{},{}\n",
-                b.epoch, b.batch, b.step, b.loss, b.accuracy, b.f1_macro, b.lr, b.images_per_sec, e.ts_ms
-            ),
-            EventKind::Eval(m) => out += &format!(
-                "eval,{},{},,{},{},{},{},{},,,{}\n",
-                m.split.as_str(),
-                m.epoch,
-                m.step,
-                m.loss,
-                m.accuracy,
-                m.f1_macro,
-                m.mse,
-                e.ts_ms
-            ),
+            EventKind::Batch(b) => {
+                out += &format!(
+                    "batch,train,{},{},{},{},{},{},,{},{},{}\n",
+                    b.epoch,
+                    b.batch,
+                    b.step,
+                    b.loss,
+                    b.accuracy,
+                    b.f1_macro,
+                    b.lr,
+                    b.images_per_sec,
+                    e.ts_ms
+                )
+            }
+            EventKind::Eval(m) => {
+                out += &format!(
+                    "eval,{},{},,{},{},{},{},{},,,{}\n",
+                    m.split.as_str(),
+                    m.epoch,
+                    m.step,
+                    m.loss,
+                    m.accuracy,
+                    m.f1_macro,
+                    m.mse,
+                    e.ts_ms
+                )
+            }
             _ => {}
         }
     }
@@ -209,7 +227,10 @@ mod tests {
         let out = downsample_minmax(&with_spike, MAX_POINTS);
         assert!(out.len() <= MAX_POINTS);
         assert!(out.iter().any(|p| p[1] == 1e6), "the spike survives");
-        assert!(out.windows(2).all(|w| w[0][0] < w[1][0]), "x stays increasing");
+        assert!(
+            out.windows(2).all(|w| w[0][0] < w[1][0]),
+            "x stays increasing"
+        );
         assert_eq!(downsample_minmax(&points[..10], MAX_POINTS).len(), 10);
     }
 }

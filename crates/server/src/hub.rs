@@ -53,7 +53,9 @@ impl RunHub {
         let event = Arc::new(event);
         let mut inner = self.inner.lock().expect("hub lock");
         inner.events.push(event.clone());
-        inner.subscribers.retain(|tx| tx.try_send(event.clone()).is_ok());
+        inner
+            .subscribers
+            .retain(|tx| tx.try_send(event.clone()).is_ok());
         if matches!(event.kind, EventKind::RunFinished(_)) {
             inner.finished = true;
             // Dropping the senders ends every viewer's stream after this event.
@@ -88,7 +90,12 @@ impl RunHub {
     }
 
     pub fn last_seq(&self) -> u64 {
-        self.inner.lock().expect("hub lock").events.last().map_or(0, |e| e.seq)
+        self.inner
+            .lock()
+            .expect("hub lock")
+            .events
+            .last()
+            .map_or(0, |e| e.seq)
     }
 }
 
@@ -131,7 +138,10 @@ mod tests {
             hub.push(log(s));
         }
         let (backlog, rx) = hub.subscribe(3);
-        assert_eq!(backlog.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(
+            backlog.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
         hub.push(log(6));
         let mut rx = rx.unwrap();
         assert_eq!(rx.try_recv().unwrap().seq, 6);
@@ -150,6 +160,9 @@ mod tests {
         while rx.try_recv().is_ok() {
             got += 1;
         }
-        assert_eq!(got, VIEWER_QUEUE, "it keeps what fitted, then its stream ends");
+        assert_eq!(
+            got, VIEWER_QUEUE,
+            "it keeps what fitted, then its stream ends"
+        );
     }
 }

@@ -77,7 +77,11 @@ impl AppState {
     }
 
     pub fn current_hub(&self) -> Option<Arc<RunHub>> {
-        self.current.lock().expect("state lock").as_ref().map(|c| c.hub.clone())
+        self.current
+            .lock()
+            .expect("state lock")
+            .as_ref()
+            .map(|c| c.hub.clone())
     }
 
     /// Probing GPU backends initialises drivers, so do it once.
@@ -100,7 +104,11 @@ impl AppState {
 }
 
 fn valid_run_id(id: &str) -> bool {
-    !id.is_empty() && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// Why the server refused to start.
@@ -132,17 +140,27 @@ fn authorised(req: &actix_web::dev::ServiceRequest, token: &str) -> bool {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("token").cloned());
-    let cookie = req.cookie("mnist_monitor_token").map(|c| c.value().to_string());
-    [bearer.map(str::to_string), query, cookie].into_iter().flatten().any(|t| t == token)
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("token").cloned());
+    let cookie = req
+        .cookie("mnist_monitor_token")
+        .map(|c| c.value().to_string());
+    [bearer.map(str::to_string), query, cookie]
+        .into_iter()
+        .flatten()
+        .any(|t| t == token)
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the running server and
 /// the address it listens on. The server runs on the current actix system.
-pub fn bind(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
-    check_bind(&addr, state.opts.token.as_deref()).map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.0))?;
+pub fn bind(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    check_bind(&addr, state.opts.token.as_deref())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.0))?;
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
         let token = data.opts.token.clone();
@@ -196,25 +214,32 @@ pub fn bind(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<(actix_we
 /// address it listens on once it is listening.
 pub fn spawn(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("mnist-server".into()).spawn(move || {
-        let system = actix_web::rt::System::new();
-        system.block_on(async move {
-            match bind(state, addr) {
-                Ok((server, local)) => {
-                    let _ = tx.send(Ok(local));
-                    let _ = server.await;
+    std::thread::Builder::new()
+        .name("mnist-server".into())
+        .spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                match bind(state, addr) {
+                    Ok((server, local)) => {
+                        let _ = tx.send(Ok(local));
+                        let _ = server.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
-        });
-    })?;
-    rx.recv().map_err(|_| std::io::Error::other("server thread ended"))?
+            });
+        })?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("server thread ended"))?
 }
 
 /// Runs the server on the calling thread until it stops.
-pub fn run_blocking(state: Arc<AppState>, addr: SocketAddr, on_listen: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+pub fn run_blocking(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    on_listen: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let (server, local) = bind(state, addr)?;
         on_listen(local);
@@ -232,7 +257,10 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert!(check_bind(&local, None).is_ok());
         let err = check_bind(&public, None).unwrap_err().0;
-        assert!(err.contains("--token") && err.contains("MNIST_MONITOR_TOKEN"), "{err}");
+        assert!(
+            err.contains("--token") && err.contains("MNIST_MONITOR_TOKEN"),
+            "{err}"
+        );
         assert!(check_bind(&public, Some("")).is_err());
         assert!(check_bind(&public, Some("s3cret")).is_ok());
     }

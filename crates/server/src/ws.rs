@@ -43,7 +43,14 @@ async fn open(
 ) -> actix_web::Result<HttpResponse> {
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let q = q.into_inner();
-    actix_web::rt::spawn(serve(state.into_inner(), id.into_inner(), q.since, q.run, session, stream));
+    actix_web::rt::spawn(serve(
+        state.into_inner(),
+        id.into_inner(),
+        q.since,
+        q.run,
+        session,
+        stream,
+    ));
     Ok(response)
 }
 
@@ -55,7 +62,10 @@ enum Next {
 }
 
 async fn send(session: &mut Session, value: &impl serde::Serialize) -> bool {
-    session.text(serde_json::to_string(value).expect("serialises")).await.is_ok()
+    session
+        .text(serde_json::to_string(value).expect("serialises"))
+        .await
+        .is_ok()
 }
 
 async fn serve(
@@ -74,10 +84,18 @@ async fn serve(
     }
     loop {
         changes.borrow_and_update();
-        let hub = if follow { state.current_hub() } else { state.hub(&id) };
+        let hub = if follow {
+            state.current_hub()
+        } else {
+            state.hub(&id)
+        };
         let next = match hub {
             None if !follow => {
-                let _ = send(&mut session, &json!({"type": "error", "error": format!("no run {id}")})).await;
+                let _ = send(
+                    &mut session,
+                    &json!({"type": "error", "error": format!("no run {id}")}),
+                )
+                .await;
                 Next::Close(Some(CloseCode::Normal.into()))
             }
             None => {
@@ -89,7 +107,9 @@ async fn serve(
             Some(hub) => {
                 let (backlog, rx) = hub.subscribe(since.unwrap_or(0));
                 let ok = match since {
-                    None => send(&mut session, &snapshot(&hub.run_id, &backlog, rx.is_some())).await,
+                    None => {
+                        send(&mut session, &snapshot(&hub.run_id, &backlog, rx.is_some())).await
+                    }
                     Some(_) => {
                         let mut ok = true;
                         for event in &backlog {
@@ -112,7 +132,12 @@ async fn serve(
             Next::Switch => {
                 since = None;
                 let run_id = state.current_hub().map(|h| h.run_id.clone());
-                if !send(&mut session, &json!({"type": "run_changed", "run_id": run_id})).await {
+                if !send(
+                    &mut session,
+                    &json!({"type": "run_changed", "run_id": run_id}),
+                )
+                .await
+                {
                     return;
                 }
             }
@@ -189,7 +214,10 @@ async fn wait_for_change(
 }
 
 /// Answers pings; false once the client has gone.
-async fn client_alive(msg: Option<Result<Message, actix_ws::ProtocolError>>, session: &mut Session) -> bool {
+async fn client_alive(
+    msg: Option<Result<Message, actix_ws::ProtocolError>>,
+    session: &mut Session,
+) -> bool {
     match msg {
         Some(Ok(Message::Ping(bytes))) => session.pong(&bytes).await.is_ok(),
         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,

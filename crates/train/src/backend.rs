@@ -140,11 +140,13 @@ pub fn resolve(choice: BackendChoice) -> Result<(Resolved, String), String> {
     match choice {
         BackendChoice::Cpu => Ok((Resolved::Cpu, "backend cpu (flex)".into())),
         BackendChoice::Cuda => {
-            let device = probe_cuda().map_err(|r| format!("--backend cuda is not usable here: {r}"))?;
+            let device =
+                probe_cuda().map_err(|r| format!("--backend cuda is not usable here: {r}"))?;
             Ok((cuda_resolved(), format!("backend cuda on {device}")))
         }
         BackendChoice::Wgpu => {
-            let device = probe_wgpu().map_err(|r| format!("--backend wgpu is not usable here: {r}"))?;
+            let device =
+                probe_wgpu().map_err(|r| format!("--backend wgpu is not usable here: {r}"))?;
             Ok((wgpu_resolved(), format!("backend wgpu on {device}")))
         }
         BackendChoice::Auto => {

@@ -91,7 +91,12 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes a checkpoint atomically and returns its directory.
-pub fn save(run_dir: &Path, model: &[u8], optim: &[u8], state: &CheckpointState) -> std::io::Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    model: &[u8],
+    optim: &[u8],
+    state: &CheckpointState,
+) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(run_dir)?;
     let name = epoch_dir_name(state.epoch);
     let tmp = run_dir.join(format!(".{name}.tmp"));
@@ -161,7 +166,11 @@ mod tests {
         }
         let removed = prune(dir.path(), 3, 2).unwrap();
         assert_eq!(removed.len(), 2);
-        let epochs: Vec<_> = list(dir.path()).unwrap().into_iter().map(|(e, _)| e).collect();
+        let epochs: Vec<_> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
         assert_eq!(epochs, vec![2, 4, 5, 6]);
         let (path, latest_state) = latest(dir.path()).unwrap().unwrap();
         assert!(path.ends_with("epoch-0006"));
@@ -177,7 +186,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("epoch-0003")).unwrap();
         assert_eq!(latest(dir.path()).unwrap().unwrap().1.epoch, 1);
         save(dir.path(), b"new", b"o", &state(1)).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("epoch-0001").join(MODEL_FILE)).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read(dir.path().join("epoch-0001").join(MODEL_FILE)).unwrap(),
+            b"new"
+        );
         // The leftover temporary is replaced by the next save of that epoch.
         save(dir.path(), b"m", b"o", &state(2)).unwrap();
         assert_eq!(latest(dir.path()).unwrap().unwrap().1.epoch, 2);

@@ -183,13 +183,19 @@ impl TrainConfig {
             ("limit_test", self.limit_test),
         ] {
             if value == Some(0) {
-                errors.push(FieldError::new(field, "must be at least 1 when given (got 0)"));
+                errors.push(FieldError::new(
+                    field,
+                    "must be at least 1 when given (got 0)",
+                ));
             }
         }
         if !(1..=MAX_KEEP_CHECKPOINTS).contains(&self.keep_checkpoints) {
             errors.push(FieldError::new(
                 "keep_checkpoints",
-                format!("must be in 1..={MAX_KEEP_CHECKPOINTS} (got {})", self.keep_checkpoints),
+                format!(
+                    "must be in 1..={MAX_KEEP_CHECKPOINTS} (got {})",
+                    self.keep_checkpoints
+                ),
             ));
         }
         if errors.is_empty() {
@@ -207,7 +213,11 @@ impl TrainConfig {
         if let Err(range_errors) = config.validate() {
             // A field with a bad type kept its default; don't report it twice.
             let typed: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
-            errors.extend(range_errors.into_iter().filter(|e| !typed.contains(&e.field)));
+            errors.extend(
+                range_errors
+                    .into_iter()
+                    .filter(|e| !typed.contains(&e.field)),
+            );
         }
         if errors.is_empty() {
             Ok(config)
@@ -230,7 +240,10 @@ impl TrainConfig {
     /// and an error for each unknown or ill-typed field.
     fn parse_partial(value: &serde_json::Value) -> (Self, Vec<FieldError>) {
         let Some(object) = value.as_object() else {
-            return (Self::default(), vec![FieldError::new("config", "must be a JSON object")]);
+            return (
+                Self::default(),
+                vec![FieldError::new("config", "must be a JSON object")],
+            );
         };
         let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
         let mut merged = defaults.as_object().expect("object").clone();
@@ -249,7 +262,8 @@ impl TrainConfig {
             }
             merged.insert(key.clone(), v.clone());
         }
-        let config = serde_json::from_value(serde_json::Value::Object(merged)).expect("each field was checked");
+        let config = serde_json::from_value(serde_json::Value::Object(merged))
+            .expect("each field was checked");
         (config, errors)
     }
 
@@ -257,8 +271,10 @@ impl TrainConfig {
     /// form), checking names and types; ranges are checked by
     /// [`validate`](Self::validate) once flags have been applied.
     pub fn from_toml(text: &str) -> Result<Self, Vec<FieldError>> {
-        let value: toml::Value = toml::from_str(text).map_err(|e| vec![FieldError::new("config", e.to_string())])?;
-        let json = serde_json::to_value(value).map_err(|e| vec![FieldError::new("config", e.to_string())])?;
+        let value: toml::Value =
+            toml::from_str(text).map_err(|e| vec![FieldError::new("config", e.to_string())])?;
+        let json = serde_json::to_value(value)
+            .map_err(|e| vec![FieldError::new("config", e.to_string())])?;
         Self::parse_json(&json)
     }
 }
@@ -300,12 +316,30 @@ mod tests {
         };
         let errors = config.validate().unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["kernels", "lr", "momentum", "batch_size", "epochs", "limit_train"]);
+        assert_eq!(
+            fields,
+            [
+                "kernels",
+                "lr",
+                "momentum",
+                "batch_size",
+                "epochs",
+                "limit_train"
+            ]
+        );
         let batch = &errors[3];
         assert_eq!(batch.flag(), "--batch-size");
         assert!(batch.message.contains("1..=65536"), "{}", batch.message);
-        assert!(errors[1].message.contains("(0, 10]"), "{}", errors[1].message);
-        assert!(errors[0].message.contains("k2 = 0"), "{}", errors[0].message);
+        assert!(
+            errors[1].message.contains("(0, 10]"),
+            "{}",
+            errors[1].message
+        );
+        assert!(
+            errors[0].message.contains("k2 = 0"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
@@ -330,9 +364,16 @@ mod tests {
         .unwrap_err();
         let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
         fields.sort();
-        assert_eq!(fields, ["batch_size", "colour", "epochs", "kernels", "optimizer"]);
+        assert_eq!(
+            fields,
+            ["batch_size", "colour", "epochs", "kernels", "optimizer"]
+        );
         let optimizer = errors.iter().find(|e| e.field == "optimizer").unwrap();
-        assert!(optimizer.message.contains("\"adam\", \"sgd\""), "{}", optimizer.message);
+        assert!(
+            optimizer.message.contains("\"adam\", \"sgd\""),
+            "{}",
+            optimizer.message
+        );
     }
 
     #[test]
@@ -348,7 +389,10 @@ mod tests {
 
     #[test]
     fn toml_files_use_the_same_fields() {
-        let config = TrainConfig::from_toml("epochs = 3\noptimizer = \"sgd\"\nmomentum = 0.9\nkernels = [16, 32, 32, 32]\n").unwrap();
+        let config = TrainConfig::from_toml(
+            "epochs = 3\noptimizer = \"sgd\"\nmomentum = 0.9\nkernels = [16, 32, 32, 32]\n",
+        )
+        .unwrap();
         assert_eq!(config.optimizer, OptimizerKind::Sgd);
         assert_eq!(config.kernels, [16, 32, 32, 32]);
         let errors = TrainConfig::from_toml("batch_size = \"big\"").unwrap_err();

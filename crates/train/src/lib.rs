@@ -21,7 +21,10 @@ pub use config::{BackendChoice, FieldError, OptimizerKind, Schedule, TrainConfig
 pub use trainer::{learning_rate, FLUSH_EVERY};
 
 use mnist_data::{DataError, Mnist, SplitOptions, Verify};
-use mnist_events::{read_events, EventKind, EventSink, EventStream, JsonlWriter, LogLevel, LogMessage, RunFinished, RunStatus};
+use mnist_events::{
+    read_events, EventKind, EventSink, EventStream, JsonlWriter, LogLevel, LogMessage, RunFinished,
+    RunStatus,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -140,7 +143,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn check_run_id(id: &str) -> Result<(), RunError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && !id.starts_with('.');
     if ok {
         Ok(())
@@ -213,7 +218,10 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     }
     let checkpoint_dir = opts.checkpoints_dir.join(&run_id);
     let device_name = match resolved {
-        Resolved::Cpu => format!("cpu ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get())),
+        Resolved::Cpu => format!(
+            "cpu ({} threads)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ),
         #[allow(unreachable_patterns)]
         _ => backend_note.rsplit(" on ").next().unwrap_or("").to_string(),
     };
@@ -229,7 +237,12 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         backend_note,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(resolved, job)))
-        .unwrap_or_else(|payload| Err(format!("training panicked: {}", backend::panic_message(&*payload))));
+        .unwrap_or_else(|payload| {
+            Err(format!(
+                "training panicked: {}",
+                backend::panic_message(&*payload)
+            ))
+        });
 
     let (status, error, outcome) = match result {
         Ok(outcome) if outcome.stopped => (RunStatus::Stopped, None, outcome),
@@ -284,7 +297,10 @@ fn dispatch(resolved: Resolved, job: trainer::Job<'_>) -> Result<trainer::Outcom
         #[cfg(feature = "wgpu")]
         Resolved::Wgpu => trainer::train::<Autodiff<burn::backend::Wgpu>>(Default::default(), job),
         #[cfg(feature = "cuda")]
-        Resolved::Cuda => trainer::train::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(0), job),
+        Resolved::Cuda => trainer::train::<Autodiff<burn::backend::Cuda>>(
+            burn::backend::cuda::CudaDevice::new(0),
+            job,
+        ),
     }
 }
 

@@ -99,8 +99,16 @@ pub fn from_confusion(confusion: &[Vec<u64>]) -> ConfusionMetrics {
             let tp = counts.true_positive[k];
             ClassMetrics {
                 class: k,
-                precision: if counts.predicted[k] > 0.0 { tp / counts.predicted[k] } else { 0.0 },
-                recall: if counts.actual[k] > 0.0 { tp / counts.actual[k] } else { 0.0 },
+                precision: if counts.predicted[k] > 0.0 {
+                    tp / counts.predicted[k]
+                } else {
+                    0.0
+                },
+                recall: if counts.actual[k] > 0.0 {
+                    tp / counts.actual[k]
+                } else {
+                    0.0
+                },
                 f1: f1(tp, counts.predicted[k], counts.actual[k]),
                 support: counts.actual[k] as u64,
             }

@@ -29,7 +29,10 @@ mod tests {
 
     #[test]
     fn indices_are_spread_and_bounded() {
-        assert_eq!(sample_indices(32), (0..16).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(
+            sample_indices(32),
+            (0..16).map(|i| i * 2).collect::<Vec<_>>()
+        );
         assert_eq!(sample_indices(3), vec![0, 1, 2]);
         assert!(sample_indices(0).is_empty());
     }
@@ -37,7 +40,9 @@ mod tests {
     #[test]
     fn png_decodes_back_to_the_pixels() {
         let pixels: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png_base64(&pixels)).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png_base64(&pixels))
+            .unwrap();
         let img = image::load_from_memory(&bytes).unwrap().to_luma8();
         assert_eq!(img.dimensions(), (28, 28));
         assert_eq!(img.into_raw(), pixels);

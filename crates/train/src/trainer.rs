@@ -19,8 +19,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use mnist_data::{epoch_order, normalise, MnistSplit, Splits};
 use mnist_events::{
-    BatchMetrics, CheckpointSaved, EvalMetrics, EventKind, EventStream, LogLevel, LogMessage, RunStarted, Sample,
-    Samples, Split,
+    BatchMetrics, CheckpointSaved, EvalMetrics, EventKind, EventStream, LogLevel, LogMessage,
+    RunStarted, Sample, Samples, Split,
 };
 use mnist_model::Cnn;
 use std::path::PathBuf;
@@ -68,7 +68,10 @@ pub(crate) struct Outcome {
 }
 
 /// Trains on `device` with the optimiser the config names.
-pub(crate) fn train<B: AutodiffBackend>(device: B::Device, job: Job<'_>) -> Result<Outcome, String> {
+pub(crate) fn train<B: AutodiffBackend>(
+    device: B::Device,
+    job: Job<'_>,
+) -> Result<Outcome, String> {
     B::seed(&device, job.config.seed);
     let model: Cnn<B> = job.config.model().init(&device);
     match job.config.optimizer {
@@ -78,8 +81,11 @@ pub(crate) fn train<B: AutodiffBackend>(device: B::Device, job: Job<'_>) -> Resu
             run_loop(device, job, model, optim)
         }
         OptimizerKind::Sgd => {
-            let momentum = (job.config.momentum > 0.0)
-                .then(|| MomentumConfig::new().with_momentum(job.config.momentum).with_dampening(0.0));
+            let momentum = (job.config.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(job.config.momentum)
+                    .with_dampening(0.0)
+            });
             let optim = SgdConfig::new().with_momentum(momentum).init::<B, Cnn<B>>();
             run_loop(device, job, model, optim)
         }
@@ -95,10 +101,17 @@ struct DeviceSplit<B: Backend> {
 
 fn upload<B: Backend>(split: &MnistSplit, device: &B::Device) -> DeviceSplit<B> {
     let len = split.len();
-    let images = Tensor::from_data(TensorData::new(normalise(&split.images), [len, 1, 28, 28]), device);
+    let images = Tensor::from_data(
+        TensorData::new(normalise(&split.images), [len, 1, 28, 28]),
+        device,
+    );
     let labels: Vec<i32> = split.labels.iter().map(|&l| l as i32).collect();
     let labels = Tensor::from_data(TensorData::new(labels, [len]), device);
-    DeviceSplit { images, labels, len }
+    DeviceSplit {
+        images,
+        labels,
+        len,
+    }
 }
 
 /// Learning rate at 0-based step `step` of `total` steps.
@@ -131,7 +144,12 @@ struct EpochTotals {
     images: usize,
 }
 
-fn run_loop<B, O>(device: B::Device, job: Job<'_>, mut model: Cnn<B>, mut optim: O) -> Result<Outcome, String>
+fn run_loop<B, O>(
+    device: B::Device,
+    job: Job<'_>,
+    mut model: Cnn<B>,
+    mut optim: O,
+) -> Result<Outcome, String>
 where
     B: AutodiffBackend,
     O: Optimizer<Cnn<B>, B>,
@@ -145,8 +163,10 @@ where
     let mut best = (0usize, f64::NEG_INFINITY);
     let mut previous_seconds = 0.0;
     if let Some((path, state)) = &job.resume {
-        let model_bytes = std::fs::read(path.join(checkpoint::MODEL_FILE)).map_err(|e| format!("{}: {e}", path.display()))?;
-        let optim_bytes = std::fs::read(path.join(checkpoint::OPTIM_FILE)).map_err(|e| format!("{}: {e}", path.display()))?;
+        let model_bytes = std::fs::read(path.join(checkpoint::MODEL_FILE))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let optim_bytes = std::fs::read(path.join(checkpoint::OPTIM_FILE))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let record = recorder
             .load(model_bytes, &device)
             .map_err(|e| format!("cannot load model from {}: {e}", path.display()))?;
@@ -168,7 +188,13 @@ where
     let sample_images = test.images.clone().select(
         0,
         Tensor::from_data(
-            TensorData::new(sample_positions.iter().map(|&i| i as i32).collect::<Vec<_>>(), [sample_positions.len()]),
+            TensorData::new(
+                sample_positions
+                    .iter()
+                    .map(|&i| i as i32)
+                    .collect::<Vec<_>>(),
+                [sample_positions.len()],
+            ),
             &device,
         ),
     );
@@ -203,7 +229,10 @@ where
         // Dropout draws from the backend RNG: reseed per epoch so a resumed
         // run continues exactly as an uninterrupted one would.
         B::seed(&device, config.seed.wrapping_add(epoch as u64));
-        let order: Vec<i32> = epoch_order(train.len, config.seed, epoch).into_iter().map(|i| i as i32).collect();
+        let order: Vec<i32> = epoch_order(train.len, config.seed, epoch)
+            .into_iter()
+            .map(|i| i as i32)
+            .collect();
         let order = Tensor::<B, 1, Int>::from_data(TensorData::new(order, [train.len]), &device);
         let mut totals = EpochTotals::default();
         let mut pending: Vec<PendingBatch<B::InnerBackend>> = Vec::new();
@@ -239,7 +268,10 @@ where
                 lr,
                 stats: batch_stats(logits.inner(), targets.inner(), loss.inner()),
             });
-            if last_flush.elapsed() >= FLUSH_EVERY || pending.len() >= FLUSH_MAX_BATCHES || batch + 1 == batches {
+            if last_flush.elapsed() >= FLUSH_EVERY
+                || pending.len() >= FLUSH_MAX_BATCHES
+                || batch + 1 == batches
+            {
                 flush(&mut pending, &mut totals, events, &mut last_flush, started);
             }
         }
@@ -251,12 +283,15 @@ where
         if !totals.loss_sum.is_finite() {
             events.emit(EventKind::Log(LogMessage {
                 level: LogLevel::Warn,
-                message: format!("epoch {epoch}: training loss is not finite; try a lower learning rate"),
+                message: format!(
+                    "epoch {epoch}: training loss is not finite; try a lower learning rate"
+                ),
             }));
         }
 
         let inference = model.valid();
-        let val_metrics = (val.len > 0).then(|| evaluate(&inference, &val, Split::Val, epoch, step));
+        let val_metrics =
+            (val.len > 0).then(|| evaluate(&inference, &val, Split::Val, epoch, step));
         if let Some(m) = &val_metrics {
             events.emit(EventKind::Eval(m.clone()));
         }
@@ -266,11 +301,22 @@ where
             outcome.test = Some(m);
         }
         if !sample_positions.is_empty() {
-            let samples = predict_samples(&inference, sample_images.clone(), &sample_positions, &job.splits.test);
-            events.emit(EventKind::Samples(Samples { epoch, step, samples }));
+            let samples = predict_samples(
+                &inference,
+                sample_images.clone(),
+                &sample_positions,
+                &job.splits.test,
+            );
+            events.emit(EventKind::Samples(Samples {
+                epoch,
+                step,
+                samples,
+            }));
         }
 
-        let score = val_metrics.as_ref().map_or(totals.counts.accuracy(), |m| m.accuracy);
+        let score = val_metrics
+            .as_ref()
+            .map_or(totals.counts.accuracy(), |m| m.accuracy);
         let is_best = score > best.1;
         if is_best {
             best = (epoch, score);
@@ -285,11 +331,20 @@ where
             best_score: best.1,
             train_seconds: previous_seconds + train_time.as_secs_f64(),
         };
-        let model_bytes = recorder.record(model.clone().into_record(), ()).map_err(|e| e.to_string())?;
-        let optim_bytes = recorder.record(optim.to_record(), ()).map_err(|e| e.to_string())?;
-        match checkpoint::save(&job.checkpoint_dir, &model_bytes, &optim_bytes, &state)
-            .and_then(|path| Ok((path, checkpoint::prune(&job.checkpoint_dir, config.keep_checkpoints, best.0)?)))
-        {
+        let model_bytes = recorder
+            .record(model.clone().into_record(), ())
+            .map_err(|e| e.to_string())?;
+        let optim_bytes = recorder
+            .record(optim.to_record(), ())
+            .map_err(|e| e.to_string())?;
+        match checkpoint::save(&job.checkpoint_dir, &model_bytes, &optim_bytes, &state).and_then(
+            |path| {
+                Ok((
+                    path,
+                    checkpoint::prune(&job.checkpoint_dir, config.keep_checkpoints, best.0)?,
+                ))
+            },
+        ) {
             Ok((path, removed)) => {
                 events.emit(EventKind::Checkpoint(CheckpointSaved {
                     epoch,
@@ -303,7 +358,10 @@ where
             Err(e) => {
                 events.emit(EventKind::Log(LogMessage {
                     level: LogLevel::Error,
-                    message: format!("epoch {epoch}: checkpoint not saved in {}: {e}", job.checkpoint_dir.display()),
+                    message: format!(
+                        "epoch {epoch}: checkpoint not saved in {}: {e}",
+                        job.checkpoint_dir.display()
+                    ),
                 }));
             }
         }
@@ -314,10 +372,26 @@ where
 }
 
 /// The 31-value metrics row of one batch: `[loss, tp×10, predicted×10, actual×10]`.
-fn batch_stats<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>, loss: Tensor<B, 1>) -> Tensor<B, 2> {
-    let predicted = logits.argmax(1).squeeze_dim::<1>(1).one_hot::<2>(CLASSES).float();
+fn batch_stats<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 2>,
+    loss: Tensor<B, 1>,
+) -> Tensor<B, 2> {
+    let predicted = logits
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .one_hot::<2>(CLASSES)
+        .float();
     let tp = (predicted.clone() * targets.clone()).sum_dim(0);
-    Tensor::cat(vec![loss.reshape([1, 1]), tp, predicted.sum_dim(0), targets.sum_dim(0)], 1)
+    Tensor::cat(
+        vec![
+            loss.reshape([1, 1]),
+            tp,
+            predicted.sum_dim(0),
+            targets.sum_dim(0),
+        ],
+        1,
+    )
 }
 
 /// Reads back every pending batch's metrics in one transfer and emits them.
@@ -364,7 +438,13 @@ fn flush<B: Backend>(
 
 /// Evaluates `model` on a whole split, accumulating on the device and reading
 /// back once.
-fn evaluate<B: Backend>(model: &Cnn<B>, split: &DeviceSplit<B>, which: Split, epoch: usize, step: u64) -> EvalMetrics {
+fn evaluate<B: Backend>(
+    model: &Cnn<B>,
+    split: &DeviceSplit<B>,
+    which: Split,
+    epoch: usize,
+    step: u64,
+) -> EvalMetrics {
     let started = Instant::now();
     let device = split.images.device();
     let mut sums = Tensor::<B, 1>::zeros([2], &device);
@@ -372,11 +452,22 @@ fn evaluate<B: Backend>(model: &Cnn<B>, split: &DeviceSplit<B>, which: Split, ep
     for lo in (0..split.len).step_by(EVAL_BATCH) {
         let hi = (lo + EVAL_BATCH).min(split.len);
         let images = split.images.clone().slice([lo..hi]);
-        let targets = split.labels.clone().slice([lo..hi]).one_hot::<2>(CLASSES).float();
+        let targets = split
+            .labels
+            .clone()
+            .slice([lo..hi])
+            .one_hot::<2>(CLASSES)
+            .float();
         let log_probs = log_softmax(model.forward(images), 1);
         let loss = -(log_probs.clone() * targets.clone()).sum();
-        let mse = (log_probs.clone().exp() - targets.clone()).powi_scalar(2).sum();
-        let predicted = log_probs.argmax(1).squeeze_dim::<1>(1).one_hot::<2>(CLASSES).float();
+        let mse = (log_probs.clone().exp() - targets.clone())
+            .powi_scalar(2)
+            .sum();
+        let predicted = log_probs
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .one_hot::<2>(CLASSES)
+            .float();
         confusion = confusion + targets.transpose().matmul(predicted);
         sums = sums + Tensor::cat(vec![loss, mse], 0);
     }
@@ -406,7 +497,12 @@ fn evaluate<B: Backend>(model: &Cnn<B>, split: &DeviceSplit<B>, which: Split, ep
 }
 
 /// Predicts the fixed sample images.
-fn predict_samples<B: Backend>(model: &Cnn<B>, images: Tensor<B, 4>, positions: &[usize], test: &MnistSplit) -> Vec<Sample> {
+fn predict_samples<B: Backend>(
+    model: &Cnn<B>,
+    images: Tensor<B, 4>,
+    positions: &[usize],
+    test: &MnistSplit,
+) -> Vec<Sample> {
     let probs: Vec<f32> = burn::tensor::activation::softmax(model.forward(images), 1)
         .into_data()
         .iter::<f32>()
@@ -415,10 +511,10 @@ fn predict_samples<B: Backend>(model: &Cnn<B>, images: Tensor<B, 4>, positions: 
         .iter()
         .zip(probs.chunks(CLASSES))
         .map(|(&i, p)| {
-            let (predicted, confidence) = p
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |best, (k, &v)| if v > best.1 { (k, v) } else { best });
+            let (predicted, confidence) = p.iter().enumerate().fold(
+                (0, f32::MIN),
+                |best, (k, &v)| if v > best.1 { (k, v) } else { best },
+            );
             Sample {
                 index: test.first_index + i,
                 png_base64: png_base64(test.image(i)),
