@@ -5,54 +5,36 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    base: String,
+struct TestServer {
+    server: Server,
     _work: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for TestServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
     }
 }
 
-fn start_server() -> Server {
+fn start_server() -> TestServer {
     let work = tempfile::tempdir().unwrap();
-    write_synthetic(&work.path().join("data"), 1200, 200);
-    let mut child = bin()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--skip-verify",
-            "--data-dir",
-        ])
-        .arg(work.path().join("data"))
-        .arg("--run-dir")
-        .arg(work.path().join("runs"))
-        .arg("--checkpoint-dir")
-        .arg(work.path().join("ckpt"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().expect("serve prints its address").unwrap();
-    let url = line
-        .split("serving on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-    let base = url.trim().trim_end_matches('/').to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base,
+    let data = work.path().join("data");
+    write_synthetic(&data, 1200, 200);
+    let (runs, ckpt) = (work.path().join("runs"), work.path().join("ckpt"));
+    let server = spawn_server(&[
+        "--skip-verify".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--run-dir".as_ref(),
+        runs.as_os_str(),
+        "--checkpoint-dir".as_ref(),
+        ckpt.as_os_str(),
+    ]);
+    TestServer {
+        server,
         _work: work,
     }
 }

@@ -7,9 +7,8 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[test]
 fn page_starts_a_run_and_shows_it_live_in_chromium() {
@@ -25,25 +24,20 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
     );
 
     let work = tempfile::tempdir().unwrap();
-    let mut server = bin()
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(real_mnist_dir())
-        .arg("--run-dir")
-        .arg(work.path().join("runs"))
-        .arg("--checkpoint-dir")
-        .arg(work.path().join("ckpt"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .split("serving on ")
-        .nth(1)
-        .expect("address line")
-        .trim()
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let (data, runs, ckpt) = (
+        real_mnist_dir(),
+        work.path().join("runs"),
+        work.path().join("ckpt"),
+    );
+    let server = spawn_server(&[
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--run-dir".as_ref(),
+        runs.as_os_str(),
+        "--checkpoint-dir".as_ref(),
+        ckpt.as_os_str(),
+    ]);
+    let url = format!("{}/", server.base);
 
     let shot = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
@@ -56,8 +50,7 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
         .env("CHROMIUM", &chromium)
         .output()
         .expect("node is needed for the browser test");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         out.status.success(),
         "browser test failed:\n{}\n{}",

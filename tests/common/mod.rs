@@ -3,8 +3,9 @@
 
 use mnist_data::{IdxImages, IdxLabels, FILES};
 use mnist_events::Event;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mnist-monitor"))
@@ -78,4 +79,39 @@ pub fn summary(out: &Output) -> serde_json::Value {
             stderr(out)
         )
     })
+}
+
+/// A `mnist-monitor serve` process on a free loopback port, killed on drop.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --bind 127.0.0.1:0` with `args` and waits for the line
+/// that names its address.
+pub fn spawn_server(args: &[&std::ffi::OsStr]) -> Server {
+    let mut child = bin()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().expect("serve prints its address").unwrap();
+    let url = line
+        .split("serving on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    let base = url.trim().trim_end_matches('/').to_string();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
 }
