@@ -44,6 +44,7 @@ fn serve(args: cli::ServeArgs) -> i32 {
         token: args.token.filter(|t| !t.is_empty()),
         can_start_runs: true,
     });
+    state.show_latest_run();
     let token = state.opts.token.clone();
     let result = mnist_server::run_blocking(state, args.bind, |addr| {
         let query = token.map(|_| "?token=<your token>").unwrap_or_default();

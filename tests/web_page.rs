@@ -62,3 +62,24 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
         "a real screenshot was saved"
     );
 }
+
+#[test]
+fn page_reconnects_by_itself_after_a_server_restart() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new("node")
+        .arg(root.join("tests/e2e/reconnect.mjs"))
+        .arg(env!("CARGO_BIN_EXE_mnist-monitor"))
+        .arg(real_mnist_dir())
+        .arg(work.path())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node is needed for the browser test");
+    assert!(
+        out.status.success(),
+        "browser reconnect test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

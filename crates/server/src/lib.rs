@@ -76,6 +76,23 @@ impl AppState {
         self.current_id.send_replace(Some(id));
     }
 
+    /// Shows the newest logged run until a new one starts, so that a page
+    /// that reconnects after a server restart finds the run it was showing
+    /// (and resumes from its last `seq`) instead of an empty screen.
+    pub fn show_latest_run(&self) {
+        let Some((run_id, path)) = history::list_runs(&self.opts.runs_dir).into_iter().next()
+        else {
+            return;
+        };
+        let Ok(events) = mnist_events::read_events(path) else {
+            return;
+        };
+        self.set_current(CurrentRun {
+            hub: RunHub::from_log(run_id, events),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+    }
+
     pub fn current_hub(&self) -> Option<Arc<RunHub>> {
         self.current
             .lock()
