@@ -27,6 +27,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The machine now: CPU, memory, disks, network and NVIDIA GPUs with their users (gpustat-style).
+    Stats(StatsArgs),
     /// Print the model's layers, output shapes and parameter counts.
     Model {
         /// Output channels of the four convolutions (each 1-512).
@@ -36,6 +38,71 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Print one JSON snapshot (with --watch: one JSON object per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing a fresh snapshot every --interval seconds until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between snapshots with --watch (0.2-3600).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_stats_interval)]
+    pub interval: f64,
+    /// Directories whose disk's free space to report.
+    #[arg(long, default_values = ["runs", "checkpoints"])]
+    pub watch_dir: Vec<PathBuf>,
+}
+
+/// Hardware sampling and alerts, shared by `train` and `serve`.
+#[derive(Args, Clone)]
+pub struct WatchArgs {
+    /// Seconds between hardware samples (0 turns sampling off, else 0.2-3600).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_hw_interval, value_name = "SECS")]
+    pub hw_interval: f64,
+    /// POST every alert as JSON to this URL (Slack-compatible `text` field included).
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+    /// Stop a run (as failed) when its loss becomes NaN or infinite.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub stop_on_nan: bool,
+}
+
+impl WatchArgs {
+    /// Starts the sampler, or `None` with `--hw-interval 0`.
+    pub fn monitor(&self, watch: Vec<PathBuf>) -> Option<std::sync::Arc<mnist_hardware::Monitor>> {
+        (self.hw_interval > 0.0).then(|| {
+            mnist_hardware::Monitor::start(
+                std::time::Duration::from_secs_f64(self.hw_interval),
+                watch,
+            )
+        })
+    }
+}
+
+fn parse_seconds(s: &str, min: f64, allow_zero: bool) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (allow_zero && v == 0.0) || (min..=3600.0).contains(&v) {
+        Ok(v)
+    } else if allow_zero {
+        Err(format!(
+            "{v} is out of range: 0 (off) or {min}..=3600 seconds"
+        ))
+    } else {
+        Err(format!("{v} is out of range: {min}..=3600 seconds"))
+    }
+}
+
+fn parse_hw_interval(s: &str) -> Result<f64, String> {
+    parse_seconds(s, 0.2, true)
+}
+
+fn parse_stats_interval(s: &str) -> Result<f64, String> {
+    parse_seconds(s, 0.2, false)
 }
 
 #[derive(Args)]
@@ -58,6 +125,8 @@ pub struct ServeArgs {
     /// Where checkpoints are written.
     #[arg(long, default_value = "checkpoints")]
     pub checkpoint_dir: PathBuf,
+    #[command(flatten)]
+    pub watch: WatchArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -159,6 +228,8 @@ pub struct TrainArgs {
     /// Token required by --serve on a non-loopback address.
     #[arg(long, env = "MNIST_MONITOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// Print one JSON summary on stdout when the run ends.
     #[arg(long)]
     pub json: bool,

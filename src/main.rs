@@ -5,6 +5,7 @@
 
 mod cli;
 mod progress;
+mod stats_cmd;
 mod train_cmd;
 
 use clap::Parser;
@@ -24,6 +25,7 @@ fn main() {
     let code = match cli.command {
         cli::Command::Train(args) => train_cmd::run(*args),
         cli::Command::Serve(args) => serve(args),
+        cli::Command::Stats(args) => stats_cmd::run(args),
         cli::Command::Backends { json } => backends(json),
         cli::Command::Model { kernels, json } => model(kernels, json),
     };
@@ -36,6 +38,16 @@ fn serve(args: cli::ServeArgs) -> i32 {
     } else {
         mnist_data::Verify::Sha256
     };
+    let hardware = args
+        .watch
+        .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
+    if let Some(url) = &args.watch.alert_webhook {
+        // Checked now, not when the first run starts.
+        if let Err(e) = mnist_alerts::WebhookSink::new(url) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
         data_dir: args.data_dir,
         runs_dir: args.run_dir,
@@ -43,6 +55,9 @@ fn serve(args: cli::ServeArgs) -> i32 {
         verify,
         token: args.token.filter(|t| !t.is_empty()),
         can_start_runs: true,
+        hardware,
+        stop_on_nan: args.watch.stop_on_nan,
+        alert_webhook: args.watch.alert_webhook,
     });
     state.show_latest_run();
     let token = state.opts.token.clone();

@@ -138,7 +138,22 @@ impl EventSink for Progress {
                         .unwrap_or_default()
                 );
             }
-            EventKind::Samples(_) => {}
+            EventKind::Alert(a) => {
+                let severity = match a.severity {
+                    mnist_events::AlertSeverity::Warning => "warning",
+                    mnist_events::AlertSeverity::Critical => "CRITICAL",
+                };
+                let action = a
+                    .action
+                    .as_ref()
+                    .map(|x| format!(" [{x}]"))
+                    .unwrap_or_default();
+                self.println(format!(
+                    "alert ({severity}) {}: {}{action}",
+                    a.rule, a.message
+                ));
+            }
+            EventKind::Samples(_) | EventKind::Hardware(_) => {}
         }
     }
 }

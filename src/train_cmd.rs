@@ -81,8 +81,11 @@ pub fn run(args: TrainArgs) -> i32 {
         .clone()
         .or(args.run_id.clone())
         .unwrap_or_else(mnist_train::new_run_id);
+    let hardware = args
+        .watch
+        .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
     if let Some(addr) = args.serve {
-        match serve_run(&args, addr, &run_id, &stop) {
+        match serve_run(&args, addr, &run_id, &stop, hardware.clone()) {
             Ok(sink) => sinks.push(sink),
             Err(e) => {
                 eprintln!("error: --serve {addr}: {e}");
@@ -101,6 +104,10 @@ pub fn run(args: TrainArgs) -> i32 {
         stop,
         sinks,
         data: None,
+        hardware,
+        alerts: Some(mnist_alerts::AlertRules::default()),
+        stop_on_nan: args.watch.stop_on_nan,
+        alert_webhook: args.watch.alert_webhook.clone(),
     };
     if args.resume.is_some() && config != TrainConfig::default() {
         eprintln!("note: --resume continues with the run's stored configuration; other training flags are ignored");
@@ -145,6 +152,7 @@ fn serve_run(
     addr: std::net::SocketAddr,
     run_id: &str,
     stop: &Arc<AtomicBool>,
+    hardware: Option<Arc<mnist_hardware::Monitor>>,
 ) -> std::io::Result<Box<dyn mnist_events::EventSink>> {
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
         data_dir: args.data_dir.clone(),
@@ -157,6 +165,9 @@ fn serve_run(
         },
         token: args.token.clone().filter(|t| !t.is_empty()),
         can_start_runs: false,
+        hardware,
+        stop_on_nan: args.watch.stop_on_nan,
+        alert_webhook: None,
     });
     let hub = mnist_server::hub::RunHub::live(run_id);
     state.set_current(mnist_server::CurrentRun {

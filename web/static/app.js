@@ -2,6 +2,8 @@
 // every panel. Batch points are buffered and drawn at most once per frame,
 // so the page keeps up with thousands of batches per second.
 
+import { hardware, startHardware } from './hardware.js';
+
 const $ = (sel) => document.querySelector(sel);
 const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? '–' : Number(v).toFixed(d));
 const pct = (v) => (v == null ? '–' : (100 * v).toFixed(2) + '%');
@@ -36,6 +38,8 @@ function resetRun(runId) {
   view.series = { step: [], loss: [], accuracy: [], f1_macro: [] };
   view.evals = [];
   $('#log').innerHTML = '';
+  view.alerts = 0;
+  $('#alert-count').hidden = true;
   $('#samples').innerHTML = '';
   $('#confusion').innerHTML = '';
   $('#per-class').innerHTML = '';
@@ -152,6 +156,9 @@ function apply(e) {
     case 'log':
       log(e.level, e.message);
       break;
+    case 'alert':
+      showAlert(e);
+      break;
     case 'run_finished':
       view.status = e.status;
       if (e.error) log('error', e.error);
@@ -160,6 +167,24 @@ function apply(e) {
   }
   scheduleStatus();
 }
+
+// Alerts: a banner for the newest, every one in the log, a count in Status.
+function showAlert(e) {
+  view.alerts = (view.alerts || 0) + 1;
+  const count = $('#alert-count');
+  count.hidden = false;
+  count.textContent = `${view.alerts} alert${view.alerts > 1 ? 's' : ''}`;
+  const text = `${e.rule}: ${e.message}${e.action ? ` — ${e.action}` : ''}`;
+  log(e.severity === 'critical' ? 'critical' : 'warning', `alert ${text}`);
+  // Old alerts replayed from a run's history go to the log only.
+  if (Date.now() - e.ts_ms < 60000) {
+    const banner = $('#alert-banner');
+    banner.className = e.severity === 'critical' ? 'critical' : '';
+    $('#alert-text').textContent = `Alert (${e.severity}) ${text}`;
+    banner.hidden = false;
+  }
+}
+$('#alert-dismiss').addEventListener('click', () => { $('#alert-banner').hidden = true; });
 
 function log(level, text) {
   const div = document.createElement('div');
@@ -480,8 +505,9 @@ $('#refresh-runs').addEventListener('click', loadRuns);
 $('#follow').addEventListener('click', () => reconnectTo(true, null));
 
 // For the end-to-end test and the curious: the page's state from the console.
-window.mnistMonitor = { view, charts };
+window.mnistMonitor = { view, charts, hardware };
 
 loadBackends();
 loadRuns();
 connect();
+startHardware();

@@ -18,17 +18,25 @@
 //!   `seq` can ask for exactly the events after it.
 //! * `ts_ms` — wall-clock time of emission, Unix milliseconds.
 //! * `type` — one of `run_started`, `batch`, `eval`, `samples`, `checkpoint`,
-//!   `log`, `run_finished`; the remaining fields are those of the matching
-//!   struct in this crate ([`RunStarted`], [`BatchMetrics`], [`EvalMetrics`],
-//!   [`Samples`], [`CheckpointSaved`], [`LogMessage`], [`RunFinished`]).
+//!   `log`, `hardware`, `alert`, `run_finished`; the remaining fields are
+//!   those of the matching struct in this crate ([`RunStarted`],
+//!   [`BatchMetrics`], [`EvalMetrics`], [`Samples`], [`CheckpointSaved`],
+//!   [`LogMessage`], [`HardwareSnapshot`], [`Alert`], [`RunFinished`]).
+//!
+//! `hardware` events arrive at the sampler's rate (`--hw-interval`, 1 s by
+//! default) from their own thread, interleaved with the trainer's; `alert`
+//! events are derived from the stream itself by an [`Observer`] (NaN loss,
+//! a hot GPU, …) and follow the event that fired them.
 //!
 //! New fields may be added to a type; consumers ignore fields they don't know.
 
+mod hardware;
 mod jsonl;
 mod stream;
+pub use hardware::*;
 
 pub use jsonl::{read_events, JsonlWriter};
-pub use stream::{EventSink, EventStream, FnSink};
+pub use stream::{EventSink, EventStream, FnSink, Observer};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +64,8 @@ pub enum EventKind {
     Samples(Samples),
     Checkpoint(CheckpointSaved),
     Log(LogMessage),
+    Hardware(HardwareSnapshot),
+    Alert(Alert),
     RunFinished(RunFinished),
 }
 
@@ -69,6 +79,8 @@ impl EventKind {
             EventKind::Samples(_) => "samples",
             EventKind::Checkpoint(_) => "checkpoint",
             EventKind::Log(_) => "log",
+            EventKind::Hardware(_) => "hardware",
+            EventKind::Alert(_) => "alert",
             EventKind::RunFinished(_) => "run_finished",
         }
     }

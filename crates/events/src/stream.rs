@@ -18,11 +18,28 @@ impl<F: FnMut(&Event) + Send> EventSink for FnSink<F> {
     }
 }
 
-/// Stamps events with `seq`, `ts_ms` and `run_id`, and hands each to every sink.
+/// Derives new events from the stream (the alert rules): called after every
+/// event has reached the sinks; what it returns is emitted next, in order.
+pub trait Observer: Send {
+    fn observe(&mut self, event: &Event) -> Vec<EventKind>;
+}
+
+/// Stamps events with `seq`, `ts_ms` and `run_id`, and hands each to every
+/// sink, then to every observer.
+///
+/// A cheap handle: clones share one sequence, so the trainer's thread and the
+/// hardware sampler's thread can both emit into the same run. Emission holds
+/// a lock only while the (quick) sinks run.
+#[derive(Clone)]
 pub struct EventStream {
-    run_id: String,
+    run_id: std::sync::Arc<str>,
+    inner: std::sync::Arc<std::sync::Mutex<Inner>>,
+}
+
+struct Inner {
     next_seq: u64,
     sinks: Vec<Box<dyn EventSink>>,
+    observers: Vec<Box<dyn Observer>>,
 }
 
 impl EventStream {
@@ -30,9 +47,12 @@ impl EventStream {
     /// a resumed run passes the last `seq` of its log).
     pub fn new(run_id: impl Into<String>, last_seq: u64) -> Self {
         Self {
-            run_id: run_id.into(),
-            next_seq: last_seq + 1,
-            sinks: Vec::new(),
+            run_id: run_id.into().into(),
+            inner: std::sync::Arc::new(std::sync::Mutex::new(Inner {
+                next_seq: last_seq + 1,
+                sinks: Vec::new(),
+                observers: Vec::new(),
+            })),
         }
     }
 
@@ -40,32 +60,50 @@ impl EventStream {
         &self.run_id
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A sink that panicked leaves the stream usable for the others.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The `seq` of the most recently emitted event (0 if none).
     pub fn last_seq(&self) -> u64 {
-        self.next_seq - 1
+        self.lock().next_seq - 1
     }
 
-    pub fn add_sink(&mut self, sink: impl EventSink + 'static) {
-        self.sinks.push(Box::new(sink));
+    pub fn add_sink(&self, sink: impl EventSink + 'static) {
+        self.lock().sinks.push(Box::new(sink));
     }
 
-    pub fn add_boxed_sink(&mut self, sink: Box<dyn EventSink>) {
-        self.sinks.push(sink);
+    pub fn add_boxed_sink(&self, sink: Box<dyn EventSink>) {
+        self.lock().sinks.push(sink);
     }
 
-    /// Emits one event to every sink and returns its `seq`.
-    pub fn emit(&mut self, kind: EventKind) -> u64 {
-        let event = Event {
-            seq: self.next_seq,
-            ts_ms: now_ms(),
-            run_id: self.run_id.clone(),
-            kind,
-        };
-        self.next_seq += 1;
-        for sink in &mut self.sinks {
-            sink.emit(&event);
+    pub fn add_observer(&self, observer: impl Observer + 'static) {
+        self.lock().observers.push(Box::new(observer));
+    }
+
+    /// Emits one event to every sink, then any events the observers derive
+    /// from it, and returns the first one's `seq`.
+    pub fn emit(&self, kind: EventKind) -> u64 {
+        let mut inner = self.lock();
+        let first = inner.next_seq;
+        let mut queue = std::collections::VecDeque::from([kind]);
+        while let Some(kind) = queue.pop_front() {
+            let event = Event {
+                seq: inner.next_seq,
+                ts_ms: now_ms(),
+                run_id: self.run_id.to_string(),
+                kind,
+            };
+            inner.next_seq += 1;
+            for sink in &mut inner.sinks {
+                sink.emit(&event);
+            }
+            for observer in &mut inner.observers {
+                queue.extend(observer.observe(&event));
+            }
         }
-        event.seq
+        first
     }
 }
 
@@ -79,7 +117,7 @@ mod tests {
     fn seq_is_monotonic_and_continues_after_resume() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink_seen = seen.clone();
-        let mut stream = EventStream::new("run", 41);
+        let stream = EventStream::new("run", 41);
         stream.add_sink(FnSink(move |e: &Event| {
             sink_seen.lock().unwrap().push(e.seq)
         }));

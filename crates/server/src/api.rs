@@ -235,6 +235,10 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
         stop,
         sinks: vec![Box::new(HubSink(hub.clone()))],
         data: Some(data),
+        hardware: state.opts.hardware.clone(),
+        alerts: Some(mnist_alerts::AlertRules::default()),
+        stop_on_nan: state.opts.stop_on_nan,
+        alert_webhook: state.opts.alert_webhook.clone(),
     };
     let thread_hub = hub.clone();
     let spawned = std::thread::Builder::new()

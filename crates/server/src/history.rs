@@ -63,6 +63,8 @@ pub fn snapshot(run_id: &str, events: &[Arc<Event>], live: bool) -> Value {
                 f1.push([x, b.f1_macro]);
                 last_batch = Some(e.clone());
             }
+            // One a second for the whole run: the page has /ws/hardware.
+            EventKind::Hardware(_) => {}
             _ => others.push(e.clone()),
         }
     }

@@ -14,6 +14,7 @@ mod api;
 mod assets;
 pub mod history;
 pub mod hub;
+pub mod metrics;
 mod ws;
 
 use actix_web::dev::{Service, ServiceResponse};
@@ -39,6 +40,13 @@ pub struct ServerOptions {
     pub token: Option<String>,
     /// Whether this server may start runs (`train --serve` only watches).
     pub can_start_runs: bool,
+    /// The machine's sampler, for `/ws/hardware`, `/metrics` and the runs
+    /// this server starts; `None` when `--hw-interval 0`.
+    pub hardware: Option<Arc<mnist_hardware::Monitor>>,
+    /// Stop runs started here when their loss becomes NaN.
+    pub stop_on_nan: bool,
+    /// POST alerts of runs started here to this URL.
+    pub alert_webhook: Option<String>,
 }
 
 /// A run being trained by (or watched from) this process.
@@ -217,6 +225,7 @@ pub fn bind(
             })
             .configure(api::routes)
             .configure(ws::routes)
+            .configure(metrics::routes)
             .default_service(web::to(assets::serve))
     })
     .workers(2)

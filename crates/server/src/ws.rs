@@ -25,7 +25,59 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/runs/{id}", web::get().to(open));
+    cfg.route("/ws/runs/{id}", web::get().to(open))
+        .route("/ws/hardware", web::get().to(open_hardware));
+}
+
+/// `/ws/hardware`: the machine, live, whatever run is shown (and when none
+/// is). First `{"type":"hardware_history","interval_s":…,"samples":[…]}`
+/// (the last few minutes, for sparklines), then each new sample as
+/// `{"type":"hardware",…}`; `{"type":"hardware_off"}` when sampling is off.
+/// A viewer that falls 64 samples behind is dropped.
+async fn open_hardware(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+    let monitor = state.opts.hardware.clone();
+    actix_web::rt::spawn(async move {
+        let Some(monitor) = monitor else {
+            let _ = send(&mut session, &json!({"type": "hardware_off"})).await;
+            return;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let (history, _subscription) = monitor.subscribe_with_history(move |s| {
+            let _ = tx.try_send(s.clone());
+        });
+        let first = json!({
+            "type": "hardware_history",
+            "interval_s": monitor.interval().as_secs_f64(),
+            "samples": history,
+        });
+        if !send(&mut session, &first).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                sample = rx.recv() => {
+                    let Some(sample) = sample else { break };
+                    let mut v = serde_json::to_value(&*sample).expect("serialises");
+                    v["type"] = json!("hardware");
+                    if !send(&mut session, &v).await {
+                        return;
+                    }
+                }
+                msg = stream.recv() => {
+                    if !client_alive(msg, &mut session).await {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = session.close(Some(CloseCode::Again.into())).await;
+    });
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -51,6 +51,15 @@ pub struct RunOptions {
     pub sinks: Vec<Box<dyn EventSink>>,
     /// Already-loaded data, to skip reading the files again.
     pub data: Option<Arc<Mnist>>,
+    /// The machine's sampler: its samples join the stream as `hardware`
+    /// events while the run lasts (shared with the server when there is one).
+    pub hardware: Option<Arc<mnist_hardware::Monitor>>,
+    /// Alert rules evaluated on the stream; `None` turns them off.
+    pub alerts: Option<mnist_alerts::AlertRules>,
+    /// Stop the run (as failed) when the loss becomes NaN or infinite.
+    pub stop_on_nan: bool,
+    /// POST every alert as JSON to this URL.
+    pub alert_webhook: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -66,6 +75,10 @@ impl Default for RunOptions {
             stop: Arc::new(AtomicBool::new(false)),
             sinks: Vec::new(),
             data: None,
+            hardware: None,
+            alerts: Some(mnist_alerts::AlertRules::default()),
+            stop_on_nan: true,
+            alert_webhook: None,
         }
     }
 }
@@ -184,6 +197,13 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         }
     };
     config.validate().map_err(RunError::Config)?;
+    let webhook = match &opts.alert_webhook {
+        Some(url) => Some(
+            mnist_alerts::WebhookSink::new(url)
+                .map_err(|e| RunError::Config(vec![FieldError::new("alert_webhook", e)]))?,
+        ),
+        None => None,
+    };
     let (resolved, backend_note) = backend::resolve(config.backend).map_err(RunError::Backend)?;
 
     let data = match opts.data.take() {
@@ -216,6 +236,23 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     for sink in opts.sinks.drain(..) {
         stream.add_boxed_sink(sink);
     }
+    if let Some(webhook) = webhook {
+        stream.add_sink(webhook);
+    }
+    // Whether the NaN rule stopped the run, to report it as failed.
+    let nan_stopped = Arc::new(AtomicBool::new(false));
+    if let Some(rules) = opts.alerts.clone() {
+        let stop = opts.stop_on_nan.then(|| opts.stop.clone());
+        stream.add_observer(mnist_alerts::AlertEngine::new(rules, stop));
+        if opts.stop_on_nan {
+            let flag = nan_stopped.clone();
+            stream.add_sink(mnist_events::FnSink(move |e: &mnist_events::Event| {
+                if matches!(&e.kind, EventKind::Alert(a) if a.rule == "loss_not_finite") {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }));
+        }
+    }
     let checkpoint_dir = opts.checkpoints_dir.join(&run_id);
     let device_name = match resolved {
         Resolved::Cpu => format!(
@@ -225,6 +262,14 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         #[allow(unreachable_patterns)]
         _ => backend_note.rsplit(" on ").next().unwrap_or("").to_string(),
     };
+    // Hardware samples join the stream from the sampler's thread until the
+    // subscription is dropped, before `run_finished`.
+    let hardware = opts.hardware.as_ref().map(|monitor| {
+        let stream = stream.clone();
+        monitor.subscribe(move |snapshot| {
+            stream.emit(EventKind::Hardware((**snapshot).clone()));
+        })
+    });
     let job = trainer::Job {
         config: &config,
         splits: &splits,
@@ -244,7 +289,13 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
             ))
         });
 
+    drop(hardware);
     let (status, error, outcome) = match result {
+        Ok(outcome) if outcome.stopped && nan_stopped.load(std::sync::atomic::Ordering::SeqCst) => (
+            RunStatus::Failed,
+            Some("the loss became NaN or infinite, so the run was stopped (--stop-on-nan); try a lower learning rate".to_string()),
+            outcome,
+        ),
         Ok(outcome) if outcome.stopped => (RunStatus::Stopped, None, outcome),
         Ok(outcome) => (RunStatus::Completed, None, outcome),
         Err(e) => (RunStatus::Failed, Some(e), trainer::Outcome::default()),

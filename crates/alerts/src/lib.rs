@@ -1,0 +1,259 @@
+//! # mnist-alerts: rules evaluated on the event stream
+//!
+//! [`AlertEngine`] is an [`Observer`] of a run's stream: it reads `batch`,
+//! `eval` and `hardware` events and derives `alert` events from them. Each
+//! rule fires once when its condition starts and re-arms when it clears, so
+//! a GPU that stays hot gives one alert, not one a second.
+//!
+//! Rules ([`AlertRules`] holds the thresholds):
+//! * `loss_not_finite` — a batch loss is NaN or infinite (critical; stops the
+//!   run when `stop_on_nan` is set);
+//! * `loss_rising` — validation loss rose at N consecutive evaluations;
+//! * `gpu_temperature` — a GPU is hotter than the threshold;
+//! * `gpu_memory`, `host_memory` — more than 95% used;
+//! * `gpu_idle` — every GPU under 10% busy for 30 s while a GPU run trains;
+//! * `disk_full` — a disk holding runs or checkpoints is over 95% full.
+//!
+//! [`WebhookSink`] POSTs each alert as JSON to a URL from a thread of its
+//! own, so a slow endpoint never slows training.
+
+mod webhook;
+
+pub use webhook::WebhookSink;
+
+use mnist_events::{Alert, AlertSeverity, Event, EventKind, Observer, Split};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Thresholds of the rules.
+#[derive(Debug, Clone)]
+pub struct AlertRules {
+    pub gpu_temperature_celsius: f64,
+    /// Used/total above which memory (GPU or host) alerts.
+    pub memory_ratio: f64,
+    pub gpu_idle_percent: f64,
+    pub gpu_idle_seconds: f64,
+    /// Consecutive rising validation losses.
+    pub loss_rising_evals: usize,
+    /// Used/total above which a watched disk alerts.
+    pub disk_ratio: f64,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        Self {
+            gpu_temperature_celsius: 85.0,
+            memory_ratio: 0.95,
+            gpu_idle_percent: 10.0,
+            gpu_idle_seconds: 30.0,
+            loss_rising_evals: 3,
+            disk_ratio: 0.95,
+        }
+    }
+}
+
+pub struct AlertEngine {
+    rules: AlertRules,
+    /// Set to stop the run on a NaN loss (`--stop-on-nan`).
+    stop_on_nan: Option<Arc<AtomicBool>>,
+    /// Conditions currently true (by rule and subject), so each fires once.
+    active: HashSet<String>,
+    /// Whether a run is training on a GPU backend.
+    gpu_run: bool,
+    training: bool,
+    val_losses: Vec<f64>,
+    /// When every GPU went idle during training (ms).
+    idle_since_ms: Option<u64>,
+}
+
+impl AlertEngine {
+    pub fn new(rules: AlertRules, stop_on_nan: Option<Arc<AtomicBool>>) -> Self {
+        Self {
+            rules,
+            stop_on_nan,
+            active: HashSet::new(),
+            gpu_run: false,
+            training: false,
+            val_losses: Vec::new(),
+            idle_since_ms: None,
+        }
+    }
+
+    /// Records whether `key`'s condition holds; returns true when it just
+    /// started to.
+    fn edge(&mut self, key: String, holds: bool) -> bool {
+        if holds {
+            self.active.insert(key)
+        } else {
+            self.active.remove(&key);
+            false
+        }
+    }
+
+    /// The alerts `event` fires.
+    pub fn check(&mut self, event: &Event) -> Vec<Alert> {
+        let mut out = Vec::new();
+        match &event.kind {
+            EventKind::RunStarted(r) => {
+                self.training = true;
+                self.gpu_run = r.backend != "cpu";
+                self.idle_since_ms = None;
+            }
+            EventKind::RunFinished(_) => self.training = false,
+            EventKind::Batch(b) => {
+                if self.edge("loss_not_finite".into(), !b.loss.is_finite()) {
+                    let action = self.stop_on_nan.as_ref().map(|stop| {
+                        stop.store(true, Ordering::SeqCst);
+                        "run stopped (--stop-on-nan)".to_string()
+                    });
+                    out.push(Alert {
+                        rule: "loss_not_finite".into(),
+                        severity: AlertSeverity::Critical,
+                        message: format!(
+                            "loss is {} at epoch {} batch {} (step {}): the learning rate ({}) may be too high",
+                            b.loss, b.epoch, b.batch, b.step, b.lr
+                        ),
+                        value: None,
+                        threshold: None,
+                        action,
+                    });
+                }
+            }
+            EventKind::Eval(m) if m.split == Split::Val => {
+                self.val_losses.push(m.loss);
+                let n = self.rules.loss_rising_evals;
+                let tail = &self.val_losses[self.val_losses.len().saturating_sub(n + 1)..];
+                let rising = tail.len() == n + 1 && tail.windows(2).all(|w| w[1] > w[0]);
+                if self.edge("loss_rising".into(), rising) {
+                    out.push(Alert {
+                        rule: "loss_rising".into(),
+                        severity: AlertSeverity::Warning,
+                        message: format!(
+                            "validation loss rose at {n} evaluations in a row (now {:.4} at epoch {}): overfitting or a learning rate too high",
+                            m.loss, m.epoch
+                        ),
+                        value: Some(m.loss),
+                        threshold: None,
+                        action: None,
+                    });
+                }
+            }
+            EventKind::Hardware(h) => {
+                let r = self.rules.clone();
+                for g in &h.gpus {
+                    if let Some(t) = g.temperature_celsius {
+                        let key = format!("gpu_temperature/{}", g.index);
+                        // Re-arm only 5 °C below the threshold, not on every wobble.
+                        let holds = if self.active.contains(&key) {
+                            t as f64 > r.gpu_temperature_celsius - 5.0
+                        } else {
+                            t as f64 > r.gpu_temperature_celsius
+                        };
+                        if self.edge(key, holds) {
+                            out.push(Alert {
+                                rule: "gpu_temperature".into(),
+                                severity: AlertSeverity::Warning,
+                                message: format!(
+                                    "GPU {} is at {t} °C (threshold {} °C)",
+                                    g.index, r.gpu_temperature_celsius
+                                ),
+                                value: Some(t as f64),
+                                threshold: Some(r.gpu_temperature_celsius),
+                                action: None,
+                            });
+                        }
+                    }
+                    if let (Some(used), Some(total)) = (g.memory_used_bytes, g.memory_total_bytes) {
+                        let ratio = used as f64 / total.max(1) as f64;
+                        if self.edge(format!("gpu_memory/{}", g.index), ratio > r.memory_ratio) {
+                            out.push(Alert {
+                                rule: "gpu_memory".into(),
+                                severity: AlertSeverity::Warning,
+                                message: format!(
+                                    "GPU {} memory is {:.1}% full",
+                                    g.index,
+                                    ratio * 100.0
+                                ),
+                                value: Some(ratio),
+                                threshold: Some(r.memory_ratio),
+                                action: None,
+                            });
+                        }
+                    }
+                }
+                let mem = &h.memory;
+                let ratio = mem.used_bytes as f64 / mem.total_bytes.max(1) as f64;
+                if self.edge("host_memory".into(), ratio > r.memory_ratio) {
+                    out.push(Alert {
+                        rule: "host_memory".into(),
+                        severity: AlertSeverity::Warning,
+                        message: format!("host memory is {:.1}% used", ratio * 100.0),
+                        value: Some(ratio),
+                        threshold: Some(r.memory_ratio),
+                        action: None,
+                    });
+                }
+                for d in h.disks.iter().filter(|d| !d.holds.is_empty()) {
+                    let used = 1.0 - d.available_bytes as f64 / d.total_bytes.max(1) as f64;
+                    if self.edge(format!("disk_full/{}", d.mount), used > r.disk_ratio) {
+                        out.push(Alert {
+                            rule: "disk_full".into(),
+                            severity: AlertSeverity::Warning,
+                            message: format!(
+                                "disk {} (holding {}) is {:.1}% full",
+                                d.mount,
+                                d.holds.join(", "),
+                                used * 100.0
+                            ),
+                            value: Some(used),
+                            threshold: Some(r.disk_ratio),
+                            action: None,
+                        });
+                    }
+                }
+                let idle = self.training
+                    && self.gpu_run
+                    && !h.gpus.is_empty()
+                    && h.gpus
+                        .iter()
+                        .all(|g| (g.utilization_percent.unwrap_or(0) as f64) < r.gpu_idle_percent);
+                self.idle_since_ms = if idle {
+                    Some(self.idle_since_ms.unwrap_or(h.ts_ms))
+                } else {
+                    None
+                };
+                let idle_s = self
+                    .idle_since_ms
+                    .map_or(0.0, |t| (h.ts_ms.saturating_sub(t)) as f64 / 1000.0);
+                if self.edge("gpu_idle".into(), idle && idle_s >= r.gpu_idle_seconds) {
+                    out.push(Alert {
+                        rule: "gpu_idle".into(),
+                        severity: AlertSeverity::Warning,
+                        message: format!(
+                            "the GPU has been under {}% busy for {idle_s:.0} s while training: the input pipeline or the host may be the bottleneck",
+                            r.gpu_idle_percent
+                        ),
+                        value: Some(idle_s),
+                        threshold: Some(r.gpu_idle_seconds),
+                        action: None,
+                    });
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+impl Observer for AlertEngine {
+    fn observe(&mut self, event: &Event) -> Vec<EventKind> {
+        self.check(event)
+            .into_iter()
+            .map(EventKind::Alert)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

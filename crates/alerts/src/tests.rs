@@ -1,0 +1,249 @@
+use super::*;
+use mnist_events::*;
+
+fn ev(seq: u64, ts_ms: u64, kind: EventKind) -> Event {
+    Event {
+        seq,
+        ts_ms,
+        run_id: "r".into(),
+        kind,
+    }
+}
+
+fn started(backend: &str) -> EventKind {
+    EventKind::RunStarted(RunStarted {
+        config: serde_json::Value::Null,
+        model: ModelSummary {
+            input_shape: vec![],
+            layers: vec![],
+            total_params: 0,
+        },
+        backend: backend.into(),
+        device: "d".into(),
+        train_size: 1,
+        val_size: 1,
+        test_size: 1,
+        batches_per_epoch: 1,
+        resumed_from_epoch: None,
+    })
+}
+
+fn batch(loss: f64) -> EventKind {
+    EventKind::Batch(BatchMetrics {
+        epoch: 1,
+        batch: 3,
+        batches: 10,
+        step: 3,
+        size: 64,
+        loss,
+        accuracy: 0.1,
+        f1_macro: 0.1,
+        epoch_loss: loss,
+        epoch_accuracy: 0.1,
+        epoch_f1_macro: 0.1,
+        lr: 10.0,
+        images_per_sec: 1.0,
+        elapsed_s: 1.0,
+    })
+}
+
+fn val(epoch: usize, loss: f64) -> EventKind {
+    EventKind::Eval(EvalMetrics {
+        split: Split::Val,
+        epoch,
+        step: 0,
+        images: 1,
+        loss,
+        accuracy: 0.5,
+        f1_macro: 0.5,
+        mse: 0.0,
+        per_class: vec![],
+        confusion: vec![],
+        seconds: 0.0,
+    })
+}
+
+fn hw(ts_ms: u64, gpu_util: u32, temp: u32, mem_used: u64) -> EventKind {
+    EventKind::Hardware(HardwareSnapshot {
+        ts_ms,
+        host: "h".into(),
+        interval_s: 1.0,
+        cpu: CpuStats {
+            model: String::new(),
+            cores: 2,
+            physical_cores: None,
+            usage_percent: 0.0,
+            per_core_percent: vec![],
+            load_avg: [0.0; 3],
+        },
+        memory: MemoryStats {
+            total_bytes: 100,
+            used_bytes: mem_used,
+            available_bytes: 100 - mem_used,
+            swap_total_bytes: 0,
+            swap_used_bytes: 0,
+        },
+        process: ProcessStats {
+            pid: 1,
+            rss_bytes: 0,
+            cpu_percent: 0.0,
+        },
+        disks: vec![],
+        network: vec![],
+        gpus: vec![GpuStats {
+            index: 0,
+            name: None,
+            uuid: None,
+            utilization_percent: Some(gpu_util),
+            memory_utilization_percent: None,
+            memory_used_bytes: Some(10),
+            memory_total_bytes: Some(100),
+            temperature_celsius: Some(temp),
+            power_watts: None,
+            power_limit_watts: None,
+            fan_percent: None,
+            sm_clock_mhz: None,
+            memory_clock_mhz: None,
+            pcie_rx_bytes_per_sec: None,
+            pcie_tx_bytes_per_sec: None,
+            processes: vec![],
+        }],
+        gpu_error: None,
+    })
+}
+
+fn rules(engine: &mut AlertEngine, kinds: Vec<(u64, EventKind)>) -> Vec<String> {
+    kinds
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, (ts, k))| engine.check(&ev(i as u64 + 1, ts, k)))
+        .map(|a| a.rule)
+        .collect()
+}
+
+#[test]
+fn nan_loss_fires_once_and_sets_the_stop_flag() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut e = AlertEngine::new(AlertRules::default(), Some(stop.clone()));
+    let fired = e.check(&ev(1, 0, batch(f64::NAN)));
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].rule, "loss_not_finite");
+    assert_eq!(fired[0].severity, AlertSeverity::Critical);
+    assert!(fired[0].action.as_deref().unwrap().contains("stopped"));
+    assert!(stop.load(Ordering::SeqCst));
+    assert!(
+        e.check(&ev(2, 0, batch(f64::INFINITY))).is_empty(),
+        "fires once while it lasts"
+    );
+    assert!(e.check(&ev(3, 0, batch(1.0))).is_empty());
+    assert_eq!(
+        e.check(&ev(4, 0, batch(f64::NAN))).len(),
+        1,
+        "re-armed after a finite loss"
+    );
+}
+
+#[test]
+fn without_stop_on_nan_the_run_goes_on() {
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    let fired = e.check(&ev(1, 0, batch(f64::NAN)));
+    assert_eq!(fired[0].action, None);
+}
+
+#[test]
+fn loss_rising_needs_n_consecutive_rises() {
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    let fired = rules(
+        &mut e,
+        vec![
+            (0, val(1, 0.5)),
+            (0, val(2, 0.4)),
+            (0, val(3, 0.45)),
+            (0, val(4, 0.5)),
+        ],
+    );
+    assert!(fired.is_empty(), "two rises are not three: {fired:?}");
+    let fired = rules(&mut e, vec![(0, val(5, 0.6))]);
+    assert_eq!(fired, vec!["loss_rising"]);
+    assert!(
+        rules(&mut e, vec![(0, val(6, 0.7))]).is_empty(),
+        "once per streak"
+    );
+}
+
+#[test]
+fn hot_gpu_fires_with_hysteresis() {
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    let fired = rules(
+        &mut e,
+        vec![
+            (0, hw(0, 90, 80, 10)),
+            (1000, hw(1000, 90, 86, 10)),
+            (2000, hw(2000, 90, 84, 10)),
+            (3000, hw(3000, 90, 87, 10)),
+        ],
+    );
+    assert_eq!(
+        fired,
+        vec!["gpu_temperature"],
+        "84 °C is within the 5 °C hysteresis"
+    );
+    let fired = rules(
+        &mut e,
+        vec![(4000, hw(4000, 90, 70, 10)), (5000, hw(5000, 90, 88, 10))],
+    );
+    assert_eq!(fired, vec!["gpu_temperature"]);
+}
+
+#[test]
+fn host_memory_above_95_percent() {
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    assert_eq!(
+        rules(&mut e, vec![(0, hw(0, 50, 40, 96))]),
+        vec!["host_memory"]
+    );
+    assert!(rules(&mut e, vec![(0, hw(0, 50, 40, 97))]).is_empty());
+}
+
+#[test]
+fn idle_gpu_only_counts_while_a_gpu_run_trains() {
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    // Idle with no run: nothing.
+    assert!(rules(
+        &mut e,
+        (0..40)
+            .map(|s| (s * 1000, hw(s * 1000, 0, 40, 10)))
+            .collect()
+    )
+    .is_empty());
+    // A CPU run leaves the GPU idle on purpose.
+    let _ = e.check(&ev(1, 0, started("cpu")));
+    assert!(rules(
+        &mut e,
+        (0..40)
+            .map(|s| (s * 1000, hw(s * 1000, 0, 40, 10)))
+            .collect()
+    )
+    .is_empty());
+    let _ = e.check(&ev(1, 0, started("cuda")));
+    let fired = rules(
+        &mut e,
+        (0..40)
+            .map(|s| (s * 1000, hw(s * 1000, 3, 40, 10)))
+            .collect(),
+    );
+    assert_eq!(fired, vec!["gpu_idle"], "fires once, after 30 s");
+    let mut e2 = AlertEngine::new(AlertRules::default(), None);
+    let _ = e2.check(&ev(1, 0, started("cuda")));
+    let mut busy_every_20s: Vec<(u64, EventKind)> = Vec::new();
+    for s in 0..60u64 {
+        busy_every_20s.push((
+            s * 1000,
+            hw(s * 1000, if s % 20 == 0 { 90 } else { 0 }, 40, 10),
+        ));
+    }
+    assert!(
+        rules(&mut e2, busy_every_20s).is_empty(),
+        "a busy sample resets the idle clock"
+    );
+}

@@ -1,0 +1,67 @@
+//! POSTs alerts to `--alert-webhook URL` (Slack-compatible: the body has a
+//! `text` field besides the alert itself).
+
+use mnist_events::{Event, EventKind, EventSink};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::time::Duration;
+
+/// Alerts waiting to be posted before new ones are dropped (and logged).
+const QUEUE: usize = 64;
+
+pub struct WebhookSink {
+    tx: SyncSender<serde_json::Value>,
+}
+
+impl WebhookSink {
+    /// Starts the posting thread. The URL is checked here, so a typo fails
+    /// before training starts.
+    pub fn new(url: &str) -> Result<Self, String> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "--alert-webhook: expected an http:// or https:// URL, got {url:?}"
+            ));
+        }
+        let url = url.to_string();
+        let (tx, rx) = sync_channel::<serde_json::Value>(QUEUE);
+        std::thread::Builder::new()
+            .name("alert-webhook".into())
+            .spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(10))
+                    .build();
+                for body in rx {
+                    if let Err(e) = agent
+                        .post(&url)
+                        .set("Content-Type", "application/json")
+                        .send_string(&body.to_string())
+                    {
+                        tracing::warn!("alert webhook {url}: {e}");
+                    }
+                }
+            })
+            .map_err(|e| format!("--alert-webhook: cannot start its thread: {e}"))?;
+        Ok(Self { tx })
+    }
+}
+
+impl EventSink for WebhookSink {
+    fn emit(&mut self, event: &Event) {
+        let EventKind::Alert(alert) = &event.kind else {
+            return;
+        };
+        let body = serde_json::json!({
+            "text": format!("mnist-monitor run {}: {}", event.run_id, alert.message),
+            "run_id": event.run_id,
+            "seq": event.seq,
+            "ts_ms": event.ts_ms,
+            "alert": alert,
+        });
+        match self.tx.try_send(body) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("alert webhook is behind; dropped an alert")
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
