@@ -44,7 +44,7 @@ fn serve(args: cli::ServeArgs) -> i32 {
     if let Some(url) = &args.watch.alert_webhook {
         // Checked now, not when the first run starts.
         if let Err(e) = mnist_alerts::WebhookSink::new(url) {
-            eprintln!("error: {e}");
+            eprintln!("error: --alert-webhook: {e}");
             return 2;
         }
     }

@@ -3,9 +3,11 @@
 
 use mnist_data::{IdxImages, IdxLabels, FILES};
 use mnist_events::Event;
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mnist-monitor"))
@@ -114,4 +116,62 @@ pub fn spawn_server(args: &[&std::ffi::OsStr]) -> Server {
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Server { child, base }
+}
+
+// ---------- HTTP and websocket clients for the server tests ----------
+
+pub fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+pub fn post(url: &str, body: &Value) -> (u16, Value) {
+    let result = ureq::post(url)
+        .set("content-type", "application/json")
+        .send_string(&body.to_string());
+    let (code, text) = match result {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{url}: {e}"),
+    };
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+pub fn ws_connect(base: &str, path: &str) -> Ws {
+    let url = format!("{}{path}", base.replace("http://", "ws://"));
+    let (ws, _) = tungstenite::connect(url).unwrap();
+    ws
+}
+
+/// Next JSON message, or None when the server closed the socket.
+pub fn next_message(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(tungstenite::Message::Close(_)) => return None,
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                return None
+            }
+            Err(e) => panic!("websocket: {e}"),
+        }
+    }
+}
+
+pub fn wait_finished(base: &str, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = get(&format!("{base}/api/runs/{run_id}"));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["status"] != "running" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "run {run_id} did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

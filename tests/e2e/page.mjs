@@ -49,6 +49,14 @@ try {
   if (samples.length !== 16) fail(`expected 16 samples, saw ${samples.length}`);
   if (!(await page.$$eval('#confusion td', (tds) => tds.length === 100))) fail('confusion matrix is not 10x10');
   if (!(await page.textContent('#model-total')).includes('parameters')) fail('model panel is empty');
+  // The machine panel: live CPU/memory figures, sparkline history, and the
+  // GPU table or the reason there is none.
+  await page.waitForFunction(() => /\d+% · load/.test(document.querySelector('#hw-cpu').textContent)
+    && window.mnistMonitor.hardware.samples.length >= 2, null, { timeout: 20000 });
+  if (!/GiB/.test(await page.textContent('#hw-mem'))) fail('memory tile is empty');
+  const gpuText = await page.textContent('#hw-gpus');
+  if (!gpuText.includes('no NVIDIA GPU') && !(await page.$('.gpu-table tr[data-gpu]'))) fail(`GPU panel: "${gpuText}"`);
+
   // Drawn series: uPlot keeps the data; the loss chart must hold points.
   const points = await page.evaluate(() => window.mnistMonitor.charts.loss.data[0].length);
   if (points < 5) fail(`the loss chart holds ${points} points`);

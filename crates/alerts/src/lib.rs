@@ -219,13 +219,13 @@ impl AlertEngine {
                         .iter()
                         .all(|g| (g.utilization_percent.unwrap_or(0) as f64) < r.gpu_idle_percent);
                 self.idle_since_ms = if idle {
-                    Some(self.idle_since_ms.unwrap_or(h.ts_ms))
+                    Some(self.idle_since_ms.unwrap_or(h.sampled_at_ms))
                 } else {
                     None
                 };
                 let idle_s = self
                     .idle_since_ms
-                    .map_or(0.0, |t| (h.ts_ms.saturating_sub(t)) as f64 / 1000.0);
+                    .map_or(0.0, |t| (h.sampled_at_ms.saturating_sub(t)) as f64 / 1000.0);
                 if self.edge("gpu_idle".into(), idle && idle_s >= r.gpu_idle_seconds) {
                     out.push(Alert {
                         rule: "gpu_idle".into(),

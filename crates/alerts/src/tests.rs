@@ -65,7 +65,7 @@ fn val(epoch: usize, loss: f64) -> EventKind {
 
 fn hw(ts_ms: u64, gpu_util: u32, temp: u32, mem_used: u64) -> EventKind {
     EventKind::Hardware(HardwareSnapshot {
-        ts_ms,
+        sampled_at_ms: ts_ms,
         host: "h".into(),
         interval_s: 1.0,
         cpu: CpuStats {

@@ -39,7 +39,7 @@ impl WebhookSink {
                     }
                 }
             })
-            .map_err(|e| format!("--alert-webhook: cannot start its thread: {e}"))?;
+            .map_err(|e| format!("cannot start its thread: {e}"))?;
         Ok(Self { tx })
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HardwareSnapshot {
     /// Unix milliseconds when the sample was taken.
-    pub ts_ms: u64,
+    pub sampled_at_ms: u64,
     pub host: String,
     /// Seconds the rates are averaged over.
     pub interval_s: f64,

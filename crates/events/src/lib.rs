@@ -40,6 +40,12 @@ pub use stream::{EventSink, EventStream, FnSink, Observer};
 
 use serde::{Deserialize, Serialize};
 
+/// JSON has no NaN or infinity: serde_json writes them as `null`. A loss
+/// that diverged must still read back (as NaN) rather than break the log.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One event of a run: the envelope (`seq`, `ts_ms`, `run_id`) plus its payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -149,12 +155,14 @@ pub struct BatchMetrics {
     /// Images in this batch.
     pub size: usize,
     /// Mean cross-entropy loss of this batch.
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Fraction of this batch classified correctly.
     pub accuracy: f64,
     /// Macro-averaged F1 over the classes present in this batch.
     pub f1_macro: f64,
     /// Mean loss over the epoch so far.
+    #[serde(deserialize_with = "nan_if_null")]
     pub epoch_loss: f64,
     /// Accuracy over the epoch so far.
     pub epoch_accuracy: f64,
@@ -208,11 +216,13 @@ pub struct EvalMetrics {
     pub step: u64,
     /// Images evaluated.
     pub images: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     pub accuracy: f64,
     pub f1_macro: f64,
     /// Mean squared error between the softmax output and the one-hot target,
     /// averaged over images and classes.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mse: f64,
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[true][predicted]` counts.
@@ -239,6 +249,7 @@ pub struct Sample {
     pub label: u8,
     pub predicted: u8,
     /// Softmax probability of the predicted class.
+    #[serde(deserialize_with = "nan_if_null")]
     pub confidence: f64,
 }
 
@@ -314,6 +325,18 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_loss_is_written_as_null_and_read_back_as_nan() {
+        let text = r#"{"seq":1,"ts_ms":1,"run_id":"r","type":"batch","epoch":1,"batch":1,"batches":2,"step":1,"size":8,"loss":null,"accuracy":0.1,"f1_macro":0.1,"epoch_loss":null,"epoch_accuracy":0.1,"epoch_f1_macro":0.1,"lr":10.0,"images_per_sec":1.0,"elapsed_s":1.0}"#;
+        let event: Event = serde_json::from_str(text).unwrap();
+        let EventKind::Batch(b) = &event.kind else {
+            panic!()
+        };
+        assert!(b.loss.is_nan() && b.epoch_loss.is_nan());
+        let again = serde_json::to_string(&event).unwrap();
+        assert!(again.contains(r#""loss":null"#), "{again}");
+    }
 
     #[test]
     fn events_round_trip_with_type_tag() {

@@ -146,7 +146,7 @@ impl Sampler {
         };
 
         HardwareSnapshot {
-            ts_ms: now_ms(),
+            sampled_at_ms: now_ms(),
             host: self.host.clone(),
             interval_s: dt,
             cpu,

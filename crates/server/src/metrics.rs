@@ -197,7 +197,7 @@ fn hardware(h: &HardwareSnapshot, x: &mut Exposition) {
         "mnist_hardware_sample_timestamp_seconds",
         "When the last hardware sample was taken (Unix time).",
         &[],
-        h.ts_ms as f64 / 1000.0,
+        h.sampled_at_ms as f64 / 1000.0,
     );
     x.gauge(
         "mnist_cpu_cores",

@@ -1,0 +1,162 @@
+//! `/metrics` scraped by a real Prometheus server (Debian's `prometheus`,
+//! installed by `.ci/run`) and read back through its HTTP query API.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of an instant query's single series, once it has one.
+fn query(prom: &str, q: &str) -> Option<(Value, f64)> {
+    // Prometheus takes a moment to listen: a refused connection is "not yet".
+    let body = ureq::get(&format!("{prom}/api/v1/query"))
+        .query("query", q)
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let first = v["data"]["result"].as_array()?.first()?.clone();
+    let value: f64 = first["value"][1].as_str()?.parse().ok()?;
+    Some((first["metric"].clone(), value))
+}
+
+fn wait_for(prom: &str, q: &str, ok: impl Fn(f64) -> bool) -> (Value, f64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((labels, v)) = query(prom, q) {
+            if ok(v) {
+                return (labels, v);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never answered {q} as expected (last: {:?})",
+            query(prom, q)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_training_and_hardware_gauges() {
+    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    assert!(
+        std::path::Path::new(&prometheus).exists(),
+        "{prometheus} is missing: apt-get install prometheus (as .ci/run does)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 3000, 200);
+    let (runs, ckpt) = (work.path().join("runs"), work.path().join("ckpt"));
+    let server = spawn_server(&[
+        "--skip-verify".as_ref(),
+        "--hw-interval".as_ref(),
+        "0.5".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--run-dir".as_ref(),
+        runs.as_os_str(),
+        "--checkpoint-dir".as_ref(),
+        ckpt.as_os_str(),
+    ]);
+    // A run long enough to be scraped while it trains.
+    let (code, body) = post(
+        &format!("{}/api/runs", server.base),
+        &json!({"kernels": [4, 4, 4, 4], "batch_size": 10, "epochs": 30, "backend": "cpu", "val_size": 100, "limit_test": 100}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+
+    let port = free_port();
+    let target = server.base.trim_start_matches("http://");
+    let config = work.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mnist-monitor\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .unwrap();
+    let _prom = Prometheus(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let prom = format!("http://127.0.0.1:{port}");
+
+    // The scrape succeeds: Prometheus parsed our exposition format.
+    let (labels, _) = wait_for(&prom, r#"up{job="mnist-monitor"}"#, |v| v == 1.0);
+    assert_eq!(labels["instance"], target);
+    let (code, targets) = get(&format!("{prom}/api/v1/targets"));
+    assert_eq!(code, 200);
+    let targets: Value = serde_json::from_str(&targets).unwrap();
+    let t = &targets["data"]["activeTargets"][0];
+    assert_eq!(t["health"], "up", "{t}");
+    assert_eq!(t["lastError"], "", "{t}");
+
+    // Training gauges move while the run trains.
+    let (labels, step) = wait_for(&prom, "mnist_train_step", |v| v > 0.0);
+    assert_eq!(labels["run_id"], run_id.as_str());
+    wait_for(&prom, "mnist_train_step", |v| v > step);
+    let (_, loss) = wait_for(&prom, "mnist_train_loss", |v| v.is_finite());
+    assert!(loss > 0.0);
+    wait_for(&prom, r#"mnist_run_status{status="running"}"#, |v| v == 1.0);
+    wait_for(&prom, "mnist_train_images_per_second", |v| v > 0.0);
+
+    // Hardware gauges: the machine's real memory and cores.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: f64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, mem) = wait_for(&prom, "mnist_memory_total_bytes", |v| v > 0.0);
+    assert_eq!(mem, kib * 1024.0);
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    wait_for(&prom, "mnist_cpu_cores", |v| v == cores);
+    wait_for(&prom, "count(mnist_cpu_core_usage_ratio)", |v| v == cores);
+    wait_for(
+        &prom,
+        r#"mnist_network_receive_bytes_total{interface="lo"}"#,
+        |v| v > 0.0,
+    );
+    // No NVIDIA driver here: zero GPUs, reported as such.
+    wait_for(&prom, "mnist_gpu_count", |v| v >= 0.0);
+
+    let (code, _) = post(
+        &format!("{}/api/runs/{run_id}/stop", server.base),
+        &json!({}),
+    );
+    assert_eq!(code, 202);
+    wait_for(&prom, r#"mnist_run_status{status="stopped"}"#, |v| v == 1.0);
+}
