@@ -27,6 +27,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train on, or watch, a remote host over SSH through an encrypted tunnel.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
     /// The machine now: CPU, memory, disks, network and NVIDIA GPUs with their users (gpustat-style).
     Stats(StatsArgs),
     /// Print the model's layers, output shapes and parameter counts.
@@ -38,6 +41,69 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum RemoteCommand {
+    /// Start `mnist-monitor train --serve` on HOST and open its page here through an SSH tunnel.
+    Train(RemoteTrainArgs),
+    /// Reattach to a run (or server) on HOST through an SSH tunnel; reconnects when SSH drops.
+    Watch(RemoteWatchArgs),
+}
+
+/// Connecting to the host.
+#[derive(Args, Clone)]
+pub struct SshArgs {
+    /// user@host[:port] or a Host alias from ~/.ssh/config.
+    pub host: String,
+    /// Private key file to try first (ed25519, ECDSA or RSA; may repeat).
+    #[arg(short = 'i', long = "identity", value_name = "KEYFILE")]
+    pub identity: Vec<PathBuf>,
+    /// Trust a host seen for the first time and record its key in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// known_hosts file (default ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config file (default ~/.ssh/config).
+    #[arg(short = 'F', long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// mnist-monitor on the host: a path, or a name on its PATH.
+    #[arg(long, default_value = "mnist-monitor", value_name = "PATH")]
+    pub remote_bin: String,
+    /// Working directory on the host (relative to the remote home): runs/, checkpoints/, datasets/, remote/.
+    #[arg(long, default_value = "mnist-monitor", value_name = "DIR")]
+    pub remote_dir: String,
+    /// Local port of the tunnel (0 picks a free one; always on 127.0.0.1).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub local_port: u16,
+}
+
+#[derive(Args)]
+pub struct RemoteTrainArgs {
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Leave the run going when this command ends (its id and port are kept under --remote-dir/remote/).
+    #[arg(long)]
+    pub detach: bool,
+    /// If --remote-bin is missing, copy this binary there (same OS and architecture only).
+    #[arg(long)]
+    pub upload: bool,
+    /// `train` flags for the remote run, after `--`.
+    #[arg(last = true, value_name = "TRAIN ARGS")]
+    pub train_args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RemoteWatchArgs {
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The run to watch (default: the newest started by `remote train`).
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "port")]
+    pub run: Option<String>,
+    /// Watch whatever monitor listens on this port of the host's loopback (e.g. a `serve` there).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
 }
 
 #[derive(Args)]

@@ -5,6 +5,7 @@
 
 mod cli;
 mod progress;
+mod remote_cmd;
 mod stats_cmd;
 mod train_cmd;
 
@@ -26,6 +27,8 @@ fn main() {
         cli::Command::Train(args) => train_cmd::run(*args),
         cli::Command::Serve(args) => serve(args),
         cli::Command::Stats(args) => stats_cmd::run(args),
+        cli::Command::Remote(cli::RemoteCommand::Train(args)) => remote_cmd::train(args),
+        cli::Command::Remote(cli::RemoteCommand::Watch(args)) => remote_cmd::watch(args),
         cli::Command::Backends { json } => backends(json),
         cli::Command::Model { kernels, json } => model(kernels, json),
     };

@@ -1,0 +1,132 @@
+//! Running commands on the host, and copying a file there, over one
+//! session's channels.
+
+use crate::client::{Session, SshError};
+use russh::ChannelMsg;
+use std::path::Path;
+
+/// Which of the remote command's streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+fn proto(e: russh::Error) -> SshError {
+    SshError::Protocol(e.to_string())
+}
+
+/// Runs `command` through the remote user's shell, handing output to
+/// `on_output` as it arrives. Returns the exit status (`None` if the command
+/// was killed by a signal or the connection dropped).
+pub async fn exec(
+    session: &Session,
+    command: &str,
+    mut on_output: impl FnMut(Stream, &[u8]),
+) -> Result<Option<u32>, SshError> {
+    let mut channel = session.channel_open_session().await.map_err(proto)?;
+    channel.exec(true, command).await.map_err(proto)?;
+    let mut status = None;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => on_output(Stream::Stdout, &data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => on_output(Stream::Stderr, &data),
+            ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+            _ => {}
+        }
+    }
+    Ok(status)
+}
+
+/// A finished remote command.
+#[derive(Debug)]
+pub struct Output {
+    pub status: Option<u32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+pub async fn exec_capture(session: &Session, command: &str) -> Result<Output, SshError> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = exec(session, command, |s, b| match s {
+        Stream::Stdout => out.extend_from_slice(b),
+        Stream::Stderr => err.extend_from_slice(b),
+    })
+    .await?;
+    Ok(Output {
+        status,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    })
+}
+
+/// Quotes `s` for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Copies `local` to `remote` (made executable), through a temporary name
+/// renamed into place, so a dropped connection never leaves half a binary.
+pub async fn upload(session: &Session, local: &Path, remote: &str) -> Result<(), SshError> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| SshError::Protocol(format!("cannot read {}: {e}", local.display())))?;
+    let part = format!("{remote}.part");
+    let dir = match remote.rsplit_once('/') {
+        Some((d, _)) if !d.is_empty() => d.to_string(),
+        _ => ".".to_string(),
+    };
+    let command = format!(
+        "mkdir -p {d} && cat > {p} && chmod 755 {p} && mv -f {p} {r}",
+        d = shell_quote(&dir),
+        p = shell_quote(&part),
+        r = shell_quote(remote)
+    );
+    let mut channel = session.channel_open_session().await.map_err(proto)?;
+    channel.exec(true, command).await.map_err(proto)?;
+    channel.data(file).await.map_err(proto)?;
+    channel.eof().await.map_err(proto)?;
+    let mut status = None;
+    let mut err = Vec::new();
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+            ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+            _ => {}
+        }
+    }
+    match status {
+        Some(0) => Ok(()),
+        _ => Err(SshError::Protocol(format!(
+            "uploading to {remote} failed: {}",
+            String::from_utf8_lossy(&err).trim()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("--lr"), "--lr");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+}

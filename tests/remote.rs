@@ -1,0 +1,599 @@
+//! `remote train` and `remote watch` against a real OpenSSH `sshd` started
+//! by the test on a loopback port, with its own host key, authorized_keys
+//! and known_hosts (`.ci/run` installs openssh-server and openssh-client).
+//! The "remote" mnist-monitor is this build's binary.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Sshd {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Sshd {
+        assert!(
+            Path::new("/usr/sbin/sshd").exists(),
+            "/usr/sbin/sshd is missing: apt-get install openssh-server (as .ci/run does)"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        keygen(&dir.join("host_ed25519"));
+        keygen(&dir.join("client_ed25519"));
+        std::fs::copy(dir.join("client_ed25519.pub"), dir.join("authorized_keys")).unwrap();
+        // sshd's privilege separation directory (root only).
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut sshd = Sshd {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        for _ in 0..10 {
+            if sshd.restart() {
+                return sshd;
+            }
+            sshd.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+        }
+        panic!("sshd would not start (see above)");
+    }
+
+    /// Starts sshd on `self.port`; false if it exited (port taken).
+    fn restart(&mut self) -> bool {
+        let d = self.dir.display();
+        std::fs::write(
+            self.dir.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nAllowTcpForwarding yes\nLogLevel ERROR\n",
+                port = self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(self.dir.join("sshd_config"))
+            // Its own process group, so that kill() takes its connection
+            // handlers down too (but not the user sessions, which sshd
+            // moves into sessions of their own, as a crash would leave them).
+            .process_group(0)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start on {}",
+                self.port
+            );
+            // Exited: the port was taken meanwhile (another test's listener).
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                self.child = None;
+                return false;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut banner = [0u8; 4];
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                if std::io::Read::read_exact(&mut s, &mut banner).is_ok() && &banner == b"SSH-" {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills sshd like a crash would: the listener and every connection
+    /// handler under it (each runs in a session of its own, so a process
+    /// group kill is not enough). Detached runs were reparented away from
+    /// sshd when their shell exited, so they survive, as on a real host.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let mut victims = vec![c.id() as i32];
+            let mut i = 0;
+            while i < victims.len() {
+                victims.extend(children_of(victims[i]));
+                i += 1;
+            }
+            for pid in victims.iter().rev() {
+                unsafe { libc_kill(*pid, 9) };
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn host_pub(&self) -> String {
+        std::fs::read_to_string(self.dir.join("host_ed25519.pub")).unwrap()
+    }
+
+    /// A known_hosts file that trusts this sshd.
+    fn known_hosts(&self) -> PathBuf {
+        let path = self.dir.join("known_hosts");
+        let host_pub = self.host_pub();
+        let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+        std::fs::write(
+            &path,
+            format!("# test\n[127.0.0.1]:{} {} {}\n", self.port, key[0], key[1]),
+        )
+        .unwrap();
+        path
+    }
+
+    fn client_key(&self) -> PathBuf {
+        self.dir.join("client_ed25519")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may contain spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `mnist-monitor remote …` with a private HOME (no agent, no ~/.ssh of ours).
+fn remote(home: &Path) -> Command {
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let mut c = bin();
+    c.env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .arg("remote");
+    c
+}
+
+/// Reads `child`'s stream line by line until `pick` returns something.
+fn wait_line<T>(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    what: &str,
+    pick: impl Fn(&str) -> Option<T>,
+) -> T {
+    let mut seen = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(v) = pick(&line) {
+            return v;
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    panic!("never saw {what}; output was:\n{seen}");
+}
+
+fn url_in(line: &str) -> Option<String> {
+    let start = line.find("http://127.0.0.1:")?;
+    Some(
+        line[start..]
+            .split_whitespace()
+            .next()?
+            .trim_end_matches('/')
+            .to_string(),
+    )
+}
+
+fn train_args(work: &Path) -> Vec<String> {
+    let data = work.join("data");
+    write_synthetic(&data, 3000, 200);
+    [
+        "--skip-verify",
+        "--backend",
+        "cpu",
+        "--kernels",
+        "4,4,4,4",
+        "--batch-size",
+        "10",
+        "--epochs",
+        "2",
+        "--val-size",
+        "100",
+        "--limit-test",
+        "100",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([data.display().to_string()])
+    .collect()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn remote_train_streams_batches_through_the_tunnel() {
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&work.path().join("sshd"));
+    let remote_dir = work.path().join("remote-home");
+    let mut child = remote(&work.path().join("home"))
+        .arg("train")
+        .arg(sshd.host())
+        .arg("-i")
+        .arg(sshd.client_key())
+        .arg("--known-hosts")
+        .arg(sshd.known_hosts())
+        .arg("--remote-bin")
+        .arg(env!("CARGO_BIN_EXE_mnist-monitor"))
+        .arg("--remote-dir")
+        .arg(&remote_dir)
+        .arg("--")
+        .args(train_args(work.path()))
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = wait_line(&mut err_lines, "the tunnel URL", |l| {
+        l.starts_with("watch run").then(|| url_in(l)).flatten()
+    });
+    std::thread::spawn(move || for _ in err_lines {});
+
+    // The page and its websocket, through the tunnel, unchanged.
+    let (code, page) = get(&format!("{base}/"));
+    assert_eq!(code, 200);
+    assert!(page.contains("mnist-monitor"));
+    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    let mut seqs = Vec::new();
+    let mut batches = 0;
+    while let Some(m) = next_message(&mut ws) {
+        if let Some(seq) = m["seq"].as_u64() {
+            seqs.push(seq);
+        }
+        if m["type"] == "batch" {
+            batches += 1;
+        }
+        if m["type"] == "run_finished" {
+            assert_eq!(m["status"], "completed");
+            break;
+        }
+    }
+    assert!(
+        batches >= 100,
+        "saw {batches} batch events through the tunnel"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gaps"
+    );
+
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["status"], "completed",
+        "the remote --json summary is relayed"
+    );
+    // The run lives on the host, under --remote-dir.
+    let run_id = summary["run_id"].as_str().unwrap();
+    assert!(remote_dir
+        .join("runs")
+        .join(run_id)
+        .join("events.jsonl")
+        .is_file());
+    assert!(remote_dir
+        .join("remote")
+        .join(format!("{run_id}.port"))
+        .is_file());
+}
+
+#[test]
+fn a_detached_run_is_rewatched_and_the_watch_survives_sshd_dying() {
+    let work = tempfile::tempdir().unwrap();
+    let mut sshd = Sshd::start(&work.path().join("sshd"));
+    let remote_dir = work.path().join("remote-home");
+    let home = work.path().join("home");
+    let mut args = train_args(work.path());
+    // Long enough to outlive an sshd restart.
+    let epochs = args.iter().position(|a| a == "--epochs").unwrap() + 1;
+    args[epochs] = "40".into();
+    let ssh = |c: &mut Command| {
+        c.arg(sshd.host())
+            .arg("-i")
+            .arg(sshd.client_key())
+            .arg("--known-hosts")
+            .arg(sshd.known_hosts())
+            .arg("--remote-bin")
+            .arg(env!("CARGO_BIN_EXE_mnist-monitor"))
+            .arg("--remote-dir")
+            .arg(&remote_dir);
+    };
+    let mut c = remote(&home);
+    c.arg("train").arg("--detach");
+    ssh(&mut c);
+    let mut detached = Killed(
+        c.arg("--")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out_lines = BufReader::new(detached.0.stdout.take().unwrap()).lines();
+    let run_id = wait_line(&mut out_lines, "the detached run id", |l| {
+        l.strip_prefix("run ")
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+    });
+    // Leave: the run goes on.
+    drop(detached);
+
+    let mut c = remote(&home);
+    c.arg("watch");
+    ssh(&mut c);
+    let mut watcher = Killed(
+        c.args(["--run", &run_id])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out_lines = BufReader::new(watcher.0.stdout.take().unwrap()).lines();
+    let base = wait_line(&mut out_lines, "the watch URL", url_in);
+    let (reconnected_tx, reconnected) = std::sync::mpsc::channel();
+    let err = BufReader::new(watcher.0.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            if line.starts_with("reconnected") {
+                let _ = reconnected_tx.send(());
+            }
+        }
+    });
+    let (code, health) = get(&format!("{base}/api/health"));
+    assert_eq!(code, 200);
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        health["current_run"],
+        run_id.as_str(),
+        "the tunnel reaches the detached run"
+    );
+    assert_eq!(health["training"], true);
+
+    // Follow a few batches, remembering the last seq.
+    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    let mut last = 0;
+    while last < 20 {
+        let m = next_message(&mut ws).expect("events through the tunnel");
+        if let Some(seq) = m["seq"].as_u64() {
+            assert_eq!(seq, last + 1);
+            last = seq;
+        }
+    }
+    drop(ws);
+
+    // sshd dies (listener and connection handlers); the run, in its own
+    // session, goes on. The watch reconnects when sshd is back.
+    sshd.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sshd.restart(), "sshd came back on port {}", sshd.port);
+    reconnected
+        .recv_timeout(Duration::from_secs(60))
+        .expect("remote watch reconnected");
+    // The same local URL now reaches the run again; resume after `last`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ws = loop {
+        match tungstenite::connect(format!(
+            "{}/ws/runs/current?since={last}&run={run_id}",
+            base.replace("http://", "ws://")
+        )) {
+            Ok((ws, _)) => break ws,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no websocket after reconnecting: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    let m = next_message(&mut ws).expect("events after reconnecting");
+    assert_eq!(
+        m["seq"].as_u64(),
+        Some(last + 1),
+        "resumed exactly after the last seq: {m}"
+    );
+
+    // Stop the run through the tunnel so it doesn't outlive the test.
+    let (code, _) = post(
+        &format!("{base}/api/runs/{run_id}/stop"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(code, 202);
+    drop(watcher);
+}
+
+/// Connects far enough to prove the SSH side works, then fails on purpose
+/// (there is no binary at /nonexistent).
+fn probe(home: &Path, host: &str, extra: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = remote(home)
+        .args(["train", host, "--remote-bin", "/nonexistent/mnist-monitor"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.code(), stderr(&out))
+}
+
+#[test]
+fn host_keys_unknown_accepted_hashed_and_changed() {
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&work.path().join("sshd"));
+    let home = work.path().join("home");
+    let key = sshd.client_key();
+    let i: [&std::ffi::OsStr; 2] = ["-i".as_ref(), key.as_os_str()];
+
+    // Unknown host: refused, with the fingerprint and what to do.
+    let (code, err) = probe(&home, &sshd.host(), &i);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("is not known")
+            && err.contains("SHA256:")
+            && err.contains("--accept-new-host-key"),
+        "{err}"
+    );
+    assert!(!home.join(".ssh/known_hosts").exists());
+
+    // --accept-new-host-key records it; the connection goes through.
+    let mut args = i.to_vec();
+    args.push("--accept-new-host-key".as_ref());
+    let (code, err) = probe(&home, &sshd.host(), &args);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("was not found on"),
+        "connected and authenticated: {err}"
+    );
+    let recorded = std::fs::read_to_string(home.join(".ssh/known_hosts")).unwrap();
+    assert!(
+        recorded.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{recorded}"
+    );
+    // Now known: no flag needed.
+    let (_, err) = probe(&home, &sshd.host(), &i);
+    assert!(err.contains("was not found on"), "{err}");
+
+    // Hashed entries (ssh-keygen -H) are honoured.
+    let out = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(home.join(".ssh/known_hosts"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let hashed = std::fs::read_to_string(home.join(".ssh/known_hosts")).unwrap();
+    assert!(
+        hashed.contains("|1|") && !hashed.contains("[127.0.0.1]"),
+        "{hashed}"
+    );
+    let (_, err) = probe(&home, &sshd.host(), &i);
+    assert!(err.contains("was not found on"), "{err}");
+
+    // A changed key: refused, naming the file and line to inspect.
+    let other = work.path().join("other_host_key");
+    keygen(&other);
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let parts: Vec<&str> = other_pub.split_whitespace().collect();
+    let kh = home.join(".ssh/known_hosts");
+    std::fs::write(
+        &kh,
+        format!(
+            "# comment\n# another\n[127.0.0.1]:{} {} {}\n",
+            sshd.port, parts[0], parts[1]
+        ),
+    )
+    .unwrap();
+    let (code, err) = probe(&home, &sshd.host(), &i);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("HOST KEY MISMATCH"), "{err}");
+    assert!(
+        err.contains(&format!("{}:3", kh.display())),
+        "names the line: {err}"
+    );
+}
+
+#[test]
+fn keys_aliases_and_refusals() {
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&work.path().join("sshd"));
+    let home = work.path().join("home");
+    let kh = sshd.known_hosts();
+
+    // A wrong key: refused with a clear message that says what was tried.
+    let wrong = work.path().join("wrong_key");
+    keygen(&wrong);
+    let (code, err) = probe(
+        &home,
+        &sshd.host(),
+        &[
+            "-i".as_ref(),
+            wrong.as_os_str(),
+            "--known-hosts".as_ref(),
+            kh.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("refused every key") && err.contains("wrong_key (not accepted)"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "no secret in messages");
+
+    // An alias from ~/.ssh/config: HostName, Port, User and IdentityFile.
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!(
+            "Host gpubox\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            sshd.port,
+            user.trim(),
+            sshd.client_key().display()
+        ),
+    )
+    .unwrap();
+    let (code, err) = probe(&home, "gpubox", &["--known-hosts".as_ref(), kh.as_os_str()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("was not found on gpubox"),
+        "connected through the alias: {err}"
+    );
+    assert!(err.contains("--upload"), "says how to install: {err}");
+}
