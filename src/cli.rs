@@ -193,6 +193,19 @@ pub struct ServeArgs {
     pub checkpoint_dir: PathBuf,
     #[command(flatten)]
     pub watch: WatchArgs,
+    /// GPU hosts for the fleet view, comma-separated (user@host[:port] or ~/.ssh/config aliases; keys from ssh-agent or the config, host keys must be in known_hosts).
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    pub hosts: Vec<String>,
+    /// Seconds between fleet polls (1-3600).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_fleet_interval, value_name = "SECS")]
+    pub fleet_interval: f64,
+    /// mnist-monitor on the fleet hosts: a path, or a name on their PATH.
+    #[arg(long, default_value = "mnist-monitor", value_name = "PATH")]
+    pub fleet_remote_bin: String,
+}
+
+fn parse_fleet_interval(s: &str) -> Result<f64, String> {
+    parse_seconds(s, 1.0, false)
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -61,6 +61,17 @@ fn serve(args: cli::ServeArgs) -> i32 {
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: args.watch.alert_webhook,
+        fleet: (!args.hosts.is_empty()).then(|| {
+            mnist_remote::fleet::Fleet::start(
+                args.hosts.clone(),
+                mnist_remote::ConnectOptions {
+                    interactive: false,
+                    ..Default::default()
+                },
+                args.fleet_remote_bin.clone(),
+                std::time::Duration::from_secs_f64(args.fleet_interval),
+            )
+        }),
     });
     state.show_latest_run();
     let token = state.opts.token.clone();

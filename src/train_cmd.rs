@@ -168,6 +168,7 @@ fn serve_run(
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: None,
+        fleet: None,
     });
     let hub = mnist_server::hub::RunHub::live(run_id);
     state.set_current(mnist_server::CurrentRun {

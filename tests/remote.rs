@@ -597,3 +597,137 @@ fn keys_aliases_and_refusals() {
     );
     assert!(err.contains("--upload"), "says how to install: {err}");
 }
+
+#[test]
+fn ctrl_c_stops_an_attached_run_and_upload_installs_the_binary() {
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&work.path().join("sshd"));
+    let remote_dir = work.path().join("remote-home");
+    let mut args = train_args(work.path());
+    let epochs = args.iter().position(|a| a == "--epochs").unwrap() + 1;
+    args[epochs] = "40".into();
+    let mut child = Killed(
+        remote(&work.path().join("home"))
+            .arg("train")
+            .arg(sshd.host())
+            .arg("-i")
+            .arg(sshd.client_key())
+            .arg("--known-hosts")
+            .arg(sshd.known_hosts())
+            // Not there: --upload copies this (same-architecture) binary over.
+            .arg("--remote-bin")
+            .arg(remote_dir.join("missing/mnist-monitor"))
+            .arg("--upload")
+            .arg("--remote-dir")
+            .arg(&remote_dir)
+            .arg("--")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err_lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let (run_id, base) = wait_line(&mut err_lines, "the tunnel URL", |l| {
+        let id = l
+            .strip_prefix("watch run ")?
+            .split_whitespace()
+            .next()?
+            .to_string();
+        Some((id, url_in(l)?))
+    });
+    std::thread::spawn(move || for _ in err_lines {});
+    let installed = remote_dir.join("bin/mnist-monitor");
+    assert!(
+        std::fs::metadata(&installed).is_ok_and(|m| m.len() > 1_000_000),
+        "uploaded to {}",
+        installed.display()
+    );
+    // Let it train a little, then Ctrl-C (SIGINT) the local command.
+    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    while next_message(&mut ws).is_some_and(|m| m["type"] != "batch") {}
+    unsafe { libc_kill(child.0.id() as i32, 2) };
+    let status = child.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the remote run's exit code (stopped) is ours"
+    );
+    let events = read_events(&remote_dir.join("runs").join(&run_id).join("events.jsonl"));
+    match &events.last().unwrap().kind {
+        mnist_events::EventKind::RunFinished(f) => {
+            assert_eq!(f.status, mnist_events::RunStatus::Stopped)
+        }
+        other => panic!("last event {other:?}"),
+    }
+}
+
+#[test]
+fn the_fleet_view_shows_an_up_host_and_a_down_one() {
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&work.path().join("sshd"));
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(sshd.known_hosts(), home.join(".ssh/known_hosts")).unwrap();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!(
+            "Host gpubox\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            sshd.port,
+            user.trim(),
+            sshd.client_key().display()
+        ),
+    )
+    .unwrap();
+    // Nothing listens on port 1: that host is down.
+    let mut command = bin();
+    command.env("HOME", &home).env_remove("SSH_AUTH_SOCK");
+    let runs = work.path().join("runs");
+    let server = spawn_server_with(
+        command,
+        &[
+            "--hosts".as_ref(),
+            "gpubox,127.0.0.1:1".as_ref(),
+            "--fleet-interval".as_ref(),
+            "1".as_ref(),
+            "--fleet-remote-bin".as_ref(),
+            env!("CARGO_BIN_EXE_mnist-monitor").as_ref(),
+            "--run-dir".as_ref(),
+            runs.as_os_str(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hosts = loop {
+        let (code, body) = get(&format!("{}/api/fleet", server.base));
+        assert_eq!(code, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let hosts = v["hosts"].as_array().unwrap().clone();
+        if hosts[0]["state"] == "up" && hosts[1]["state"] == "down" {
+            break hosts;
+        }
+        assert!(Instant::now() < deadline, "fleet never settled: {hosts:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let stats = &hosts[0]["stats"];
+    assert_eq!(
+        stats["cpu"]["cores"],
+        std::thread::available_parallelism().unwrap().get()
+    );
+    let gpus = stats["gpus"].as_array().unwrap();
+    assert!(
+        !gpus.is_empty()
+            || stats["gpu_error"]
+                .as_str()
+                .unwrap()
+                .starts_with("no NVIDIA GPU"),
+        "{stats}"
+    );
+    assert!(
+        hosts[1]["error"].as_str().unwrap().contains("cannot reach"),
+        "{:?}",
+        hosts[1]
+    );
+    let (_, health) = get(&format!("{}/api/health", server.base));
+    assert!(health.contains(r#""fleet":true"#), "{health}");
+}

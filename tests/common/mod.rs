@@ -100,7 +100,12 @@ impl Drop for Server {
 /// Starts `serve --bind 127.0.0.1:0` with `args` and waits for the line
 /// that names its address.
 pub fn spawn_server(args: &[&std::ffi::OsStr]) -> Server {
-    let mut child = bin()
+    spawn_server_with(bin(), args)
+}
+
+/// [`spawn_server`] from a prepared command (extra environment, …).
+pub fn spawn_server_with(mut command: Command, args: &[&std::ffi::OsStr]) -> Server {
+    let mut child = command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
         .stderr(Stdio::piped())

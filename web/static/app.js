@@ -3,6 +3,7 @@
 // so the page keeps up with thousands of batches per second.
 
 import { hardware, startHardware } from './hardware.js';
+import { fleet, startFleet } from './fleet.js';
 
 const $ = (sel) => document.querySelector(sel);
 const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? '–' : Number(v).toFixed(d));
@@ -505,9 +506,10 @@ $('#refresh-runs').addEventListener('click', loadRuns);
 $('#follow').addEventListener('click', () => reconnectTo(true, null));
 
 // For the end-to-end test and the curious: the page's state from the console.
-window.mnistMonitor = { view, charts, hardware };
+window.mnistMonitor = { view, charts, hardware, fleet };
 
 loadBackends();
 loadRuns();
 connect();
 startHardware();
+startFleet();

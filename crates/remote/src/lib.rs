@@ -6,7 +6,8 @@
 //! authenticating by ssh-agent, key files (passphrases asked on a terminal)
 //! and passwords ([`connect`]), running commands and uploading a file
 //! ([`exec`]), and forwarding a local port to the remote monitor over
-//! `direct-tcpip` ([`forward`]). Secrets never leave this crate: they are not
+//! `direct-tcpip` ([`forward`]), and polling a fleet of GPU hosts
+//! ([`fleet`]). Secrets never leave this crate: they are not
 //! logged, not put in argv, not put in events.
 //!
 //! What to run remotely (`mnist-monitor train --serve …`) is the binary's
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod fleet;
 pub mod forward;
 pub mod target;
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/health", web::get().to(health))
         .route("/api/backends", web::get().to(backends))
+        .route("/api/fleet", web::get().to(fleet))
         .route("/api/runs", web::get().to(list))
         .route("/api/runs", web::post().to(start))
         .route("/api/runs/{id}", web::get().to(show))
@@ -37,6 +38,15 @@ fn not_found(id: &str) -> HttpResponse {
     HttpResponse::NotFound().json(json!({"error": format!("no run {id}")}))
 }
 
+/// Every `--hosts` host: up/down, its last stats snapshot (GPUs, their
+/// processes and users), or why it is down.
+async fn fleet(state: web::Data<AppState>) -> HttpResponse {
+    match &state.opts.fleet {
+        Some(f) => HttpResponse::Ok().json(json!({ "hosts": f.snapshot() })),
+        None => HttpResponse::Ok().json(json!({ "hosts": [] })),
+    }
+}
+
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let current = state.current_hub();
     HttpResponse::Ok().json(json!({
@@ -44,6 +54,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "current_run": current.as_ref().map(|h| h.run_id.clone()),
         "training": current.is_some_and(|h| !h.is_finished()),
+        "fleet": state.opts.fleet.is_some(),
         "can_start_runs": state.opts.can_start_runs,
     }))
 }

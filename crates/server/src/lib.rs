@@ -47,6 +47,8 @@ pub struct ServerOptions {
     pub stop_on_nan: bool,
     /// POST alerts of runs started here to this URL.
     pub alert_webhook: Option<String>,
+    /// GPU hosts polled over SSH for the fleet view (`serve --hosts`).
+    pub fleet: Option<Arc<mnist_remote::fleet::Fleet>>,
 }
 
 /// A run being trained by (or watched from) this process.
