@@ -731,3 +731,50 @@ fn the_fleet_view_shows_an_up_host_and_a_down_one() {
     let (_, health) = get(&format!("{}/api/health", server.base));
     assert!(health.contains(r#""fleet":true"#), "{health}");
 }
+
+#[test]
+fn ssh_agent_keys_are_used_first() {
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&work.path().join("sshd"));
+    let sock = work.path().join("agent.sock");
+    let agent = Killed(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new("ssh-add")
+        .arg(sshd.client_key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No -i and no key files in HOME: only the agent can authenticate.
+    let kh = sshd.known_hosts();
+    let out = remote(&work.path().join("home"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .args([
+            "train",
+            &sshd.host(),
+            "--remote-bin",
+            "/nonexistent/mnist-monitor",
+            "--known-hosts",
+        ])
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("was not found on"),
+        "authenticated through the agent: {}",
+        stderr(&out)
+    );
+    drop(agent);
+}
