@@ -201,7 +201,10 @@ Host *
 ";
 
     fn resolve(spec: &str) -> Target {
-        let dir = std::env::temp_dir().join(format!("mm-sshcfg-{}", std::process::id()));
+        // One file per call: tests run in parallel threads of one process.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("mm-sshcfg-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config");
         std::fs::write(&path, CONFIG).unwrap();
