@@ -30,6 +30,8 @@ pub enum Command {
     /// Train on, or watch, a remote host over SSH through an encrypted tunnel.
     #[command(subcommand)]
     Remote(RemoteCommand),
+    /// Classify PNG pictures of digits with a trained checkpoint (any size or colour; centred the MNIST way).
+    Predict(PredictArgs),
     /// The machine now: CPU, memory, disks, network and NVIDIA GPUs with their users (gpustat-style).
     Stats(StatsArgs),
     /// Print the model's layers, output shapes and parameter counts.
@@ -104,6 +106,19 @@ pub struct RemoteWatchArgs {
     /// Watch whatever monitor listens on this port of the host's loopback (e.g. a `serve` there).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// An epoch directory (checkpoints/RUN/epoch-NNNN) or a run's checkpoint directory (its best epoch is used).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// One JSON object per image on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// PNG files.
+    #[arg(required = true, value_name = "IMAGE.png")]
+    pub images: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -274,6 +289,9 @@ pub struct TrainArgs {
     /// Evaluate on the test set after every epoch, not only after the last.
     #[arg(long)]
     pub eval_test_every_epoch: bool,
+    /// Train on the labels as corrected in <data-dir>/labels-overrides.json (the review page writes it).
+    #[arg(long)]
+    pub apply_label_overrides: bool,
     /// Checkpoints to keep: the newest N plus the best, 1-1000 [default: 3].
     #[arg(long)]
     pub keep_checkpoints: Option<usize>,
@@ -373,6 +391,9 @@ impl TrainArgs {
         if self.eval_test_every_epoch {
             c.eval_test_every_epoch = true;
         }
+        if self.apply_label_overrides {
+            c.apply_label_overrides = true;
+        }
         if let Some(v) = self.keep_checkpoints {
             c.keep_checkpoints = v;
         }
@@ -398,6 +419,7 @@ impl TrainArgs {
             "limit_val" => self.limit_val.is_some(),
             "limit_test" => self.limit_test.is_some(),
             "eval_test_every_epoch" => self.eval_test_every_epoch,
+            "apply_label_overrides" => self.apply_label_overrides,
             "keep_checkpoints" => self.keep_checkpoints.is_some(),
             _ => false,
         }

@@ -4,6 +4,7 @@
 //! it; see README.md for the commands and the architecture.
 
 mod cli;
+mod predict_cmd;
 mod progress;
 mod remote_cmd;
 mod stats_cmd;
@@ -27,6 +28,7 @@ fn main() {
         cli::Command::Train(args) => train_cmd::run(*args),
         cli::Command::Serve(args) => serve(args),
         cli::Command::Stats(args) => stats_cmd::run(args),
+        cli::Command::Predict(args) => predict_cmd::run(args),
         cli::Command::Remote(cli::RemoteCommand::Train(args)) => remote_cmd::train(args),
         cli::Command::Remote(cli::RemoteCommand::Watch(args)) => remote_cmd::watch(args),
         cli::Command::Backends { json } => backends(json),

@@ -25,6 +25,7 @@ fn started(backend: &str) -> EventKind {
         test_size: 1,
         batches_per_epoch: 1,
         resumed_from_epoch: None,
+        label_overrides: None,
     })
 }
 

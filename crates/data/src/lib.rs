@@ -14,6 +14,8 @@
 pub mod dataset;
 pub mod files;
 pub mod idx;
+pub mod overrides;
+pub mod preprocess;
 
 pub use dataset::{
     epoch_order, normalise, Mnist, MnistSplit, SplitOptions, Splits, MNIST_MEAN, MNIST_STD,

@@ -46,6 +46,16 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// Which reviewed labels a run used: the file, its SHA-256, and what it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelOverridesUsed {
+    pub path: String,
+    pub sha256: String,
+    pub relabelled: usize,
+    /// Training images left out.
+    pub excluded: usize,
+}
+
 /// One event of a run: the envelope (`seq`, `ts_ms`, `run_id`) plus its payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -115,6 +125,9 @@ pub struct RunStarted {
     /// epoch it resumes after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from_epoch: Option<usize>,
+    /// The label corrections this run trained with (`--apply-label-overrides`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_overrides: Option<LabelOverridesUsed>,
 }
 
 /// A model description that needs no tensor library to read.

@@ -320,16 +320,17 @@ fn prepare(
             return Err((StatusCode::BAD_REQUEST, json!({ "errors": [error] })));
         }
     }
+    load_data(state).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})))
+}
+
+/// The data set, read once and kept (blocking: call from `web::block`).
+pub fn load_data(state: &AppState) -> Result<Arc<mnist_data::Mnist>, String> {
     let mut data = state.data.lock().expect("state lock");
     if let Some(d) = data.as_ref() {
         return Ok(d.clone());
     }
-    let loaded = mnist_data::load_dir(&state.opts.data_dir, state.opts.verify).map_err(|e| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": e.to_string()}),
-        )
-    })?;
+    let loaded =
+        mnist_data::load_dir(&state.opts.data_dir, state.opts.verify).map_err(|e| e.to_string())?;
     let loaded = Arc::new(loaded);
     *data = Some(loaded.clone());
     Ok(loaded)

@@ -15,6 +15,7 @@ mod assets;
 pub mod history;
 pub mod hub;
 pub mod metrics;
+mod review;
 mod ws;
 
 use actix_web::dev::{Service, ServiceResponse};
@@ -65,6 +66,7 @@ pub struct AppState {
     current_id: watch::Sender<Option<String>>,
     data: Mutex<Option<Arc<Mnist>>>,
     backends: OnceLock<Vec<BackendStatus>>,
+    review: review::ReviewCache,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             current_id: watch::channel(None).0,
             data: Mutex::new(None),
             backends: OnceLock::new(),
+            review: Default::default(),
         })
     }
 
@@ -228,6 +231,7 @@ pub fn bind(
             .configure(api::routes)
             .configure(ws::routes)
             .configure(metrics::routes)
+            .configure(review::routes)
             .default_service(web::to(assets::serve))
     })
     .workers(2)

@@ -76,6 +76,9 @@ pub struct TrainConfig {
     pub eval_test_every_epoch: bool,
     /// Checkpoints to keep (the latest N, plus the best).
     pub keep_checkpoints: usize,
+    /// Train on the labels as corrected in `<data-dir>/labels-overrides.json`
+    /// (relabelled samples, excluded training images left out).
+    pub apply_label_overrides: bool,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +99,7 @@ impl Default for TrainConfig {
             limit_test: None,
             eval_test_every_epoch: false,
             keep_checkpoints: 3,
+            apply_label_overrides: false,
         }
     }
 }
@@ -286,7 +290,7 @@ fn type_message(key: &str, serde_message: &str) -> String {
         "schedule" => "one of \"constant\", \"cosine\"".to_string(),
         "backend" => "one of \"auto\", \"cpu\", \"wgpu\", \"cuda\"".to_string(),
         "lr" | "momentum" => "a number".to_string(),
-        "eval_test_every_epoch" => "true or false".to_string(),
+        "eval_test_every_epoch" | "apply_label_overrides" => "true or false".to_string(),
         "limit_train" | "limit_val" | "limit_test" => "a positive integer or null".to_string(),
         _ => "a non-negative integer".to_string(),
     };

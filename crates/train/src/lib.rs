@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod infer;
 pub mod metrics;
 pub mod samples;
 mod trainer;
@@ -215,6 +216,22 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
             Arc::new(mnist_data::load_dir(&opts.data_dir, opts.verify)?)
         }
     };
+    let mut label_overrides = None;
+    let data = if config.apply_label_overrides {
+        let path = mnist_data::overrides::path_in(&opts.data_dir);
+        let overrides = mnist_data::overrides::LabelOverrides::load(&path)
+            .map_err(|e| RunError::Config(vec![FieldError::new("apply_label_overrides", e)]))?;
+        let (applied, used) = overrides.apply(&data, &path);
+        label_overrides = Some(mnist_events::LabelOverridesUsed {
+            path: used.path,
+            sha256: used.sha256,
+            relabelled: used.relabelled,
+            excluded: used.excluded,
+        });
+        Arc::new(applied)
+    } else {
+        data
+    };
     let splits = data
         .split(SplitOptions {
             val_size: config.val_size,
@@ -274,6 +291,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         config: &config,
         splits: &splits,
         events: &mut stream,
+        label_overrides,
         checkpoint_dir: checkpoint_dir.clone(),
         resume,
         stop: opts.stop.clone(),

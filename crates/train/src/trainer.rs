@@ -44,6 +44,8 @@ pub(crate) struct Job<'a> {
     pub config: &'a TrainConfig,
     pub splits: &'a Splits,
     pub events: &'a mut EventStream,
+    /// The label overrides applied to the data, if any.
+    pub label_overrides: Option<mnist_events::LabelOverridesUsed>,
     pub checkpoint_dir: PathBuf,
     pub resume: Option<(PathBuf, CheckpointState)>,
     pub stop: Arc<AtomicBool>,
@@ -211,6 +213,7 @@ where
         test_size: test.len,
         batches_per_epoch: batches,
         resumed_from_epoch: job.resume.as_ref().map(|(_, s)| s.epoch),
+        label_overrides: job.label_overrides.clone(),
     }));
     events.emit(EventKind::Log(LogMessage {
         level: LogLevel::Info,

@@ -1,0 +1,228 @@
+//! Label decisions made while reviewing: `labels-overrides.json` next to the
+//! data files.
+//!
+//! One entry per reviewed sample, keyed `"<split>:<index>"` (`train` or
+//! `test`, the index in its original file), sorted, pretty-printed: a
+//! reviewer's session reads well in `git diff`. Every change rewrites the
+//! file through a temporary file and a rename, so a crash never leaves half
+//! of it. Training applies it only when asked (`--apply-label-overrides`).
+
+use crate::dataset::Mnist;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const OVERRIDES_FILE: &str = "labels-overrides.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The file's label is right.
+    Keep,
+    /// The label should be `label`.
+    Relabel,
+    /// Not a usable digit: leave it out of training.
+    Exclude,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    pub decision: Decision,
+    /// The new label, for `relabel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<u8>,
+    /// The label in the original file, for the record.
+    pub original: u8,
+    pub by: String,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabelOverrides {
+    pub entries: BTreeMap<String, Override>,
+}
+
+/// What applying the overrides changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedOverrides {
+    pub path: String,
+    /// SHA-256 of the file as applied.
+    pub sha256: String,
+    pub relabelled: usize,
+    /// Training images left out.
+    pub excluded: usize,
+}
+
+pub fn key(split: &str, index: usize) -> String {
+    format!("{split}:{index}")
+}
+
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join(OVERRIDES_FILE)
+}
+
+impl LabelOverrides {
+    /// The file, or no overrides when it doesn't exist.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
+        let tmp = path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Applies relabels to both files and drops excluded training images.
+    /// Excluded *test* images stay (with any relabel), so that test accuracy
+    /// remains comparable between runs.
+    pub fn apply(&self, data: &Mnist, path: &Path) -> (Mnist, AppliedOverrides) {
+        let mut out = data.clone();
+        let mut relabelled = 0;
+        let mut drop_train = vec![false; data.train_labels.len()];
+        for (k, o) in &self.entries {
+            let Some((split, index)) = k
+                .split_once(':')
+                .and_then(|(s, i)| Some((s, i.parse::<usize>().ok()?)))
+            else {
+                continue;
+            };
+            let labels = match split {
+                "train" => &mut out.train_labels,
+                "test" => &mut out.test_labels,
+                _ => continue,
+            };
+            if index >= labels.len() {
+                continue;
+            }
+            match (o.decision, o.label) {
+                (Decision::Relabel, Some(l)) if l < 10 && labels[index] != l => {
+                    labels[index] = l;
+                    relabelled += 1;
+                }
+                (Decision::Exclude, _) if split == "train" => drop_train[index] = true,
+                _ => {}
+            }
+        }
+        let excluded = drop_train.iter().filter(|&&d| d).count();
+        if excluded > 0 {
+            let px = crate::IMAGE_PIXELS;
+            let keep: Vec<usize> = (0..drop_train.len()).filter(|&i| !drop_train[i]).collect();
+            out.train_images = keep
+                .iter()
+                .flat_map(|&i| data.train_images[i * px..(i + 1) * px].iter().copied())
+                .collect();
+            out.train_labels = keep.iter().map(|&i| out.train_labels[i]).collect();
+        }
+        let sha256 = std::fs::read(path)
+            .map(|b| format!("{:x}", sha2::Sha256::digest(&b)))
+            .unwrap_or_default();
+        (
+            out,
+            AppliedOverrides {
+                path: path.display().to_string(),
+                sha256,
+                relabelled,
+                excluded,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Mnist {
+        Mnist {
+            train_images: (0..5).flat_map(|i| vec![i as u8; 784]).collect(),
+            train_labels: vec![0, 1, 2, 3, 4],
+            test_images: vec![9; 784 * 2],
+            test_labels: vec![7, 8],
+        }
+    }
+
+    fn entry(decision: Decision, label: Option<u8>, original: u8) -> Override {
+        Override {
+            decision,
+            label,
+            original,
+            by: "tester".into(),
+            at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn saved_atomically_read_back_and_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let mut o = LabelOverrides::load(&path).unwrap();
+        assert!(o.entries.is_empty(), "no file, no overrides");
+        o.entries
+            .insert(key("train", 1), entry(Decision::Relabel, Some(7), 1));
+        o.entries
+            .insert(key("train", 3), entry(Decision::Exclude, None, 3));
+        o.entries
+            .insert(key("train", 4), entry(Decision::Keep, None, 4));
+        o.entries
+            .insert(key("test", 0), entry(Decision::Relabel, Some(1), 7));
+        o.entries
+            .insert(key("test", 1), entry(Decision::Exclude, None, 8));
+        o.save(&path).unwrap();
+        assert!(!path.with_extension("json.tmp").exists());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"train:1\": {") && text.contains("\"decision\": \"relabel\""),
+            "{text}"
+        );
+        let back = LabelOverrides::load(&path).unwrap();
+        assert_eq!(back, o);
+
+        let (applied, summary) = back.apply(&data(), &path);
+        assert_eq!(
+            applied.train_labels,
+            vec![0, 7, 2, 4],
+            "relabelled, index 3 dropped"
+        );
+        assert_eq!(&applied.train_images[2 * 784..3 * 784], &[2u8; 784][..]);
+        assert_eq!(
+            &applied.train_images[3 * 784..4 * 784],
+            &[4u8; 784][..],
+            "images follow their labels"
+        );
+        assert_eq!(
+            applied.test_labels,
+            vec![1, 8],
+            "test relabelled, test exclusions kept"
+        );
+        assert_eq!((summary.relabelled, summary.excluded), (2, 1));
+        assert_eq!(summary.sha256.len(), 64);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        std::fs::write(&path, "{not json").unwrap();
+        let e = LabelOverrides::load(&path).unwrap_err();
+        assert!(e.contains(OVERRIDES_FILE), "{e}");
+    }
+}

@@ -1,0 +1,193 @@
+//! Any picture of a digit → the 28×28 the model expects, the way MNIST was
+//! made: white digit on black, its bounding box scaled to fit 20×20 (aspect
+//! kept, anti-aliased), then placed so that its centre of mass is the centre
+//! of the 28×28 field.
+
+use crate::{IMAGE_PIXELS, IMAGE_SIDE};
+
+/// Pixels at or below this (after inversion) count as background.
+const INK: u8 = 24;
+
+/// `gray` is `width × height` 8-bit luminance. Dark-on-light pictures (a
+/// photo of paper, a drawing on white) are inverted first. An empty picture
+/// gives an all-black 28×28.
+pub fn to_mnist(gray: &[u8], width: usize, height: usize) -> Vec<u8> {
+    assert_eq!(gray.len(), width * height, "gray is width × height");
+    let mut img: Vec<u8> = gray.to_vec();
+    // MNIST digits are light on dark: decide by the border, which is background.
+    let border: Vec<u8> = (0..width)
+        .flat_map(|x| [img[x], img[(height - 1) * width + x]])
+        .chain((0..height).flat_map(|y| [img[y * width], img[y * width + width - 1]]))
+        .collect();
+    let border_mean = border.iter().map(|&v| v as f64).sum::<f64>() / border.len().max(1) as f64;
+    if border_mean > 127.0 {
+        for v in &mut img {
+            *v = 255 - *v;
+        }
+    }
+    // Bounding box of the ink.
+    let (mut x0, mut y0, mut x1, mut y1) = (width, height, 0, 0);
+    for y in 0..height {
+        for x in 0..width {
+            if img[y * width + x] > INK {
+                x0 = x0.min(x);
+                y0 = y0.min(y);
+                x1 = x1.max(x);
+                y1 = y1.max(y);
+            }
+        }
+    }
+    if x0 > x1 {
+        return vec![0; IMAGE_PIXELS];
+    }
+    let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
+    // Fit the longer side to 20 pixels.
+    let scale = 20.0 / bw.max(bh) as f64;
+    let (sw, sh) = (
+        ((bw as f64 * scale).round() as usize).max(1),
+        ((bh as f64 * scale).round() as usize).max(1),
+    );
+    let small = resample_area(&img, width, x0, y0, bw, bh, sw, sh);
+    // Centre of mass of the scaled digit.
+    let (mut mass, mut cx, mut cy) = (0.0, 0.0, 0.0);
+    for y in 0..sh {
+        for x in 0..sw {
+            let v = small[y * sw + x] as f64;
+            mass += v;
+            cx += v * x as f64;
+            cy += v * y as f64;
+        }
+    }
+    let (cx, cy) = if mass > 0.0 {
+        (cx / mass, cy / mass)
+    } else {
+        (sw as f64 / 2.0, sh as f64 / 2.0)
+    };
+    // Place it so the centre of mass lands on (14, 14), as close as the
+    // field allows.
+    let centre = IMAGE_SIDE as f64 / 2.0;
+    let ox = ((centre - cx - 0.5).round() as i64).clamp(0, (IMAGE_SIDE - sw) as i64) as usize;
+    let oy = ((centre - cy - 0.5).round() as i64).clamp(0, (IMAGE_SIDE - sh) as i64) as usize;
+    let mut out = vec![0u8; IMAGE_PIXELS];
+    for y in 0..sh {
+        for x in 0..sw {
+            out[(oy + y) * IMAGE_SIDE + ox + x] = small[y * sw + x];
+        }
+    }
+    out
+}
+
+/// Box-filter resampling of a `bw × bh` window at (`x0`, `y0`) to `sw × sh`:
+/// each output pixel averages the source area it covers (anti-aliased when
+/// shrinking, nearest-like when enlarging).
+#[allow(clippy::too_many_arguments)]
+fn resample_area(
+    img: &[u8],
+    width: usize,
+    x0: usize,
+    y0: usize,
+    bw: usize,
+    bh: usize,
+    sw: usize,
+    sh: usize,
+) -> Vec<u8> {
+    let mut out = vec![0u8; sw * sh];
+    let (fx, fy) = (bw as f64 / sw as f64, bh as f64 / sh as f64);
+    for oy in 0..sh {
+        let (sy0, sy1) = (oy as f64 * fy, (oy + 1) as f64 * fy);
+        for ox in 0..sw {
+            let (sx0, sx1) = (ox as f64 * fx, (ox + 1) as f64 * fx);
+            let (mut acc, mut area) = (0.0, 0.0);
+            let mut y = sy0.floor() as usize;
+            while (y as f64) < sy1 && y < bh {
+                let wy = (sy1.min(y as f64 + 1.0) - sy0.max(y as f64)).max(0.0);
+                let mut x = sx0.floor() as usize;
+                while (x as f64) < sx1 && x < bw {
+                    let wx = (sx1.min(x as f64 + 1.0) - sx0.max(x as f64)).max(0.0);
+                    acc += wx * wy * img[(y0 + y) * width + x0 + x] as f64;
+                    area += wx * wy;
+                    x += 1;
+                }
+                y += 1;
+            }
+            out[oy * sw + ox] = if area > 0.0 {
+                (acc / area).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            };
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn centre_of_mass(img: &[u8]) -> (f64, f64) {
+        let (mut m, mut cx, mut cy) = (0.0, 0.0, 0.0);
+        for (i, &v) in img.iter().enumerate() {
+            let v = v as f64;
+            m += v;
+            cx += v * (i % 28) as f64;
+            cy += v * (i / 28) as f64;
+        }
+        (cx / m, cy / m)
+    }
+
+    fn bbox(img: &[u8]) -> (usize, usize) {
+        let ink: Vec<usize> = (0..784).filter(|&i| img[i] > INK).collect();
+        let xs = ink.iter().map(|i| i % 28);
+        let ys = ink.iter().map(|i| i / 28);
+        (
+            xs.clone().max().unwrap() - xs.min().unwrap() + 1,
+            ys.clone().max().unwrap() - ys.min().unwrap() + 1,
+        )
+    }
+
+    #[test]
+    fn an_off_centre_dark_on_light_stroke_is_inverted_scaled_and_centred() {
+        // A 200×120 white canvas with a black vertical bar near the top-left.
+        let (w, h) = (200, 120);
+        let mut img = vec![255u8; w * h];
+        for y in 5..65 {
+            for x in 10..25 {
+                img[y * w + x] = 0;
+            }
+        }
+        let out = to_mnist(&img, w, h);
+        let (cx, cy) = centre_of_mass(&out);
+        assert!(
+            (cx - 13.5).abs() <= 1.0 && (cy - 13.5).abs() <= 1.0,
+            "centre of mass ({cx}, {cy})"
+        );
+        let (bw, bh) = bbox(&out);
+        assert_eq!(bh, 20, "the long side is scaled to 20");
+        assert!((4..=6).contains(&bw), "aspect kept: width {bw}");
+        assert!(out[0] == 0 && out[783] == 0, "background is black");
+    }
+
+    #[test]
+    fn a_blank_picture_is_blank() {
+        assert!(to_mnist(&vec![255u8; 50 * 50], 50, 50)
+            .iter()
+            .all(|&v| v == 0));
+    }
+
+    #[test]
+    fn an_mnist_digit_stays_about_where_it_is() {
+        // A light-on-dark 28×28 blob already centred: stays centred.
+        let mut img = vec![0u8; 784];
+        for y in 4..24 {
+            for x in 10..18 {
+                img[y * 28 + x] = 255;
+            }
+        }
+        let out = to_mnist(&img, 28, 28);
+        let (cx, cy) = centre_of_mass(&out);
+        assert!(
+            (cx - 13.5).abs() <= 1.0 && (cy - 13.5).abs() <= 1.0,
+            "({cx}, {cy})"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Inference from a checkpoint on the CPU: the prediction endpoint, the
+//! review ranking and `mnist-monitor predict` all go through [`Predictor`].
+
+use crate::checkpoint::{self, CheckpointState};
+use burn::backend::Flex;
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::{Tensor, TensorData};
+use mnist_data::{normalise, CLASSES, IMAGE_PIXELS};
+use mnist_model::Cnn;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+type B = Flex;
+
+/// A trained model loaded from a checkpoint.
+pub struct Predictor {
+    model: Cnn<B>,
+    device: burn::tensor::Device<B>,
+    /// The epoch directory the weights came from.
+    pub checkpoint: PathBuf,
+    pub state: CheckpointState,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor")
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An epoch directory, or a run's checkpoint directory (then its best
+/// checkpoint if it is still there, else the newest).
+pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, String> {
+    if path.join(checkpoint::STATE_FILE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let all = checkpoint::list(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some((_, newest)) = all.last() else {
+        return Err(format!(
+            "{} is not a checkpoint: expected an epoch-NNNN directory (with {}) or a run's checkpoint directory holding them",
+            path.display(),
+            checkpoint::STATE_FILE
+        ));
+    };
+    let best = checkpoint::read_state(newest).ok().map(|s| s.best_epoch);
+    Ok(all
+        .iter()
+        .find(|(e, _)| Some(*e) == best)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| newest.clone()))
+}
+
+impl Predictor {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let dir = resolve_checkpoint(path)?;
+        let state = checkpoint::read_state(&dir).map_err(|e| e.to_string())?;
+        let bytes = std::fs::read(dir.join(checkpoint::MODEL_FILE))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let device = Default::default();
+        let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+            .load(bytes, &device)
+            .map_err(|e| format!("cannot load the model in {}: {e}", dir.display()))?;
+        let model = state.config.model().init::<B>(&device).load_record(record);
+        Ok(Self {
+            model,
+            device,
+            checkpoint: dir,
+            state,
+        })
+    }
+
+    /// Softmax probabilities for `n` images (`n × 784` raw pixels).
+    pub fn probabilities(&self, pixels: &[u8]) -> Vec<[f32; CLASSES]> {
+        let n = pixels.len() / IMAGE_PIXELS;
+        let mut out = Vec::with_capacity(n);
+        for chunk in pixels.chunks(512 * IMAGE_PIXELS) {
+            let m = chunk.len() / IMAGE_PIXELS;
+            let x = Tensor::<B, 4>::from_data(
+                TensorData::new(normalise(chunk), [m, 1, 28, 28]),
+                &self.device,
+            );
+            let probs: Vec<f32> = burn::tensor::activation::softmax(self.model.forward(x), 1)
+                .into_data()
+                .iter::<f32>()
+                .collect();
+            for p in probs.chunks(CLASSES) {
+                let mut row = [0f32; CLASSES];
+                row.copy_from_slice(p);
+                out.push(row);
+            }
+        }
+        out
+    }
+}
+
+/// How strongly the model disagrees with a sample's label.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    /// Index in its original file.
+    pub index: usize,
+    pub label: u8,
+    pub predicted: u8,
+    pub probs: [f32; CLASSES],
+    /// Cross-entropy of the label: `-ln p(label)`.
+    pub loss: f32,
+    /// Top wrong class probability minus the label's (positive: the model
+    /// prefers another class).
+    pub margin: f32,
+}
+
+/// Every image of a split, most suspicious first (highest loss).
+pub fn rank(
+    predictor: &Predictor,
+    pixels: &[u8],
+    labels: &[u8],
+    first_index: usize,
+) -> Vec<Ranked> {
+    let probs = predictor.probabilities(pixels);
+    let mut ranked: Vec<Ranked> = probs
+        .into_iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (p, &label))| {
+            let predicted = argmax(&p);
+            let wrong = p
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != label as usize)
+                .map(|(_, v)| *v)
+                .fold(0.0, f32::max);
+            Ranked {
+                index: first_index + i,
+                label,
+                predicted: predicted as u8,
+                probs: p,
+                loss: -(p[label as usize].max(1e-12)).ln(),
+                margin: wrong - p[label as usize],
+            }
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.loss.total_cmp(&a.loss));
+    ranked
+}
+
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (k, &v)| if v > best.1 { (k, v) } else { best },
+        )
+        .0
+}
+
+/// Decodes a PNG of any size and colour type into the MNIST-style 28×28
+/// the model expects (see [`mnist_data::preprocess`]).
+pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .map_err(|e| format!("not a readable PNG: {e}"))?;
+    // Transparent pixels (a canvas drawing) count as background, not black ink.
+    let rgba = img.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let gray: Vec<u8> = rgba
+        .pixels()
+        .map(|p| {
+            let [r, g, b, a] = p.0;
+            let luma = (0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32)
+                * (a as f32 / 255.0)
+                + 255.0 * (1.0 - a as f32 / 255.0);
+            luma.round().clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    if w == 0 || h == 0 {
+        return Err("the PNG is empty".into());
+    }
+    Ok(mnist_data::preprocess::to_mnist(
+        &gray, w as usize, h as usize,
+    ))
+}

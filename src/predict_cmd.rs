@@ -1,0 +1,61 @@
+//! `mnist-monitor predict --checkpoint PATH image.png…`: classify pictures
+//! of digits with a trained checkpoint, on the CPU.
+
+use crate::cli::PredictArgs;
+use mnist_train::infer::{argmax, png_to_mnist, Predictor};
+
+/// Exit codes: 0 all classified, 1 some files could not be read, 2 no model.
+pub fn run(args: PredictArgs) -> i32 {
+    let predictor = match Predictor::load(&args.checkpoint) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: --checkpoint {}: {e}", args.checkpoint.display());
+            return 2;
+        }
+    };
+    if !args.json {
+        eprintln!(
+            "model: {} (epoch {})",
+            predictor.checkpoint.display(),
+            predictor.state.epoch
+        );
+    }
+    let mut failed = 0;
+    for path in &args.images {
+        let result = std::fs::read(path)
+            .map_err(|e| format!("cannot read it: {e}"))
+            .and_then(|bytes| png_to_mnist(&bytes));
+        match result {
+            Ok(pixels) => {
+                let probs = predictor.probabilities(&pixels).remove(0);
+                let digit = argmax(&probs);
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": path.display().to_string(), "predicted": digit, "probs": probs})
+                    );
+                } else {
+                    let bars: Vec<String> = probs.iter().map(|p| format!("{p:.3}")).collect();
+                    println!(
+                        "{}: {digit} (p = {:.3})  [{}]",
+                        path.display(),
+                        probs[digit],
+                        bars.join(" ")
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": path.display().to_string(), "error": e})
+                    );
+                } else {
+                    eprintln!("error: {}: {e}", path.display());
+                }
+            }
+        }
+    }
+    i32::from(failed > 0)
+}
