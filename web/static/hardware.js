@@ -107,6 +107,9 @@ function schedule() {
   requestAnimationFrame(() => { queued = false; render(); });
 }
 
+// For the console and visual checks: redraw after changing `samples`.
+hardware.redraw = schedule;
+
 function connect() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const ws = new WebSocket(`${proto}://${location.host}/ws/hardware`);

@@ -88,7 +88,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mnist-events-{}", std::process::id()));
         let path = dir.join("events.jsonl");
         let _ = std::fs::remove_file(&path);
-        let mut stream = EventStream::new("r", 0);
+        let stream = EventStream::new("r", 0);
         stream.add_sink(JsonlWriter::append(&path).unwrap());
         for i in 0..3 {
             stream.emit(EventKind::Log(LogMessage {

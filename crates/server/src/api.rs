@@ -77,12 +77,27 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
                 if let Some(hub) = current.as_ref().filter(|h| h.run_id == id) {
                     return Some(summarise(&id, &hub.events_since(0), !hub.is_finished()));
                 }
+                // Logs of finished runs only grow by appending: reuse the
+                // summary while the file's length and mtime are unchanged.
+                let meta = std::fs::metadata(&path).ok()?;
+                let stamp = (meta.len(), meta.modified().ok());
+                if let Some((s, summary)) = state.summaries.lock().unwrap().get(&id) {
+                    if *s == stamp {
+                        return Some(summary.clone());
+                    }
+                }
                 let events: Vec<Arc<Event>> = mnist_events::read_events(path)
                     .ok()?
                     .into_iter()
                     .map(Arc::new)
                     .collect();
-                Some(summarise(&id, &events, false))
+                let summary = summarise(&id, &events, false);
+                state
+                    .summaries
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), (stamp, summary.clone()));
+                Some(summary)
             })
             .collect();
         // A live run whose log isn't on disk yet still belongs in the list.

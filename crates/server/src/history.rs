@@ -129,6 +129,8 @@ pub fn summarise(run_id: &str, events: &[Arc<Event>], live: bool) -> RunSummary 
                 s.backend = Some(r.backend.clone());
                 s.device = Some(r.device.clone());
                 s.params = Some(r.model.total_params);
+                // A resumption starts over: a `run_finished` of an earlier
+                // attempt no longer describes the run.
                 if !live {
                     s.status = "interrupted".into();
                 }

@@ -67,7 +67,11 @@ pub struct AppState {
     data: Mutex<Option<Arc<Mnist>>>,
     backends: OnceLock<Vec<BackendStatus>>,
     review: review::ReviewCache,
+    /// Summaries of logged runs, by run id, with the log's (length, mtime).
+    summaries: Mutex<std::collections::HashMap<String, RunStamp>>,
 }
+
+type RunStamp = ((u64, Option<std::time::SystemTime>), history::RunSummary);
 
 impl AppState {
     pub fn new(opts: ServerOptions) -> Arc<Self> {
@@ -78,6 +82,7 @@ impl AppState {
             data: Mutex::new(None),
             backends: OnceLock::new(),
             review: Default::default(),
+            summaries: Mutex::new(Default::default()),
         })
     }
 
