@@ -401,6 +401,7 @@ function formConfig() {
   const lt = num('limit_train'), ls = num('limit_test');
   if (lt !== undefined) cfg.limit_train = lt;
   if (ls !== undefined) cfg.limit_test = ls;
+  if (f.apply_label_overrides.checked) cfg.apply_label_overrides = true;
   return cfg;
 }
 
