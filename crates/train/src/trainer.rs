@@ -220,7 +220,16 @@ where
         message: job.backend_note.clone(),
     }));
 
+    if job.backend != "cpu" {
+        // The page and the progress bar show this while the GPU backend
+        // compiles its kernels and autotunes before the first step.
+        events.emit(EventKind::Log(LogMessage {
+            level: LogLevel::Info,
+            message: "compiling GPU kernels and autotuning before the first batch: minutes on a fresh machine, seconds once cached".into(),
+        }));
+    }
     let started = Instant::now();
+    let mut first_batch_logged = false;
     let mut outcome = Outcome {
         epochs_completed: start_epoch,
         steps: step,
@@ -276,6 +285,16 @@ where
                 || batch + 1 == batches
             {
                 flush(&mut pending, &mut totals, events, &mut last_flush, started);
+                if !first_batch_logged {
+                    first_batch_logged = true;
+                    events.emit(EventKind::Log(LogMessage {
+                        level: LogLevel::Info,
+                        message: format!(
+                            "first batch {:.1} s after training started (start-up: kernel compilation, autotune, first allocation)",
+                            started.elapsed().as_secs_f64()
+                        ),
+                    }));
+                }
             }
         }
         let epoch_seconds = epoch_started.elapsed();
