@@ -14,6 +14,8 @@ pub struct Progress {
     terminal: bool,
     epochs: usize,
     last_line: Option<Instant>,
+    /// The machine in a few words, from the latest `hardware` event.
+    machine: String,
 }
 
 impl Progress {
@@ -23,6 +25,7 @@ impl Progress {
             terminal: std::io::stderr().is_terminal(),
             epochs: 0,
             last_line: None,
+            machine: String::new(),
         }
     }
 
@@ -81,8 +84,12 @@ impl EventSink for Progress {
             }
             EventKind::Batch(b) => {
                 let msg = format!(
-                    "loss {:.4} acc {:.3} f1 {:.3} {:.0} img/s",
-                    b.epoch_loss, b.epoch_accuracy, b.epoch_f1_macro, b.images_per_sec
+                    "loss {:.4} acc {:.3} f1 {:.3} {:.0} img/s{}",
+                    b.epoch_loss,
+                    b.epoch_accuracy,
+                    b.epoch_f1_macro,
+                    b.images_per_sec,
+                    self.machine
                 );
                 if self.terminal {
                     let bar = self.epoch_bar(b.epoch, b.batches);
@@ -153,9 +160,35 @@ impl EventSink for Progress {
                     a.rule, a.message
                 ));
             }
-            EventKind::Samples(_) | EventKind::Hardware(_) => {}
+            EventKind::Hardware(h) => self.machine = machine_summary(h),
+            EventKind::Samples(_) => {}
         }
     }
+}
+
+/// " | GPU0 97% 61°C 40.1/79.6G" per GPU, or the CPU when there is none.
+fn machine_summary(h: &mnist_events::HardwareSnapshot) -> String {
+    if h.gpus.is_empty() {
+        return format!(" | CPU {:.0}%", h.cpu.usage_percent);
+    }
+    h.gpus
+        .iter()
+        .map(|g| {
+            let gib = |b: Option<u64>| {
+                b.map_or("?".into(), |b| {
+                    format!("{:.1}", b as f64 / (1u64 << 30) as f64)
+                })
+            };
+            format!(
+                " | GPU{} {}% {}°C {}/{}G",
+                g.index,
+                g.utilization_percent.map_or("?".into(), |u| u.to_string()),
+                g.temperature_celsius.map_or("?".into(), |t| t.to_string()),
+                gib(g.memory_used_bytes),
+                gib(g.memory_total_bytes)
+            )
+        })
+        .collect()
 }
 
 /// A model summary as an aligned table.
