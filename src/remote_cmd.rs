@@ -56,7 +56,18 @@ fn parse_serving(line: &str) -> Option<u16> {
 }
 
 pub fn train(args: RemoteTrainArgs) -> i32 {
-    let (target, opts) = match target_and_options(&args.ssh) {
+    let ssh = args.ssh.clone();
+    run_remote(&ssh, |target, opts| train_async(args, target, opts))
+}
+
+/// Resolves the host, runs `command` on a runtime, and turns its error into
+/// a message and exit code 2.
+fn run_remote<F, Fut>(ssh: &SshArgs, command: F) -> i32
+where
+    F: FnOnce(Target, ConnectOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<i32, String>>,
+{
+    let (target, opts) = match target_and_options(ssh) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -64,13 +75,10 @@ pub fn train(args: RemoteTrainArgs) -> i32 {
         }
     };
     runtime().block_on(async move {
-        match train_async(args, target, opts).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e}");
-                2
-            }
-        }
+        command(target, opts).await.unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            2
+        })
     })
 }
 
@@ -312,22 +320,8 @@ async fn stop_over_tunnel(local: std::net::SocketAddr, run_id: &str) -> Result<(
 }
 
 pub fn watch(args: RemoteWatchArgs) -> i32 {
-    let (target, opts) = match target_and_options(&args.ssh) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    runtime().block_on(async move {
-        match watch_async(args, target, opts).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e}");
-                2
-            }
-        }
-    })
+    let ssh = args.ssh.clone();
+    run_remote(&ssh, |target, opts| watch_async(args, target, opts))
 }
 
 async fn watch_async(
