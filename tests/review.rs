@@ -119,10 +119,7 @@ fn review_ranks_wrong_labels_first_overrides_persist_and_apply_and_predictions_m
             "--data-dir",
         ])
         .arg(&data)
-        .arg("--run-dir")
-        .arg(work.path().join("runs"))
-        .arg("--checkpoint-dir")
-        .arg(work.path().join("ckpt"))
+        .args(work_dirs(work.path()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

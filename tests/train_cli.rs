@@ -122,10 +122,7 @@ fn short_real_training_learns_and_logs_every_event() {
         ])
         .arg("--data-dir")
         .arg(real_mnist_dir())
-        .arg("--run-dir")
-        .arg(work.path().join("runs"))
-        .arg("--checkpoint-dir")
-        .arg(work.path().join("ckpt"))
+        .args(work_dirs(work.path()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -246,10 +243,7 @@ fn killed_run_resumes_from_its_last_checkpoint() {
         cmd.arg("--data-dir")
             .arg(&data)
             .arg("--skip-verify")
-            .arg("--run-dir")
-            .arg(work.path().join("runs"))
-            .arg("--checkpoint-dir")
-            .arg(work.path().join("ckpt"));
+            .args(work_dirs(work.path()));
     };
     let mut cmd = bin();
     cmd.args([
@@ -410,10 +404,7 @@ fn config_file_and_flags_combine() {
         ])
         .arg("--data-dir")
         .arg(&data)
-        .arg("--run-dir")
-        .arg(work.path().join("runs"))
-        .arg("--checkpoint-dir")
-        .arg(work.path().join("ckpt"))
+        .args(work_dirs(work.path()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

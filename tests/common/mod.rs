@@ -64,6 +64,17 @@ pub fn write_synthetic(dir: &Path, train: usize, test: usize) {
     std::fs::write(dir.join(FILES[3].name), sl).unwrap();
 }
 
+/// `--run-dir WORK/runs --checkpoint-dir WORK/ckpt`: a test's own run and
+/// checkpoint directories.
+pub fn work_dirs(work: &Path) -> [std::ffi::OsString; 4] {
+    [
+        "--run-dir".into(),
+        work.join("runs").into(),
+        "--checkpoint-dir".into(),
+        work.join("ckpt").into(),
+    ]
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
