@@ -92,22 +92,11 @@ fn hw(ts_ms: u64, gpu_util: u32, temp: u32, mem_used: u64) -> EventKind {
         disks: vec![],
         network: vec![],
         gpus: vec![GpuStats {
-            index: 0,
-            name: None,
-            uuid: None,
             utilization_percent: Some(gpu_util),
-            memory_utilization_percent: None,
             memory_used_bytes: Some(10),
             memory_total_bytes: Some(100),
             temperature_celsius: Some(temp),
-            power_watts: None,
-            power_limit_watts: None,
-            fan_percent: None,
-            sm_clock_mhz: None,
-            memory_clock_mhz: None,
-            pcie_rx_bytes_per_sec: None,
-            pcie_tx_bytes_per_sec: None,
-            processes: vec![],
+            ..Default::default()
         }],
         gpu_error: None,
     })
@@ -206,33 +195,23 @@ fn host_memory_above_95_percent() {
     assert!(rules(&mut e, vec![(0, hw(0, 50, 40, 97))]).is_empty());
 }
 
+/// `seconds` hardware samples, one a second, with the GPU `util`% busy.
+fn gpu_at(util: u32, seconds: u64) -> Vec<(u64, EventKind)> {
+    (0..seconds)
+        .map(|s| (s * 1000, hw(s * 1000, util, 40, 10)))
+        .collect()
+}
+
 #[test]
 fn idle_gpu_only_counts_while_a_gpu_run_trains() {
     let mut e = AlertEngine::new(AlertRules::default(), None);
     // Idle with no run: nothing.
-    assert!(rules(
-        &mut e,
-        (0..40)
-            .map(|s| (s * 1000, hw(s * 1000, 0, 40, 10)))
-            .collect()
-    )
-    .is_empty());
+    assert!(rules(&mut e, gpu_at(0, 40)).is_empty());
     // A CPU run leaves the GPU idle on purpose.
     let _ = e.check(&ev(1, 0, started("cpu")));
-    assert!(rules(
-        &mut e,
-        (0..40)
-            .map(|s| (s * 1000, hw(s * 1000, 0, 40, 10)))
-            .collect()
-    )
-    .is_empty());
+    assert!(rules(&mut e, gpu_at(0, 40)).is_empty());
     let _ = e.check(&ev(1, 0, started("cuda")));
-    let fired = rules(
-        &mut e,
-        (0..40)
-            .map(|s| (s * 1000, hw(s * 1000, 3, 40, 10)))
-            .collect(),
-    );
+    let fired = rules(&mut e, gpu_at(3, 40));
     assert_eq!(fired, vec!["gpu_idle"], "fires once, after 30 s");
     let mut e2 = AlertEngine::new(AlertRules::default(), None);
     let _ = e2.check(&ev(1, 0, started("cuda")));

@@ -80,8 +80,9 @@ pub struct NetStats {
     pub tx_total_bytes: u64,
 }
 
-/// One NVIDIA GPU as NVML reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One NVIDIA GPU as NVML reports it. `Default` is a GPU nothing could be
+/// read from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuStats {
     pub index: u32,
     pub name: Option<String>,

@@ -137,11 +137,6 @@ mod tests {
             temperature_celsius: Some(61),
             power_watts: Some(350.4),
             power_limit_watts: Some(700.0),
-            fan_percent: None,
-            sm_clock_mhz: None,
-            memory_clock_mhz: None,
-            pcie_rx_bytes_per_sec: None,
-            pcie_tx_bytes_per_sec: None,
             processes: vec![GpuProcess {
                 pid: 4242,
                 kind: "compute".into(),
@@ -149,6 +144,7 @@ mod tests {
                 command: Some("python3".into()),
                 gpu_memory_bytes: Some(11 << 30),
             }],
+            ..Default::default()
         };
         let line = gpu_line(&g);
         assert!(

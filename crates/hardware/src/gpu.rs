@@ -41,7 +41,10 @@ impl Gpus {
         (0..count)
             .map(|index| match nvml.device_by_index(index) {
                 Ok(dev) => read_device(index, &dev),
-                Err(_) => empty(index),
+                Err(_) => GpuStats {
+                    index,
+                    ..Default::default()
+                },
             })
             .collect()
     }
@@ -55,27 +58,6 @@ fn init_reason(e: &NvmlError) -> String {
         NvmlError::DriverNotLoaded => "the NVIDIA driver is not loaded".into(),
         NvmlError::NoPermission => "no permission to talk to the NVIDIA driver".into(),
         other => format!("NVML failed to start: {other}"),
-    }
-}
-
-fn empty(index: u32) -> GpuStats {
-    GpuStats {
-        index,
-        name: None,
-        uuid: None,
-        utilization_percent: None,
-        memory_utilization_percent: None,
-        memory_used_bytes: None,
-        memory_total_bytes: None,
-        temperature_celsius: None,
-        power_watts: None,
-        power_limit_watts: None,
-        fan_percent: None,
-        sm_clock_mhz: None,
-        memory_clock_mhz: None,
-        pcie_rx_bytes_per_sec: None,
-        pcie_tx_bytes_per_sec: None,
-        processes: Vec::new(),
     }
 }
 
