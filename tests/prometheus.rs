@@ -67,18 +67,9 @@ fn prometheus_scrapes_training_and_hardware_gauges() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     write_synthetic(&data, 3000, 200);
-    let (runs, ckpt) = (work.path().join("runs"), work.path().join("ckpt"));
-    let server = spawn_server(&[
-        "--skip-verify".as_ref(),
-        "--hw-interval".as_ref(),
-        "0.5".as_ref(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--run-dir".as_ref(),
-        runs.as_os_str(),
-        "--checkpoint-dir".as_ref(),
-        ckpt.as_os_str(),
-    ]);
+    let mut args = serve_in(&data, work.path());
+    args.extend(["--skip-verify".into(), "--hw-interval".into(), "0.5".into()]);
+    let server = spawn_server(args);
     // A run long enough to be scraped while it trains.
     let (code, body) = post(
         &format!("{}/api/runs", server.base),

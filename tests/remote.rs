@@ -141,6 +141,24 @@ impl Sshd {
         path
     }
 
+    /// `Host ALIAS` in HOME/.ssh/config: HostName, Port, User (us) and
+    /// IdentityFile pointing at this sshd.
+    fn write_alias(&self, home: &Path, alias: &str) {
+        let out = Command::new("id").arg("-un").output().unwrap();
+        let user = String::from_utf8(out.stdout).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(
+            home.join(".ssh/config"),
+            format!(
+                "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+                self.port,
+                user.trim(),
+                self.client_key().display()
+            ),
+        )
+        .unwrap();
+    }
+
     fn client_key(&self) -> PathBuf {
         self.dir.join("client_ed25519")
     }
@@ -577,18 +595,7 @@ fn keys_aliases_and_refusals() {
     assert!(!err.contains("PRIVATE KEY"), "no secret in messages");
 
     // An alias from ~/.ssh/config: HostName, Port, User and IdentityFile.
-    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::write(
-        home.join(".ssh/config"),
-        format!(
-            "Host gpubox\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
-            sshd.port,
-            user.trim(),
-            sshd.client_key().display()
-        ),
-    )
-    .unwrap();
+    sshd.write_alias(&home, "gpubox");
     let (code, err) = probe(&home, "gpubox", &["--known-hosts".as_ref(), kh.as_os_str()]);
     assert_eq!(code, Some(2));
     assert!(
@@ -669,17 +676,7 @@ fn the_fleet_view_shows_an_up_host_and_a_down_one() {
     let home = work.path().join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::copy(sshd.known_hosts(), home.join(".ssh/known_hosts")).unwrap();
-    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
-    std::fs::write(
-        home.join(".ssh/config"),
-        format!(
-            "Host gpubox\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
-            sshd.port,
-            user.trim(),
-            sshd.client_key().display()
-        ),
-    )
-    .unwrap();
+    sshd.write_alias(&home, "gpubox");
     // Nothing listens on port 1: that host is down.
     let mut command = bin();
     command.env("HOME", &home).env_remove("SSH_AUTH_SOCK");

@@ -58,18 +58,9 @@ fn write_small_real_set(dir: &Path) -> Vec<u8> {
 }
 
 fn server(data: &Path, work: &Path) -> Server {
-    let (runs, ckpt) = (work.join("runs"), work.join("ckpt"));
-    spawn_server(&[
-        "--skip-verify".as_ref(),
-        "--hw-interval".as_ref(),
-        "0".as_ref(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--run-dir".as_ref(),
-        runs.as_os_str(),
-        "--checkpoint-dir".as_ref(),
-        ckpt.as_os_str(),
-    ])
+    let mut args = serve_in(data, work);
+    args.extend(["--skip-verify".into(), "--hw-interval".into(), "0".into()]);
+    spawn_server(args)
 }
 
 fn events_of(work: &Path, run_id: &str) -> Vec<mnist_events::Event> {

@@ -22,16 +22,9 @@ fn start_server() -> TestServer {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     write_synthetic(&data, 1200, 200);
-    let (runs, ckpt) = (work.path().join("runs"), work.path().join("ckpt"));
-    let server = spawn_server(&[
-        "--skip-verify".as_ref(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--run-dir".as_ref(),
-        runs.as_os_str(),
-        "--checkpoint-dir".as_ref(),
-        ckpt.as_os_str(),
-    ]);
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let server = spawn_server(args);
     TestServer {
         server,
         _work: work,

@@ -24,19 +24,7 @@ fn page_starts_a_run_and_shows_it_live_in_chromium() {
     );
 
     let work = tempfile::tempdir().unwrap();
-    let (data, runs, ckpt) = (
-        real_mnist_dir(),
-        work.path().join("runs"),
-        work.path().join("ckpt"),
-    );
-    let server = spawn_server(&[
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--run-dir".as_ref(),
-        runs.as_os_str(),
-        "--checkpoint-dir".as_ref(),
-        ckpt.as_os_str(),
-    ]);
+    let server = spawn_server(serve_in(&real_mnist_dir(), work.path()));
     let url = format!("{}/", server.base);
 
     let shot = std::env::var("CARGO_TARGET_DIR")

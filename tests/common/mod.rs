@@ -110,12 +110,23 @@ impl Drop for Server {
 
 /// Starts `serve --bind 127.0.0.1:0` with `args` and waits for the line
 /// that names its address.
-pub fn spawn_server(args: &[&std::ffi::OsStr]) -> Server {
+pub fn spawn_server<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Server {
     spawn_server_with(bin(), args)
 }
 
+/// `--data-dir DATA` plus [`work_dirs`]: a server on a test's own data, runs
+/// and checkpoints.
+pub fn serve_in(data: &Path, work: &Path) -> Vec<std::ffi::OsString> {
+    let mut args = vec!["--data-dir".into(), data.into()];
+    args.extend(work_dirs(work));
+    args
+}
+
 /// [`spawn_server`] from a prepared command (extra environment, …).
-pub fn spawn_server_with(mut command: Command, args: &[&std::ffi::OsStr]) -> Server {
+pub fn spawn_server_with<S: AsRef<std::ffi::OsStr>>(
+    mut command: Command,
+    args: impl IntoIterator<Item = S>,
+) -> Server {
     let mut child = command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
