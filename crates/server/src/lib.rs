@@ -138,7 +138,7 @@ impl AppState {
     }
 }
 
-fn valid_run_id(id: &str) -> bool {
+pub(crate) fn valid_run_id(id: &str) -> bool {
     !id.is_empty()
         && !id.starts_with('.')
         && id

@@ -59,12 +59,8 @@ fn run_checkpoint(
     run_id: &str,
     checkpoint: Option<&str>,
 ) -> Result<PathBuf, HttpResponse> {
-    let valid = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
+    // Epoch directory names follow the same rule as run ids: no path tricks.
+    let valid = crate::valid_run_id;
     if !valid(run_id) {
         return Err(HttpResponse::NotFound().json(json!({"error": format!("no run {run_id}")})));
     }

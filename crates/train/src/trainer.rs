@@ -533,10 +533,8 @@ fn predict_samples<B: Backend>(
         .iter()
         .zip(probs.chunks(CLASSES))
         .map(|(&i, p)| {
-            let (predicted, confidence) = p.iter().enumerate().fold(
-                (0, f32::MIN),
-                |best, (k, &v)| if v > best.1 { (k, v) } else { best },
-            );
+            let predicted = crate::infer::argmax(p);
+            let confidence = p[predicted];
             Sample {
                 index: test.first_index + i,
                 png_base64: png_base64(test.image(i)),
