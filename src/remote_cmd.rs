@@ -7,7 +7,7 @@
 
 use crate::cli::{RemoteTrainArgs, RemoteWatchArgs, SshArgs};
 use mnist_remote::exec::{exec, exec_capture, shell_quote, upload, Stream};
-use mnist_remote::forward::forward;
+use mnist_remote::forward::{forward, OpenConnections};
 use mnist_remote::{connect, ConnectOptions, Session, SshError, Target};
 use std::io::Write;
 use std::sync::Arc;
@@ -213,7 +213,13 @@ async fn train_async(
         )
         .await
         .map_err(|e| e.to_string())?;
-        tokio::spawn(forward(listener, slot, "127.0.0.1".into(), port));
+        tokio::spawn(forward(
+            listener,
+            slot,
+            "127.0.0.1".into(),
+            port,
+            Arc::new(OpenConnections::default()),
+        ));
         println!(
             "run {run_id} is training on {} (detached); watch it at http://{local}/",
             target.alias
@@ -236,6 +242,7 @@ async fn train_async(
 
     // Attached: stream the remote output; open the tunnel once it serves.
     let mut listener = Some(listener);
+    let open = Arc::new(OpenConnections::default());
     let command = format!("mkdir -p {qdir}/remote && cd {qdir} && exec {start}");
     let (port_tx, mut port_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
     let run_session = session.clone();
@@ -266,6 +273,9 @@ async fn train_async(
         tokio::select! {
             status = &mut running => {
                 let status = status.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                // The remote monitor closed its viewers as it exited; let
+                // those last bytes through the tunnel before we go.
+                open.drained(Duration::from_secs(5)).await;
                 return Ok(match status { Some(code) => code as i32, None => 1 });
             }
             Some(p) = port_rx.recv(), if port.is_none() => {
@@ -273,7 +283,7 @@ async fn train_async(
                 let _ = exec_capture(&session, &format!("echo {p} > {qdir}/remote/{run_id}.port")).await;
                 eprintln!("watch run {run_id} at http://{local}/ (tunnel to {}:127.0.0.1:{p})", target.alias);
                 if let Some(listener) = listener.take() {
-                    tokio::spawn(forward(listener, slot.clone(), "127.0.0.1".into(), p));
+                    tokio::spawn(forward(listener, slot.clone(), "127.0.0.1".into(), p, open.clone()));
                 }
             }
             _ = tokio::signal::ctrl_c() => {
@@ -350,7 +360,13 @@ async fn watch_async(
     let listener = bind_local(args.ssh.local_port).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (slot_tx, slot) = watch::channel(Some(session));
-    tokio::spawn(forward(listener, slot, "127.0.0.1".into(), port));
+    tokio::spawn(forward(
+        listener,
+        slot,
+        "127.0.0.1".into(),
+        port,
+        Arc::new(OpenConnections::default()),
+    ));
     println!(
         "watching {}:127.0.0.1:{port} at http://{local}/",
         target.alias

@@ -84,9 +84,13 @@ pub fn run(args: TrainArgs) -> i32 {
     let hardware = args
         .watch
         .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
+    let mut serving = None;
     if let Some(addr) = args.serve {
         match serve_run(&args, addr, &run_id, &stop, hardware.clone()) {
-            Ok(sink) => sinks.push(sink),
+            Ok((sink, server)) => {
+                sinks.push(sink);
+                serving = Some(server);
+            }
             Err(e) => {
                 eprintln!("error: --serve {addr}: {e}");
                 return 2;
@@ -112,7 +116,12 @@ pub fn run(args: TrainArgs) -> i32 {
     if args.resume.is_some() && config != TrainConfig::default() {
         eprintln!("note: --resume continues with the run's stored configuration; other training flags are ignored");
     }
-    match mnist_train::run(config, opts) {
+    let result = mnist_train::run(config, opts);
+    if let Some(server) = serving {
+        // Viewers get the end of the run before the process goes.
+        server.shutdown(std::time::Duration::from_secs(5));
+    }
+    match result {
         Ok(summary) => {
             if args.json {
                 println!(
@@ -153,7 +162,7 @@ fn serve_run(
     run_id: &str,
     stop: &Arc<AtomicBool>,
     hardware: Option<Arc<mnist_hardware::Monitor>>,
-) -> std::io::Result<Box<dyn mnist_events::EventSink>> {
+) -> std::io::Result<(Box<dyn mnist_events::EventSink>, mnist_server::Serving)> {
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
         data_dir: args.data_dir.clone(),
         runs_dir: args.run_dir.clone(),
@@ -175,8 +184,8 @@ fn serve_run(
         hub: hub.clone(),
         stop: stop.clone(),
     });
-    let local = mnist_server::spawn(state, addr)?;
+    let serving = mnist_server::spawn(state, addr)?;
     // Machine-readable for `remote train`, which parses this line.
-    eprintln!("mnist-monitor serving on http://{local}/");
-    Ok(Box::new(mnist_server::hub::HubSink(hub)))
+    eprintln!("mnist-monitor serving on http://{}/", serving.addr);
+    Ok((Box::new(mnist_server::hub::HubSink(hub)), serving))
 }

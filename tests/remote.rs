@@ -332,6 +332,9 @@ fn remote_train_streams_batches_through_the_tunnel() {
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "in order, no gaps"
     );
+    // The remote monitor exits after its run, but closes the socket
+    // properly first, and the tunnel carries that close to us.
+    assert_eq!(close_reason(&mut ws), "server exiting");
 
     let status = child.wait().unwrap();
     let mut out = String::new();

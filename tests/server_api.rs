@@ -225,3 +225,59 @@ fn current_gives_a_downsampled_snapshot_and_a_run_can_be_stopped() {
         .iter()
         .any(|e| e["type"] == "run_started"));
 }
+
+/// `train --serve` exits when its run is over; a viewer must still get the
+/// end of the run and a proper close, not a connection cut mid-stream.
+#[test]
+fn train_serve_viewers_get_the_end_of_the_run_before_it_exits() {
+    use std::io::{BufRead, BufReader};
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 1200, 200);
+    let mut child = bin()
+        .args([
+            "train",
+            "--serve",
+            "127.0.0.1:0",
+            "--skip-verify",
+            "--backend",
+            "cpu",
+        ])
+        .args([
+            "--kernels",
+            "4,4,4,4",
+            "--batch-size",
+            "10",
+            "--epochs",
+            "1",
+        ])
+        .args(["--val-size", "100", "--limit-test", "100", "--data-dir"])
+        .arg(&data)
+        .args(work_dirs(work.path()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("serving on ")
+                .nth(1)
+                .map(|u| u.trim_end_matches('/').to_string())
+        })
+        .expect("train --serve prints its address");
+    std::thread::spawn(move || for _ in lines {});
+
+    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    let mut last = Value::Null;
+    while let Some(m) = next_message(&mut ws) {
+        if m["type"] == "run_finished" {
+            last = m;
+            break;
+        }
+    }
+    assert_eq!(last["status"], "completed", "the viewer saw the run finish");
+    assert_eq!(close_reason(&mut ws), "server exiting");
+    assert!(child.wait().unwrap().success());
+}

@@ -190,6 +190,21 @@ pub fn next_message(ws: &mut Ws) -> Option<Value> {
     }
 }
 
+/// Reads the socket to its end and returns the reason in the server's close
+/// frame; panics when the connection ends without a closing handshake (the
+/// viewer was cut off, and may have missed events).
+pub fn close_reason(ws: &mut Ws) -> String {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                return frame.map(|f| f.reason.to_string()).unwrap_or_default()
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("the socket ended without a close frame: {e}"),
+        }
+    }
+}
+
 pub fn wait_finished(base: &str, run_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -71,7 +71,9 @@ function connect() {
     setConn('disconnected', 'bad');
     const banner = $('#banner');
     banner.hidden = false;
-    banner.textContent = `Disconnected from the server — reconnecting in ${(wait / 1000).toFixed(1)} s; nothing is lost, the page resumes from event ${view.lastSeq}.`;
+    banner.textContent = e.reason === 'server exiting'
+      ? `The monitor exited (its run is over); the page keeps what it showed and reconnects if the monitor comes back.`
+      : `Disconnected from the server — reconnecting in ${(wait / 1000).toFixed(1)} s; nothing is lost, the page resumes from event ${view.lastSeq}.`;
     setTimeout(connect, wait);
   };
 }

@@ -26,8 +26,9 @@ use mnist_data::Mnist;
 use mnist_train::BackendStatus;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Where the server's runs read and write.
@@ -69,6 +70,11 @@ pub struct AppState {
     review: review::ReviewCache,
     /// Summaries of logged runs, by run id, with the log's (length, mtime).
     summaries: Mutex<std::collections::HashMap<String, RunStamp>>,
+    /// Set when the process is about to exit: websockets send what they
+    /// still owe, close with "server exiting" and finish.
+    closing: watch::Sender<bool>,
+    /// Websockets still open (see [`Serving::shutdown`]).
+    open_sockets: AtomicUsize,
 }
 
 type RunStamp = ((u64, Option<std::time::SystemTime>), history::RunSummary);
@@ -83,7 +89,20 @@ impl AppState {
             backends: OnceLock::new(),
             review: Default::default(),
             summaries: Mutex::new(Default::default()),
+            closing: watch::channel(false).0,
+            open_sockets: AtomicUsize::new(0),
         })
+    }
+
+    /// Counts a websocket as open until the guard drops.
+    pub(crate) fn socket_opened(self: &Arc<Self>) -> SocketGuard {
+        self.open_sockets.fetch_add(1, Ordering::SeqCst);
+        SocketGuard(self.clone())
+    }
+
+    /// Wakes when the server starts closing (see [`Serving::shutdown`]).
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Makes `run` the run the server shows (used by `train --serve`, and by
@@ -135,6 +154,15 @@ impl AppState {
         let path = self.opts.runs_dir.join(run_id).join("events.jsonl");
         let events = mnist_events::read_events(path).ok()?;
         Some(RunHub::from_log(run_id, events))
+    }
+}
+
+/// One open websocket, for [`AppState::socket_opened`].
+pub(crate) struct SocketGuard(Arc<AppState>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.open_sockets.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -247,18 +275,50 @@ pub fn bind(
     Ok((server.run(), local))
 }
 
-/// Runs the server on a new thread with its own actix system. Returns the
-/// address it listens on once it is listening.
-pub fn spawn(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+/// A server running on a thread of its own (see [`spawn`]).
+pub struct Serving {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<AppState>,
+    handle: actix_web::dev::ServerHandle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Stops the server without losing what viewers are owed: every
+    /// websocket first sends the events it still holds (the end of a run
+    /// that just finished), then closes with "server exiting"; after at most
+    /// `grace` the server stops. Without this, a process that exits right
+    /// after its run cuts viewers off before the last events reach them.
+    pub fn shutdown(self, grace: Duration) {
+        self.state.closing.send_replace(true);
+        let deadline = Instant::now() + grace;
+        while self.state.open_sockets.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A graceful stop lets responses being written (the close frames)
+        // flush, within the server's shutdown timeout.
+        let stop = self.handle.stop(true);
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() {
+            rt.block_on(stop);
+        }
+        let _ = self.thread.join();
+    }
+}
+
+/// Runs the server on a new thread with its own actix system, once it is
+/// listening.
+pub fn spawn(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<Serving> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
+    let server_state = state.clone();
+    let thread = std::thread::Builder::new()
         .name("mnist-server".into())
         .spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
-                match bind(state, addr) {
+                match bind(server_state, addr) {
                     Ok((server, local)) => {
-                        let _ = tx.send(Ok(local));
+                        let _ = tx.send(Ok((local, server.handle())));
                         let _ = server.await;
                     }
                     Err(e) => {
@@ -267,8 +327,15 @@ pub fn spawn(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<SocketAd
                 }
             });
         })?;
-    rx.recv()
-        .map_err(|_| std::io::Error::other("server thread ended"))?
+    let (addr, handle) = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("server thread ended"))??;
+    Ok(Serving {
+        addr,
+        state,
+        handle,
+        thread,
+    })
 }
 
 /// Runs the server on the calling thread until it stops.

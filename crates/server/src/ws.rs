@@ -41,7 +41,10 @@ async fn open_hardware(
 ) -> actix_web::Result<HttpResponse> {
     let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
     let monitor = state.opts.hardware.clone();
+    let open = state.clone().into_inner().socket_opened();
+    let mut closing = state.closing();
     actix_web::rt::spawn(async move {
+        let _open = open;
         let Some(monitor) = monitor else {
             let _ = send(&mut session, &json!({"type": "hardware_off"})).await;
             return;
@@ -73,6 +76,10 @@ async fn open_hardware(
                         return;
                     }
                 }
+                _ = closing.wait_for(|c| *c) => {
+                    let _ = session.close(Some(server_exiting())).await;
+                    return;
+                }
             }
         }
         let _ = session.close(Some(CloseCode::Again.into())).await;
@@ -95,15 +102,22 @@ async fn open(
 ) -> actix_web::Result<HttpResponse> {
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let q = q.into_inner();
-    actix_web::rt::spawn(serve(
-        state.into_inner(),
-        id.into_inner(),
-        q.since,
-        q.run,
-        session,
-        stream,
-    ));
+    let state = state.into_inner();
+    let open = state.socket_opened();
+    actix_web::rt::spawn(async move {
+        serve(state, id.into_inner(), q.since, q.run, session, stream).await;
+        drop(open);
+    });
     Ok(response)
+}
+
+/// The close reason when the process is exiting (`train --serve` after its
+/// run): the page says so instead of "disconnected".
+fn server_exiting() -> CloseReason {
+    CloseReason {
+        code: CloseCode::Away,
+        description: Some("server exiting".into()),
+    }
 }
 
 enum Next {
@@ -130,6 +144,7 @@ async fn serve(
 ) {
     let follow = id == "current";
     let mut changes = state.current_id.subscribe();
+    let mut closing = state.closing();
     // On `current`, `since` only applies to the run the client last saw.
     if follow && run.is_some() && run != state.current_hub().map(|h| h.run_id.clone()) {
         since = None;
@@ -154,7 +169,7 @@ async fn serve(
                 if !send(&mut session, &json!({"type": "idle"})).await {
                     return;
                 }
-                wait_for_change(&mut changes, &mut stream, &mut session).await
+                wait_for_change(&mut changes, &mut closing, &mut stream, &mut session).await
             }
             Some(hub) => {
                 let (backlog, rx) = hub.subscribe(since.unwrap_or(0));
@@ -173,7 +188,16 @@ async fn serve(
                 if !ok {
                     return;
                 }
-                stream_live(&hub, rx, follow, &mut changes, &mut stream, &mut session).await
+                stream_live(
+                    &hub,
+                    rx,
+                    follow,
+                    &mut changes,
+                    &mut closing,
+                    &mut stream,
+                    &mut session,
+                )
+                .await
             }
         };
         match next {
@@ -198,12 +222,13 @@ async fn serve(
 }
 
 /// Forwards live events until the run ends, the viewer lags, the client
-/// leaves or (when following) the current run changes.
+/// leaves, the server closes or (when following) the current run changes.
 async fn stream_live(
     hub: &crate::hub::RunHub,
     rx: Option<tokio::sync::mpsc::Receiver<Arc<mnist_events::Event>>>,
     follow: bool,
     changes: &mut tokio::sync::watch::Receiver<Option<String>>,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
     stream: &mut MessageStream,
     session: &mut Session,
 ) -> Next {
@@ -235,12 +260,21 @@ async fn stream_live(
                     }
                     return Next::Switch;
                 }
+                _ = closing.wait_for(|c| *c) => {
+                    // Send what is already queued, then go.
+                    while let Ok(event) = rx.try_recv() {
+                        if !send(session, &*event).await {
+                            return Next::Close(None);
+                        }
+                    }
+                    return Next::Close(Some(server_exiting()));
+                }
             }
         }
     }
     // The run is over: a `current` viewer waits for the next one.
     if follow {
-        wait_for_change(changes, stream, session).await
+        wait_for_change(changes, closing, stream, session).await
     } else {
         Next::Close(Some(CloseCode::Normal.into()))
     }
@@ -248,6 +282,7 @@ async fn stream_live(
 
 async fn wait_for_change(
     changes: &mut tokio::sync::watch::Receiver<Option<String>>,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
     stream: &mut MessageStream,
     session: &mut Session,
 ) -> Next {
@@ -256,6 +291,7 @@ async fn wait_for_change(
             changed = changes.changed() => {
                 return if changed.is_ok() { Next::Switch } else { Next::Close(None) };
             }
+            _ = closing.wait_for(|c| *c) => return Next::Close(Some(server_exiting())),
             msg = stream.recv() => {
                 if !client_alive(msg, session).await {
                     return Next::Close(None);
