@@ -74,6 +74,9 @@ def main():
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    elif a.device == "cpu":
+        # Some builds (Debian's) start with one thread: use every core we may.
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(a.seed)
     t0 = time.perf_counter()
     dev = torch.device(a.device)
@@ -118,6 +121,7 @@ def main():
         "torch": torch.__version__,
         "device": str(dev),
         "batch_size": a.batch_size,
+        "threads": torch.get_num_threads(),
         "epochs": a.epochs,
         "train_images": n_train,
         "seconds_per_epoch": sum(steady) / len(steady),

@@ -13,6 +13,7 @@ mod train_cmd;
 use clap::Parser;
 
 fn main() {
+    mnist_kernels::tune_allocator();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

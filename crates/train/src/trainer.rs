@@ -75,6 +75,7 @@ pub(crate) fn train<B: AutodiffBackend>(
     job: Job<'_>,
 ) -> Result<Outcome, String> {
     B::seed(&device, job.config.seed);
+    mnist_kernels::seed(job.config.seed);
     let model: Cnn<B> = job.config.model().init(&device);
     match job.config.optimizer {
         OptimizerKind::Adam => {
@@ -241,6 +242,7 @@ where
         // Dropout draws from the backend RNG: reseed per epoch so a resumed
         // run continues exactly as an uninterrupted one would.
         B::seed(&device, config.seed.wrapping_add(epoch as u64));
+        mnist_kernels::seed(config.seed.wrapping_add(epoch as u64));
         let order: Vec<i32> = epoch_order(train.len, config.seed, epoch)
             .into_iter()
             .map(|i| i as i32)

@@ -1,0 +1,249 @@
+//! The 3×3 valid convolution as a custom autodiff op on `Autodiff<Flex>`.
+//!
+//! Forward and input gradient are Burn's own (flex runs those well); the
+//! weight and bias gradients are [`weight_grad`]: per image, an im2col of
+//! the input (`[in·9, h·w]`, small enough to stay in cache) times the output
+//! gradient, accumulated with `gemm`, images split over rayon's threads.
+
+use crate::CpuAutodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+fn options() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [0, 0], [1, 1], 1)
+}
+
+pub(crate) fn conv2d_3x3(
+    x: Tensor<CpuAutodiff, 4>,
+    weight: Tensor<CpuAutodiff, 4>,
+    bias: Option<Tensor<CpuAutodiff, 1>>,
+) -> Tensor<CpuAutodiff, 4> {
+    let Some(bias) = bias else {
+        return conv2d(x, weight, None, options());
+    };
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let bias = bias.into_primitive().tensor();
+    let out = match Conv3x3
+        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = (x.primitive.clone(), weight.primitive.clone());
+            prep.finish(
+                state,
+                Flex::conv2d(
+                    x.primitive,
+                    weight.primitive,
+                    Some(bias.primitive),
+                    options(),
+                ),
+            )
+        }
+        OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d(
+            x.primitive,
+            weight.primitive,
+            Some(bias.primitive),
+            options(),
+        )),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+#[derive(Debug)]
+struct Conv3x3;
+
+impl Backward<Flex, 3> for Conv3x3 {
+    /// The input and the weight, as the forward saw them.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad: FloatTensor<Flex> = grads.consume::<Flex>(&ops.node);
+        let (x, weight) = ops.state;
+        if let Some(node) = node_x {
+            let dx = Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options());
+            grads.register::<Flex>(node.id, dx);
+        }
+        if node_weight.is_some() || node_bias.is_some() {
+            let (dw, db) = weight_grad(&x, &grad);
+            if let Some(node) = node_weight {
+                grads.register::<Flex>(node.id, dw);
+            }
+            if let Some(node) = node_bias {
+                grads.register::<Flex>(node.id, db);
+            }
+        }
+    }
+}
+
+/// Weight `[out, in, 3, 3]` and bias `[out]` gradients of a 3×3 valid
+/// convolution with input `x` `[b, in, h, w]` and output gradient `grad`
+/// `[b, out, h-2, w-2]`.
+pub(crate) fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let [batch, c_in, h, w] = dims4(x);
+    let [_, c_out, ho, wo] = dims4(grad);
+    let x = x.to_contiguous();
+    let grad = grad.to_contiguous();
+    let x = x.as_slice::<f32>().expect("contiguous f32 input");
+    let g = grad.as_slice::<f32>().expect("contiguous f32 gradient");
+    let (k, p) = (c_in * 9, ho * wo);
+
+    // Each thread sums its share of the images into its own [out, in·9]
+    // buffer (plus the bias gradient); the shares are added at the end.
+    let threads = rayon::current_num_threads().max(1);
+    let per = batch.div_ceil(threads).max(1);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = (0..batch)
+        .step_by(per)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|first| {
+            let mut dw = vec![0f32; c_out * k];
+            let mut db = vec![0f32; c_out];
+            let mut col = vec![0f32; k * p];
+            for b in first..(first + per).min(batch) {
+                im2col(
+                    &x[b * c_in * h * w..(b + 1) * c_in * h * w],
+                    c_in,
+                    h,
+                    w,
+                    &mut col,
+                );
+                let gb = &g[b * c_out * p..(b + 1) * c_out * p];
+                // dw[o, r] += sum_p g[o, p] * col[r, p]
+                // SAFETY: the pointers and strides describe the live
+                // buffers above: dst c_out×k row-major, lhs c_out×p
+                // row-major, rhs p×k read from col (k×p row-major).
+                unsafe {
+                    gemm::gemm(
+                        c_out,
+                        k,
+                        p,
+                        dw.as_mut_ptr(),
+                        1,
+                        k as isize,
+                        true,
+                        gb.as_ptr(),
+                        1,
+                        p as isize,
+                        col.as_ptr(),
+                        p as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (o, row) in gb.chunks_exact(p).enumerate() {
+                    db[o] += row.iter().sum::<f32>();
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let (mut dw, mut db) = parts
+        .next()
+        .unwrap_or_else(|| (vec![0.0; c_out * k], vec![0.0; c_out]));
+    for (pw, pb) in parts {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    (
+        FlexTensor::from_data(TensorData::new(dw, [c_out, c_in, 3, 3])),
+        FlexTensor::from_data(TensorData::new(db, [c_out])),
+    )
+}
+
+/// `col[(i·9 + kh·3 + kw), (y·wo + x)] = img[i, y + kh, x + kw]` for one
+/// image `[c_in, h, w]`.
+fn im2col(img: &[f32], c_in: usize, h: usize, w: usize, col: &mut [f32]) {
+    let (ho, wo) = (h - 2, w - 2);
+    let p = ho * wo;
+    for i in 0..c_in {
+        let plane = &img[i * h * w..(i + 1) * h * w];
+        for kh in 0..3 {
+            for kw in 0..3 {
+                let row = &mut col[(i * 9 + kh * 3 + kw) * p..][..p];
+                for y in 0..ho {
+                    row[y * wo..(y + 1) * wo].copy_from_slice(&plane[(y + kh) * w + kw..][..wo]);
+                }
+            }
+        }
+    }
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let dims = t.layout().shape().dims::<4>();
+    [dims[0], dims[1], dims[2], dims[3]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    /// The fast op's output and its three gradients equal Burn's own conv's.
+    #[test]
+    fn matches_burn_conv_forward_and_backward() {
+        let device = Default::default();
+        for (batch, c_in, c_out, side) in [(3, 2, 5, 7), (8, 32, 16, 12), (1, 1, 4, 5)] {
+            let x = Tensor::<CpuAutodiff, 4>::random(
+                [batch, c_in, side, side],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let w = Tensor::<CpuAutodiff, 4>::random(
+                [c_out, c_in, 3, 3],
+                Distribution::Normal(0.0, 0.3),
+                &device,
+            );
+            let b =
+                Tensor::<CpuAutodiff, 1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
+            // A loss whose gradient differs per output element.
+            let mix = Tensor::<CpuAutodiff, 4>::random(
+                [batch, c_out, side - 2, side - 2],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let run = |fast: bool| {
+                let (x, w, b) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    b.clone().require_grad(),
+                );
+                let y = if fast {
+                    conv2d_3x3(x.clone(), w.clone(), Some(b.clone()))
+                } else {
+                    conv2d(x.clone(), w.clone(), Some(b.clone()), options())
+                };
+                let grads = (y.clone() * mix.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&grads).unwrap(),
+                    w.grad(&grads).unwrap(),
+                    b.grad(&grads).unwrap(),
+                )
+            };
+            let (y1, dx1, dw1, db1) = run(true);
+            let (y2, dx2, dw2, db2) = run(false);
+            let tol = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+            y1.into_data().assert_approx_eq(&y2.into_data(), tol);
+            dx1.into_data().assert_approx_eq(&dx2.into_data(), tol);
+            dw1.into_data().assert_approx_eq(&dw2.into_data(), tol);
+            db1.into_data().assert_approx_eq(&db2.into_data(), tol);
+        }
+    }
+}
