@@ -13,7 +13,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
@@ -41,20 +41,12 @@ pub(crate) fn conv2d_3x3(
             let state = (x.primitive.clone(), weight.primitive.clone());
             prep.finish(
                 state,
-                Flex::conv2d(
-                    x.primitive,
-                    weight.primitive,
-                    Some(bias.primitive),
-                    options(),
-                ),
+                forward(&x.primitive, &weight.primitive, &bias.primitive),
             )
         }
-        OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d(
-            x.primitive,
-            weight.primitive,
-            Some(bias.primitive),
-            options(),
-        )),
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(&x.primitive, &weight.primitive, &bias.primitive))
+        }
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -71,8 +63,7 @@ impl Backward<Flex, 3> for Conv3x3 {
         let grad: FloatTensor<Flex> = grads.consume::<Flex>(&ops.node);
         let (x, weight) = ops.state;
         if let Some(node) = node_x {
-            let dx = Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options());
-            grads.register::<Flex>(node.id, dx);
+            grads.register::<Flex>(node.id, input_grad(&weight, &grad, dims4(&x)));
         }
         if node_weight.is_some() || node_bias.is_some() {
             let (dw, db) = weight_grad(&x, &grad);
@@ -84,6 +75,109 @@ impl Backward<Flex, 3> for Conv3x3 {
             }
         }
     }
+}
+
+/// `y[b] = W · im2col(x[b]) + bias`: per image one GEMM of the weight
+/// `[out, in·9]` by the image's columns `[in·9, h·w]`, which lands directly
+/// in the NCHW output; images split over the cores.
+pub(crate) fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+    let [batch, c_in, h, w] = dims4(x);
+    let c_out = dims4(weight)[0];
+    let (ho, wo) = (h - 2, w - 2);
+    let (k, p) = (c_in * 9, ho * wo);
+    let (x, weight, bias) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        bias.to_contiguous(),
+    );
+    let x = x.as_slice::<f32>().expect("contiguous f32 input");
+    let wt = weight.as_slice::<f32>().expect("contiguous f32 weight");
+    let bias = bias.as_slice::<f32>().expect("contiguous f32 bias");
+    let mut out = vec![0f32; batch * c_out * p];
+    out.par_chunks_mut(c_out * p).enumerate().for_each_init(
+        || vec![0f32; k * p],
+        |col, (b, y)| {
+            im2col(&x[b * c_in * h * w..][..c_in * h * w], c_in, h, w, col);
+            for (o, row) in y.chunks_exact_mut(p).enumerate() {
+                row.fill(bias[o]);
+            }
+            // SAFETY: dst c_out×p, lhs c_out×k, rhs k×p, all row-major
+            // views of the live buffers above.
+            unsafe {
+                gemm::gemm(
+                    c_out,
+                    p,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    p as isize,
+                    true,
+                    wt.as_ptr(),
+                    1,
+                    k as isize,
+                    col.as_ptr(),
+                    1,
+                    p as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    );
+    FlexTensor::from_data(TensorData::new(out, [batch, c_out, ho, wo]))
+}
+
+/// `dx[b] = col2im(Wᵀ · grad[b])`: per image one GEMM of the transposed
+/// weight `[in·9, out]` by the output gradient `[out, h·w]`, then each
+/// column entry added back to the input pixel it was read from.
+pub(crate) fn input_grad(
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    [batch, c_in, h, w]: [usize; 4],
+) -> FlexTensor {
+    let c_out = dims4(weight)[0];
+    let (ho, wo) = (h - 2, w - 2);
+    let (k, p) = (c_in * 9, ho * wo);
+    let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+    let wt = weight.as_slice::<f32>().expect("contiguous f32 weight");
+    let g = grad.as_slice::<f32>().expect("contiguous f32 gradient");
+    let mut dx = vec![0f32; batch * c_in * h * w];
+    dx.par_chunks_mut(c_in * h * w).enumerate().for_each_init(
+        || vec![0f32; k * p],
+        |col, (b, dx)| {
+            // SAFETY: dst k×p row-major; lhs Wᵀ read from W (c_out×k
+            // row-major) as k×c_out; rhs c_out×p row-major.
+            unsafe {
+                gemm::gemm(
+                    k,
+                    p,
+                    c_out,
+                    col.as_mut_ptr(),
+                    1,
+                    p as isize,
+                    false,
+                    wt.as_ptr(),
+                    k as isize,
+                    1,
+                    g[b * c_out * p..].as_ptr(),
+                    1,
+                    p as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            col2im(col, c_in, h, w, dx);
+        },
+    );
+    FlexTensor::from_data(TensorData::new(dx, [batch, c_in, h, w]))
 }
 
 /// Weight `[out, in, 3, 3]` and bias `[out]` gradients of a 3×3 valid
@@ -179,6 +273,26 @@ fn im2col(img: &[f32], c_in: usize, h: usize, w: usize, col: &mut [f32]) {
                 let row = &mut col[(i * 9 + kh * 3 + kw) * p..][..p];
                 for y in 0..ho {
                     row[y * wo..(y + 1) * wo].copy_from_slice(&plane[(y + kh) * w + kw..][..wo]);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each column entry to its pixel.
+fn col2im(col: &[f32], c_in: usize, h: usize, w: usize, img: &mut [f32]) {
+    let (ho, wo) = (h - 2, w - 2);
+    let p = ho * wo;
+    for i in 0..c_in {
+        let plane = &mut img[i * h * w..(i + 1) * h * w];
+        for kh in 0..3 {
+            for kw in 0..3 {
+                let row = &col[(i * 9 + kh * 3 + kw) * p..][..p];
+                for y in 0..ho {
+                    let dst = &mut plane[(y + kh) * w + kw..][..wo];
+                    for (d, s) in dst.iter_mut().zip(&row[y * wo..(y + 1) * wo]) {
+                        *d += s;
+                    }
                 }
             }
         }
