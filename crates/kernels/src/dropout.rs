@@ -13,6 +13,11 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
 
 const BLOCK: usize = 4096;
 
+/// Tests that draw from the shared key counter take this, so that one
+/// test's draws never land between another's `seed` and its masks.
+#[cfg(test)]
+pub(crate) static TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Seeds the dropout masks drawn after this call.
 pub fn seed(seed: u64) {
     NEXT_KEY.store(splitmix(seed), Ordering::SeqCst);
@@ -53,6 +58,7 @@ mod tests {
 
     #[test]
     fn keeps_the_asked_share_scaled_and_repeats_after_seed() {
+        let _global_rng = TEST_LOCK.lock();
         seed(7);
         let a = mask(200_000, 0.75);
         let kept = a.iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;

@@ -21,11 +21,12 @@ mod pool;
 
 pub use dropout::seed;
 
+use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use std::any::{Any, TypeId};
 
 /// The CPU training backend the fast paths serve.
@@ -39,12 +40,17 @@ pub fn conv2d_3x3<B: Backend>(
     weight: Tensor<B, 4>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 4> {
-    if is_cpu::<B>() {
-        return from_cpu(conv::conv2d_3x3(
-            to_cpu(x),
-            to_cpu(weight),
-            bias.map(to_cpu),
+    if is::<B, CpuAutodiff>() {
+        return retype(conv::conv2d_3x3(
+            retype(x),
+            retype(weight),
+            bias.map(retype),
         ));
+    }
+    if let (true, Some(bias)) = (is::<B, Flex>(), &bias) {
+        // Inference (evaluation, `predict`, the review ranking).
+        let [x, w, b] = [primitive(x), primitive(weight), primitive(bias.clone())];
+        return retype(float(conv::forward(&x, &w, &b)));
     }
     conv2d(x, weight, bias, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
 }
@@ -52,8 +58,13 @@ pub fn conv2d_3x3<B: Backend>(
 /// 2×2 max-pooling, stride 2 (the network's two pools).
 pub fn max_pool_2x2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
-    if is_cpu::<B>() && h % 2 == 0 && w % 2 == 0 {
-        return from_cpu(pool::max_pool_2x2(to_cpu(x)));
+    if h % 2 == 0 && w % 2 == 0 {
+        if is::<B, CpuAutodiff>() {
+            return retype(pool::max_pool_2x2(retype(x)));
+        }
+        if is::<B, Flex>() {
+            return retype(float(pool::forward(&primitive(x)).0));
+        }
     }
     max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
 }
@@ -61,16 +72,16 @@ pub fn max_pool_2x2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 /// Dropout with probability `prob` while training (an autodiff backend),
 /// the identity otherwise, like `burn::nn::Dropout`.
 pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, prob: f64) -> Tensor<B, D> {
-    if !is_cpu::<B>() {
+    if !is::<B, CpuAutodiff>() {
         return burn::nn::DropoutConfig::new(prob).init().forward(x);
     }
     if prob == 0.0 {
         return x;
     }
-    let x = to_cpu(x);
+    let x: Tensor<CpuAutodiff, D> = retype(x);
     let mask = dropout::mask(x.shape().num_elements(), 1.0 - prob);
     let mask = Tensor::from_data(TensorData::new(mask, x.shape()), &x.device());
-    from_cpu(x * mask)
+    retype(x * mask)
 }
 
 /// On glibc, keeps freed buffers of up to 32 MiB in the heap instead of
@@ -87,22 +98,70 @@ pub fn tune_allocator() {
     }
 }
 
-fn is_cpu<B: Backend>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<CpuAutodiff>()
+fn is<B: Backend, Target: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Target>()
 }
 
-/// The same tensor typed as [`CpuAutodiff`]; only called when [`is_cpu`].
-fn to_cpu<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<CpuAutodiff, D> {
+/// The same tensor under the backend type it really has; only called after
+/// [`is`] said `From` and `To` are one type.
+fn retype<From: Backend, To: Backend, const D: usize>(t: Tensor<From, D>) -> Tensor<To, D> {
     let boxed: Box<dyn Any> = Box::new(t);
     *boxed
-        .downcast::<Tensor<CpuAutodiff, D>>()
-        .expect("to_cpu is only called when B is CpuAutodiff")
+        .downcast::<Tensor<To, D>>()
+        .expect("retype is only called between identical backend types")
 }
 
-/// The inverse of [`to_cpu`].
-fn from_cpu<B: Backend, const D: usize>(t: Tensor<CpuAutodiff, D>) -> Tensor<B, D> {
-    let boxed: Box<dyn Any> = Box::new(t);
-    *boxed
-        .downcast::<Tensor<B, D>>()
-        .expect("from_cpu is only called when B is CpuAutodiff")
+/// A plain `Flex` tensor's storage.
+fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+    retype::<B, Flex, D>(t).into_primitive().tensor()
+}
+
+fn float<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    /// Through the public functions, training (`Autodiff<Flex>`) and
+    /// inference (`Flex`) give what Burn's own ops give.
+    fn same_as_burn<B: Backend>() {
+        let device = Default::default();
+        let x = Tensor::<B, 4>::random([4, 3, 10, 10], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<B, 4>::random([5, 3, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let b = Tensor::<B, 1>::random([5], Distribution::Normal(0.0, 1.0), &device);
+        let ours = max_pool_2x2(conv2d_3x3(x.clone(), w.clone(), Some(b.clone())));
+        let burns = max_pool2d(
+            conv2d(x, w, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1)),
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+        );
+        assert_eq!(ours.dims(), [4, 5, 4, 4]);
+        ours.into_data()
+            .assert_approx_eq(&burns.into_data(), Tolerance::<f32>::rel_abs(1e-4, 1e-4));
+    }
+
+    #[test]
+    fn training_and_inference_paths_match_burn() {
+        same_as_burn::<CpuAutodiff>();
+        same_as_burn::<Flex>();
+    }
+
+    #[test]
+    fn dropout_is_the_identity_in_inference_and_masks_in_training() {
+        let _global_rng = crate::dropout::TEST_LOCK.lock();
+        let device = Default::default();
+        let x = Tensor::<Flex, 2>::ones([100, 100], &device);
+        assert_eq!(dropout(x.clone(), 0.5).into_data(), x.into_data());
+        let x = Tensor::<CpuAutodiff, 2>::ones([100, 100], &device);
+        let y: Vec<f32> = dropout(x, 0.5).into_data().to_vec().unwrap();
+        let zeros = y.iter().filter(|&&v| v == 0.0).count();
+        assert!((4000..6000).contains(&zeros), "{zeros} of 10000 dropped");
+        assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+    }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub(crate) fn max_pool_2x2(x: Tensor<CpuAutodiff, 4>) -> Tensor<CpuAutodiff, 4> {
     let x = x.into_primitive().tensor();
     let [b, c, h, w] = x.primitive.layout().shape().dims::<4>();
-    let (out, winners) = forward(&x.primitive, [b, c, h, w]);
+    let (out, winners) = forward(&x.primitive);
     let out = match MaxPool2x2
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
@@ -33,7 +33,8 @@ pub(crate) fn max_pool_2x2(x: Tensor<CpuAutodiff, 4>) -> Tensor<CpuAutodiff, 4> 
 
 /// The pooled values and, per output, the winner's offset in its window
 /// (`dy·2 + dx`).
-fn forward(x: &FlexTensor, [b, c, h, w]: [usize; 4]) -> (FlexTensor, Vec<u8>) {
+pub(crate) fn forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
+    let [b, c, h, w] = x.layout().shape().dims::<4>();
     let x = x.to_contiguous();
     let x = x.as_slice::<f32>().expect("contiguous f32");
     let (ho, wo) = (h / 2, w / 2);
