@@ -62,7 +62,7 @@ function connect() {
   }
   const ws = new WebSocket(`${proto}://${location.host}${path}`);
   view.ws = ws;
-  ws.onopen = () => { view.retry = 0; setConn('live', 'ok'); $('#banner').hidden = true; };
+  ws.onopen = () => { view.retry = 0; view.exited = false; setConn('live', 'ok'); $('#banner').hidden = true; };
   ws.onmessage = (m) => handle(JSON.parse(m.data));
   ws.onclose = (e) => {
     if (view.ws !== ws) return;          // replaced on purpose
@@ -71,8 +71,11 @@ function connect() {
     setConn('disconnected', 'bad');
     const banner = $('#banner');
     banner.hidden = false;
-    banner.textContent = e.reason === 'server exiting'
-      ? `The monitor exited (its run is over); the page keeps what it showed and reconnects if the monitor comes back.`
+    // Once the monitor said it was exiting (`train --serve` after its run),
+    // the failed retries that follow are expected: keep saying so.
+    if (e.reason === 'server exiting') view.exited = true;
+    banner.textContent = view.exited
+      ? `The monitor exited (its run is over): this page keeps what it showed, and reconnects if the monitor comes back (next try in ${(wait / 1000).toFixed(1)} s).`
       : `Disconnected from the server — reconnecting in ${(wait / 1000).toFixed(1)} s; nothing is lost, the page resumes from event ${view.lastSeq}.`;
     setTimeout(connect, wait);
   };
