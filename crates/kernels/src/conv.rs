@@ -1,9 +1,10 @@
-//! The 3×3 valid convolution as a custom autodiff op on `Autodiff<Flex>`.
-//!
-//! Forward and input gradient are Burn's own (flex runs those well); the
-//! weight and bias gradients are [`weight_grad`]: per image, an im2col of
-//! the input (`[in·9, h·w]`, small enough to stay in cache) times the output
-//! gradient, accumulated with `gemm`, images split over rayon's threads.
+//! The 3×3 valid convolution as a custom autodiff op on `Autodiff<Flex>`,
+//! all three passes as im2col + GEMM per image: the image's columns
+//! (`[in·9, h·w]`, small enough to stay in cache) are built once per pass
+//! and multiplied with `gemm` on one thread, images split over rayon's
+//! threads. [`forward`] (also used for inference on plain `Flex`),
+//! [`input_grad`] (GEMM then col2im) and [`weight_grad`] (weight and bias
+//! gradients summed per thread, then across threads).
 
 use crate::CpuAutodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

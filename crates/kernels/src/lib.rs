@@ -1,16 +1,19 @@
 //! # mnist-kernels: faster CPU training for this network's layers
 //!
-//! Burn's CPU backend (`flex`) runs the forward convolution well, but its
-//! default convolution *weight gradient* is a convolution with the batch and
-//! channel axes swapped, whose "kernel" is the whole 24×24 output gradient:
-//! on this network that one op was a fifth of every training step (see
-//! BENCHMARKS.md, `examples/flex_ops.rs`). This crate owns the layer
-//! functions the model calls ([`conv2d_3x3`], [`max_pool_2x2`],
-//! [`dropout`]); on `Autodiff<Flex>` they run custom autodiff ops (the conv
-//! weight gradient as one im2col + GEMM per image, a single-pass 2×2
-//! max-pool, dropout masks drawn on all cores); on every other backend
-//! (CUDA, wgpu, plain `Flex` for inference) they are exactly Burn's own ops.
-//! [`tune_allocator`] keeps freed tensor buffers for reuse.
+//! Burn's CPU backend (`flex`) spent most of a training step of this network
+//! in three places: the convolution weight gradient (a convolution with the
+//! batch and channel axes swapped, whose "kernel" is the whole 24×24 output
+//! gradient), max-pooling with indices, and dropout masks drawn on one
+//! thread (see BENCHMARKS.md and `crates/train/examples/flex_ops.rs`).
+//!
+//! This crate owns the layer functions the model calls ([`conv2d_3x3`],
+//! [`max_pool_2x2`], [`dropout`]). On `Autodiff<Flex>` (CPU training) they
+//! run custom autodiff ops: every convolution pass as im2col + GEMM per
+//! image, a single-pass 2×2 max-pool, dropout masks drawn on all cores. On
+//! plain `Flex` (CPU inference) the convolution and pool forwards are the
+//! same kernels. On every other backend (CUDA, wgpu) they are exactly
+//! Burn's own ops. [`tune_allocator`] keeps freed tensor buffers for reuse.
+//! Each custom op is tested against Burn's own on the same inputs.
 //!
 //! The dispatch is by type at run time ([`std::any::Any`]), so the model
 //! stays generic over `B: Backend` with no extra trait bounds.
