@@ -233,7 +233,9 @@ fn train_serve_viewers_get_the_end_of_the_run_before_it_exits() {
     use std::io::{BufRead, BufReader};
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    write_synthetic(&data, 1200, 200);
+    // Long enough (about 600 steps) that the viewer below connects while
+    // the run is still going, even on a loaded machine.
+    write_synthetic(&data, 3000, 200);
     let mut child = bin()
         .args([
             "train",
