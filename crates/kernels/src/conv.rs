@@ -102,31 +102,7 @@ pub(crate) fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) ->
             for (o, row) in y.chunks_exact_mut(p).enumerate() {
                 row.fill(bias[o]);
             }
-            // SAFETY: dst c_out×p, lhs c_out×k, rhs k×p, all row-major
-            // views of the live buffers above.
-            unsafe {
-                gemm::gemm(
-                    c_out,
-                    p,
-                    k,
-                    y.as_mut_ptr(),
-                    1,
-                    p as isize,
-                    true,
-                    wt.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    1,
-                    p as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            matmul(y, View::rows(wt, c_out, k), View::rows(col, k, p), true);
         },
     );
     FlexTensor::from_data(TensorData::new(out, [batch, c_out, ho, wo]))
@@ -150,31 +126,13 @@ pub(crate) fn input_grad(
     dx.par_chunks_mut(c_in * h * w).enumerate().for_each_init(
         || vec![0f32; k * p],
         |col, (b, dx)| {
-            // SAFETY: dst k×p row-major; lhs Wᵀ read from W (c_out×k
-            // row-major) as k×c_out; rhs c_out×p row-major.
-            unsafe {
-                gemm::gemm(
-                    k,
-                    p,
-                    c_out,
-                    col.as_mut_ptr(),
-                    1,
-                    p as isize,
-                    false,
-                    wt.as_ptr(),
-                    k as isize,
-                    1,
-                    g[b * c_out * p..].as_ptr(),
-                    1,
-                    p as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            let gb = &g[b * c_out * p..][..c_out * p];
+            matmul(
+                col,
+                View::transposed(wt, c_out, k),
+                View::rows(gb, c_out, p),
+                false,
+            );
             col2im(col, c_in, h, w, dx);
         },
     );
@@ -215,32 +173,12 @@ pub(crate) fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> (FlexTensor, Fle
                 );
                 let gb = &g[b * c_out * p..(b + 1) * c_out * p];
                 // dw[o, r] += sum_p g[o, p] * col[r, p]
-                // SAFETY: the pointers and strides describe the live
-                // buffers above: dst c_out×k row-major, lhs c_out×p
-                // row-major, rhs p×k read from col (k×p row-major).
-                unsafe {
-                    gemm::gemm(
-                        c_out,
-                        k,
-                        p,
-                        dw.as_mut_ptr(),
-                        1,
-                        k as isize,
-                        true,
-                        gb.as_ptr(),
-                        1,
-                        p as isize,
-                        col.as_ptr(),
-                        p as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                matmul(
+                    &mut dw,
+                    View::rows(gb, c_out, p),
+                    View::transposed(&col, k, p),
+                    true,
+                );
                 for (o, row) in gb.chunks_exact(p).enumerate() {
                     db[o] += row.iter().sum::<f32>();
                 }
@@ -260,6 +198,70 @@ pub(crate) fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> (FlexTensor, Fle
         FlexTensor::from_data(TensorData::new(dw, [c_out, c_in, 3, 3])),
         FlexTensor::from_data(TensorData::new(db, [c_out])),
     )
+}
+
+/// A matrix in a slice: row-major `rows × cols`, or the transpose of a
+/// row-major `cols × rows` one (read in place, not copied).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    /// Stride between columns and between rows.
+    strides: (isize, isize),
+}
+
+impl<'a> View<'a> {
+    fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, (1, cols as isize))
+    }
+
+    /// The `cols × rows` transpose of the row-major `rows × cols` `data`.
+    fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, cols, rows, (cols as isize, 1))
+    }
+
+    fn new(data: &'a [f32], rows: usize, cols: usize, strides: (isize, isize)) -> Self {
+        assert!(data.len() >= rows * cols, "matrix view past its slice");
+        Self {
+            data,
+            rows,
+            cols,
+            strides,
+        }
+    }
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), `dst`
+/// row-major, on the calling thread: the callers parallelise over images.
+fn matmul(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
+    assert_eq!(lhs.cols, rhs.rows, "inner dimensions");
+    assert_eq!(dst.len(), lhs.rows * rhs.cols, "destination size");
+    // SAFETY: the views' constructors and the asserts above keep every
+    // element gemm reads or writes inside its slice.
+    unsafe {
+        gemm::gemm(
+            lhs.rows,
+            rhs.cols,
+            lhs.cols,
+            dst.as_mut_ptr(),
+            1,
+            rhs.cols as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.strides.0,
+            lhs.strides.1,
+            rhs.data.as_ptr(),
+            rhs.strides.0,
+            rhs.strides.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// `col[(i·9 + kh·3 + kw), (y·wo + x)] = img[i, y + kh, x + kw]` for one
