@@ -7,7 +7,7 @@
 
 use crate::cli::{RemoteTrainArgs, RemoteWatchArgs, SshArgs};
 use mnist_remote::exec::{exec, exec_capture, shell_quote, upload, Stream};
-use mnist_remote::forward::{forward, OpenConnections};
+use mnist_remote::forward::{forward, OpenConnections, SessionSlot};
 use mnist_remote::{connect, ConnectOptions, Session, SshError, Target};
 use std::io::Write;
 use std::sync::Arc;
@@ -213,13 +213,7 @@ async fn train_async(
         )
         .await
         .map_err(|e| e.to_string())?;
-        tokio::spawn(forward(
-            listener,
-            slot,
-            "127.0.0.1".into(),
-            port,
-            Arc::new(OpenConnections::default()),
-        ));
+        spawn_tunnel(listener, slot, port);
         println!(
             "run {run_id} is training on {} (detached); watch it at http://{local}/",
             target.alias
@@ -242,7 +236,7 @@ async fn train_async(
 
     // Attached: stream the remote output; open the tunnel once it serves.
     let mut listener = Some(listener);
-    let open = Arc::new(OpenConnections::default());
+    let mut tunnel: Option<Arc<OpenConnections>> = None;
     let command = format!("mkdir -p {qdir}/remote && cd {qdir} && exec {start}");
     let (port_tx, mut port_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
     let run_session = session.clone();
@@ -275,7 +269,9 @@ async fn train_async(
                 let status = status.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
                 // The remote monitor closed its viewers as it exited; let
                 // those last bytes through the tunnel before we go.
-                open.drained(Duration::from_secs(5)).await;
+                if let Some(open) = &tunnel {
+                    open.drained(Duration::from_secs(5)).await;
+                }
                 return Ok(match status { Some(code) => code as i32, None => 1 });
             }
             Some(p) = port_rx.recv(), if port.is_none() => {
@@ -283,7 +279,7 @@ async fn train_async(
                 let _ = exec_capture(&session, &format!("echo {p} > {qdir}/remote/{run_id}.port")).await;
                 eprintln!("watch run {run_id} at http://{local}/ (tunnel to {}:127.0.0.1:{p})", target.alias);
                 if let Some(listener) = listener.take() {
-                    tokio::spawn(forward(listener, slot.clone(), "127.0.0.1".into(), p, open.clone()));
+                    tunnel = Some(spawn_tunnel(listener, slot.clone(), p));
                 }
             }
             _ = tokio::signal::ctrl_c() => {
@@ -360,13 +356,7 @@ async fn watch_async(
     let listener = bind_local(args.ssh.local_port).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (slot_tx, slot) = watch::channel(Some(session));
-    tokio::spawn(forward(
-        listener,
-        slot,
-        "127.0.0.1".into(),
-        port,
-        Arc::new(OpenConnections::default()),
-    ));
+    spawn_tunnel(listener, slot, port);
     println!(
         "watching {}:127.0.0.1:{port} at http://{local}/",
         target.alias
@@ -409,4 +399,22 @@ async fn watch_async(
         r = supervise => Err(r.err().map(|e| e.to_string()).unwrap_or_default()),
         _ = tokio::signal::ctrl_c() => Ok(0),
     }
+}
+
+/// Forwards `listener` to the remote monitor on `127.0.0.1:port` (as the
+/// host sees it), in the background; returns the tunnel's open connections.
+fn spawn_tunnel(
+    listener: tokio::net::TcpListener,
+    slot: SessionSlot,
+    port: u16,
+) -> Arc<OpenConnections> {
+    let open = Arc::new(OpenConnections::default());
+    tokio::spawn(forward(
+        listener,
+        slot,
+        "127.0.0.1".into(),
+        port,
+        open.clone(),
+    ));
+    open
 }
