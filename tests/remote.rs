@@ -162,6 +162,18 @@ impl Sshd {
     fn client_key(&self) -> PathBuf {
         self.dir.join("client_ed25519")
     }
+
+    /// `HOST -i KEY --known-hosts FILE`: how a remote command reaches and
+    /// trusts this sshd.
+    fn login(&self) -> [std::ffi::OsString; 5] {
+        [
+            self.host().into(),
+            "-i".into(),
+            self.client_key().into(),
+            "--known-hosts".into(),
+            self.known_hosts().into(),
+        ]
+    }
 }
 
 impl Drop for Sshd {
@@ -283,11 +295,7 @@ fn remote_train_streams_batches_through_the_tunnel() {
     let remote_dir = work.path().join("remote-home");
     let mut child = remote(&work.path().join("home"))
         .arg("train")
-        .arg(sshd.host())
-        .arg("-i")
-        .arg(sshd.client_key())
-        .arg("--known-hosts")
-        .arg(sshd.known_hosts())
+        .args(sshd.login())
         .arg("--remote-bin")
         .arg(env!("CARGO_BIN_EXE_mnist-monitor"))
         .arg("--remote-dir")
@@ -369,11 +377,7 @@ fn a_detached_run_is_rewatched_and_the_watch_survives_sshd_dying() {
     let epochs = args.iter().position(|a| a == "--epochs").unwrap() + 1;
     args[epochs] = "40".into();
     let ssh = |c: &mut Command| {
-        c.arg(sshd.host())
-            .arg("-i")
-            .arg(sshd.client_key())
-            .arg("--known-hosts")
-            .arg(sshd.known_hosts())
+        c.args(sshd.login())
             .arg("--remote-bin")
             .arg(env!("CARGO_BIN_EXE_mnist-monitor"))
             .arg("--remote-dir")
@@ -619,11 +623,7 @@ fn ctrl_c_stops_an_attached_run_and_upload_installs_the_binary() {
     let mut child = Killed(
         remote(&work.path().join("home"))
             .arg("train")
-            .arg(sshd.host())
-            .arg("-i")
-            .arg(sshd.client_key())
-            .arg("--known-hosts")
-            .arg(sshd.known_hosts())
+            .args(sshd.login())
             // Not there: --upload copies this (same-architecture) binary over.
             .arg("--remote-bin")
             .arg(remote_dir.join("missing/mnist-monitor"))
