@@ -188,12 +188,11 @@ fn parse_stats_interval(s: &str) -> Result<f64, String> {
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Anything but loopback requires --token.
+    /// Address to listen on. Anything but loopback requires a token.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: std::net::SocketAddr,
-    /// Token every request must carry (open the page with ?token=…).
-    #[arg(long, env = "MNIST_MONITOR_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Directory with the four MNIST IDX files.
     #[arg(long, default_value = "datasets/mnist")]
     pub data_dir: PathBuf,
@@ -217,6 +216,58 @@ pub struct ServeArgs {
     /// mnist-monitor on the fleet hosts: a path, or a name on their PATH.
     #[arg(long, default_value = "mnist-monitor", value_name = "PATH")]
     pub fleet_remote_bin: String,
+}
+
+/// Who may use the web server: its token and the origins it trusts.
+#[derive(Args, Clone, Default)]
+pub struct AccessArgs {
+    /// Token every request must carry (open the page with ?token=…); required
+    /// off loopback. Visible to other users in `ps`: prefer --token-file or
+    /// MNIST_MONITOR_TOKEN.
+    #[arg(long, env = "MNIST_MONITOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the token from this file (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// An origin besides the server's own that may use it from a browser
+    /// (e.g. https://monitor.lab.example behind a reverse proxy); repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+}
+
+impl AccessArgs {
+    /// The token from the flag, the environment or the file; warns when it
+    /// was given on the command line, where `ps` shows it.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(format!(
+                    "--token-file {}: the file is empty",
+                    path.display()
+                ));
+            }
+            return Ok(Some(token));
+        }
+        let token = self.token.clone().filter(|t| !t.is_empty());
+        if token.is_some() && std::env::var("MNIST_MONITOR_TOKEN").ok() != token {
+            eprintln!(
+                "warning: a token given with --token is visible to every user of this machine in `ps`; \
+                 use --token-file FILE or MNIST_MONITOR_TOKEN instead"
+            );
+        }
+        Ok(token)
+    }
+
+    /// Checks every --allow-origin.
+    pub fn allowed_origins(&self) -> Result<Vec<String>, String> {
+        self.allow_origin
+            .iter()
+            .map(|o| mnist_server::guard::normalise_origin(o))
+            .collect()
+    }
 }
 
 fn parse_fleet_interval(s: &str) -> Result<f64, String> {
@@ -322,9 +373,8 @@ pub struct TrainArgs {
     /// Also serve the live page for this run at ADDR (e.g. 127.0.0.1:8080; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<std::net::SocketAddr>,
-    /// Token required by --serve on a non-loopback address.
-    #[arg(long, env = "MNIST_MONITOR_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
     /// Print one JSON summary on stdout when the run ends.

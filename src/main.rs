@@ -54,12 +54,20 @@ fn serve(args: cli::ServeArgs) -> i32 {
             return 2;
         }
     }
+    let (token, allowed_origins) = match (args.access.token(), args.access.allowed_origins()) {
+        (Ok(t), Ok(o)) => (t, o),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
         data_dir: args.data_dir,
         runs_dir: args.run_dir,
         checkpoints_dir: args.checkpoint_dir,
         verify,
-        token: args.token.filter(|t| !t.is_empty()),
+        token,
+        allowed_origins,
         can_start_runs: true,
         hardware,
         stop_on_nan: args.watch.stop_on_nan,

@@ -6,7 +6,7 @@
 //! which `remote watch` reads to find a run's monitor port.
 
 use crate::cli::{RemoteTrainArgs, RemoteWatchArgs, SshArgs};
-use mnist_remote::exec::{exec, exec_capture, shell_quote, upload, Stream};
+use mnist_remote::exec::{exec, exec_capture, shell_quote, upload, write_file, Stream};
 use mnist_remote::forward::{forward, OpenConnections, SessionSlot};
 use mnist_remote::{connect, ConnectOptions, Session, SshError, Target};
 use std::io::Write;
@@ -151,9 +151,18 @@ async fn train_async(
         .iter()
         .map(|a| format!(" {}", shell_quote(a)))
         .collect();
+    // The host's monitor needs a token that only this side of the tunnel
+    // knows: other users of a shared GPU box could otherwise stop the run.
+    let token = mnist_server::guard::random_token()
+        .map_err(|e| format!("cannot make a token for the remote monitor: {e}"))?;
+    let token_file = format!("{dir}/remote/{run_id}.token");
+    write_file(&session, token.as_bytes(), &token_file, "600")
+        .await
+        .map_err(|e| e.to_string())?;
     let start = format!(
-        "{} train --serve 127.0.0.1:0 --run-id {run_id}{train_args}",
-        shell_quote(&bin)
+        "{} train --serve 127.0.0.1:0 --token-file {} --run-id {run_id}{train_args}",
+        shell_quote(&bin),
+        shell_quote(&token_file)
     );
     let listener = bind_local(args.ssh.local_port).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -215,7 +224,7 @@ async fn train_async(
         .map_err(|e| e.to_string())?;
         spawn_tunnel(listener, slot, port);
         println!(
-            "run {run_id} is training on {} (detached); watch it at http://{local}/",
+            "run {run_id} is training on {} (detached); watch it at http://{local}/?token={token}",
             target.alias
         );
         println!(
@@ -277,7 +286,7 @@ async fn train_async(
             Some(p) = port_rx.recv(), if port.is_none() => {
                 port = Some(p);
                 let _ = exec_capture(&session, &format!("echo {p} > {qdir}/remote/{run_id}.port")).await;
-                eprintln!("watch run {run_id} at http://{local}/ (tunnel to {}:127.0.0.1:{p})", target.alias);
+                eprintln!("watch run {run_id} at http://{local}/?token={token} (tunnel to {}:127.0.0.1:{p})", target.alias);
                 if let Some(listener) = listener.take() {
                     tunnel = Some(spawn_tunnel(listener, slot.clone(), p));
                 }
@@ -291,7 +300,7 @@ async fn train_async(
                 match port {
                     Some(_) => {
                         eprintln!("stopping run {run_id} on {} after its current batch (Ctrl-C again to leave now)", target.alias);
-                        if let Err(e) = stop_over_tunnel(local, &run_id).await {
+                        if let Err(e) = stop_over_tunnel(local, &run_id, &token).await {
                             eprintln!("could not ask the run to stop: {e}");
                         }
                     }
@@ -306,12 +315,16 @@ async fn train_async(
 }
 
 /// `POST /api/runs/{id}/stop` through the tunnel.
-async fn stop_over_tunnel(local: std::net::SocketAddr, run_id: &str) -> Result<(), String> {
+async fn stop_over_tunnel(
+    local: std::net::SocketAddr,
+    run_id: &str,
+    token: &str,
+) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(local)
         .await
         .map_err(|e| e.to_string())?;
-    let req = format!("POST /api/runs/{run_id}/stop HTTP/1.1\r\nhost: {local}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let req = format!("POST /api/runs/{run_id}/stop HTTP/1.1\r\nhost: {local}\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -337,14 +350,14 @@ async fn watch_async(
 ) -> Result<i32, String> {
     let session = Arc::new(connect(&target, &opts).await.map_err(|e| e.to_string())?);
     let qdir = shell_quote(&args.ssh.remote_dir);
+    let port_file = match &args.run {
+        Some(id) => format!("{qdir}/remote/{}.port", shell_quote(id)),
+        None => format!("$(ls -t {qdir}/remote/*.port 2>/dev/null | head -n 1)"),
+    };
     let port = match (args.port, &args.run) {
         (Some(p), _) => p,
         (None, run) => {
-            let file = match run {
-                Some(id) => format!("{qdir}/remote/{}.port", shell_quote(id)),
-                None => format!("$(ls -t {qdir}/remote/*.port 2>/dev/null | head -n 1)"),
-            };
-            let out = exec_capture(&session, &format!("cat {file}"))
+            let out = exec_capture(&session, &format!("cat {port_file}"))
                 .await
                 .map_err(|e| e.to_string())?;
             out.stdout.trim().parse().map_err(|_| match run {
@@ -353,12 +366,24 @@ async fn watch_async(
             })?
         }
     };
+    // The run's token sits beside its port file (private to its owner).
+    let token_known = args.port.is_none() || args.run.is_some();
+    let token = exec_capture(
+        &session,
+        &format!("f={port_file}; cat \"${{f%.port}}.token\""),
+    )
+    .await
+    .ok()
+    .filter(|o| token_known && o.success())
+    .map(|o| o.stdout.trim().to_string())
+    .filter(|t| !t.is_empty());
+    let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
     let listener = bind_local(args.ssh.local_port).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (slot_tx, slot) = watch::channel(Some(session));
     spawn_tunnel(listener, slot, port);
     println!(
-        "watching {}:127.0.0.1:{port} at http://{local}/",
+        "watching {}:127.0.0.1:{port} at http://{local}/{query}",
         target.alias
     );
     let _ = std::io::stdout().flush();

@@ -4,6 +4,7 @@ use crate::cli::TrainArgs;
 use crate::progress::Progress;
 use mnist_data::{missing_files, Verify};
 use mnist_events::RunStatus;
+use mnist_events::{Stop, StopReason};
 use mnist_train::{RunError, RunOptions, TrainConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,13 +56,18 @@ pub fn run(args: TrainArgs) -> i32 {
         return 2;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C, and SIGTERM or SIGHUP (what `kill`, systemd, Docker and a
+    // closed terminal send), stop after the current batch with a proper
+    // `run_finished`; a second one quits at once.
+    let stop = Stop::new();
     let handler_stop = stop.clone();
+    let signalled = AtomicBool::new(false);
     let _ = ctrlc::set_handler(move || {
-        if handler_stop.swap(true, Ordering::SeqCst) {
-            eprintln!("second Ctrl-C: exiting now");
+        if signalled.swap(true, Ordering::SeqCst) {
+            eprintln!("second stop signal: exiting now");
             std::process::exit(130);
         }
+        handler_stop.request(StopReason::User);
         eprintln!("stopping after this batch (Ctrl-C again to quit at once)");
     });
 
@@ -160,7 +166,7 @@ fn serve_run(
     args: &TrainArgs,
     addr: std::net::SocketAddr,
     run_id: &str,
-    stop: &Arc<AtomicBool>,
+    stop: &Stop,
     hardware: Option<Arc<mnist_hardware::Monitor>>,
 ) -> std::io::Result<(Box<dyn mnist_events::EventSink>, mnist_server::Serving)> {
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
@@ -172,7 +178,11 @@ fn serve_run(
         } else {
             Verify::Sha256
         },
-        token: args.token.clone().filter(|t| !t.is_empty()),
+        token: args.access.token().map_err(std::io::Error::other)?,
+        allowed_origins: args
+            .access
+            .allowed_origins()
+            .map_err(std::io::Error::other)?,
         can_start_runs: false,
         hardware,
         stop_on_nan: args.watch.stop_on_nan,

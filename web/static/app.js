@@ -5,15 +5,7 @@
 import { hardware, startHardware } from './hardware.js';
 import { fleet, startFleet } from './fleet.js';
 
-const $ = (sel) => document.querySelector(sel);
-const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? '–' : Number(v).toFixed(d));
-const pct = (v) => (v == null ? '–' : (100 * v).toFixed(2) + '%');
-const dur = (s) => {
-  if (s == null || !isFinite(s)) return '–';
-  s = Math.max(0, Math.round(s));
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
-  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(r).padStart(2, '0')}s` : `${r}s`;
-};
+import { $, esc, fmt, pct, dur } from './util.js';
 
 // ---------- run state ----------
 const view = {
@@ -109,7 +101,9 @@ function handle(msg) {
       view.series.f1_macro = s.f1_macro.map((p) => p[1]);
       if (msg.last_batch) view.last = msg.last_batch;
       view.lastSeq = msg.last_seq;
-      if (!view.status) view.status = msg.live ? 'running' : 'interrupted';
+      // The server's word on the status: a log without `run_finished`
+      // is a dead run ("interrupted"), whatever its `run_started` said.
+      view.status = msg.status || (msg.live ? 'running' : 'interrupted');
       renderStatus();
       scheduleDraw();
       break;
@@ -136,6 +130,8 @@ function apply(e) {
     case 'run_started':
       view.started = e;
       view.status = 'running';
+      // A resume re-trains the steps after its checkpoint: keep one value per step.
+      if (e.resumed_from_step != null) cutAfter(e.resumed_from_step);
       $('#run-title').textContent = `run ${e.run_id}`;
       renderModel(e.model);
       loadRuns();
@@ -172,6 +168,14 @@ function apply(e) {
       break;
   }
   scheduleStatus();
+}
+
+// Drops the points after `step`, which a resumed run trains again.
+function cutAfter(step) {
+  const keep = view.series.step.findIndex((x) => x > step);
+  if (keep >= 0) for (const k of Object.keys(view.series)) view.series[k].length = keep;
+  view.evals = view.evals.filter((e) => e.step <= step);
+  if (view.last && view.last.step > step) view.last = null;
 }
 
 // Alerts: a banner for the newest, every one in the log, a count in Status.
@@ -355,7 +359,7 @@ function renderSamples(e) {
     const div = document.createElement('div');
     div.className = 'sample ' + (ok ? 'right' : 'wrong');
     div.title = `test #${s.index}: label ${s.label}, predicted ${s.predicted} (${(100 * s.confidence).toFixed(1)}%)`;
-    div.innerHTML = `<img alt="digit ${s.label}" src="data:image/png;base64,${s.png_base64}"><div>${s.predicted} · ${(100 * s.confidence).toFixed(0)}%</div>`;
+    div.innerHTML = `<img alt="digit ${esc(s.label)}" src="data:image/png;base64,${esc(s.png_base64)}"><div>${esc(s.predicted)} · ${(100 * s.confidence).toFixed(0)}%</div>`;
     box.appendChild(div);
   }
 }
@@ -374,13 +378,13 @@ function renderEval(e) {
   });
   $('#confusion').innerHTML = html;
   $('#per-class').innerHTML = '<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>n</th></tr>' +
-    e.per_class.map((c) => `<tr><td>${c.class}</td><td>${fmt(c.precision, 3)}</td><td>${fmt(c.recall, 3)}</td><td>${fmt(c.f1, 3)}</td><td>${c.support}</td></tr>`).join('');
+    e.per_class.map((c) => `<tr><td>${esc(c.class)}</td><td>${fmt(c.precision, 3)}</td><td>${fmt(c.recall, 3)}</td><td>${fmt(c.f1, 3)}</td><td>${esc(c.support)}</td></tr>`).join('');
 }
 
 function renderModel(m) {
   $('#model-total').textContent = `${m.total_params.toLocaleString()} parameters`;
   $('#model-table').innerHTML = '<tr><th>layer</th><th>kind</th><th>output</th><th>params</th></tr>' +
-    m.layers.map((l) => `<tr><td>${l.name}</td><td style="text-align:left">${l.kind}</td><td>${l.output_shape.join('×')}</td><td>${l.params.toLocaleString()}</td></tr>`).join('') +
+    m.layers.map((l) => `<tr><td>${esc(l.name)}</td><td style="text-align:left">${esc(l.kind)}</td><td>${esc(l.output_shape.join('×'))}</td><td>${l.params.toLocaleString()}</td></tr>`).join('') +
     `<tr><th>total</th><th></th><th></th><th>${m.total_params.toLocaleString()}</th></tr>`;
 }
 
@@ -471,8 +475,9 @@ async function loadRuns() {
     const cfg = r.config || {};
     const sel = r.run_id === view.runId ? ' class="selected"' : '';
     const checked = view.compare && view.compare.runId === r.run_id ? ' checked' : '';
-    return `<tr${sel} data-run="${r.run_id}"><td><input type="checkbox" data-compare="${r.run_id}" title="overlay this run's curves"${checked}> ${r.run_id}</td>` +
-      `<td>${r.status}</td><td>${(cfg.kernels || []).join(',')}</td><td>${cfg.optimizer || ''}</td><td>${r.epochs_completed}</td><td>${pct(r.test_accuracy ?? r.val_accuracy)}</td></tr>`;
+    const id = esc(r.run_id);
+    return `<tr${sel} data-run="${id}"><td><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${checked}> ${id}</td>` +
+      `<td>${esc(r.status)}</td><td>${esc((cfg.kernels || []).join(','))}</td><td>${esc(cfg.optimizer)}</td><td>${esc(r.epochs_completed)}</td><td>${pct(r.test_accuracy ?? r.val_accuracy)}</td></tr>`;
   });
   $('#runs-table').innerHTML = '<tr><th>run</th><th>status</th><th>kernels</th><th>opt</th><th>ep</th><th>acc</th></tr>' + rows.join('');
 }

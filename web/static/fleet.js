@@ -1,8 +1,7 @@
 // The GPU fleet (`serve --hosts`): every host's GPUs, free or busy, and who
 // is on them, polled from /api/fleet. Hidden when the server has no hosts.
 
-const $ = (sel) => document.querySelector(sel);
-const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+import { $, esc } from './util.js';
 const gib = (b) => (b == null ? '–' : (b / 2 ** 30).toFixed(1));
 export const fleet = { hosts: [] };
 

@@ -2,7 +2,7 @@
 // processes and users, live from /ws/hardware (independent of which run is
 // shown), with sparklines of the last few minutes.
 
-const $ = (sel) => document.querySelector(sel);
+import { $, esc } from './util.js';
 const HISTORY = 300;
 const samples = [];
 let retry = 0;
@@ -16,7 +16,6 @@ function bytes(b) {
   while (b >= 1024 && u < units.length - 1) { b /= 1024; u++; }
   return `${b.toFixed(u ? 1 : 0)} ${units[u]}`;
 }
-const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 
 // A sparkline on a canvas: values scaled to [0, max] (or their own max).
 function spark(canvas, values, max, color) {

@@ -2,7 +2,7 @@
 // from the keyboard (saved at once to labels-overrides.json), and a canvas to
 // try the model on digits of your own.
 
-const $ = (sel) => document.querySelector(sel);
+import { $, esc } from './util.js';
 const state = { run: null, split: 'test', samples: [], focus: 0, offset: 0, total: 0, reviewed: 0 };
 window.mnistReview = state;
 
@@ -15,7 +15,7 @@ async function loadRuns() {
   const params = new URLSearchParams(location.search);
   const wanted = params.get('run');
   $('#run').innerHTML = runs.filter((r) => r.epochs_completed > 0 || r.run_id === wanted)
-    .map((r) => `<option value="${r.run_id}">${r.run_id} · ${r.status}${r.test_accuracy != null ? ' · test ' + (100 * r.test_accuracy).toFixed(2) + '%' : ''}</option>`).join('');
+    .map((r) => `<option value="${esc(r.run_id)}">${esc(r.run_id)} · ${esc(r.status)}${r.test_accuracy != null ? ' · test ' + (100 * r.test_accuracy).toFixed(2) + '%' : ''}</option>`).join('');
   if (wanted) $('#run').value = wanted;
   if (params.get('split')) $('#split').value = params.get('split');
   state.run = $('#run').value || null;
@@ -55,10 +55,10 @@ function render() {
   $('#grid').innerHTML = state.samples.map((s, i) => {
     const d = s.decision;
     const p = s.probs[s.predicted];
-    return `<div class="cell ${d ? d.decision : ''} ${i === state.focus ? 'focus' : ''}" data-i="${i}" data-index="${s.index}">`
-      + `<img src="data:image/png;base64,${s.png_base64}" alt="${state.split} #${s.index}">`
-      + `<div>#${s.index} · label <b>${s.label}</b> · model <b>${s.predicted}</b> ${(100 * p).toFixed(0)}%</div>`
-      + `<div class="loss">loss ${s.loss.toFixed(2)}</div><div class="decision">${decisionText(d)}</div></div>`;
+    return `<div class="cell ${d ? esc(d.decision) : ''} ${i === state.focus ? 'focus' : ''}" data-i="${i}" data-index="${esc(s.index)}">`
+      + `<img src="data:image/png;base64,${esc(s.png_base64)}" alt="${esc(state.split)} #${esc(s.index)}">`
+      + `<div>#${esc(s.index)} · label <b>${esc(s.label)}</b> · model <b>${esc(s.predicted)}</b> ${(100 * p).toFixed(0)}%</div>`
+      + `<div class="loss">loss ${s.loss.toFixed(2)}</div><div class="decision">${esc(decisionText(d))}</div></div>`;
   }).join('');
   $('#progress').textContent = `reviewed ${state.reviewed} / ${state.total}`;
   const el = $(`.cell[data-i="${state.focus}"]`);

@@ -21,10 +21,8 @@ mod webhook;
 
 pub use webhook::WebhookSink;
 
-use mnist_events::{Alert, AlertSeverity, Event, EventKind, Observer, Split};
+use mnist_events::{Alert, AlertSeverity, Event, EventKind, Observer, Split, Stop, StopReason};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Thresholds of the rules.
 #[derive(Debug, Clone)]
@@ -56,7 +54,7 @@ impl Default for AlertRules {
 pub struct AlertEngine {
     rules: AlertRules,
     /// Set to stop the run on a NaN loss (`--stop-on-nan`).
-    stop_on_nan: Option<Arc<AtomicBool>>,
+    stop_on_nan: Option<Stop>,
     /// Conditions currently true (by rule and subject), so each fires once.
     active: HashSet<String>,
     /// Whether a run is training on a GPU backend.
@@ -68,7 +66,7 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
-    pub fn new(rules: AlertRules, stop_on_nan: Option<Arc<AtomicBool>>) -> Self {
+    pub fn new(rules: AlertRules, stop_on_nan: Option<Stop>) -> Self {
         Self {
             rules,
             stop_on_nan,
@@ -104,7 +102,7 @@ impl AlertEngine {
             EventKind::Batch(b) => {
                 if self.edge("loss_not_finite".into(), !b.loss.is_finite()) {
                     let action = self.stop_on_nan.as_ref().map(|stop| {
-                        stop.store(true, Ordering::SeqCst);
+                        stop.request(StopReason::LossNotFinite);
                         "run stopped (--stop-on-nan)".to_string()
                     });
                     out.push(Alert {

@@ -25,6 +25,7 @@ fn started(backend: &str) -> EventKind {
         test_size: 1,
         batches_per_epoch: 1,
         resumed_from_epoch: None,
+        resumed_from_step: None,
         label_overrides: None,
     })
 }
@@ -113,14 +114,14 @@ fn rules(engine: &mut AlertEngine, kinds: Vec<(u64, EventKind)>) -> Vec<String> 
 
 #[test]
 fn nan_loss_fires_once_and_sets_the_stop_flag() {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = mnist_events::Stop::new();
     let mut e = AlertEngine::new(AlertRules::default(), Some(stop.clone()));
     let fired = e.check(&ev(1, 0, batch(f64::NAN)));
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].rule, "loss_not_finite");
     assert_eq!(fired[0].severity, AlertSeverity::Critical);
     assert!(fired[0].action.as_deref().unwrap().contains("stopped"));
-    assert!(stop.load(Ordering::SeqCst));
+    assert_eq!(stop.reason(), Some(mnist_events::StopReason::LossNotFinite));
     assert!(
         e.check(&ev(2, 0, batch(f64::INFINITY))).is_empty(),
         "fires once while it lasts"

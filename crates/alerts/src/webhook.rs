@@ -8,8 +8,13 @@ use std::time::Duration;
 /// Alerts waiting to be posted before new ones are dropped (and logged).
 const QUEUE: usize = 64;
 
+/// Longest a finished run waits for its last alerts to be posted.
+const DRAIN: Duration = Duration::from_secs(10);
+
 pub struct WebhookSink {
-    tx: SyncSender<serde_json::Value>,
+    tx: Option<SyncSender<serde_json::Value>>,
+    /// Closed by the posting thread once everything queued was sent.
+    done: std::sync::mpsc::Receiver<()>,
 }
 
 impl WebhookSink {
@@ -23,9 +28,11 @@ impl WebhookSink {
         }
         let url = url.to_string();
         let (tx, rx) = sync_channel::<serde_json::Value>(QUEUE);
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("alert-webhook".into())
             .spawn(move || {
+                let _done = done_tx;
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(10))
                     .build();
@@ -40,7 +47,17 @@ impl WebhookSink {
                 }
             })
             .map_err(|e| format!("cannot start its thread: {e}"))?;
-        Ok(Self { tx })
+        Ok(Self { tx: Some(tx), done })
+    }
+}
+
+impl Drop for WebhookSink {
+    /// The run is over: post what is queued (the alert that stopped it is
+    /// often the last event) before the process may exit, for at most
+    /// [`DRAIN`].
+    fn drop(&mut self) {
+        self.tx.take();
+        let _ = self.done.recv_timeout(DRAIN);
     }
 }
 
@@ -56,7 +73,8 @@ impl EventSink for WebhookSink {
             "ts_ms": event.ts_ms,
             "alert": alert,
         });
-        match self.tx.try_send(body) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(body) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::warn!("alert webhook is behind; dropped an alert")

@@ -75,10 +75,13 @@ impl LabelOverrides {
         }
     }
 
-    /// Writes atomically (temporary file, fsync, rename).
+    /// Writes atomically: a temporary file of this write's own (two
+    /// processes never share one), fsync, rename.
     pub fn save(&self, path: &Path) -> Result<(), String> {
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
-        let tmp = path.with_extension("json.tmp");
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -88,7 +91,36 @@ impl LabelOverrides {
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", path.display())
+        })
+    }
+
+    /// Reads the file, lets `change` edit it, and writes it back, holding an
+    /// advisory lock (`labels-overrides.json.lock`, `flock`) throughout, so
+    /// that a `serve` and a `train --serve` on one data directory never lose
+    /// each other's decisions. Returns what `change` returned.
+    pub fn update<T>(path: &Path, change: impl FnOnce(&mut Self) -> T) -> Result<T, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let lock_path = path.with_extension("json.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        let mut all = Self::load(path)?;
+        let out = change(&mut all);
+        all.save(path)?;
+        // Dropping the file releases the lock.
+        drop(lock);
+        Ok(out)
     }
 
     /// Applies relabels to both files and drops excluded training images.
@@ -187,7 +219,12 @@ mod tests {
         o.entries
             .insert(key("test", 1), entry(Decision::Exclude, None, 8));
         o.save(&path).unwrap();
-        assert!(!path.with_extension("json.tmp").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
             text.contains("\"train:1\": {") && text.contains("\"decision\": \"relabel\""),
@@ -215,6 +252,30 @@ mod tests {
         );
         assert_eq!((summary.relabelled, summary.excluded), (2, 1));
         assert_eq!(summary.sha256.len(), 64);
+    }
+
+    #[test]
+    fn concurrent_updates_from_many_writers_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        LabelOverrides::update(&path, |all| {
+                            all.entries
+                                .insert(key("train", w * 100 + i), entry(Decision::Keep, None, 0));
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(LabelOverrides::load(&path).unwrap().entries.len(), 200);
     }
 
     #[test]

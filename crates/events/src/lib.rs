@@ -32,10 +32,12 @@
 
 mod hardware;
 mod jsonl;
+mod stop;
 mod stream;
 pub use hardware::*;
 
-pub use jsonl::{read_events, JsonlWriter};
+pub use jsonl::{read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail};
+pub use stop::{Stop, StopReason};
 pub use stream::{EventSink, EventStream, FnSink, Observer};
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +127,14 @@ pub struct RunStarted {
     /// epoch it resumes after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from_epoch: Option<usize>,
+    /// Set with `resumed_from_epoch`: the last step of that checkpoint. The
+    /// log may hold batches after it from the interrupted attempt (a run
+    /// killed mid-epoch); they are superseded by the ones that follow this
+    /// event, so consumers keep one value per step: drop earlier `batch`
+    /// `batch`, `eval` and `samples` events with `step > resumed_from_step`
+    /// (see [`superseded`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_step: Option<u64>,
     /// The label corrections this run trained with (`--apply-label-overrides`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_overrides: Option<LabelOverridesUsed>,
@@ -375,4 +385,36 @@ mod tests {
         let event: Event = serde_json::from_str(text).unwrap();
         assert_eq!(event.kind.name(), "log");
     }
+}
+
+/// The `seq`s of `batch`, `eval` and `samples` events that a later resume
+/// superseded: after a run is killed mid-epoch and resumed from its last
+/// checkpoint, the log holds the steps after that checkpoint twice. Every
+/// consumer skips these so that it keeps one value per step (see
+/// [`RunStarted::resumed_from_step`]).
+pub fn superseded<'a, I>(events: I) -> std::collections::HashSet<u64>
+where
+    I: IntoIterator<Item = &'a Event>,
+    I::IntoIter: DoubleEndedIterator,
+{
+    let mut cut = u64::MAX;
+    let mut out = std::collections::HashSet::new();
+    for event in events.into_iter().rev() {
+        match &event.kind {
+            EventKind::RunStarted(r) => {
+                if let Some(step) = r.resumed_from_step {
+                    cut = cut.min(step);
+                }
+            }
+            EventKind::Batch(BatchMetrics { step, .. })
+            | EventKind::Eval(EvalMetrics { step, .. })
+            | EventKind::Samples(Samples { step, .. })
+                if *step > cut =>
+            {
+                out.insert(event.seq);
+            }
+            _ => {}
+        }
+    }
+    out
 }

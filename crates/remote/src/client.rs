@@ -97,8 +97,11 @@ fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// The known_hosts rule: a matching recorded key passes; a different key of
-/// the same type is refused (with the line to inspect); an unknown host is
+/// The known_hosts rule, as OpenSSH applies it: a matching recorded key
+/// passes; a different key is refused (with the line to inspect), whether
+/// it is of the recorded type or of another one (a host that now offers
+/// only an ECDSA key where an Ed25519 key is recorded has changed
+/// identity); only a host with no key recorded at all is new, and is
 /// refused unless `accept_new`, which records it.
 pub fn check_host_key(
     host: &str,
@@ -112,8 +115,30 @@ pub fn check_host_key(
     } else {
         format!("[{host}]:{port}")
     };
+    let recorded_other_type = || {
+        keys::known_hosts::known_host_keys_path(host, port, known_hosts)
+            .ok()
+            .and_then(|keys| {
+                keys.into_iter()
+                    .find(|(_, k)| k.algorithm() != key.algorithm())
+            })
+    };
     match keys::check_known_hosts_path(host, port, key, known_hosts) {
         Ok(true) => Ok(()),
+        Ok(false) if recorded_other_type().is_some() => {
+            let (line, recorded) = recorded_other_type().expect("checked just above");
+            Err(format!(
+                "HOST KEY MISMATCH for {shown}: it now presents only {} key {}, but {}:{} records its {} key {}. \
+                 A host does not lose its key: someone may be intercepting the connection, or the host was \
+                 reinstalled; inspect that line and remove it only if you know why the key changed",
+                key.algorithm(),
+                fingerprint(key),
+                known_hosts.display(),
+                real_line(known_hosts, line),
+                recorded.algorithm(),
+                fingerprint(&recorded),
+            ))
+        }
         Ok(false) if accept_new => {
             if let Some(dir) = known_hosts.parent() {
                 let _ = std::fs::create_dir_all(dir);

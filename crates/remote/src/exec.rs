@@ -84,20 +84,34 @@ pub async fn upload(session: &Session, local: &Path, remote: &str) -> Result<(),
     let file = tokio::fs::File::open(local)
         .await
         .map_err(|e| SshError::Protocol(format!("cannot read {}: {e}", local.display())))?;
+    write_file(session, file, remote, "755").await
+}
+
+/// Writes `data` to `remote` with permissions `mode` (octal, as `chmod`
+/// takes it). The content travels on the channel, never on a command line
+/// (which other users of the host could read in `ps`), and the file is
+/// created private (umask 077) before `mode` is applied.
+pub async fn write_file(
+    session: &Session,
+    data: impl tokio::io::AsyncRead + Unpin,
+    remote: &str,
+    mode: &str,
+) -> Result<(), SshError> {
     let part = format!("{remote}.part");
     let dir = match remote.rsplit_once('/') {
         Some((d, _)) if !d.is_empty() => d.to_string(),
         _ => ".".to_string(),
     };
     let command = format!(
-        "mkdir -p {d} && cat > {p} && chmod 755 {p} && mv -f {p} {r}",
+        "umask 077 && mkdir -p {d} && cat > {p} && chmod {m} {p} && mv -f {p} {r}",
         d = shell_quote(&dir),
         p = shell_quote(&part),
+        m = shell_quote(mode),
         r = shell_quote(remote)
     );
     let mut channel = session.channel_open_session().await.map_err(proto)?;
     channel.exec(true, command).await.map_err(proto)?;
-    channel.data(file).await.map_err(proto)?;
+    channel.data(data).await.map_err(proto)?;
     channel.eof().await.map_err(proto)?;
     let mut status = None;
     let mut err = Vec::new();
@@ -111,7 +125,7 @@ pub async fn upload(session: &Session, local: &Path, remote: &str) -> Result<(),
     match status {
         Some(0) => Ok(()),
         _ => Err(SshError::Protocol(format!(
-            "uploading to {remote} failed: {}",
+            "writing {remote} failed: {}",
             String::from_utf8_lossy(&err).trim()
         ))),
     }

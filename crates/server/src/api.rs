@@ -9,7 +9,6 @@ use mnist_events::{Event, EventKind, LogLevel, LogMessage, RunFinished, RunStatu
 use mnist_train::{BackendChoice, FieldError, RunOptions, TrainConfig};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -191,17 +190,25 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpR
 }
 
 async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
-    let current = state.current.lock().expect("state lock");
-    match current.as_ref() {
-        Some(run) if run.hub.run_id == *id && !run.hub.is_finished() => {
-            run.stop.store(true, Ordering::SeqCst);
+    // Decide under the lock, answer after it: `state.hub()` takes the same
+    // lock, so calling it while holding the guard would deadlock the server.
+    let current = {
+        let current = state.current.lock().expect("state lock");
+        current
+            .as_ref()
+            .filter(|run| run.hub.run_id == *id)
+            .map(|run| (run.hub.is_finished(), run.stop.clone()))
+    };
+    match current {
+        Some((false, stop)) => {
+            stop.request(mnist_events::StopReason::User);
             HttpResponse::Accepted().json(json!({"run_id": *id, "stopping": true}))
         }
-        Some(run) if run.hub.run_id == *id => HttpResponse::Conflict()
+        Some((true, _)) => HttpResponse::Conflict()
             .json(json!({"error": format!("run {id} has already finished")})),
-        _ if state.hub(&id).is_some() => HttpResponse::Conflict()
+        None if state.hub(&id).is_some() => HttpResponse::Conflict()
             .json(json!({"error": format!("run {id} is not training in this server")})),
-        _ => not_found(&id),
+        None => not_found(&id),
     }
 }
 
@@ -234,7 +241,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
 
     let run_id = mnist_train::new_run_id();
     let hub = RunHub::live(run_id.clone());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = mnist_events::Stop::new();
     {
         let mut current = state.current.lock().expect("state lock");
         if let Some(run) = current.as_ref().filter(|r| !r.hub.is_finished()) {
@@ -335,7 +342,26 @@ fn prepare(
             return Err((StatusCode::BAD_REQUEST, json!({ "errors": [error] })));
         }
     }
-    load_data(state).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})))
+    let data =
+        load_data(state).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})))?;
+    // A CPU run that cannot fit would abort the whole server: refuse it now.
+    if runs_on_cpu(state, config.backend) {
+        mnist_train::memory::check_data(config, data.train_labels.len(), data.test_labels.len())
+            .map_err(|e| (StatusCode::BAD_REQUEST, json!({ "errors": [e] })))?;
+    }
+    Ok(data)
+}
+
+/// Whether `choice` trains on the CPU here (`auto` without a usable GPU).
+fn runs_on_cpu(state: &AppState, choice: BackendChoice) -> bool {
+    match choice {
+        BackendChoice::Cpu => true,
+        BackendChoice::Auto => !state
+            .backends()
+            .iter()
+            .any(|b| b.name != "cpu" && b.available && !b.software),
+        _ => false,
+    }
 }
 
 /// The data set, read once and kept (blocking: call from `web::block`).

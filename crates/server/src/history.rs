@@ -54,7 +54,8 @@ pub fn snapshot(run_id: &str, events: &[Arc<Event>], live: bool) -> Value {
     let mut accuracy = Vec::new();
     let mut f1 = Vec::new();
     let mut last_batch = None;
-    for e in events {
+    let superseded = mnist_events::superseded(events.iter().map(|e| &**e));
+    for e in events.iter().filter(|e| !superseded.contains(&e.seq)) {
         match &e.kind {
             EventKind::Batch(b) => {
                 let x = b.step as f64;
@@ -72,6 +73,7 @@ pub fn snapshot(run_id: &str, events: &[Arc<Event>], live: bool) -> Value {
         "type": "snapshot",
         "run_id": run_id,
         "live": live,
+        "status": summarise(run_id, events, live).status,
         "last_seq": events.last().map_or(0, |e| e.seq),
         "batch_count": loss.len(),
         "events": others,
@@ -122,7 +124,8 @@ pub fn summarise(run_id: &str, events: &[Arc<Event>], live: bool) -> RunSummary 
         test_f1_macro: None,
         error: None,
     };
-    for e in events {
+    let superseded = mnist_events::superseded(events.iter().map(|e| &**e));
+    for e in events.iter().filter(|e| !superseded.contains(&e.seq)) {
         match &e.kind {
             EventKind::RunStarted(r) => {
                 s.config = r.config.clone();
@@ -184,7 +187,8 @@ pub fn csv(events: &[Arc<Event>]) -> String {
     let mut out = String::from(
         "kind,split,epoch,batch,step,loss,accuracy,f1_macro,mse,lr,images_per_sec,ts_ms\n",
     );
-    for e in events {
+    let superseded = mnist_events::superseded(events.iter().map(|e| &**e));
+    for e in events.iter().filter(|e| !superseded.contains(&e.seq)) {
         match &e.kind {
             EventKind::Batch(b) => {
                 out += &format!(

@@ -8,25 +8,26 @@
 //!
 //! Safe by default: binding anywhere but loopback requires a token, and then
 //! every request must carry it (`Authorization: Bearer`, `?token=` or the
-//! cookie the page gets when opened with `?token=`).
+//! cookie the page gets when opened with `?token=`); Host and Origin are
+//! checked so that other web sites can neither drive nor read the server
+//! ([`guard`]).
 
 mod api;
 mod assets;
+pub mod guard;
 pub mod history;
 pub mod hub;
 pub mod metrics;
 mod review;
 mod ws;
 
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::{web, App, HttpResponse, HttpServer};
-use futures_util::future::{ready, Either};
+use actix_web::{web, App, HttpServer};
 use hub::RunHub;
 use mnist_data::Mnist;
 use mnist_train::BackendStatus;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -40,6 +41,9 @@ pub struct ServerOptions {
     pub verify: mnist_data::Verify,
     /// Required on every request when set.
     pub token: Option<String>,
+    /// Origins besides the server's own that may drive it from a browser
+    /// (see [`guard`]).
+    pub allowed_origins: Vec<String>,
     /// Whether this server may start runs (`train --serve` only watches).
     pub can_start_runs: bool,
     /// The machine's sampler, for `/ws/hardware`, `/metrics` and the runs
@@ -56,7 +60,7 @@ pub struct ServerOptions {
 /// A run being trained by (or watched from) this process.
 pub struct CurrentRun {
     pub hub: Arc<RunHub>,
-    pub stop: Arc<AtomicBool>,
+    pub stop: mnist_events::Stop,
 }
 
 /// Shared state of all handlers.
@@ -126,7 +130,7 @@ impl AppState {
         };
         self.set_current(CurrentRun {
             hub: RunHub::from_log(run_id, events),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: mnist_events::Stop::new(),
         });
     }
 
@@ -197,25 +201,6 @@ pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), BindErro
     }
 }
 
-fn authorised(req: &actix_web::dev::ServiceRequest, token: &str) -> bool {
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.get("token").cloned());
-    let cookie = req
-        .cookie("mnist_monitor_token")
-        .map(|c| c.value().to_string());
-    [bearer.map(str::to_string), query, cookie]
-        .into_iter()
-        .flatten()
-        .any(|t| t == token)
-}
-
 /// Binds `addr` (port 0 picks a free one) and returns the running server and
 /// the address it listens on. The server runs on the current actix system.
 pub fn bind(
@@ -224,43 +209,22 @@ pub fn bind(
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
     check_bind(&addr, state.opts.token.as_deref())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.0))?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    let access = guard::Access::new(local, state.opts.token.clone(), &state.opts.allowed_origins)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let access = web::Data::new(access);
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
-        let token = data.opts.token.clone();
         App::new()
             .app_data(data.clone())
-            .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(api::json_error))
-            .wrap_fn(move |req, srv| match &token {
-                Some(t) if !authorised(&req, t) => {
-                    let response = HttpResponse::Unauthorized()
-                        .json(serde_json::json!({"error": "a token is required: open the page with ?token=… or send Authorization: Bearer …"}));
-                    Either::Left(ready(Ok(ServiceResponse::new(req.into_parts().0, response).map_into_right_body())))
-                }
-                Some(t) => {
-                    // Opening the page with ?token= sets a cookie so that the
-                    // page's own requests and websockets carry it.
-                    let set_cookie = req.query_string().contains("token=");
-                    let t = t.clone();
-                    let fut = srv.call(req);
-                    Either::Right(Box::pin(async move {
-                        let mut res = fut.await?;
-                        if set_cookie {
-                            let cookie = actix_web::cookie::Cookie::build("mnist_monitor_token", t)
-                                .path("/")
-                                .http_only(true)
-                                .same_site(actix_web::cookie::SameSite::Strict)
-                                .finish();
-                            let _ = res.response_mut().add_cookie(&cookie);
-                        }
-                        Ok(res.map_into_left_body())
-                    }) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>)
-                }
-                None => {
-                    let fut = srv.call(req);
-                    Either::Right(Box::pin(async move { Ok(fut.await?.map_into_left_body()) })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>)
-                }
-            })
+            .app_data(access.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(api::json_error),
+            )
+            .wrap(actix_web::middleware::from_fn(guard::guard))
             .configure(api::routes)
             .configure(ws::routes)
             .configure(metrics::routes)
@@ -270,8 +234,7 @@ pub fn bind(
     .workers(2)
     .shutdown_timeout(1)
     .disable_signals()
-    .bind(addr)?;
-    let local = server.addrs()[0];
+    .listen(listener)?;
     Ok((server.run(), local))
 }
 

@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 pub struct ReviewCache {
     predictors: Mutex<HashMap<PathBuf, Arc<Mutex<Predictor>>>>,
     rankings: Mutex<HashMap<(PathBuf, String), Arc<Vec<Ranked>>>>,
-    /// Serialises read-modify-write of the overrides file.
-    overrides_lock: Mutex<()>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -240,9 +238,7 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
                     format!("must be below {} for {}", labels.len(), b.split),
                 ));
             };
-            let _guard = state.review.overrides_lock.lock().unwrap();
             let path = overrides::path_in(&state.opts.data_dir);
-            let mut all = LabelOverrides::load(&path).map_err(|e| (500, "file".into(), e))?;
             let entry = Override {
                 decision: b.decision,
                 label: if b.decision == Decision::Relabel {
@@ -258,13 +254,15 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
                 at_ms: mnist_events::now_ms(),
             };
             let key = overrides::key(&b.split, b.index);
-            all.entries.insert(key.clone(), entry.clone());
-            all.save(&path).map_err(|e| (500, "file".into(), e))?;
-            let reviewed = all
-                .entries
-                .keys()
-                .filter(|k| k.starts_with(&format!("{}:", b.split)))
-                .count();
+            // Locked across processes: another server may share the data dir.
+            let reviewed = LabelOverrides::update(&path, |all| {
+                all.entries.insert(key.clone(), entry.clone());
+                all.entries
+                    .keys()
+                    .filter(|k| k.starts_with(&format!("{}:", b.split)))
+                    .count()
+            })
+            .map_err(|e| (500, "file".into(), e))?;
             Ok(json!({"key": key, "entry": entry, "reviewed": reviewed}))
         },
     )
@@ -310,9 +308,14 @@ async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> Ht
                 Ok(b) => b,
                 Err(e) => return bad("png_base64", format!("not base64: {e}")),
             };
-            match png_to_mnist(&bytes) {
-                Ok(px) => px,
-                Err(e) => return bad("png_base64", e),
+            // Decoding is CPU work: keep it off the async workers.
+            match web::block(move || png_to_mnist(&bytes)).await {
+                Ok(Ok(px)) => px,
+                Ok(Err(e)) => return bad("png_base64", e),
+                Err(e) => {
+                    return HttpResponse::InternalServerError()
+                        .json(json!({"error": e.to_string()}))
+                }
             }
         }
         _ => {

@@ -104,10 +104,18 @@ pub fn save(
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir(&tmp)?;
-    write_synced(&tmp.join(MODEL_FILE), model)?;
-    write_synced(&tmp.join(OPTIM_FILE), optim)?;
-    let state_json = serde_json::to_vec_pretty(state).map_err(std::io::Error::from)?;
-    write_synced(&tmp.join(STATE_FILE), &state_json)?;
+    let written = (|| {
+        write_synced(&tmp.join(MODEL_FILE), model)?;
+        write_synced(&tmp.join(OPTIM_FILE), optim)?;
+        let state_json = serde_json::to_vec_pretty(state).map_err(std::io::Error::from)?;
+        write_synced(&tmp.join(STATE_FILE), &state_json)
+    })();
+    if let Err(e) = written {
+        // A full disk: give back what the half-written copy took, keep the
+        // older checkpoints.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let target = run_dir.join(&name);
     if target.exists() {
         // Re-running an epoch after a resume: move the old one aside first so

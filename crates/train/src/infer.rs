@@ -154,10 +154,42 @@ pub fn argmax(p: &[f32]) -> usize {
         .0
 }
 
-/// Decodes a PNG of any size and colour type into the MNIST-style 28×28
-/// the model expects (see [`mnist_data::preprocess`]).
+/// Longest side of a PNG that [`png_to_mnist`] decodes.
+pub const PNG_MAX_SIDE: u32 = 4096;
+/// Most pixels of a PNG that [`png_to_mnist`] decodes (2048×2048): a few
+/// kilobytes of PNG can claim gigapixels, so the header is checked before
+/// anything is allocated.
+pub const PNG_MAX_PIXELS: u64 = 2048 * 2048;
+
+/// Decodes a PNG of any colour type, up to [`PNG_MAX_SIDE`] a side and
+/// [`PNG_MAX_PIXELS`] in all, into the MNIST-style 28×28 the model expects
+/// (see [`mnist_data::preprocess`]). Larger images are refused from their
+/// header, before decoding.
 pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+    let open = || {
+        let mut reader =
+            image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(PNG_MAX_SIDE);
+        limits.max_image_height = Some(PNG_MAX_SIDE);
+        // The decoded RGBA image plus the decoder's own buffers.
+        limits.max_alloc = Some(PNG_MAX_PIXELS * 4 * 2);
+        reader.limits(limits);
+        reader
+    };
+    // The header alone: the size it claims, before any limit applies.
+    let (w, h) =
+        image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png)
+            .into_dimensions()
+            .map_err(|e| format!("not a readable PNG: {e}"))?;
+    if w > PNG_MAX_SIDE || h > PNG_MAX_SIDE || u64::from(w) * u64::from(h) > PNG_MAX_PIXELS {
+        return Err(format!(
+            "the PNG is {w}×{h} pixels; the limit is {PNG_MAX_SIDE} pixels a side and \
+             {PNG_MAX_PIXELS} pixels in all (2048×2048): scale it down first"
+        ));
+    }
+    let img = open()
+        .decode()
         .map_err(|e| format!("not a readable PNG: {e}"))?;
     // Transparent pixels (a canvas drawing) count as background, not black ink.
     let rgba = img.to_rgba8();

@@ -13,22 +13,22 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod infer;
+pub mod memory;
 pub mod metrics;
 pub mod samples;
 mod trainer;
 
-pub use backend::{probe_all, BackendStatus, Resolved};
+pub use backend::{probe_all, BackendStatus, Picked, Resolved};
 pub use config::{BackendChoice, FieldError, OptimizerKind, Schedule, TrainConfig};
 pub use trainer::{learning_rate, FLUSH_EVERY};
 
 use mnist_data::{DataError, Mnist, SplitOptions, Verify};
 use mnist_events::{
     read_events, EventKind, EventSink, EventStream, JsonlWriter, LogLevel, LogMessage, RunFinished,
-    RunStatus,
+    RunStatus, Stop, StopReason,
 };
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Where a run reads and writes, and who listens to it.
@@ -46,8 +46,8 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Continue this run from its newest checkpoint (its stored config wins).
     pub resume: Option<String>,
-    /// Set to stop the run after the current batch.
-    pub stop: Arc<AtomicBool>,
+    /// Asks the run to stop after the current batch, and says why.
+    pub stop: Stop,
     /// Extra consumers of the event stream (progress bar, web server, …).
     pub sinks: Vec<Box<dyn EventSink>>,
     /// Already-loaded data, to skip reading the files again.
@@ -73,7 +73,7 @@ impl Default for RunOptions {
             checkpoints_dir: PathBuf::from("checkpoints"),
             run_id: None,
             resume: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Stop::new(),
             sinks: Vec::new(),
             data: None,
             hardware: None,
@@ -117,10 +117,17 @@ pub enum RunError {
     Data(#[from] DataError),
     #[error("{0}")]
     Backend(String),
+    #[error("--run-id {0:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'")]
+    RunId(String),
+    #[error("run {id} already exists ({}); continue it with --resume {id}, or pick another --run-id", .path.display())]
+    RunExists { id: String, path: PathBuf },
     #[error("cannot resume: {0}")]
     Resume(String),
-    #[error("{0}")]
-    Io(String),
+    #[error("cannot write {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A fresh run id: UTC date and time plus four random hex digits.
@@ -164,39 +171,20 @@ fn check_run_id(id: &str) -> Result<(), RunError> {
     if ok {
         Ok(())
     } else {
-        Err(RunError::Resume(format!(
-            "run id {id:?} must be 1-128 characters of letters, digits, '-', '_' or '.'"
-        )))
+        Err(RunError::RunId(id.to_string()))
     }
 }
 
 /// Trains according to `config`, blocking until the run ends.
 ///
 /// Errors that prevent the run from starting (bad config, missing data, an
-/// unusable backend, nothing to resume) return `Err` and write nothing.
-/// Once started, the run always ends with a `run_finished` event; a failure
-/// inside training (including a panic in a backend) is reported in the
-/// summary's `status`/`error`, not as `Err`.
+/// unusable backend, nothing to resume, a run id already taken) return
+/// `Err` and write nothing. Once started, the run always ends with a
+/// `run_finished` event; a failure inside training (a panic in a backend, a
+/// log or checkpoint that cannot be written) is reported in the summary's
+/// `status`/`error`, not as `Err`.
 pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunError> {
-    let (config, run_id, resume) = match &opts.resume {
-        Some(id) => {
-            check_run_id(id)?;
-            let dir = opts.checkpoints_dir.join(id);
-            let found = checkpoint::latest(&dir).map_err(|e| RunError::Resume(e.to_string()))?;
-            let Some((path, state)) = found else {
-                return Err(RunError::Resume(format!(
-                    "no checkpoint of run {id} in {} (checkpoints are written after each epoch)",
-                    dir.display()
-                )));
-            };
-            (state.config.clone(), id.clone(), Some((path, state)))
-        }
-        None => {
-            let id = opts.run_id.clone().unwrap_or_else(new_run_id);
-            check_run_id(&id)?;
-            (config, id, None)
-        }
-    };
+    let (config, run_id, resume) = choose_run(config, &opts)?;
     config.validate().map_err(RunError::Config)?;
     let webhook = match &opts.alert_webhook {
         Some(url) => Some(
@@ -205,8 +193,112 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         ),
         None => None,
     };
-    let (resolved, backend_note) = backend::resolve(config.backend).map_err(RunError::Backend)?;
+    let picked = backend::resolve(config.backend).map_err(RunError::Backend)?;
+    let (splits, label_overrides) = load_splits(&config, &mut opts)?;
+    if picked.backend == Resolved::Cpu {
+        let eval = splits.val.len() + splits.test.len();
+        memory::check(&config, splits.train.len(), eval).map_err(|e| RunError::Config(vec![e]))?;
+    }
 
+    let events_path = opts.runs_dir.join(&run_id).join("events.jsonl");
+    let mut stream = open_stream(&run_id, &events_path, &mut opts, webhook)?;
+    let checkpoint_dir = opts.checkpoints_dir.join(&run_id);
+    // Hardware samples join the stream from the sampler's thread until the
+    // subscription is dropped, before `run_finished`.
+    let hardware = opts.hardware.as_ref().map(|monitor| {
+        let stream = stream.clone();
+        monitor.subscribe(move |snapshot| {
+            stream.emit(EventKind::Hardware((**snapshot).clone()));
+        })
+    });
+    let job = trainer::Job {
+        config: &config,
+        splits: &splits,
+        events: &mut stream,
+        label_overrides,
+        checkpoint_dir: checkpoint_dir.clone(),
+        resume,
+        stop: opts.stop.clone(),
+        backend: picked.backend.name(),
+        device_name: picked.device.clone(),
+        backend_note: picked.note.clone(),
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(picked.backend.clone(), job)
+    }))
+    .unwrap_or_else(|payload| {
+        Err(format!(
+            "training panicked: {}",
+            backend::panic_message(&*payload)
+        ))
+    });
+    drop(hardware);
+
+    let (status, error, outcome) = ending(result, &opts.stop);
+    finish(&stream, status, error.clone(), &outcome);
+    let test = outcome.test.as_ref();
+    Ok(RunSummary {
+        run_id,
+        status,
+        error,
+        backend: picked.backend.name().to_string(),
+        device: picked.device,
+        params: config.model().summary().total_params,
+        epochs: outcome.epochs_completed,
+        steps: outcome.steps,
+        test_accuracy: test.map(|m| m.accuracy),
+        test_f1_macro: test.map(|m| m.f1_macro),
+        test_loss: test.map(|m| m.loss),
+        train_seconds: outcome.train_seconds,
+        images_per_sec: if outcome.train_seconds > 0.0 {
+            outcome.images_trained as f64 / outcome.train_seconds
+        } else {
+            0.0
+        },
+        events: events_path.display().to_string(),
+        checkpoints: checkpoint_dir.display().to_string(),
+        config,
+    })
+}
+
+type ResumePoint = Option<(PathBuf, checkpoint::CheckpointState)>;
+
+/// The configuration, id and starting point of the run: a new one (whose
+/// id must not be taken), or the newest checkpoint of the one to resume.
+fn choose_run(
+    config: TrainConfig,
+    opts: &RunOptions,
+) -> Result<(TrainConfig, String, ResumePoint), RunError> {
+    if let Some(id) = &opts.resume {
+        check_run_id(id)?;
+        let dir = opts.checkpoints_dir.join(id);
+        let found = checkpoint::latest(&dir).map_err(|e| RunError::Resume(e.to_string()))?;
+        let Some((path, state)) = found else {
+            return Err(RunError::Resume(format!(
+                "no checkpoint of run {id} in {} (checkpoints are written after each epoch)",
+                dir.display()
+            )));
+        };
+        return Ok((state.config.clone(), id.clone(), Some((path, state))));
+    }
+    let id = opts.run_id.clone().unwrap_or_else(new_run_id);
+    check_run_id(&id)?;
+    // A second run under the same id would overwrite the first one's
+    // checkpoints and interleave with its log.
+    for path in [opts.runs_dir.join(&id), opts.checkpoints_dir.join(&id)] {
+        if path.exists() {
+            return Err(RunError::RunExists { id, path });
+        }
+    }
+    Ok((config, id, None))
+}
+
+/// Loads the data (unless given), applies the label overrides the config
+/// asks for and splits it; an empty training or test set is an error.
+fn load_splits(
+    config: &TrainConfig,
+    opts: &mut RunOptions,
+) -> Result<(mnist_data::Splits, Option<mnist_events::LabelOverridesUsed>), RunError> {
     let data = match opts.data.take() {
         Some(data) => data,
         None => {
@@ -240,15 +332,48 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
             limit_test: config.limit_test,
         })
         .map_err(|msg| RunError::Config(vec![FieldError::new("val_size", msg)]))?;
+    if splits.train.len() == 0 {
+        return Err(RunError::Config(vec![FieldError::new(
+            "val_size",
+            format!(
+                "leaves no training images: the training files hold {} and val_size takes {}",
+                data.train_labels.len(),
+                config.val_size
+            ),
+        )]));
+    }
+    if splits.test.len() == 0 {
+        return Err(RunError::Config(vec![FieldError::new(
+            "data_dir",
+            format!(
+                "the test files in {} hold no images: a run needs a test set to report on",
+                opts.data_dir.display()
+            ),
+        )]));
+    }
+    Ok((splits, label_overrides))
+}
 
-    let events_path = opts.runs_dir.join(&run_id).join("events.jsonl");
-    let last_seq = match read_events(&events_path) {
-        Ok(events) => events.last().map_or(0, |e| e.seq),
-        Err(_) => 0,
+/// The run's event stream: its log (repaired if a crash tore its last
+/// line; a write that fails stops the run as failed), the extra sinks, the
+/// webhook and the alert rules.
+fn open_stream(
+    run_id: &str,
+    events_path: &std::path::Path,
+    opts: &mut RunOptions,
+    webhook: Option<mnist_alerts::WebhookSink>,
+) -> Result<EventStream, RunError> {
+    let io = |source| RunError::Io {
+        path: events_path.to_path_buf(),
+        source,
     };
-    let mut stream = EventStream::new(run_id.clone(), last_seq);
-    let writer = JsonlWriter::append(&events_path)
-        .map_err(|e| RunError::Io(format!("cannot write {}: {e}", events_path.display())))?;
+    let stop = opts.stop.clone();
+    let writer = JsonlWriter::append(events_path)
+        .map_err(io)?
+        .on_failure(move |e| stop.request(StopReason::Failed(e)));
+    let torn = writer.repaired().cloned();
+    let last_seq = read_events(events_path).map_or(0, |events| events.last().map_or(0, |e| e.seq));
+    let stream = EventStream::new(run_id.to_string(), last_seq);
     stream.add_sink(writer);
     for sink in opts.sinks.drain(..) {
         stream.add_boxed_sink(sink);
@@ -256,68 +381,52 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     if let Some(webhook) = webhook {
         stream.add_sink(webhook);
     }
-    // Whether the NaN rule stopped the run, to report it as failed.
-    let nan_stopped = Arc::new(AtomicBool::new(false));
     if let Some(rules) = opts.alerts.clone() {
         let stop = opts.stop_on_nan.then(|| opts.stop.clone());
         stream.add_observer(mnist_alerts::AlertEngine::new(rules, stop));
-        if opts.stop_on_nan {
-            let flag = nan_stopped.clone();
-            stream.add_sink(mnist_events::FnSink(move |e: &mnist_events::Event| {
-                if matches!(&e.kind, EventKind::Alert(a) if a.rule == "loss_not_finite") {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            }));
-        }
     }
-    let checkpoint_dir = opts.checkpoints_dir.join(&run_id);
-    let device_name = match resolved {
-        Resolved::Cpu => format!(
-            "cpu ({} threads)",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        ),
-        #[allow(unreachable_patterns)]
-        _ => backend_note.rsplit(" on ").next().unwrap_or("").to_string(),
-    };
-    // Hardware samples join the stream from the sampler's thread until the
-    // subscription is dropped, before `run_finished`.
-    let hardware = opts.hardware.as_ref().map(|monitor| {
-        let stream = stream.clone();
-        monitor.subscribe(move |snapshot| {
-            stream.emit(EventKind::Hardware((**snapshot).clone()));
-        })
-    });
-    let job = trainer::Job {
-        config: &config,
-        splits: &splits,
-        events: &mut stream,
-        label_overrides,
-        checkpoint_dir: checkpoint_dir.clone(),
-        resume,
-        stop: opts.stop.clone(),
-        backend: resolved.name(),
-        device_name: device_name.clone(),
-        backend_note,
-    };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(resolved, job)))
-        .unwrap_or_else(|payload| {
-            Err(format!(
-                "training panicked: {}",
-                backend::panic_message(&*payload)
-            ))
-        });
+    if let Some(torn) = torn {
+        stream.emit(EventKind::Log(LogMessage {
+            level: LogLevel::Warn,
+            message: format!(
+                "the run log ended in a torn line ({} bytes: the process died while writing it); it was moved to {}",
+                torn.bytes,
+                torn.kept_in.display()
+            ),
+        }));
+    }
+    Ok(stream)
+}
 
-    drop(hardware);
-    let (status, error, outcome) = match result {
-        Ok(outcome) if outcome.stopped && nan_stopped.load(std::sync::atomic::Ordering::SeqCst) => (
+/// How the run ended, from the trainer's result and why it was stopped.
+fn ending(
+    result: Result<trainer::Outcome, String>,
+    stop: &Stop,
+) -> (RunStatus, Option<String>, trainer::Outcome) {
+    match (result, stop.reason()) {
+        (Err(e), _) => (RunStatus::Failed, Some(e), trainer::Outcome::default()),
+        (Ok(mut outcome), _) if outcome.failure.is_some() => {
+            let e = outcome.failure.take();
+            (RunStatus::Failed, e, outcome)
+        }
+        (Ok(outcome), Some(StopReason::Failed(e))) => (RunStatus::Failed, Some(e), outcome),
+        (Ok(outcome), Some(StopReason::LossNotFinite)) if outcome.stopped => (
             RunStatus::Failed,
             Some("the loss became NaN or infinite, so the run was stopped (--stop-on-nan); try a lower learning rate".to_string()),
             outcome,
         ),
-        Ok(outcome) if outcome.stopped => (RunStatus::Stopped, None, outcome),
-        Ok(outcome) => (RunStatus::Completed, None, outcome),
-        Err(e) => (RunStatus::Failed, Some(e), trainer::Outcome::default()),
-    };
+        (Ok(outcome), _) if outcome.stopped => (RunStatus::Stopped, None, outcome),
+        (Ok(outcome), _) => (RunStatus::Completed, None, outcome),
+    }
+}
+
+/// Emits the error (if any) and `run_finished`.
+fn finish(
+    stream: &EventStream,
+    status: RunStatus,
+    error: Option<String>,
+    outcome: &trainer::Outcome,
+) {
     if let Some(e) = &error {
         stream.emit(EventKind::Log(LogMessage {
             level: LogLevel::Error,
@@ -327,7 +436,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     let test = outcome.test.as_ref();
     stream.emit(EventKind::RunFinished(RunFinished {
         status,
-        error: error.clone(),
+        error,
         epochs_completed: outcome.epochs_completed,
         steps: outcome.steps,
         train_seconds: outcome.total_train_seconds,
@@ -335,28 +444,6 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         test_f1_macro: test.map(|m| m.f1_macro),
         test_loss: test.map(|m| m.loss),
     }));
-    Ok(RunSummary {
-        run_id,
-        status,
-        error,
-        backend: resolved.name().to_string(),
-        device: device_name,
-        params: config.model().summary().total_params,
-        epochs: outcome.epochs_completed,
-        steps: outcome.steps,
-        test_accuracy: test.map(|m| m.accuracy),
-        test_f1_macro: test.map(|m| m.f1_macro),
-        test_loss: test.map(|m| m.loss),
-        train_seconds: outcome.train_seconds,
-        images_per_sec: if outcome.train_seconds > 0.0 {
-            outcome.images_trained as f64 / outcome.train_seconds
-        } else {
-            0.0
-        },
-        events: events_path.display().to_string(),
-        checkpoints: checkpoint_dir.display().to_string(),
-        config,
-    })
 }
 
 fn dispatch(resolved: Resolved, job: trainer::Job<'_>) -> Result<trainer::Outcome, String> {
@@ -364,10 +451,10 @@ fn dispatch(resolved: Resolved, job: trainer::Job<'_>) -> Result<trainer::Outcom
     match resolved {
         Resolved::Cpu => trainer::train::<Autodiff<burn::backend::Flex>>(Default::default(), job),
         #[cfg(feature = "wgpu")]
-        Resolved::Wgpu => trainer::train::<Autodiff<burn::backend::Wgpu>>(Default::default(), job),
+        Resolved::Wgpu(device) => trainer::train::<Autodiff<burn::backend::Wgpu>>(device, job),
         #[cfg(feature = "cuda")]
-        Resolved::Cuda => trainer::train::<Autodiff<burn::backend::Cuda>>(
-            burn::backend::cuda::CudaDevice::new(0),
+        Resolved::Cuda(index) => trainer::train::<Autodiff<burn::backend::Cuda>>(
+            burn::backend::cuda::CudaDevice::new(index),
             job,
         ),
     }

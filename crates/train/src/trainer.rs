@@ -24,8 +24,6 @@ use mnist_events::{
 };
 use mnist_model::Cnn;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest time batch metrics wait on the device before being read back.
@@ -48,7 +46,7 @@ pub(crate) struct Job<'a> {
     pub label_overrides: Option<mnist_events::LabelOverridesUsed>,
     pub checkpoint_dir: PathBuf,
     pub resume: Option<(PathBuf, CheckpointState)>,
-    pub stop: Arc<AtomicBool>,
+    pub stop: mnist_events::Stop,
     pub backend: &'static str,
     pub device_name: String,
     /// Which backend was picked and why, for the run log.
@@ -59,6 +57,8 @@ pub(crate) struct Job<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub stopped: bool,
+    /// Why the run could not go on (it ends as failed, keeping its counts).
+    pub failure: Option<String>,
     pub epochs_completed: usize,
     pub steps: u64,
     /// Seconds spent in training steps in this process.
@@ -214,6 +214,7 @@ where
         test_size: test.len,
         batches_per_epoch: batches,
         resumed_from_epoch: job.resume.as_ref().map(|(_, s)| s.epoch),
+        resumed_from_step: job.resume.as_ref().map(|(_, s)| s.step),
         label_overrides: job.label_overrides.clone(),
     }));
     events.emit(EventKind::Log(LogMessage {
@@ -254,7 +255,7 @@ where
         let mut last_flush = Instant::now();
 
         for batch in 0..batches {
-            if job.stop.load(Ordering::Relaxed) {
+            if job.stop.is_requested() {
                 flush(&mut pending, &mut totals, events, &mut last_flush, started);
                 outcome.stopped = true;
                 break 'epochs;
@@ -378,15 +379,22 @@ where
                     removed: removed.iter().map(|p| p.display().to_string()).collect(),
                 }));
             }
-            // A full disk costs the checkpoint, not the run.
+            // A checkpoint that cannot be written (a full disk) fails the
+            // run: going on would train epochs that can never be resumed.
             Err(e) => {
-                events.emit(EventKind::Log(LogMessage {
-                    level: LogLevel::Error,
-                    message: format!(
-                        "epoch {epoch}: checkpoint not saved in {}: {e}",
-                        job.checkpoint_dir.display()
-                    ),
-                }));
+                outcome.failure = Some(format!(
+                    "epoch {epoch}: the checkpoint could not be written in {}: {e}; {}",
+                    job.checkpoint_dir.display(),
+                    match checkpoint::latest(&job.checkpoint_dir) {
+                        Ok(Some((path, _))) => format!(
+                            "the last good checkpoint is {}: free space, then continue with --resume {}",
+                            path.display(),
+                            events.run_id()
+                        ),
+                        _ => "no earlier checkpoint was saved".to_string(),
+                    }
+                ));
+                break 'epochs;
             }
         }
     }

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use mnist_data::{IdxImages, IdxLabels, FILES};
 use mnist_events::Event;

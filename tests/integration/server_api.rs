@@ -1,9 +1,7 @@
 //! The web monitor's HTTP API and websockets against a real `serve` process
 //! training real (tiny) runs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 struct TestServer {

@@ -2,9 +2,7 @@
 //! events in a run's stream, `/ws/hardware`, and the NaN-loss alert with its
 //! webhook and `--stop-on-nan`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -1,9 +1,7 @@
 //! `/metrics` scraped by a real Prometheus server (Debian's `prometheus`,
 //! installed by `.ci/run`) and read back through its HTTP query API.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,9 +4,7 @@
 //! confusion matrix; it saves a screenshot to `target/e2e-page.png`.
 //! `.ci/run` installs chromium and `web/node_modules`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 

@@ -1,9 +1,7 @@
 //! `mnist-monitor train` end to end: validation, real training, events,
 //! checkpoints and resume after a kill.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mnist_events::{EventKind, RunStatus};
 use std::time::{Duration, Instant};
 

@@ -3,9 +3,7 @@
 //! and known_hosts (`.ci/run` installs openssh-server and openssh-client).
 //! The "remote" mnist-monitor is this build's binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -244,15 +242,33 @@ fn wait_line<T>(
     panic!("never saw {what}; output was:\n{seen}");
 }
 
-fn url_in(line: &str) -> Option<String> {
+/// A tunnel's URL as `remote train|watch` print it: where, and the token
+/// of the host-side monitor that only this side knows.
+struct Tunnel {
+    base: String,
+    token: String,
+}
+
+impl Tunnel {
+    /// `path` with the token added to its query.
+    fn path(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}token={}", self.token)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, self.path(path))
+    }
+}
+
+fn url_in(line: &str) -> Option<Tunnel> {
     let start = line.find("http://127.0.0.1:")?;
-    Some(
-        line[start..]
-            .split_whitespace()
-            .next()?
-            .trim_end_matches('/')
-            .to_string(),
-    )
+    let url = line[start..].split_whitespace().next()?;
+    let (base, token) = url.split_once("/?token=")?;
+    Some(Tunnel {
+        base: base.to_string(),
+        token: token.to_string(),
+    })
 }
 
 fn train_args(work: &Path) -> Vec<String> {
@@ -313,11 +329,14 @@ fn remote_train_streams_batches_through_the_tunnel() {
     });
     std::thread::spawn(move || for _ in err_lines {});
 
+    // The host's monitor wants the token that only this side knows.
+    let (code, _) = get(&format!("{}/api/health", base.base));
+    assert_eq!(code, 401, "the host-side monitor has a token");
     // The page and its websocket, through the tunnel, unchanged.
-    let (code, page) = get(&format!("{base}/"));
+    let (code, page) = get(&base.url("/"));
     assert_eq!(code, 200);
     assert!(page.contains("mnist-monitor"));
-    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    let mut ws = ws_connect(&base.base, &base.path("/ws/runs/current?since=0"));
     let mut seqs = Vec::new();
     let mut batches = 0;
     while let Some(m) = next_message(&mut ws) {
@@ -424,7 +443,7 @@ fn a_detached_run_is_rewatched_and_the_watch_survives_sshd_dying() {
             }
         }
     });
-    let (code, health) = get(&format!("{base}/api/health"));
+    let (code, health) = get(&base.url("/api/health"));
     assert_eq!(code, 200);
     let health: Value = serde_json::from_str(&health).unwrap();
     assert_eq!(
@@ -435,7 +454,7 @@ fn a_detached_run_is_rewatched_and_the_watch_survives_sshd_dying() {
     assert_eq!(health["training"], true);
 
     // Follow a few batches, remembering the last seq.
-    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    let mut ws = ws_connect(&base.base, &base.path("/ws/runs/current?since=0"));
     let mut last = 0;
     while last < 20 {
         let m = next_message(&mut ws).expect("events through the tunnel");
@@ -458,8 +477,9 @@ fn a_detached_run_is_rewatched_and_the_watch_survives_sshd_dying() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut ws = loop {
         match tungstenite::connect(format!(
-            "{}/ws/runs/current?since={last}&run={run_id}",
-            base.replace("http://", "ws://")
+            "{}{}",
+            base.base.replace("http://", "ws://"),
+            base.path(&format!("/ws/runs/current?since={last}&run={run_id}"))
         )) {
             Ok((ws, _)) => break ws,
             Err(e) => {
@@ -480,7 +500,7 @@ fn a_detached_run_is_rewatched_and_the_watch_survives_sshd_dying() {
 
     // Stop the run through the tunnel so it doesn't outlive the test.
     let (code, _) = post(
-        &format!("{base}/api/runs/{run_id}/stop"),
+        &base.url(&format!("/api/runs/{run_id}/stop")),
         &serde_json::json!({}),
     );
     assert_eq!(code, 202);
@@ -572,6 +592,34 @@ fn host_keys_unknown_accepted_hashed_and_changed() {
         err.contains(&format!("{}:3", kh.display())),
         "names the line: {err}"
     );
+
+    // Known under another key type (an ECDSA key is recorded; the host now
+    // offers only Ed25519): a changed identity, as OpenSSH sees it, even
+    // with --accept-new-host-key, and nothing is recorded.
+    let ecdsa = work.path().join("ecdsa_host_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&ecdsa)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ecdsa_pub = std::fs::read_to_string(ecdsa.with_extension("pub")).unwrap();
+    let parts: Vec<&str> = ecdsa_pub.split_whitespace().collect();
+    let known = format!("[127.0.0.1]:{} {} {}\n", sshd.port, parts[0], parts[1]);
+    std::fs::write(&kh, &known).unwrap();
+    let mut args = i.to_vec();
+    args.push("--accept-new-host-key".as_ref());
+    let (code, err) = probe(&home, &sshd.host(), &args);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("HOST KEY MISMATCH") && err.contains("ecdsa"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        known,
+        "the other type's key was not recorded beside it"
+    );
 }
 
 #[test]
@@ -654,7 +702,7 @@ fn ctrl_c_stops_an_attached_run_and_upload_installs_the_binary() {
         installed.display()
     );
     // Let it train a little, then Ctrl-C (SIGINT) the local command.
-    let mut ws = ws_connect(&base, "/ws/runs/current?since=0");
+    let mut ws = ws_connect(&base.base, &base.path("/ws/runs/current?since=0"));
     while next_message(&mut ws).is_some_and(|m| m["type"] != "batch") {}
     unsafe { libc_kill(child.0.id() as i32, 2) };
     let status = child.0.wait().unwrap();

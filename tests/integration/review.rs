@@ -4,10 +4,8 @@
 //! prediction endpoint against the run's own evaluation, `predict`, and the
 //! review page in a real headless Chromium.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use mnist_data::{IdxImages, IdxLabels, Verify, FILES, IMAGE_PIXELS};
 use serde_json::{json, Value};
 use sha2::Digest;

@@ -1,0 +1,13 @@
+//! The integration tests: one binary (one link of the test harness), one
+//! module per area. Each drives the real `mnist-monitor` binary and real
+//! peers (sshd, Chromium, Prometheus) as a user would.
+
+mod common;
+mod hardware;
+mod prometheus;
+mod remote;
+mod review;
+mod security;
+mod server_api;
+mod train_cli;
+mod web_page;
