@@ -216,3 +216,30 @@ pub fn wait_finished(base: &str, run_id: &str) -> Value {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs a `tests/e2e/*.mjs` browser script (playwright-core driving
+/// Debian's Chromium) with `args`; panics with its output if it fails.
+pub fn run_e2e<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: impl IntoIterator<Item = S>,
+) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("web/node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci --prefix web` (as .ci/run does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let out = Command::new("node")
+        .arg(root.join("tests/e2e").join(script))
+        .args(args)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node is needed for the browser tests");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

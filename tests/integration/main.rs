@@ -4,6 +4,7 @@
 
 mod common;
 mod hardware;
+mod nothing_lost;
 mod prometheus;
 mod remote;
 mod review;

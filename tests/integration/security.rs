@@ -287,3 +287,45 @@ fn a_png_decompression_bomb_is_refused_from_its_header() {
     );
     assert_eq!(code, 404, "{out}");
 }
+
+/// In a real browser: a page on another port of this host cannot stop a
+/// training run, read the API or open a websocket; a run folder named like
+/// HTML shows as text on the monitor's page and runs nothing.
+#[test]
+fn another_site_in_chromium_cannot_stop_or_read_a_run_and_names_stay_text() {
+    let work = tempfile::tempdir().unwrap();
+    let evil = work
+        .path()
+        .join("runs")
+        .join("<img src=x onerror=\"window.pwned=1\">");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(evil.join("events.jsonl"), "").unwrap();
+    let server = server_in(work.path());
+    let (code, body) = post(
+        &format!("{}/api/runs", server.base),
+        &serde_json::json!({"kernels": [4, 4, 4, 4], "batch_size": 10, "epochs": 500,
+                            "backend": "cpu", "val_size": 10, "limit_test": 10}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+    let status = |base: &str| {
+        let (_, show) = get(&format!("{base}/api/runs/{run_id}"));
+        serde_json::from_str::<serde_json::Value>(&show).unwrap()["status"].clone()
+    };
+    assert_eq!(status(&server.base), "running");
+
+    let result = run_e2e("attacker.mjs", [server.base.as_str(), run_id.as_str()]);
+    assert!(result.contains("\"ws\":\"refused\""), "{result}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        status(&server.base),
+        "running",
+        "the other site did not stop it"
+    );
+
+    let (code, _) = post(
+        &format!("{}/api/runs/{run_id}/stop", server.base),
+        &serde_json::json!({}),
+    );
+    assert_eq!(code, 202, "the user still can");
+}
