@@ -266,3 +266,43 @@ mod tests {
         ));
     }
 }
+
+/// Fuzzing: whatever the bytes, the parsers answer (never panic, never
+/// allocate beyond the input), and what they write they read back.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes that start like an IDX header often enough to get past it.
+    fn idx_like() -> impl Strategy<Value = Vec<u8>> {
+        let header = prop_oneof![
+            Just(IMAGES_MAGIC.to_be_bytes().to_vec()),
+            Just(LABELS_MAGIC.to_be_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 4),
+        ];
+        (header, proptest::collection::vec(any::<u8>(), 0..4096)).prop_map(|(mut h, tail)| {
+            h.extend(tail);
+            h
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in idx_like()) {
+            let _ = IdxImages::parse(&bytes);
+            let _ = IdxLabels::parse(&bytes);
+            let _ = gunzip_if_needed(bytes);
+        }
+
+        #[test]
+        fn what_is_written_reads_back(count in 0usize..8, seed in any::<u64>()) {
+            let pixels: Vec<u8> = (0..count * 784).map(|i| (seed.wrapping_mul(i as u64 + 1) >> 7) as u8).collect();
+            let labels: Vec<u8> = (0..count).map(|i| ((seed >> (i % 60)) % 10) as u8).collect();
+            let images = IdxImages { count, rows: 28, cols: 28, pixels };
+            prop_assert_eq!(IdxImages::parse(&images.encode()).unwrap().pixels, images.pixels);
+            let l = IdxLabels { labels };
+            prop_assert_eq!(IdxLabels::parse(&l.encode()).unwrap().labels, l.labels);
+        }
+    }
+}

@@ -334,3 +334,70 @@ mod tests {
         assert!(errors[0].contains("No space left"), "{}", errors[0]);
     }
 }
+
+/// Fuzzing the log reader and the torn-tail repair.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::{EventKind, LogLevel, LogMessage};
+    use proptest::prelude::*;
+
+    fn event(seq: u64, message: String) -> Event {
+        Event {
+            seq,
+            ts_ms: seq,
+            run_id: "r".into(),
+            kind: EventKind::Log(LogMessage {
+                level: LogLevel::Info,
+                message,
+            }),
+        }
+    }
+
+    proptest! {
+        /// Damaged lines between good ones cost only themselves.
+        #[test]
+        fn good_lines_survive_any_damage_around_them(
+            messages in proptest::collection::vec(any::<String>(), 0..20),
+            garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 1..200), 0..20),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.jsonl");
+            let mut bytes = Vec::new();
+            let mut expected = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let e = event(i as u64 + 1, m.clone());
+                bytes.extend(serde_json::to_vec(&e).unwrap());
+                bytes.push(b'\n');
+                expected.push(e);
+                if let Some(g) = garbage.get(i) {
+                    bytes.extend(g);
+                    bytes.push(b'\n');
+                }
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let log = read_log(&path).unwrap();
+            prop_assert_eq!(log.events, expected);
+        }
+
+        /// Whatever a crash left at the end, reopening leaves a log that
+        /// ends at a whole line, and the next event reads back.
+        #[test]
+        fn any_tail_is_repaired(tail in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.jsonl");
+            let mut bytes = serde_json::to_vec(&event(1, "first".into())).unwrap();
+            bytes.push(b'\n');
+            bytes.extend(&tail);
+            std::fs::write(&path, &bytes).unwrap();
+            let mut writer = JsonlWriter::append(&path).unwrap();
+            writer.emit(&event(2, "after".into()));
+            drop(writer);
+            let text = std::fs::read(&path).unwrap();
+            prop_assert_eq!(text.last(), Some(&b'\n'));
+            let log = read_log(&path).unwrap();
+            prop_assert_eq!(log.events.first().map(|e| e.seq), Some(1));
+            prop_assert_eq!(log.events.last().map(|e| e.seq), Some(2));
+        }
+    }
+}

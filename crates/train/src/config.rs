@@ -405,3 +405,60 @@ mod tests {
         assert_eq!(partial.validate().unwrap_err()[0].field, "batch_size");
     }
 }
+
+/// Fuzzing the configuration parsers: any JSON or TOML gets an answer, and
+/// whatever they accept is valid.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z_]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("kernels".to_string()),
+                        Just("batch_size".to_string()),
+                        Just("lr".to_string()),
+                        Just("optimizer".to_string()),
+                        Just("limit_test".to_string()),
+                        "[a-z_]{1,10}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_is_answered_and_what_passes_is_valid(value in json()) {
+            match TrainConfig::from_json(&value) {
+                Ok(config) => prop_assert!(config.validate().is_ok()),
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    prop_assert!(errors.iter().all(|e| !e.field.is_empty() && !e.message.is_empty()));
+                }
+            }
+        }
+
+        #[test]
+        fn any_toml_is_answered(text in "([a-z_]{1,12} = (-?[0-9]{1,6}|\"[a-z]{0,6}\"|\\[[0-9, ]{0,12}\\]|true|[0-9.e-]{1,8})\n){0,6}") {
+            if let Err(errors) = TrainConfig::from_toml(&text) {
+                prop_assert!(errors.iter().all(|e| !e.field.is_empty()));
+            }
+        }
+    }
+}

@@ -211,3 +211,41 @@ pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, String> {
         &gray, w as usize, h as usize,
     ))
 }
+
+/// Fuzzing the PNG path: any bytes, and valid PNGs with bytes flipped, get
+/// an answer within the limits, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+        let img =
+            image::GrayImage::from_fn(w, h, |x, y| image::Luma([(x * 7 + y * 3) as u8 ^ seed]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_answered(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = png_to_mnist(&bytes);
+        }
+
+        #[test]
+        fn damaged_pngs_are_answered(
+            w in 1u32..64, h in 1u32..64, seed in any::<u8>(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        ) {
+            let mut bytes = png(w, h, seed);
+            for (at, v) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = v;
+            }
+            if let Ok(px) = png_to_mnist(&bytes) {
+                prop_assert_eq!(px.len(), 784);
+            }
+        }
+    }
+}
