@@ -21,6 +21,9 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Serve the live web monitor: configure, start and watch runs in the browser.
     Serve(ServeArgs),
+    /// Compile and autotune the GPU kernels of a configuration (the train flags) once, so
+    /// that its runs start in seconds; a no-op worth seconds on the CPU.
+    Warmup(Box<TrainArgs>),
     /// List the compute backends of this build and whether a device answers.
     Backends {
         /// Print JSON.

@@ -28,6 +28,7 @@ fn main() {
     let code = match cli.command {
         cli::Command::Train(args) => train_cmd::run(*args),
         cli::Command::Serve(args) => serve(args),
+        cli::Command::Warmup(args) => train_cmd::warmup(*args),
         cli::Command::Stats(args) => stats_cmd::run(args),
         cli::Command::Predict(args) => predict_cmd::run(args),
         cli::Command::Remote(cli::RemoteCommand::Train(args)) => remote_cmd::train(args),

@@ -2,7 +2,7 @@
 //! bar on a terminal and prints plain, greppable lines otherwise.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mnist_events::{Event, EventKind, EventSink, LogLevel, ModelSummary};
+use mnist_events::{Event, EventKind, EventSink, LogLevel, ModelSummary, PhaseKind};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,16 @@ impl EventSink for Progress {
                 c.path,
                 if c.best { " (best)" } else { "" }
             )),
+            EventKind::Phase(p) if p.phase == PhaseKind::Compiling && self.terminal => {
+                // A spinner until the first batch replaces it with the epoch bar.
+                let spinner = ProgressBar::new_spinner();
+                spinner.set_message(p.message.clone());
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                if let Some(old) = self.bar.replace(spinner) {
+                    old.finish_and_clear();
+                }
+            }
+            EventKind::Phase(p) => self.println(format!("info: {}", p.message)),
             EventKind::Log(l) => {
                 let level = match l.level {
                     LogLevel::Info => "info",

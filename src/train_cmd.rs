@@ -9,32 +9,27 @@ use mnist_train::{RunError, RunOptions, TrainConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Exit codes: 0 completed, 1 failed, 2 bad input, 130 stopped by Ctrl-C.
-pub fn run(args: TrainArgs) -> i32 {
+/// The configuration `args` describe: the `--config` file (if any) with the
+/// flags on top, validated; `Err` is the exit code after printing why.
+fn config_from(args: &TrainArgs) -> Result<TrainConfig, i32> {
     let base = match &args.config {
         None => TrainConfig::default(),
         Some(path) => {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: --config {}: {e}", path.display());
-                    return 2;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                eprintln!("error: --config {}: {e}", path.display());
+                2
+            })?;
+            TrainConfig::from_toml(&text).map_err(|errors| {
+                for e in errors {
+                    eprintln!(
+                        "error: --config {}: field {}: {}",
+                        path.display(),
+                        e.field,
+                        e.message
+                    );
                 }
-            };
-            match TrainConfig::from_toml(&text) {
-                Ok(c) => c,
-                Err(errors) => {
-                    for e in errors {
-                        eprintln!(
-                            "error: --config {}: field {}: {}",
-                            path.display(),
-                            e.field,
-                            e.message
-                        );
-                    }
-                    return 2;
-                }
-            }
+                2
+            })?
         }
     };
     let config = args.apply(base);
@@ -53,8 +48,17 @@ pub fn run(args: TrainArgs) -> i32 {
                 _ => eprintln!("error: {}: {}", e.flag(), e.message),
             }
         }
-        return 2;
+        return Err(2);
     }
+    Ok(config)
+}
+
+/// Exit codes: 0 completed, 1 failed, 2 bad input, 130 stopped by Ctrl-C.
+pub fn run(args: TrainArgs) -> i32 {
+    let config = match config_from(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
 
     // Ctrl-C, and SIGTERM or SIGHUP (what `kill`, systemd, Docker and a
     // closed terminal send), stop after the current batch with a proper
@@ -198,4 +202,78 @@ fn serve_run(
     // Machine-readable for `remote train`, which parses this line.
     eprintln!("mnist-monitor serving on http://{}/", serving.addr);
     Ok((Box::new(mnist_server::hub::HubSink(hub)), serving))
+}
+
+/// `mnist-monitor warmup [TRAIN FLAGS]`: trains two steps of the
+/// configuration (a full batch and a filled-up one) and evaluates once, in
+/// a scratch directory, so that the GPU backend compiles and autotunes every
+/// kernel the real run needs and caches them (see
+/// `mnist_train::kernel_cache`): the next run of this configuration reaches
+/// its first batch in seconds.
+pub fn warmup(args: TrainArgs) -> i32 {
+    let config = match config_from(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let config = TrainConfig {
+        epochs: 1,
+        limit_train: Some(config.batch_size + 1),
+        limit_val: (config.val_size > 0).then_some(1),
+        limit_test: Some(1),
+        keep_checkpoints: 1,
+        ..config
+    };
+    let scratch = std::env::temp_dir().join(format!("mnist-monitor-warmup-{}", std::process::id()));
+    let verify = if args.skip_verify {
+        Verify::Skip
+    } else {
+        Verify::Sha256
+    };
+    let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
+    if !args.quiet {
+        sinks.push(Box::new(Progress::new()));
+    }
+    let opts = RunOptions {
+        data_dir: args.data_dir.clone(),
+        verify,
+        download: !args.no_download
+            && verify == Verify::Sha256
+            && !missing_files(&args.data_dir).is_empty(),
+        runs_dir: scratch.join("runs"),
+        checkpoints_dir: scratch.join("checkpoints"),
+        sinks,
+        alerts: None,
+        ..RunOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let result = mnist_train::run(config.clone(), opts);
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(summary) if summary.status == RunStatus::Completed => {
+            let cache = mnist_train::kernel_cache::configure()
+                .map_or_else(|| "none".to_string(), |d| d.display().to_string());
+            println!(
+                "warmed {} on {} for kernels {:?}, batch {}, {:?} in {:.1} s; kernel cache: {cache}",
+                summary.backend,
+                summary.device,
+                config.kernels,
+                config.batch_size,
+                config.optimizer,
+                started.elapsed().as_secs_f64()
+            );
+            0
+        }
+        Ok(summary) => {
+            eprintln!(
+                "error: warmup {:?}: {}",
+                summary.status,
+                summary.error.unwrap_or_default()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }

@@ -20,6 +20,9 @@ const view = {
   series: { step: [], loss: [], accuracy: [], f1_macro: [] },
   evals: [],           // eval events
   compare: null,       // {runId, series}
+  phase: null,         // what a run does before its first batch
+  alerts: 0,           // alerts seen for this run
+  exited: false,       // the monitor said it is exiting
 };
 
 function resetRun(runId) {
@@ -32,6 +35,7 @@ function resetRun(runId) {
   view.evals = [];
   $('#log').innerHTML = '';
   view.alerts = 0;
+  view.phase = null;
   $('#alert-count').hidden = true;
   $('#samples').innerHTML = '';
   $('#confusion').innerHTML = '';
@@ -158,6 +162,11 @@ function apply(e) {
     case 'log':
       log(e.level, e.message);
       break;
+    case 'phase':
+      // Shown in Status until the first batch (GPU kernels compiling).
+      view.phase = e.phase === 'compiling' ? e.message : null;
+      log('info', e.message);
+      break;
     case 'alert':
       showAlert(e);
       break;
@@ -219,6 +228,9 @@ function renderStatus() {
   pill.className = 'pill ' + ({ running: 'ok', completed: 'ok', failed: 'bad', stopped: 'warn', interrupted: 'warn' }[view.status] || '');
   $('#stop').disabled = !(view.status === 'running' && view.follow);
   $('#s-backend').textContent = s ? `${s.backend} · ${s.device}` : '–';
+  const phase = view.status === 'running' && !b ? view.phase : null;
+  $('#s-phase').hidden = !phase;
+  $('#s-phase').textContent = phase ? `⏳ ${phase}` : '';
   if (!b || !cfg) {
     for (const id of ['#s-epoch', '#s-batch', '#s-elapsed', '#s-eta', '#s-ips', '#s-loss']) $(id).textContent = '–';
     $('#progress-bar').style.width = '0';

@@ -18,10 +18,11 @@
 //!   `seq` can ask for exactly the events after it.
 //! * `ts_ms` — wall-clock time of emission, Unix milliseconds.
 //! * `type` — one of `run_started`, `batch`, `eval`, `samples`, `checkpoint`,
-//!   `log`, `hardware`, `alert`, `run_finished`; the remaining fields are
-//!   those of the matching struct in this crate ([`RunStarted`],
+//!   `log`, `hardware`, `alert`, `phase`, `run_finished`; the remaining
+//!   fields are those of the matching struct in this crate ([`RunStarted`],
 //!   [`BatchMetrics`], [`EvalMetrics`], [`Samples`], [`CheckpointSaved`],
-//!   [`LogMessage`], [`HardwareSnapshot`], [`Alert`], [`RunFinished`]).
+//!   [`LogMessage`], [`HardwareSnapshot`], [`Alert`], [`Phase`],
+//!   [`RunFinished`]).
 //!
 //! `hardware` events arrive at the sampler's rate (`--hw-interval`, 1 s by
 //! default) from their own thread, interleaved with the trainer's; `alert`
@@ -84,6 +85,7 @@ pub enum EventKind {
     Log(LogMessage),
     Hardware(HardwareSnapshot),
     Alert(Alert),
+    Phase(Phase),
     RunFinished(RunFinished),
 }
 
@@ -99,6 +101,7 @@ impl EventKind {
             EventKind::Log(_) => "log",
             EventKind::Hardware(_) => "hardware",
             EventKind::Alert(_) => "alert",
+            EventKind::Phase(_) => "phase",
             EventKind::RunFinished(_) => "run_finished",
         }
     }
@@ -313,6 +316,26 @@ pub enum RunStatus {
     Completed,
     Stopped,
     Failed,
+}
+
+/// What the run is doing when batches alone do not say: a GPU backend
+/// compiling and autotuning its kernels before the first batch (minutes on
+/// a fresh machine), then training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub phase: PhaseKind,
+    /// A sentence for people (the page, the progress bar, the log).
+    pub message: String,
+}
+
+/// The phases a [`Phase`] event announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseKind {
+    /// Compiling and autotuning GPU kernels before the first batch.
+    Compiling,
+    /// The first batch is done; training goes on.
+    Training,
 }
 
 /// The last event of a run (or of one resumption of it).

@@ -31,3 +31,13 @@ pub fn snapshot_once(watch: Vec<PathBuf>) -> HardwareSnapshot {
     std::thread::sleep(monitor::sysinfo_min_interval());
     sampler.sample()
 }
+
+/// The model names of this machine's NVIDIA GPUs, in index order (empty
+/// where NVML is missing).
+pub fn gpu_names() -> Vec<String> {
+    gpu::Gpus::open()
+        .sample(0.0)
+        .into_iter()
+        .filter_map(|g| g.name)
+        .collect()
+}

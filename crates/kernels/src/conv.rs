@@ -22,32 +22,42 @@ fn options() -> ConvOptions<2> {
     ConvOptions::new([1, 1], [0, 0], [1, 1], 1)
 }
 
+/// The 3×3 conv (`relu: false`) or conv + ReLU fused into its output pass
+/// (`relu: true`: the ReLU's own forward and backward passes over the
+/// activation are gone; the backward masks the gradient by the saved
+/// output once, then runs the conv's).
 pub(crate) fn conv2d_3x3(
     x: Tensor<CpuAutodiff, 4>,
     weight: Tensor<CpuAutodiff, 4>,
     bias: Option<Tensor<CpuAutodiff, 1>>,
+    relu: bool,
 ) -> Tensor<CpuAutodiff, 4> {
     let Some(bias) = bias else {
-        return conv2d(x, weight, None, options());
+        let y = conv2d(x, weight, None, options());
+        return if relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        };
     };
     let x = x.into_primitive().tensor();
     let weight = weight.into_primitive().tensor();
     let bias = bias.into_primitive().tensor();
+    let y = forward(&x.primitive, &weight.primitive, &bias.primitive, relu);
     let out = match Conv3x3
         .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let state = (x.primitive.clone(), weight.primitive.clone());
-            prep.finish(
-                state,
-                forward(&x.primitive, &weight.primitive, &bias.primitive),
-            )
+            let state = (
+                x.primitive.clone(),
+                weight.primitive.clone(),
+                relu.then(|| y.clone()),
+            );
+            prep.finish(state, y)
         }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(forward(&x.primitive, &weight.primitive, &bias.primitive))
-        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -56,13 +66,18 @@ pub(crate) fn conv2d_3x3(
 struct Conv3x3;
 
 impl Backward<Flex, 3> for Conv3x3 {
-    /// The input and the weight, as the forward saw them.
-    type State = (FlexTensor, FlexTensor);
+    /// The input and the weight, as the forward saw them, and with a fused
+    /// ReLU the output (whose zeros mask the gradient).
+    type State = (FlexTensor, FlexTensor, Option<FlexTensor>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad: FloatTensor<Flex> = grads.consume::<Flex>(&ops.node);
-        let (x, weight) = ops.state;
+        let (x, weight, relu_out) = ops.state;
+        let grad = match relu_out {
+            Some(y) => relu_mask(&grad, &y),
+            None => grad,
+        };
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, input_grad(&weight, &grad, dims4(&x)));
         }
@@ -78,10 +93,34 @@ impl Backward<Flex, 3> for Conv3x3 {
     }
 }
 
-/// `y[b] = W · im2col(x[b]) + bias`: per image one GEMM of the weight
+/// The gradient, zeroed where the ReLU's output is not positive (Burn's
+/// ReLU backward applies the same `y <= 0` test).
+fn relu_mask(grad: &FlexTensor, y: &FlexTensor) -> FlexTensor {
+    let shape = dims4(y);
+    let (grad, y) = (grad.to_contiguous(), y.to_contiguous());
+    let g = grad.as_slice::<f32>().expect("contiguous f32 gradient");
+    let y = y.as_slice::<f32>().expect("contiguous f32 output");
+    let mut out = vec![0f32; g.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(g.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+        .for_each(|(out, (g, y))| {
+            for ((o, &g), &y) in out.iter_mut().zip(g).zip(y) {
+                *o = if y <= 0.0 { 0.0 } else { g };
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
+
+/// `y[b] = W · im2col(x[b]) + bias` (then `max(0, ·)` with `relu`, while
+/// the image's output is still in cache): per image one GEMM of the weight
 /// `[out, in·9]` by the image's columns `[in·9, h·w]`, which lands directly
 /// in the NCHW output; images split over the cores.
-pub(crate) fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+pub(crate) fn forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    relu: bool,
+) -> FlexTensor {
     let [batch, c_in, h, w] = dims4(x);
     let c_out = dims4(weight)[0];
     let (ho, wo) = (h - 2, w - 2);
@@ -103,6 +142,11 @@ pub(crate) fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) ->
                 row.fill(bias[o]);
             }
             matmul(y, View::rows(wt, c_out, k), View::rows(col, k, p), true);
+            if relu {
+                // Burn's ReLU zeroes `v <= 0` and keeps a NaN; so does this.
+                y.iter_mut()
+                    .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+            }
         },
     );
     FlexTensor::from_data(TensorData::new(out, [batch, c_out, ho, wo]))
@@ -312,11 +356,18 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, Tolerance};
 
-    /// The fast op's output and its three gradients equal Burn's own conv's.
+    /// The fast op's output and its three gradients equal Burn's own conv's
+    /// (followed by Burn's ReLU for the fused op).
     #[test]
     fn matches_burn_conv_forward_and_backward() {
         let device = Default::default();
-        for (batch, c_in, c_out, side) in [(3, 2, 5, 7), (8, 32, 16, 12), (1, 1, 4, 5)] {
+        for (batch, c_in, c_out, side, fused_relu) in [
+            (3, 2, 5, 7, false),
+            (8, 32, 16, 12, false),
+            (1, 1, 4, 5, false),
+            (3, 2, 5, 7, true),
+            (8, 32, 16, 12, true),
+        ] {
             let x = Tensor::<CpuAutodiff, 4>::random(
                 [batch, c_in, side, side],
                 Distribution::Normal(0.0, 1.0),
@@ -335,16 +386,20 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let run = |fast: bool| {
+            let run = |fast: Option<bool>| {
                 let (x, w, b) = (
                     x.clone().require_grad(),
                     w.clone().require_grad(),
                     b.clone().require_grad(),
                 );
-                let y = if fast {
-                    conv2d_3x3(x.clone(), w.clone(), Some(b.clone()))
+                let y = match fast {
+                    Some(relu) => conv2d_3x3(x.clone(), w.clone(), Some(b.clone()), relu),
+                    None => conv2d(x.clone(), w.clone(), Some(b.clone()), options()),
+                };
+                let y = if fused_relu && fast.is_none() {
+                    burn::tensor::activation::relu(y)
                 } else {
-                    conv2d(x.clone(), w.clone(), Some(b.clone()), options())
+                    y
                 };
                 let grads = (y.clone() * mix.clone()).sum().backward();
                 (
@@ -354,8 +409,8 @@ mod tests {
                     b.grad(&grads).unwrap(),
                 )
             };
-            let (y1, dx1, dw1, db1) = run(true);
-            let (y2, dx2, dw2, db2) = run(false);
+            let (y1, dx1, dw1, db1) = run(Some(fused_relu));
+            let (y2, dx2, dw2, db2) = run(None);
             let tol = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
             y1.into_data().assert_approx_eq(&y2.into_data(), tol);
             dx1.into_data().assert_approx_eq(&dx2.into_data(), tol);

@@ -11,7 +11,9 @@
 //! run custom autodiff ops: every convolution pass as im2col + GEMM per
 //! image, a single-pass 2×2 max-pool, dropout masks drawn on all cores. On
 //! plain `Flex` (CPU inference) the convolution and pool forwards are the
-//! same kernels. On every other backend (CUDA, wgpu) they are exactly
+//! same kernels. On GPU training (`Autodiff` of CUDA or wgpu) the
+//! convolution is Burn's forward and input gradient with the weight
+//! gradient as a batched GEMM ([`gemm_grad`]); everything else there is
 //! Burn's own ops. [`tune_allocator`] keeps freed tensor buffers for reuse.
 //! Each custom op is tested against Burn's own on the same inputs.
 //!
@@ -20,6 +22,7 @@
 
 mod conv;
 mod dropout;
+pub mod gemm_grad;
 mod pool;
 
 pub use dropout::seed;
@@ -43,17 +46,70 @@ pub fn conv2d_3x3<B: Backend>(
     weight: Tensor<B, 4>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 4> {
+    conv(x, weight, bias, false)
+}
+
+/// `relu(conv2d_3x3(x, weight, bias))`, fused into one pass on the CPU.
+pub fn conv2d_3x3_relu<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 4> {
+    conv(x, weight, bias, true)
+}
+
+fn conv<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    relu: bool,
+) -> Tensor<B, 4> {
     if is::<B, CpuAutodiff>() {
         return retype(conv::conv2d_3x3(
             retype(x),
             retype(weight),
             bias.map(retype),
+            relu,
         ));
     }
     if let (true, Some(bias)) = (is::<B, Flex>(), &bias) {
         // Inference (evaluation, `predict`, the review ranking).
         let [x, w, b] = [primitive(x), primitive(weight), primitive(bias.clone())];
-        return retype(float(conv::forward(&x, &w, &b)));
+        return retype(float(conv::forward(&x, &w, &b, relu)));
+    }
+    let y = gpu_conv(x, weight, bias);
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
+}
+
+/// On GPU training, the conv with its weight gradient as a batched GEMM
+/// ([`gemm_grad`]); elsewhere Burn's own.
+fn gpu_conv<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 4> {
+    if let Some(bias) = &bias {
+        #[cfg(feature = "wgpu")]
+        if is::<B, Autodiff<burn::backend::Wgpu>>() {
+            return retype(gemm_grad::conv2d_3x3::<burn::backend::Wgpu>(
+                retype(x),
+                retype(weight),
+                retype(bias.clone()),
+            ));
+        }
+        #[cfg(feature = "cuda")]
+        if is::<B, Autodiff<burn::backend::Cuda>>() {
+            return retype(gemm_grad::conv2d_3x3::<burn::backend::Cuda>(
+                retype(x),
+                retype(weight),
+                retype(bias.clone()),
+            ));
+        }
+        let _ = bias;
     }
     conv2d(x, weight, bias, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
 }
@@ -63,13 +119,23 @@ pub fn max_pool_2x2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
     if h % 2 == 0 && w % 2 == 0 {
         if is::<B, CpuAutodiff>() {
-            return retype(pool::max_pool_2x2(retype(x)));
+            return retype(pool::max_pool_2x2(retype(x), 0.0));
         }
         if is::<B, Flex>() {
             return retype(float(pool::forward(&primitive(x)).0));
         }
     }
     max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+}
+
+/// `dropout(max_pool_2x2(x), prob)`, fused into the pooling pass when
+/// training on the CPU.
+pub fn max_pool_2x2_dropout<B: Backend>(x: Tensor<B, 4>, prob: f64) -> Tensor<B, 4> {
+    let [_, _, h, w] = x.dims();
+    if is::<B, CpuAutodiff>() && h % 2 == 0 && w % 2 == 0 {
+        return retype(pool::max_pool_2x2(retype(x), prob));
+    }
+    dropout(max_pool_2x2(x), prob)
 }
 
 /// Dropout with probability `prob` while training (an autodiff backend),

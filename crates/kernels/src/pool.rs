@@ -15,17 +15,23 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// `x` `[b, c, h, w]` with `h`, `w` even → `[b, c, h/2, w/2]`.
-pub(crate) fn max_pool_2x2(x: Tensor<CpuAutodiff, 4>) -> Tensor<CpuAutodiff, 4> {
+/// `x` `[b, c, h, w]` with `h`, `w` even → `[b, c, h/2, w/2]`, and with
+/// `dropout` (a probability > 0) the pooled values times a dropout mask, in
+/// the same pass: dropout's own multiply, forward and backward, is gone.
+pub(crate) fn max_pool_2x2(x: Tensor<CpuAutodiff, 4>, dropout: f64) -> Tensor<CpuAutodiff, 4> {
     let x = x.into_primitive().tensor();
     let [b, c, h, w] = x.primitive.layout().shape().dims::<4>();
-    let (out, winners) = forward(&x.primitive);
+    let mask =
+        (dropout > 0.0).then(|| crate::dropout::mask(b * c * (h / 2) * (w / 2), 1.0 - dropout));
+    let (out, winners) = forward_masked(&x.primitive, mask.as_deref());
     let out = match MaxPool2x2
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish((Arc::new(winners), [b, c, h, w]), out),
+        OpsKind::Tracked(prep) => {
+            prep.finish((Arc::new(winners), mask.map(Arc::new), [b, c, h, w]), out)
+        }
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
@@ -34,6 +40,11 @@ pub(crate) fn max_pool_2x2(x: Tensor<CpuAutodiff, 4>) -> Tensor<CpuAutodiff, 4> 
 /// The pooled values and, per output, the winner's offset in its window
 /// (`dy·2 + dx`).
 pub(crate) fn forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
+    forward_masked(x, None)
+}
+
+/// [`forward`], each output multiplied by its entry of `mask` when given.
+fn forward_masked(x: &FlexTensor, mask: Option<&[f32]>) -> (FlexTensor, Vec<u8>) {
     let [b, c, h, w] = x.layout().shape().dims::<4>();
     let x = x.to_contiguous();
     let x = x.as_slice::<f32>().expect("contiguous f32");
@@ -61,6 +72,10 @@ pub(crate) fn forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
                     win[x] = i;
                 }
             }
+            if let Some(mask) = mask {
+                let mask = &mask[plane * ho * wo..][..ho * wo];
+                out.iter_mut().zip(mask).for_each(|(o, m)| *o *= m);
+            }
         });
     (
         FlexTensor::from_data(TensorData::new(out, [b, c, ho, wo])),
@@ -72,14 +87,14 @@ pub(crate) fn forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
 struct MaxPool2x2;
 
 impl Backward<Flex, 1> for MaxPool2x2 {
-    /// Winners and the input's shape.
-    type State = (Arc<Vec<u8>>, [usize; 4]);
+    /// Winners, the dropout mask (if fused) and the input's shape.
+    type State = (Arc<Vec<u8>>, Option<Arc<Vec<f32>>>, [usize; 4]);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [Some(node)] = ops.parents else { return };
         let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
         let grad = grad.as_slice::<f32>().expect("contiguous f32");
-        let (winners, [b, c, h, w]) = ops.state;
+        let (winners, mask, [b, c, h, w]) = ops.state;
         let (ho, wo) = (h / 2, w / 2);
         let mut dx = vec![0f32; b * c * h * w];
         dx.par_chunks_mut(h * w)
@@ -87,11 +102,13 @@ impl Backward<Flex, 1> for MaxPool2x2 {
             .for_each(|(plane, dx)| {
                 let g = &grad[plane * ho * wo..][..ho * wo];
                 let win = &winners[plane * ho * wo..][..ho * wo];
+                let mask = mask.as_ref().map(|m| &m[plane * ho * wo..][..ho * wo]);
                 for y in 0..ho {
                     for x in 0..wo {
                         let i = y * wo + x;
                         let (dy, dxx) = ((win[i] / 2) as usize, (win[i] % 2) as usize);
-                        dx[(2 * y + dy) * w + 2 * x + dxx] = g[i];
+                        let g = mask.map_or(g[i], |m| g[i] * m[i]);
+                        dx[(2 * y + dy) * w + 2 * x + dxx] = g;
                     }
                 }
             });
@@ -124,7 +141,7 @@ mod tests {
             let run = |fast: bool| {
                 let x = x.clone().require_grad();
                 let y = if fast {
-                    max_pool_2x2(x.clone())
+                    max_pool_2x2(x.clone(), 0.0)
                 } else {
                     max_pool2d(x.clone(), [2, 2], [2, 2], [0, 0], [1, 1], false)
                 };
@@ -137,5 +154,35 @@ mod tests {
             y1.into_data().assert_approx_eq(&y2.into_data(), tol);
             dx1.into_data().assert_approx_eq(&dx2.into_data(), tol);
         }
+    }
+
+    /// Pool and dropout fused equal pooling then multiplying by the same
+    /// mask, forward and backward.
+    #[test]
+    fn fused_dropout_is_pool_times_the_mask() {
+        let _global_rng = crate::dropout::TEST_LOCK.lock();
+        let device = Default::default();
+        let shape = [4, 8, 12, 12];
+        let x = Tensor::<CpuAutodiff, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let out_shape = [4, 8, 6, 6];
+        let mix =
+            Tensor::<CpuAutodiff, 4>::random(out_shape, Distribution::Normal(0.0, 1.0), &device);
+        crate::dropout::seed(11);
+        let xa = x.clone().require_grad();
+        let y = max_pool_2x2(xa.clone(), 0.25);
+        let dx_fused = xa
+            .grad(&(y.clone() * mix.clone()).sum().backward())
+            .unwrap();
+        crate::dropout::seed(11);
+        let mask = crate::dropout::mask(4 * 8 * 36, 0.75);
+        let mask = Tensor::<CpuAutodiff, 4>::from_data(TensorData::new(mask, out_shape), &device);
+        let xb = x.clone().require_grad();
+        let expected = max_pool2d(xb.clone(), [2, 2], [2, 2], [0, 0], [1, 1], false) * mask;
+        let dx = xb.grad(&(expected.clone() * mix).sum().backward()).unwrap();
+        let tol = Tolerance::<f32>::rel_abs(1e-6, 1e-6);
+        y.inner()
+            .into_data()
+            .assert_approx_eq(&expected.inner().into_data(), tol);
+        dx_fused.into_data().assert_approx_eq(&dx.into_data(), tol);
     }
 }

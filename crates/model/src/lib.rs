@@ -186,21 +186,22 @@ impl<B: Backend> Cnn<B> {
     /// own ops on GPUs, faster custom ops on the CPU (the layers' weights
     /// and settings are still these modules', so checkpoints are unchanged).
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = self.relu.forward(conv(&self.conv1, images));
-        let x = self.relu.forward(conv(&self.conv2, x));
-        let x = mnist_kernels::dropout(mnist_kernels::max_pool_2x2(x), self.dropout1.prob);
-        let x = self.relu.forward(conv(&self.conv3, x));
-        let x = self.relu.forward(conv(&self.conv4, x));
-        let x = mnist_kernels::dropout(mnist_kernels::max_pool_2x2(x), self.dropout2.prob);
+        let x = conv_relu(&self.conv1, images);
+        let x = conv_relu(&self.conv2, x);
+        let x = mnist_kernels::max_pool_2x2_dropout(x, self.dropout1.prob);
+        let x = conv_relu(&self.conv3, x);
+        let x = conv_relu(&self.conv4, x);
+        let x = mnist_kernels::max_pool_2x2_dropout(x, self.dropout2.prob);
         let x: Tensor<B, 2> = x.flatten(1, 3);
         let x = self.relu.forward(self.fc1.forward(x));
         self.fc2.forward(x)
     }
 }
 
-/// One of the network's 3×3 valid convolutions, through `mnist-kernels`.
-fn conv<B: Backend>(layer: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    mnist_kernels::conv2d_3x3(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+/// One of the network's 3×3 valid convolutions and its ReLU, through
+/// `mnist-kernels` (fused on the CPU).
+fn conv_relu<B: Backend>(layer: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    mnist_kernels::conv2d_3x3_relu(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
 }
 
 #[cfg(test)]

@@ -172,6 +172,16 @@ fn wgpu_adapters() -> Vec<(burn::backend::wgpu::WgpuDevice, wgpu::AdapterInfo)> 
     found.into_iter().map(|(_, d, i)| (d, i)).collect()
 }
 
+/// The names of wgpu's adapters, best first (for the kernel cache's key).
+#[cfg(feature = "wgpu")]
+pub(crate) fn adapter_names() -> Vec<String> {
+    quietly(wgpu_adapters)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, info)| info.name)
+        .collect()
+}
+
 /// Drives a future on this thread (wgpu's native futures are ready at
 /// once or wake this thread).
 #[cfg(feature = "wgpu")]
@@ -269,6 +279,7 @@ fn status(name: &'static str, compiled: bool, probe: Result<Found, String>) -> B
 /// Probes every backend (GPU ones initialise their runtime, which can take a
 /// moment the first time).
 pub fn probe_all() -> Vec<BackendStatus> {
+    crate::kernel_cache::configure();
     vec![
         status("cuda", cfg!(feature = "cuda"), probe_cuda()),
         status("wgpu", cfg!(feature = "wgpu"), probe_wgpu()),
@@ -287,6 +298,9 @@ pub fn probe_all() -> Vec<BackendStatus> {
 /// Picks the backend for `choice`, with a sentence saying why (for `auto`),
 /// or an error saying why the asked-for one can't be used.
 pub fn resolve(choice: BackendChoice) -> Result<Picked, String> {
+    if choice != BackendChoice::Cpu {
+        crate::kernel_cache::configure();
+    }
     let picked = |found: Found, note: String| Picked {
         backend: found.backend,
         device: found.device,

@@ -16,8 +16,6 @@ const F32: u64 = 4;
 /// and pooling. Measured: peak RSS of CPU runs across batch sizes and
 /// kernel counts stays under this many (see BENCHMARKS.md).
 const TRAIN_COPIES: u64 = 4;
-/// Evaluation's batch (see the trainer), forward only.
-const EVAL_BATCH: u64 = 500;
 /// The process itself: code, the data set as read, allocator slack.
 const BASE: u64 = 512 << 20;
 
@@ -34,7 +32,8 @@ pub fn estimate(config: &TrainConfig, train_images: usize, eval_images: usize) -
     let params = summary.total_params as u64 * F32;
     let data = (train_images + eval_images) as u64 * 784 * F32;
     let batch = config.batch_size as u64;
-    let step = (batch * TRAIN_COPIES).max(EVAL_BATCH) * per_image;
+    // Evaluation runs in batches of the same size, forward only: less.
+    let step = batch * TRAIN_COPIES * per_image;
     // Weights, their gradients and Adam's two moments.
     BASE + data + 4 * params + step
 }

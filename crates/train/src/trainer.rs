@@ -20,7 +20,7 @@ use burn::tensor::backend::AutodiffBackend;
 use mnist_data::{epoch_order, normalise, MnistSplit, Splits};
 use mnist_events::{
     BatchMetrics, CheckpointSaved, EvalMetrics, EventKind, EventStream, LogLevel, LogMessage,
-    RunStarted, Sample, Samples, Split,
+    Phase, PhaseKind, RunStarted, Sample, Samples, Split,
 };
 use mnist_model::Cnn;
 use std::path::PathBuf;
@@ -30,8 +30,6 @@ use std::time::{Duration, Instant};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Most batches whose metrics wait on the device at once.
 const FLUSH_MAX_BATCHES: usize = 256;
-/// Batch size for evaluation (no gradients, so larger than training's).
-const EVAL_BATCH: usize = 500;
 /// Values per batch in the device-side metrics row.
 const STATS_WIDTH: usize = 1 + 3 * CLASSES;
 
@@ -117,6 +115,38 @@ fn upload<B: Backend>(split: &MnistSplit, device: &B::Device) -> DeviceSplit<B> 
     }
 }
 
+fn int_tensor<B: Backend>(values: Vec<i32>, device: &B::Device) -> Tensor<B, 1, Int> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [n]), device)
+}
+
+/// Rows `lo..hi` of `order` as a full batch of `batch` indices: a short
+/// last batch is filled up with the split's first image, and the mask
+/// (1 for real rows, 0 for filler) keeps the filler out of the loss, the
+/// gradients and the metrics. Every step then has one shape, so a GPU
+/// backend compiles and autotunes its kernels once per run, not again for
+/// the last batch of each epoch.
+fn full_batch<B: Backend>(
+    order: &Tensor<B, 1, Int>,
+    lo: usize,
+    hi: usize,
+    batch: usize,
+    device: &B::Device,
+) -> (Tensor<B, 1, Int>, Option<Tensor<B, 2>>) {
+    let idx = order.clone().slice([lo..hi]);
+    let real = hi - lo;
+    if real == batch {
+        return (idx, None);
+    }
+    let filler = Tensor::<B, 1, Int>::zeros([batch - real], device);
+    let mask: Vec<f32> = (0..batch).map(|i| f32::from(u8::from(i < real))).collect();
+    let mask = Tensor::<B, 1>::from_data(TensorData::new(mask, [batch]), device);
+    (
+        Tensor::cat(vec![idx, filler], 0),
+        Some(mask.reshape([batch, 1])),
+    )
+}
+
 /// Learning rate at 0-based step `step` of `total` steps.
 pub fn learning_rate(config: &TrainConfig, step: u64, total: u64) -> f64 {
     match config.schedule {
@@ -147,164 +177,302 @@ struct EpochTotals {
     images: usize,
 }
 
+/// Where a run stands between epochs (restored from a checkpoint on resume).
+struct Progress {
+    start_epoch: usize,
+    step: u64,
+    /// The best epoch so far and its score.
+    best: (usize, f64),
+    /// Training seconds of earlier attempts (before a resume).
+    previous_seconds: f64,
+}
+
+/// The splits on the device, and the fixed sample images.
+struct OnDevice<B: AutodiffBackend> {
+    train: DeviceSplit<B>,
+    val: DeviceSplit<B::InnerBackend>,
+    test: DeviceSplit<B::InnerBackend>,
+    sample_positions: Vec<usize>,
+    sample_images: Tensor<B::InnerBackend, 4>,
+}
+
+impl<B: AutodiffBackend> OnDevice<B> {
+    fn upload(splits: &Splits, device: &B::Device) -> Self {
+        let train = upload(&splits.train, device);
+        let val = upload(&splits.val, device);
+        let test: DeviceSplit<B::InnerBackend> = upload(&splits.test, device);
+        let sample_positions = sample_indices(test.len);
+        let positions = sample_positions.iter().map(|&i| i as i32).collect();
+        let sample_images = test.images.clone().select(0, int_tensor(positions, device));
+        Self {
+            train,
+            val,
+            test,
+            sample_positions,
+            sample_images,
+        }
+    }
+}
+
+/// One training run: the model and optimiser, the data on the device, and
+/// the loop split the way `burn-train` splits it: [`Trainer::restore`],
+/// [`Trainer::train_epoch`], [`Trainer::end_epoch`].
+struct Trainer<'a, B: AutodiffBackend, O> {
+    job: Job<'a>,
+    device: B::Device,
+    /// Taken and put back by each optimiser step (which consumes it).
+    model: Option<Cnn<B>>,
+    optim: O,
+    data: OnDevice<B>,
+    progress: Progress,
+    outcome: Outcome,
+    /// When training (this process) started.
+    started: Instant,
+    train_time: Duration,
+    first_batch_logged: bool,
+}
+
 fn run_loop<B, O>(
     device: B::Device,
     job: Job<'_>,
-    mut model: Cnn<B>,
-    mut optim: O,
+    model: Cnn<B>,
+    optim: O,
 ) -> Result<Outcome, String>
 where
     B: AutodiffBackend,
     O: Optimizer<Cnn<B>, B>,
 {
-    let config = job.config;
-    let events = job.events;
-    let recorder = Rec::default();
+    let (model, optim, progress) = restore(&job, &device, model, optim)?;
+    let data = OnDevice::upload(job.splits, &device);
+    let mut trainer = Trainer {
+        outcome: Outcome {
+            epochs_completed: progress.start_epoch,
+            steps: progress.step,
+            ..Outcome::default()
+        },
+        job,
+        device,
+        model: Some(model),
+        optim,
+        data,
+        progress,
+        started: Instant::now(),
+        train_time: Duration::ZERO,
+        first_batch_logged: false,
+    };
+    trainer.announce();
+    for epoch in trainer.progress.start_epoch + 1..=trainer.job.config.epochs {
+        let Some(totals) = trainer.train_epoch(epoch) else {
+            trainer.outcome.stopped = true;
+            break;
+        };
+        if let Err(failure) = trainer.end_epoch(epoch, totals) {
+            trainer.outcome.failure = Some(failure);
+            break;
+        }
+    }
+    let outcome = &mut trainer.outcome;
+    outcome.train_seconds = trainer.train_time.as_secs_f64();
+    outcome.total_train_seconds = trainer.progress.previous_seconds + outcome.train_seconds;
+    Ok(trainer.outcome)
+}
 
-    let mut start_epoch = 0;
-    let mut step: u64 = 0;
-    let mut best = (0usize, f64::NEG_INFINITY);
-    let mut previous_seconds = 0.0;
-    if let Some((path, state)) = &job.resume {
-        let model_bytes = std::fs::read(path.join(checkpoint::MODEL_FILE))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let optim_bytes = std::fs::read(path.join(checkpoint::OPTIM_FILE))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let record = recorder
-            .load(model_bytes, &device)
-            .map_err(|e| format!("cannot load model from {}: {e}", path.display()))?;
-        model = model.load_record(record);
-        let record = recorder
-            .load(optim_bytes, &device)
-            .map_err(|e| format!("cannot load optimiser state from {}: {e}", path.display()))?;
-        optim = optim.load_record(record);
-        start_epoch = state.epoch;
-        step = state.step;
-        best = (state.best_epoch, state.best_score);
-        previous_seconds = state.train_seconds;
+/// The model, optimiser and progress to start from: fresh, or the
+/// checkpoint a resumed run continues.
+fn restore<B, O>(
+    job: &Job<'_>,
+    device: &B::Device,
+    mut model: Cnn<B>,
+    mut optim: O,
+) -> Result<(Cnn<B>, O, Progress), String>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Cnn<B>, B>,
+{
+    let mut progress = Progress {
+        start_epoch: 0,
+        step: 0,
+        best: (0, f64::NEG_INFINITY),
+        previous_seconds: 0.0,
+    };
+    let Some((path, state)) = &job.resume else {
+        return Ok((model, optim, progress));
+    };
+    let recorder = Rec::default();
+    let read = |file: &str| {
+        std::fs::read(path.join(file)).map_err(|e| format!("{}: {e}", path.join(file).display()))
+    };
+    let record = recorder
+        .load(read(checkpoint::MODEL_FILE)?, device)
+        .map_err(|e| format!("cannot load model from {}: {e}", path.display()))?;
+    model = model.load_record(record);
+    let record = recorder
+        .load(read(checkpoint::OPTIM_FILE)?, device)
+        .map_err(|e| format!("cannot load optimiser state from {}: {e}", path.display()))?;
+    optim = optim.load_record(record);
+    progress.start_epoch = state.epoch;
+    progress.step = state.step;
+    progress.best = (state.best_epoch, state.best_score);
+    progress.previous_seconds = state.train_seconds;
+    Ok((model, optim, progress))
+}
+
+impl<B, O> Trainer<'_, B, O>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Cnn<B>, B>,
+{
+    fn batches(&self) -> usize {
+        self.data.train.len.div_ceil(self.job.config.batch_size)
     }
 
-    let train: DeviceSplit<B> = upload(&job.splits.train, &device);
-    let val: DeviceSplit<B::InnerBackend> = upload(&job.splits.val, &device);
-    let test: DeviceSplit<B::InnerBackend> = upload(&job.splits.test, &device);
-    let sample_positions = sample_indices(test.len);
-    let sample_images = test.images.clone().select(
-        0,
-        Tensor::from_data(
-            TensorData::new(
-                sample_positions
-                    .iter()
-                    .map(|&i| i as i32)
-                    .collect::<Vec<_>>(),
-                [sample_positions.len()],
-            ),
-            &device,
-        ),
-    );
-
-    let batches = train.len.div_ceil(config.batch_size);
-    let total_steps = (batches * config.epochs) as u64;
-    events.emit(EventKind::RunStarted(RunStarted {
-        config: serde_json::to_value(config).expect("config serialises"),
-        model: config.model().summary(),
-        backend: job.backend.to_string(),
-        device: job.device_name.clone(),
-        train_size: train.len,
-        val_size: val.len,
-        test_size: test.len,
-        batches_per_epoch: batches,
-        resumed_from_epoch: job.resume.as_ref().map(|(_, s)| s.epoch),
-        resumed_from_step: job.resume.as_ref().map(|(_, s)| s.step),
-        label_overrides: job.label_overrides.clone(),
-    }));
-    events.emit(EventKind::Log(LogMessage {
-        level: LogLevel::Info,
-        message: job.backend_note.clone(),
-    }));
-
-    if job.backend != "cpu" {
-        // The page and the progress bar show this while the GPU backend
-        // compiles its kernels and autotunes before the first step.
+    /// `run_started` (with where a resume picks up) and the backend note.
+    fn announce(&mut self) {
+        let config = self.job.config;
+        let resume = self.job.resume.as_ref().map(|(_, s)| s);
+        let batches = self.batches();
+        let events = &mut *self.job.events;
+        events.emit(EventKind::RunStarted(RunStarted {
+            config: serde_json::to_value(config).expect("config serialises"),
+            model: config.model().summary(),
+            backend: self.job.backend.to_string(),
+            device: self.job.device_name.clone(),
+            train_size: self.data.train.len,
+            val_size: self.data.val.len,
+            test_size: self.data.test.len,
+            batches_per_epoch: batches,
+            resumed_from_epoch: resume.map(|s| s.epoch),
+            resumed_from_step: resume.map(|s| s.step),
+            label_overrides: self.job.label_overrides.clone(),
+        }));
         events.emit(EventKind::Log(LogMessage {
             level: LogLevel::Info,
-            message: "compiling GPU kernels and autotuning before the first batch: minutes on a fresh machine, seconds once cached".into(),
+            message: self.job.backend_note.clone(),
         }));
+        if self.job.backend != "cpu" {
+            // The page and the progress bar show this while the GPU backend
+            // compiles its kernels and autotunes before the first step.
+            events.emit(EventKind::Phase(Phase {
+                phase: PhaseKind::Compiling,
+                message: "compiling GPU kernels and autotuning before the first batch: minutes the first time on this GPU, seconds once cached".into(),
+            }));
+        }
     }
-    let started = Instant::now();
-    let mut first_batch_logged = false;
-    let mut outcome = Outcome {
-        epochs_completed: start_epoch,
-        steps: step,
-        ..Outcome::default()
-    };
-    let mut train_time = Duration::ZERO;
 
-    'epochs: for epoch in start_epoch + 1..=config.epochs {
+    /// One pass over the training set; `None` when a stop was requested.
+    fn train_epoch(&mut self, epoch: usize) -> Option<EpochTotals> {
+        let config = self.job.config;
         // Dropout draws from the backend RNG: reseed per epoch so a resumed
         // run continues exactly as an uninterrupted one would.
-        B::seed(&device, config.seed.wrapping_add(epoch as u64));
+        B::seed(&self.device, config.seed.wrapping_add(epoch as u64));
         mnist_kernels::seed(config.seed.wrapping_add(epoch as u64));
-        let order: Vec<i32> = epoch_order(train.len, config.seed, epoch)
-            .into_iter()
-            .map(|i| i as i32)
-            .collect();
-        let order = Tensor::<B, 1, Int>::from_data(TensorData::new(order, [train.len]), &device);
+        let order = epoch_order(self.data.train.len, config.seed, epoch);
+        let order = int_tensor::<B>(order.into_iter().map(|i| i as i32).collect(), &self.device);
+        let batches = self.batches();
+        let total_steps = (batches * config.epochs) as u64;
         let mut totals = EpochTotals::default();
         let mut pending: Vec<PendingBatch<B::InnerBackend>> = Vec::new();
         let epoch_started = Instant::now();
         let mut last_flush = Instant::now();
-
         for batch in 0..batches {
-            if job.stop.is_requested() {
-                flush(&mut pending, &mut totals, events, &mut last_flush, started);
-                outcome.stopped = true;
-                break 'epochs;
+            if self.job.stop.is_requested() {
+                flush(
+                    &mut pending,
+                    &mut totals,
+                    self.job.events,
+                    &mut last_flush,
+                    self.started,
+                );
+                self.train_time += epoch_started.elapsed();
+                return None;
             }
             let lo = batch * config.batch_size;
-            let hi = (lo + config.batch_size).min(train.len);
-            let idx = order.clone().slice([lo..hi]);
-            let images = train.images.clone().select(0, idx.clone());
-            let labels = train.labels.clone().select(0, idx);
-            let lr = learning_rate(config, step, total_steps);
-
-            let logits = model.forward(images);
-            let targets = labels.one_hot::<2>(CLASSES).float();
-            let loss = -(log_softmax(logits.clone(), 1) * targets.clone()).sum() / (hi - lo) as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            step += 1;
-
+            let hi = (lo + config.batch_size).min(self.data.train.len);
+            let lr = learning_rate(config, self.progress.step, total_steps);
+            let stats = self.step(&order, lo, hi, lr);
+            self.progress.step += 1;
             pending.push(PendingBatch {
                 epoch,
                 batch: batch + 1,
                 batches,
-                step,
+                step: self.progress.step,
                 size: hi - lo,
                 lr,
-                stats: batch_stats(logits.inner(), targets.inner(), loss.inner()),
+                stats,
             });
             if last_flush.elapsed() >= FLUSH_EVERY
                 || pending.len() >= FLUSH_MAX_BATCHES
                 || batch + 1 == batches
             {
-                flush(&mut pending, &mut totals, events, &mut last_flush, started);
-                if !first_batch_logged {
-                    first_batch_logged = true;
-                    events.emit(EventKind::Log(LogMessage {
-                        level: LogLevel::Info,
-                        message: format!(
-                            "first batch {:.1} s after training started (start-up: kernel compilation, autotune, first allocation)",
-                            started.elapsed().as_secs_f64()
-                        ),
-                    }));
-                }
+                flush(
+                    &mut pending,
+                    &mut totals,
+                    self.job.events,
+                    &mut last_flush,
+                    self.started,
+                );
+                self.note_first_batch();
             }
         }
-        let epoch_seconds = epoch_started.elapsed();
-        train_time += epoch_seconds;
-        outcome.images_trained += totals.images as u64;
-        outcome.steps = step;
-        outcome.epochs_completed = epoch;
+        self.train_time += epoch_started.elapsed();
+        Some(totals)
+    }
+
+    /// One optimiser step on the rows `lo..hi` of `order`; returns the
+    /// batch's metrics row, left on the device.
+    fn step(
+        &mut self,
+        order: &Tensor<B, 1, Int>,
+        lo: usize,
+        hi: usize,
+        lr: f64,
+    ) -> Tensor<B::InnerBackend, 2> {
+        let (idx, mask) = full_batch(order, lo, hi, self.job.config.batch_size, &self.device);
+        let images = self.data.train.images.clone().select(0, idx.clone());
+        let labels = self.data.train.labels.clone().select(0, idx);
+        let model = self
+            .model
+            .take()
+            .expect("the model is put back after every step");
+        let logits = model.forward(images);
+        let mut targets = labels.one_hot::<2>(CLASSES).float();
+        if let Some(mask) = &mask {
+            targets = targets * mask.clone();
+        }
+        let loss = -(log_softmax(logits.clone(), 1) * targets.clone()).sum() / (hi - lo) as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        self.model = Some(self.optim.step(lr, model, grads));
+        batch_stats(
+            logits.inner(),
+            targets.inner(),
+            loss.inner(),
+            mask.map(|m| m.inner()),
+        )
+    }
+
+    fn note_first_batch(&mut self) {
+        if self.first_batch_logged {
+            return;
+        }
+        self.first_batch_logged = true;
+        self.job.events.emit(EventKind::Phase(Phase {
+            phase: PhaseKind::Training,
+            message: format!(
+                "first batch {:.1} s after training started (start-up: kernel compilation, autotune, first allocation)",
+                self.started.elapsed().as_secs_f64()
+            ),
+        }));
+    }
+
+    /// Evaluation, sample predictions and the checkpoint after `epoch`;
+    /// `Err` when the checkpoint cannot be written (the run fails).
+    fn end_epoch(&mut self, epoch: usize, totals: EpochTotals) -> Result<(), String> {
+        let config = self.job.config;
+        let step = self.progress.step;
+        self.outcome.images_trained += totals.images as u64;
+        self.outcome.steps = step;
+        self.outcome.epochs_completed = epoch;
+        let events = &mut *self.job.events;
         if !totals.loss_sum.is_finite() {
             events.emit(EventKind::Log(LogMessage {
                 level: LogLevel::Warn,
@@ -313,24 +481,29 @@ where
                 ),
             }));
         }
-
-        let inference = model.valid();
-        let val_metrics =
-            (val.len > 0).then(|| evaluate(&inference, &val, Split::Val, epoch, step));
+        let inference = self
+            .model
+            .as_ref()
+            .expect("model present between steps")
+            .valid();
+        let batch = config.batch_size;
+        let val_metrics = (self.data.val.len > 0)
+            .then(|| evaluate(&inference, &self.data.val, Split::Val, epoch, step, batch));
         if let Some(m) = &val_metrics {
             events.emit(EventKind::Eval(m.clone()));
         }
         if config.eval_test_every_epoch || epoch == config.epochs {
-            let m = evaluate(&inference, &test, Split::Test, epoch, step);
+            let m = evaluate(&inference, &self.data.test, Split::Test, epoch, step, batch);
             events.emit(EventKind::Eval(m.clone()));
-            outcome.test = Some(m);
+            self.outcome.test = Some(m);
         }
-        if !sample_positions.is_empty() {
+        if !self.data.sample_positions.is_empty() {
             let samples = predict_samples(
                 &inference,
-                sample_images.clone(),
-                &sample_positions,
-                &job.splits.test,
+                self.data.sample_images.clone(),
+                &self.data.sample_positions,
+                &self.job.splits.test,
+                batch,
             );
             events.emit(EventKind::Samples(Samples {
                 epoch,
@@ -338,82 +511,94 @@ where
                 samples,
             }));
         }
-
         let score = val_metrics
             .as_ref()
             .map_or(totals.counts.accuracy(), |m| m.accuracy);
-        let is_best = score > best.1;
+        let is_best = score > self.progress.best.1;
         if is_best {
-            best = (epoch, score);
+            self.progress.best = (epoch, score);
         }
+        self.save_checkpoint(epoch, val_metrics.map(|m| m.accuracy), is_best)
+    }
+
+    /// Writes the checkpoint of `epoch` and prunes old ones; a checkpoint
+    /// that cannot be written (a full disk) fails the run: going on would
+    /// train epochs that can never be resumed.
+    fn save_checkpoint(
+        &mut self,
+        epoch: usize,
+        val_accuracy: Option<f64>,
+        is_best: bool,
+    ) -> Result<(), String> {
+        let config = self.job.config;
+        let recorder = Rec::default();
+        let model = self.model.as_ref().expect("model present between steps");
         let state = CheckpointState {
-            run_id: events.run_id().to_string(),
+            run_id: self.job.events.run_id().to_string(),
             epoch,
-            step,
+            step: self.progress.step,
             config: config.clone(),
-            val_accuracy: val_metrics.as_ref().map(|m| m.accuracy),
-            best_epoch: best.0,
-            best_score: best.1,
-            train_seconds: previous_seconds + train_time.as_secs_f64(),
+            val_accuracy,
+            best_epoch: self.progress.best.0,
+            best_score: self.progress.best.1,
+            train_seconds: self.progress.previous_seconds + self.train_time.as_secs_f64(),
         };
         let model_bytes = recorder
             .record(model.clone().into_record(), ())
             .map_err(|e| e.to_string())?;
         let optim_bytes = recorder
-            .record(optim.to_record(), ())
+            .record(self.optim.to_record(), ())
             .map_err(|e| e.to_string())?;
-        match checkpoint::save(&job.checkpoint_dir, &model_bytes, &optim_bytes, &state).and_then(
-            |path| {
-                Ok((
-                    path,
-                    checkpoint::prune(&job.checkpoint_dir, config.keep_checkpoints, best.0)?,
-                ))
-            },
-        ) {
+        let dir = &self.job.checkpoint_dir;
+        let saved = checkpoint::save(dir, &model_bytes, &optim_bytes, &state).and_then(|path| {
+            Ok((
+                path,
+                checkpoint::prune(dir, config.keep_checkpoints, self.progress.best.0)?,
+            ))
+        });
+        match saved {
             Ok((path, removed)) => {
-                events.emit(EventKind::Checkpoint(CheckpointSaved {
+                self.job.events.emit(EventKind::Checkpoint(CheckpointSaved {
                     epoch,
-                    step,
+                    step: self.progress.step,
                     path: path.display().to_string(),
                     best: is_best,
                     removed: removed.iter().map(|p| p.display().to_string()).collect(),
                 }));
+                Ok(())
             }
-            // A checkpoint that cannot be written (a full disk) fails the
-            // run: going on would train epochs that can never be resumed.
-            Err(e) => {
-                outcome.failure = Some(format!(
-                    "epoch {epoch}: the checkpoint could not be written in {}: {e}; {}",
-                    job.checkpoint_dir.display(),
-                    match checkpoint::latest(&job.checkpoint_dir) {
-                        Ok(Some((path, _))) => format!(
-                            "the last good checkpoint is {}: free space, then continue with --resume {}",
-                            path.display(),
-                            events.run_id()
-                        ),
-                        _ => "no earlier checkpoint was saved".to_string(),
-                    }
-                ));
-                break 'epochs;
-            }
+            Err(e) => Err(format!(
+                "epoch {epoch}: the checkpoint could not be written in {}: {e}; {}",
+                dir.display(),
+                match checkpoint::latest(dir) {
+                    Ok(Some((path, _))) => format!(
+                        "the last good checkpoint is {}: free space, then continue with --resume {}",
+                        path.display(),
+                        self.job.events.run_id()
+                    ),
+                    _ => "no earlier checkpoint was saved".to_string(),
+                }
+            )),
         }
     }
-    outcome.train_seconds = train_time.as_secs_f64();
-    outcome.total_train_seconds = previous_seconds + outcome.train_seconds;
-    Ok(outcome)
 }
 
-/// The 31-value metrics row of one batch: `[loss, tp×10, predicted×10, actual×10]`.
+/// The 31-value metrics row of one batch: `[loss, tp×10, predicted×10, actual×10]`
+/// (`targets` already masked; `mask` keeps filler rows out of the predictions).
 fn batch_stats<B: Backend>(
     logits: Tensor<B, 2>,
     targets: Tensor<B, 2>,
     loss: Tensor<B, 1>,
+    mask: Option<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    let predicted = logits
+    let mut predicted = logits
         .argmax(1)
         .squeeze_dim::<1>(1)
         .one_hot::<2>(CLASSES)
         .float();
+    if let Some(mask) = mask {
+        predicted = predicted * mask;
+    }
     let tp = (predicted.clone() * targets.clone()).sum_dim(0);
     Tensor::cat(
         vec![
@@ -468,40 +653,48 @@ fn flush<B: Backend>(
     *last_flush = Instant::now();
 }
 
-/// Evaluates `model` on a whole split, accumulating on the device and reading
-/// back once.
+/// Evaluates `model` on a whole split in batches of the training batch
+/// size (filled up like training's last batch, so no new kernel shapes),
+/// accumulating on the device and reading back once.
 fn evaluate<B: Backend>(
     model: &Cnn<B>,
     split: &DeviceSplit<B>,
     which: Split,
     epoch: usize,
     step: u64,
+    batch: usize,
 ) -> EvalMetrics {
     let started = Instant::now();
     let device = split.images.device();
+    let order = Tensor::<B, 1, Int>::arange(0..split.len as i64, &device);
     let mut sums = Tensor::<B, 1>::zeros([2], &device);
     let mut confusion = Tensor::<B, 2>::zeros([CLASSES, CLASSES], &device);
-    for lo in (0..split.len).step_by(EVAL_BATCH) {
-        let hi = (lo + EVAL_BATCH).min(split.len);
-        let images = split.images.clone().slice([lo..hi]);
-        let targets = split
+    for lo in (0..split.len).step_by(batch) {
+        let hi = (lo + batch).min(split.len);
+        let (idx, mask) = full_batch(&order, lo, hi, batch, &device);
+        let images = split.images.clone().select(0, idx.clone());
+        let mut targets = split
             .labels
             .clone()
-            .slice([lo..hi])
+            .select(0, idx)
             .one_hot::<2>(CLASSES)
             .float();
+        if let Some(mask) = &mask {
+            targets = targets * mask.clone();
+        }
         let log_probs = log_softmax(model.forward(images), 1);
         let loss = -(log_probs.clone() * targets.clone()).sum();
-        let mse = (log_probs.clone().exp() - targets.clone())
-            .powi_scalar(2)
-            .sum();
+        let mut squared = (log_probs.clone().exp() - targets.clone()).powi_scalar(2);
+        if let Some(mask) = &mask {
+            squared = squared * mask.clone();
+        }
         let predicted = log_probs
             .argmax(1)
             .squeeze_dim::<1>(1)
             .one_hot::<2>(CLASSES)
             .float();
         confusion = confusion + targets.transpose().matmul(predicted);
-        sums = sums + Tensor::cat(vec![loss, mse], 0);
+        sums = sums + Tensor::cat(vec![loss, squared.sum()], 0);
     }
     let values: Vec<f32> = Tensor::cat(vec![sums, confusion.reshape([CLASSES * CLASSES])], 0)
         .into_data()
@@ -528,17 +721,30 @@ fn evaluate<B: Backend>(
     }
 }
 
-/// Predicts the fixed sample images.
+/// Predicts the fixed sample images, in full batches like evaluation.
 fn predict_samples<B: Backend>(
     model: &Cnn<B>,
     images: Tensor<B, 4>,
     positions: &[usize],
     test: &MnistSplit,
+    batch: usize,
 ) -> Vec<Sample> {
-    let probs: Vec<f32> = burn::tensor::activation::softmax(model.forward(images), 1)
-        .into_data()
-        .iter::<f32>()
-        .collect();
+    let device = images.device();
+    let n = positions.len();
+    let order = Tensor::<B, 1, Int>::arange(0..n as i64, &device);
+    let mut probs: Vec<f32> = Vec::with_capacity(n * CLASSES);
+    for lo in (0..n).step_by(batch) {
+        let hi = (lo + batch).min(n);
+        let (idx, _) = full_batch(&order, lo, hi, batch, &device);
+        let logits = model
+            .forward(images.clone().select(0, idx))
+            .slice([0..hi - lo]);
+        probs.extend(
+            burn::tensor::activation::softmax(logits, 1)
+                .into_data()
+                .iter::<f32>(),
+        );
+    }
     positions
         .iter()
         .zip(probs.chunks(CLASSES))

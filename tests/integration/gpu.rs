@@ -1,0 +1,237 @@
+//! The GPU code path without a GPU: Burn's wgpu backend on Mesa's lavapipe
+//! (a software Vulkan driver that `.ci/run` installs, and that many desktop
+//! Linux systems have). Shapes are tiny: lavapipe compiles every kernel on
+//! the CPU. The kernel caches live under the build directory, so reruns on
+//! one machine skip the compiling.
+
+use crate::common::*;
+use base64::Engine;
+use mnist_events::EventKind;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn lavapipe_installed() -> bool {
+    Path::new("/usr/share/vulkan/icd.d/lvp_icd.x86_64.json").exists()
+        || Path::new("/usr/share/vulkan/icd.d/lvp_icd.aarch64.json").exists()
+}
+
+/// The tests' kernel cache: kept between runs like `target/`.
+fn kernel_cache() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("test-kernel-cache")
+}
+
+fn backends() -> Vec<Value> {
+    let out = bin().args(["backends", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `auto` never picks a software renderer: lavapipe trained at 11 images/s
+/// after 9 minutes of compiling, against 1,300/s on the CPU backend.
+#[test]
+fn auto_skips_a_software_adapter_and_backends_says_why() {
+    let all = backends();
+    let wgpu = all.iter().find(|b| b["name"] == "wgpu").unwrap();
+    if lavapipe_installed() {
+        assert_eq!(wgpu["available"], true, "{wgpu}");
+        assert_eq!(wgpu["software"], true, "{wgpu}");
+        let reason = wgpu["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("auto skips it") && reason.contains("--backend wgpu"),
+            "{reason}"
+        );
+    } else {
+        assert_eq!(wgpu["available"], false, "{wgpu}");
+        let reason = wgpu["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("Vulkan driver") && !reason.contains("unwrap"),
+            "{reason}"
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 200, 20);
+    let out = bin()
+        .args([
+            "train",
+            "--epochs",
+            "1",
+            "--kernels",
+            "2,2,2,2",
+            "--batch-size",
+            "50",
+        ])
+        .args([
+            "--val-size",
+            "20",
+            "--json",
+            "--quiet",
+            "--hw-interval",
+            "0",
+            "--skip-verify",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(work_dirs(work.path()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    if !all
+        .iter()
+        .any(|b| b["name"] != "cpu" && b["available"] == true && b["software"] == false)
+    {
+        assert_eq!(s["backend"], "cpu", "{s}");
+        assert!(
+            s["device"].as_str().unwrap().starts_with("cpu"),
+            "the device, not a sentence: {s}"
+        );
+    }
+}
+
+fn wgpu_train(data: &Path, work: &Path, extra: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.args([
+        "train",
+        "--backend",
+        "wgpu",
+        "--kernels",
+        "2,2,2,2",
+        "--batch-size",
+        "8",
+    ])
+    .args([
+        "--val-size",
+        "8",
+        "--limit-train",
+        "20",
+        "--limit-test",
+        "16",
+    ])
+    .args([
+        "--hw-interval",
+        "0",
+        "--quiet",
+        "--skip-verify",
+        "--data-dir",
+    ])
+    .arg(data)
+    .args(work_dirs(work))
+    .args(extra)
+    .env("MNIST_MONITOR_KERNEL_CACHE", kernel_cache());
+    cmd
+}
+
+/// A tiny run trained on wgpu end to end: batches and evaluations, a
+/// checkpoint, a kill and a resume on wgpu, and the wgpu checkpoint
+/// predicting on the CPU what the run predicted on the GPU.
+#[test]
+fn wgpu_trains_resumes_and_its_checkpoint_predicts_the_same_on_cpu() {
+    assert!(
+        lavapipe_installed()
+            || backends()
+                .iter()
+                .any(|b| b["name"] == "wgpu" && b["available"] == true),
+        "no wgpu adapter: apt-get install mesa-vulkan-drivers (as .ci/run does)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 100, 30);
+    let log = work.path().join("runs/gpu/events.jsonl");
+    let mut child = wgpu_train(&data, work.path(), &["--epochs", "3", "--run-id", "gpu"])
+        .spawn()
+        .unwrap();
+    // Kill it once epoch 1 is checkpointed (3 steps an epoch).
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    loop {
+        let events = mnist_events::read_events(&log).unwrap_or_default();
+        if events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Checkpoint(_)))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint on wgpu within 20 minutes"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the wgpu run ended early"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = wgpu_train(&data, work.path(), &["--resume", "gpu", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(
+        (s["backend"].as_str(), s["epochs"].as_u64()),
+        (Some("wgpu"), Some(3)),
+        "{s}"
+    );
+    assert!(
+        s["device"].as_str().unwrap().contains("software") || !lavapipe_installed(),
+        "{s}"
+    );
+    let events = read_events(&log);
+    let kinds = |name: &str| events.iter().filter(|e| e.kind.name() == name).count();
+    assert!(
+        kinds("batch") >= 9 && kinds("eval") >= 3 && kinds("checkpoint") >= 3,
+        "{:?}",
+        events.len()
+    );
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::Phase(p) if p.phase == mnist_events::PhaseKind::Compiling)
+    ));
+    let losses: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Batch(b) => Some(b.loss),
+            _ => None,
+        })
+        .collect();
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+
+    // The checkpoint of epoch 3 on the CPU predicts what the run's last
+    // samples event (computed on wgpu) says.
+    let samples = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::Samples(s) if s.epoch == 3 => Some(s.samples.clone()),
+            _ => None,
+        })
+        .expect("samples after epoch 3");
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let server = spawn_server(args);
+    for sample in &samples {
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(&sample.png_base64)
+            .unwrap();
+        let pixels: Vec<u8> = image::load_from_memory(&png).unwrap().to_luma8().into_raw();
+        let (code, out) = post(
+            &format!("{}/api/predict", server.base),
+            &serde_json::json!({"pixels": pixels, "run_id": "gpu", "checkpoint": "epoch-0003"}),
+        );
+        assert_eq!(code, 200, "{out}");
+        let p = out["probs"][sample.predicted as usize].as_f64().unwrap();
+        assert!(
+            (p - sample.confidence).abs() < 1e-3,
+            "sample {}: the CPU gives p = {p} to digit {}, wgpu gave {}",
+            sample.index,
+            sample.predicted,
+            sample.confidence
+        );
+    }
+}
