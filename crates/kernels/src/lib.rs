@@ -1,4 +1,4 @@
-//! # mnist-kernels: faster CPU training for this network's layers
+//! # mnist-kernels: the network's layers, fast on the CPU and the GPU
 //!
 //! Burn's CPU backend (`flex`) spent most of a training step of this network
 //! in three places: the convolution weight gradient (a convolution with the
@@ -6,10 +6,13 @@
 //! gradient), max-pooling with indices, and dropout masks drawn on one
 //! thread (see BENCHMARKS.md and `crates/train/examples/flex_ops.rs`).
 //!
-//! This crate owns the layer functions the model calls ([`conv2d_3x3`],
+//! This crate owns the layer functions the model calls ([`conv2d_3x3_relu`],
+//! [`max_pool_2x2_dropout`], and their parts [`conv2d_3x3`],
 //! [`max_pool_2x2`], [`dropout`]). On `Autodiff<Flex>` (CPU training) they
 //! run custom autodiff ops: every convolution pass as im2col + GEMM per
-//! image, a single-pass 2×2 max-pool, dropout masks drawn on all cores. On
+//! image with the ReLU fused into its output pass, a single-pass 2×2
+//! max-pool with the dropout multiply fused in, dropout masks drawn on all
+//! cores, and gemm's AVX-512 kernels where the CPU has them. On
 //! plain `Flex` (CPU inference) the convolution and pool forwards are the
 //! same kernels. On GPU training (`Autodiff` of CUDA or wgpu) the
 //! convolution is Burn's forward and input gradient with the weight
