@@ -10,9 +10,13 @@ mod remote_cmd;
 mod stats_cmd;
 mod train_cmd;
 
+use anyhow::Context;
 use clap::Parser;
+use std::process::ExitCode;
 
-fn main() {
+/// The one way out: a command's exit code, or its error printed once
+/// (`error: …`, with what it was doing) and exit code 2.
+fn main() -> ExitCode {
     mnist_kernels::tune_allocator();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
@@ -25,7 +29,17 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let code = match cli.command {
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
+    match command {
         cli::Command::Train(args) => train_cmd::run(*args),
         cli::Command::Serve(args) => serve(args),
         cli::Command::Warmup(args) => train_cmd::warmup(*args),
@@ -33,35 +47,26 @@ fn main() {
         cli::Command::Predict(args) => predict_cmd::run(args),
         cli::Command::Remote(cli::RemoteCommand::Train(args)) => remote_cmd::train(args),
         cli::Command::Remote(cli::RemoteCommand::Watch(args)) => remote_cmd::watch(args),
-        cli::Command::Backends { json } => backends(json),
+        cli::Command::Backends { json } => Ok(backends(json)),
         cli::Command::Model { kernels, json } => model(kernels, json),
-    };
-    std::process::exit(code);
+    }
 }
 
-fn serve(args: cli::ServeArgs) -> i32 {
+fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let verify = if args.skip_verify {
         mnist_data::Verify::Skip
     } else {
         mnist_data::Verify::Sha256
     };
+    if let Some(url) = &args.watch.alert_webhook {
+        // Checked now, not when the first run starts.
+        mnist_alerts::WebhookSink::new(url).map_err(|e| anyhow::anyhow!("--alert-webhook: {e}"))?;
+    }
+    let token = args.access.token().map_err(anyhow::Error::msg)?;
+    let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
     let hardware = args
         .watch
         .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
-    if let Some(url) = &args.watch.alert_webhook {
-        // Checked now, not when the first run starts.
-        if let Err(e) = mnist_alerts::WebhookSink::new(url) {
-            eprintln!("error: --alert-webhook: {e}");
-            return 2;
-        }
-    }
-    let (token, allowed_origins) = match (args.access.token(), args.access.allowed_origins()) {
-        (Ok(t), Ok(o)) => (t, o),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
         data_dir: args.data_dir,
         runs_dir: args.run_dir,
@@ -87,20 +92,15 @@ fn serve(args: cli::ServeArgs) -> i32 {
     });
     state.show_latest_run();
     let token = state.opts.token.clone();
-    let result = mnist_server::run_blocking(state, args.bind, |addr| {
+    mnist_server::run_blocking(state, args.bind, |addr| {
         let query = token.map(|_| "?token=<your token>").unwrap_or_default();
         eprintln!("mnist-monitor serving on http://{addr}/{query}");
-    });
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: --bind {}: {e}", args.bind);
-            2
-        }
-    }
+    })
+    .with_context(|| format!("--bind {}", args.bind))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn backends(json: bool) -> i32 {
+fn backends(json: bool) -> ExitCode {
     let all = mnist_train::probe_all();
     if json {
         println!(
@@ -110,22 +110,22 @@ fn backends(json: bool) -> i32 {
     } else {
         for b in all {
             let state = match (&b.device, &b.reason) {
-                (Some(d), _) => format!("available: {d}"),
+                (Some(d), Some(r)) => format!("available: {d} ({r})"),
+                (Some(d), None) => format!("available: {d}"),
                 (None, Some(r)) => format!("unavailable: {r}"),
                 _ => "unavailable".into(),
             };
             println!("{:5} {state}", b.name);
         }
     }
-    0
+    ExitCode::SUCCESS
 }
 
-fn model(kernels: [usize; 4], json: bool) -> i32 {
+fn model(kernels: [usize; 4], json: bool) -> anyhow::Result<ExitCode> {
     let config = mnist_model::CnnConfig::new().with_kernels(kernels);
-    if let Err(e) = config.validate() {
-        eprintln!("error: --kernels: {e}");
-        return 2;
-    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--kernels: {e}"))?;
     let summary = config.summary();
     if json {
         println!(
@@ -135,5 +135,5 @@ fn model(kernels: [usize; 4], json: bool) -> i32 {
     } else {
         print!("{}", progress::format_summary(&summary));
     }
-    0
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,16 +3,13 @@
 
 use crate::cli::PredictArgs;
 use mnist_train::infer::{argmax, png_to_mnist, Predictor};
+use std::process::ExitCode;
 
-/// Exit codes: 0 all classified, 1 some files could not be read, 2 no model.
-pub fn run(args: PredictArgs) -> i32 {
-    let predictor = match Predictor::load(&args.checkpoint) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: --checkpoint {}: {e}", args.checkpoint.display());
-            return 2;
-        }
-    };
+/// Exit codes: 0 all classified, 1 some files could not be read; no model
+/// is an error (2, from `main`).
+pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
+    let predictor = Predictor::load(&args.checkpoint)
+        .map_err(|e| anyhow::anyhow!("--checkpoint {}: {e}", args.checkpoint.display()))?;
     if !args.json {
         eprintln!(
             "model: {} (epoch {})",
@@ -57,5 +54,5 @@ pub fn run(args: PredictArgs) -> i32 {
             }
         }
     }
-    i32::from(failed > 0)
+    Ok(ExitCode::from(u8::from(failed > 0)))
 }

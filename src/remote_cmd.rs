@@ -6,10 +6,12 @@
 //! which `remote watch` reads to find a run's monitor port.
 
 use crate::cli::{RemoteTrainArgs, RemoteWatchArgs, SshArgs};
+use anyhow::{anyhow, Context};
 use mnist_remote::exec::{exec, exec_capture, shell_quote, upload, write_file, Stream};
 use mnist_remote::forward::{forward, OpenConnections, SessionSlot};
 use mnist_remote::{connect, ConnectOptions, Session, SshError, Target};
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -23,13 +25,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn target_and_options(ssh: &SshArgs) -> Result<(Target, ConnectOptions), String> {
+fn target_and_options(ssh: &SshArgs) -> anyhow::Result<(Target, ConnectOptions)> {
     let home = mnist_remote::target::home();
     let config = ssh
         .ssh_config
         .clone()
         .unwrap_or_else(|| home.join(".ssh").join("config"));
-    let target = Target::resolve(&ssh.host, Some(&config)).map_err(|e| format!("HOST {e}"))?;
+    let target = Target::resolve(&ssh.host, Some(&config)).map_err(|e| anyhow!("HOST {e}"))?;
     let mut opts = ConnectOptions {
         accept_new_host_key: ssh.accept_new_host_key,
         identities: ssh.identity.clone(),
@@ -41,11 +43,11 @@ fn target_and_options(ssh: &SshArgs) -> Result<(Target, ConnectOptions), String>
     Ok((target, opts))
 }
 
-async fn bind_local(port: u16) -> Result<TcpListener, String> {
+async fn bind_local(port: u16) -> anyhow::Result<TcpListener> {
     // Loopback only: the tunnel is for this machine's browser.
     TcpListener::bind(("127.0.0.1", port))
         .await
-        .map_err(|e| format!("--local-port {port}: cannot listen on 127.0.0.1:{port}: {e}"))
+        .with_context(|| format!("--local-port {port}: cannot listen on 127.0.0.1:{port}"))
 }
 
 /// The remote monitor's port, from its "serving on http://127.0.0.1:PORT/" line.
@@ -55,31 +57,21 @@ fn parse_serving(line: &str) -> Option<u16> {
     hostport.rsplit(':').next()?.trim().parse().ok()
 }
 
-pub fn train(args: RemoteTrainArgs) -> i32 {
+pub fn train(args: RemoteTrainArgs) -> anyhow::Result<ExitCode> {
     let ssh = args.ssh.clone();
     run_remote(&ssh, |target, opts| train_async(args, target, opts))
 }
 
-/// Resolves the host, runs `command` on a runtime, and turns its error into
-/// a message and exit code 2.
-fn run_remote<F, Fut>(ssh: &SshArgs, command: F) -> i32
+/// Resolves the host and runs `command` on a runtime; its `i32` is the
+/// exit code (the remote run's, for `remote train`).
+fn run_remote<F, Fut>(ssh: &SshArgs, command: F) -> anyhow::Result<ExitCode>
 where
     F: FnOnce(Target, ConnectOptions) -> Fut,
-    Fut: std::future::Future<Output = Result<i32, String>>,
+    Fut: std::future::Future<Output = anyhow::Result<i32>>,
 {
-    let (target, opts) = match target_and_options(ssh) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    runtime().block_on(async move {
-        command(target, opts).await.unwrap_or_else(|e| {
-            eprintln!("error: {e}");
-            2
-        })
-    })
+    let (target, opts) = target_and_options(ssh)?;
+    let code = runtime().block_on(command(target, opts))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// Finds (or, with `--upload`, installs) the remote binary.
@@ -88,28 +80,27 @@ async fn remote_binary(
     ssh: &SshArgs,
     upload_ok: bool,
     dir: &str,
-) -> Result<String, String> {
+) -> anyhow::Result<String> {
     let bin = shell_quote(&ssh.remote_bin);
     let found = exec_capture(
         session,
         &format!("if [ -x {bin} ]; then echo {bin}; else command -v {bin}; fi"),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if found.success() && !found.stdout.trim().is_empty() {
         return Ok(found.stdout.trim().to_string());
     }
     if !upload_ok {
-        return Err(format!(
+        anyhow::bail!(
             "{} was not found on {} (looked for {:?} as a path and on PATH). Install it there \
              (`cargo install --path .` in a checkout, or copy target/release/mnist-monitor), point \
              --remote-bin at it, or pass --upload to copy this binary over SSH",
-            ssh.remote_bin, ssh.host, ssh.remote_bin
-        ));
+            ssh.remote_bin,
+            ssh.host,
+            ssh.remote_bin
+        );
     }
-    let uname = exec_capture(session, "uname -s -m")
-        .await
-        .map_err(|e| e.to_string())?;
+    let uname = exec_capture(session, "uname -s -m").await?;
     let remote = uname.stdout.trim().to_string();
     let local = format!(
         "{} {}",
@@ -121,18 +112,15 @@ async fn remote_binary(
         std::env::consts::ARCH
     );
     if remote != local {
-        return Err(format!(
+        anyhow::bail!(
             "--upload: {} is {remote:?} but this binary is built for {local:?}; build mnist-monitor on the host instead",
             ssh.host
-        ));
+        );
     }
-    let exe =
-        std::env::current_exe().map_err(|e| format!("--upload: cannot find this binary: {e}"))?;
+    let exe = std::env::current_exe().context("--upload: cannot find this binary")?;
     let dest = format!("{dir}/bin/mnist-monitor");
     eprintln!("uploading {} to {}:{dest} …", exe.display(), ssh.host);
-    upload(session, &exe, &dest)
-        .await
-        .map_err(|e| e.to_string())?;
+    upload(session, &exe, &dest).await?;
     Ok(dest)
 }
 
@@ -140,8 +128,8 @@ async fn train_async(
     args: RemoteTrainArgs,
     target: Target,
     opts: ConnectOptions,
-) -> Result<i32, String> {
-    let session = Arc::new(connect(&target, &opts).await.map_err(|e| e.to_string())?);
+) -> anyhow::Result<i32> {
+    let session = Arc::new(connect(&target, &opts).await?);
     let dir = args.ssh.remote_dir.clone();
     let qdir = shell_quote(&dir);
     let bin = remote_binary(&session, &args.ssh, args.upload, &dir).await?;
@@ -154,18 +142,16 @@ async fn train_async(
     // The host's monitor needs a token that only this side of the tunnel
     // knows: other users of a shared GPU box could otherwise stop the run.
     let token = mnist_server::guard::random_token()
-        .map_err(|e| format!("cannot make a token for the remote monitor: {e}"))?;
+        .context("cannot make a token for the remote monitor")?;
     let token_file = format!("{dir}/remote/{run_id}.token");
-    write_file(&session, token.as_bytes(), &token_file, "600")
-        .await
-        .map_err(|e| e.to_string())?;
+    write_file(&session, token.as_bytes(), &token_file, "600").await?;
     let start = format!(
         "{} train --serve 127.0.0.1:0 --token-file {} --run-id {run_id}{train_args}",
         shell_quote(&bin),
         shell_quote(&token_file)
     );
     let listener = bind_local(args.ssh.local_port).await?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let local = listener.local_addr()?;
     let (slot_tx, slot) = watch::channel(Some(session.clone()));
     let _keep = slot_tx;
 
@@ -173,23 +159,20 @@ async fn train_async(
         let command = format!(
             "mkdir -p {qdir}/remote && cd {qdir} && (nohup {start} > remote/{run_id}.log 2>&1 < /dev/null & echo $! > remote/{run_id}.pid)"
         );
-        let out = exec_capture(&session, &command)
-            .await
-            .map_err(|e| e.to_string())?;
+        let out = exec_capture(&session, &command).await?;
         if !out.success() {
-            return Err(format!(
+            anyhow::bail!(
                 "starting the run on {} failed: {}",
                 target.alias,
                 out.stderr.trim()
-            ));
+            );
         }
         // Wait for the monitor's port in the log.
         let port = {
             let mut port = None;
             for _ in 0..600 {
-                let log = exec_capture(&session, &format!("cat {qdir}/remote/{run_id}.log"))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let log =
+                    exec_capture(&session, &format!("cat {qdir}/remote/{run_id}.log")).await?;
                 if let Some(p) = log.stdout.lines().find_map(parse_serving) {
                     port = Some(p);
                     break;
@@ -198,19 +181,18 @@ async fn train_async(
                     &session,
                     &format!("kill -0 $(cat {qdir}/remote/{run_id}.pid)"),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
                 if !alive.success() {
-                    return Err(format!(
+                    anyhow::bail!(
                         "the run on {} exited before serving:\n{}",
                         target.alias,
                         log.stdout.trim()
-                    ));
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             port.ok_or_else(|| {
-                format!(
+                anyhow!(
                     "the run on {} did not start its monitor within 2 minutes",
                     target.alias
                 )
@@ -220,8 +202,7 @@ async fn train_async(
             &session,
             &format!("echo {port} > {qdir}/remote/{run_id}.port"),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         spawn_tunnel(listener, slot, port);
         println!(
             "run {run_id} is training on {} (detached); watch it at http://{local}/?token={token}",
@@ -275,7 +256,7 @@ async fn train_async(
     loop {
         tokio::select! {
             status = &mut running => {
-                let status = status.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                let status = status??;
                 // The remote monitor closed its viewers as it exited; let
                 // those last bytes through the tunnel before we go.
                 if let Some(open) = &tunnel {
@@ -319,26 +300,22 @@ async fn stop_over_tunnel(
     local: std::net::SocketAddr,
     run_id: &str,
     token: &str,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(local)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut s = tokio::net::TcpStream::connect(local).await?;
     let req = format!("POST /api/runs/{run_id}/stop HTTP/1.1\r\nhost: {local}\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes()).await?;
     let mut resp = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
     let text = String::from_utf8_lossy(&resp);
     if text.starts_with("HTTP/1.1 202") {
         Ok(())
     } else {
-        Err(text.lines().next().unwrap_or("no answer").to_string())
+        Err(anyhow!("{}", text.lines().next().unwrap_or("no answer")))
     }
 }
 
-pub fn watch(args: RemoteWatchArgs) -> i32 {
+pub fn watch(args: RemoteWatchArgs) -> anyhow::Result<ExitCode> {
     let ssh = args.ssh.clone();
     run_remote(&ssh, |target, opts| watch_async(args, target, opts))
 }
@@ -347,8 +324,8 @@ async fn watch_async(
     args: RemoteWatchArgs,
     target: Target,
     opts: ConnectOptions,
-) -> Result<i32, String> {
-    let session = Arc::new(connect(&target, &opts).await.map_err(|e| e.to_string())?);
+) -> anyhow::Result<i32> {
+    let session = Arc::new(connect(&target, &opts).await?);
     let qdir = shell_quote(&args.ssh.remote_dir);
     let port_file = match &args.run {
         Some(id) => format!("{qdir}/remote/{}.port", shell_quote(id)),
@@ -357,12 +334,10 @@ async fn watch_async(
     let port = match (args.port, &args.run) {
         (Some(p), _) => p,
         (None, run) => {
-            let out = exec_capture(&session, &format!("cat {port_file}"))
-                .await
-                .map_err(|e| e.to_string())?;
+            let out = exec_capture(&session, &format!("cat {port_file}")).await?;
             out.stdout.trim().parse().map_err(|_| match run {
-                Some(id) => format!("no run {id} on {} (no {}/remote/{id}.port); start one with `mnist-monitor remote train`", target.alias, args.ssh.remote_dir),
-                None => format!("no run to watch on {} (nothing in {}/remote/); start one with `mnist-monitor remote train`", target.alias, args.ssh.remote_dir),
+                Some(id) => anyhow!("no run {id} on {} (no {}/remote/{id}.port); start one with `mnist-monitor remote train`", target.alias, args.ssh.remote_dir),
+                None => anyhow!("no run to watch on {} (nothing in {}/remote/); start one with `mnist-monitor remote train`", target.alias, args.ssh.remote_dir),
             })?
         }
     };
@@ -379,7 +354,7 @@ async fn watch_async(
     .filter(|t| !t.is_empty());
     let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
     let listener = bind_local(args.ssh.local_port).await?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let local = listener.local_addr()?;
     let (slot_tx, slot) = watch::channel(Some(session));
     spawn_tunnel(listener, slot, port);
     println!(
@@ -421,7 +396,7 @@ async fn watch_async(
         }
     };
     tokio::select! {
-        r = supervise => Err(r.err().map(|e| e.to_string()).unwrap_or_default()),
+        r = supervise => Err(match r { Err(e) => anyhow::Error::new(e), Ok(()) => anyhow!("the tunnel supervisor ended") }),
         _ = tokio::signal::ctrl_c() => Ok(0),
     }
 }

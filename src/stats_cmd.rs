@@ -2,9 +2,10 @@
 
 use crate::cli::StatsArgs;
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
-pub fn run(args: StatsArgs) -> i32 {
+pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     if !args.watch {
         let snapshot = mnist_hardware::snapshot_once(args.watch_dir);
         if args.json {
@@ -15,7 +16,7 @@ pub fn run(args: StatsArgs) -> i32 {
         } else {
             print!("{}", mnist_hardware::format::snapshot(&snapshot));
         }
-        return 0;
+        return Ok(ExitCode::SUCCESS);
     }
     let mut sampler = mnist_hardware::Sampler::new(args.watch_dir);
     let interval = Duration::from_secs_f64(args.interval);
@@ -43,7 +44,7 @@ pub fn run(args: StatsArgs) -> i32 {
         };
         // A closed pipe (`| head`) ends the watch quietly.
         if written.and_then(|_| out.flush()).is_err() {
-            return 0;
+            return Ok(ExitCode::SUCCESS);
         }
         drop(out);
         std::thread::sleep(interval.saturating_sub(started.elapsed()));

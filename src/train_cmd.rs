@@ -2,63 +2,63 @@
 
 use crate::cli::TrainArgs;
 use crate::progress::Progress;
+use anyhow::Context;
 use mnist_data::{missing_files, Verify};
 use mnist_events::RunStatus;
 use mnist_events::{Stop, StopReason};
 use mnist_train::{RunError, RunOptions, TrainConfig};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The configuration `args` describe: the `--config` file (if any) with the
-/// flags on top, validated; `Err` is the exit code after printing why.
-fn config_from(args: &TrainArgs) -> Result<TrainConfig, i32> {
+/// flags on top, validated; the error names every bad field and where it
+/// came from (the flag, or the file when no flag replaced it).
+fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let base = match &args.config {
         None => TrainConfig::default(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                eprintln!("error: --config {}: {e}", path.display());
-                2
-            })?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config {}", path.display()))?;
             TrainConfig::from_toml(&text).map_err(|errors| {
-                for e in errors {
-                    eprintln!(
-                        "error: --config {}: field {}: {}",
-                        path.display(),
-                        e.field,
-                        e.message
-                    );
-                }
-                2
-            })?
-        }
-    };
-    let config = args.apply(base);
-    if let Err(errors) = config.validate() {
-        for e in errors {
-            match &args.config {
-                // A value that came from the file and no flag replaced.
-                Some(path) if !args.sets(&e.field) => {
-                    eprintln!(
-                        "error: --config {}: field {}: {}",
+                lines(errors.iter().map(|e| {
+                    format!(
+                        "--config {}: field {}: {}",
                         path.display(),
                         e.field,
                         e.message
                     )
-                }
-                _ => eprintln!("error: {}: {}", e.flag(), e.message),
-            }
+                }))
+            })?
         }
-        return Err(2);
-    }
+    };
+    let config = args.apply(base);
+    config.validate().map_err(|errors| {
+        lines(errors.iter().map(|e| match &args.config {
+            // A value that came from the file and no flag replaced.
+            Some(path) if !args.sets(&e.field) => {
+                format!(
+                    "--config {}: field {}: {}",
+                    path.display(),
+                    e.field,
+                    e.message
+                )
+            }
+            _ => format!("{}: {}", e.flag(), e.message),
+        }))
+    })?;
     Ok(config)
 }
 
-/// Exit codes: 0 completed, 1 failed, 2 bad input, 130 stopped by Ctrl-C.
-pub fn run(args: TrainArgs) -> i32 {
-    let config = match config_from(&args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+/// Several problems as one error, one `error:` line each when printed.
+fn lines(problems: impl Iterator<Item = String>) -> anyhow::Error {
+    anyhow::anyhow!(problems.collect::<Vec<_>>().join("\nerror: "))
+}
+
+/// Exit codes: 0 completed, 1 failed, 130 stopped (Ctrl-C, SIGTERM);
+/// bad input is an error (2, from `main`).
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let config = config_from(&args)?;
 
     // Ctrl-C, and SIGTERM or SIGHUP (what `kill`, systemd, Docker and a
     // closed terminal send), stop after the current batch with a proper
@@ -96,16 +96,10 @@ pub fn run(args: TrainArgs) -> i32 {
         .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
     let mut serving = None;
     if let Some(addr) = args.serve {
-        match serve_run(&args, addr, &run_id, &stop, hardware.clone()) {
-            Ok((sink, server)) => {
-                sinks.push(sink);
-                serving = Some(server);
-            }
-            Err(e) => {
-                eprintln!("error: --serve {addr}: {e}");
-                return 2;
-            }
-        }
+        let (sink, server) = serve_run(&args, addr, &run_id, &stop, hardware.clone())
+            .with_context(|| format!("--serve {addr}"))?;
+        sinks.push(sink);
+        serving = Some(server);
     }
     let opts = RunOptions {
         data_dir: args.data_dir.clone(),
@@ -131,36 +125,36 @@ pub fn run(args: TrainArgs) -> i32 {
         // Viewers get the end of the run before the process goes.
         server.shutdown(std::time::Duration::from_secs(5));
     }
-    match result {
-        Ok(summary) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&summary).expect("summary serialises")
-                );
-            }
-            match summary.status {
-                RunStatus::Completed => 0,
-                RunStatus::Stopped => {
-                    eprintln!(
-                        "resume with: mnist-monitor train --resume {} (continues after the last saved epoch)",
-                        summary.run_id
-                    );
-                    130
-                }
-                RunStatus::Failed => 1,
-            }
+    let summary = result.map_err(run_error)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).expect("summary serialises")
+        );
+    }
+    Ok(match summary.status {
+        RunStatus::Completed => ExitCode::SUCCESS,
+        RunStatus::Stopped => {
+            eprintln!(
+                "resume with: mnist-monitor train --resume {} (continues after the last saved epoch)",
+                summary.run_id
+            );
+            ExitCode::from(130)
         }
-        Err(RunError::Config(errors)) => {
-            for e in errors {
-                eprintln!("error: {}: {}", e.flag(), e.message);
-            }
-            2
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
+        RunStatus::Failed => ExitCode::from(1),
+    })
+}
+
+/// A run that could not start, as the error `main` prints: invalid fields
+/// by their flags.
+fn run_error(e: RunError) -> anyhow::Error {
+    match e {
+        RunError::Config(errors) => lines(
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.flag(), e.message)),
+        ),
+        other => anyhow::Error::new(other),
     }
 }
 
@@ -210,11 +204,8 @@ fn serve_run(
 /// kernel the real run needs and caches them (see
 /// `mnist_train::kernel_cache`): the next run of this configuration reaches
 /// its first batch in seconds.
-pub fn warmup(args: TrainArgs) -> i32 {
-    let config = match config_from(&args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn warmup(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let config = config_from(&args)?;
     let config = TrainConfig {
         epochs: 1,
         limit_train: Some(config.batch_size + 1),
@@ -248,32 +239,24 @@ pub fn warmup(args: TrainArgs) -> i32 {
     let started = std::time::Instant::now();
     let result = mnist_train::run(config.clone(), opts);
     let _ = std::fs::remove_dir_all(&scratch);
-    match result {
-        Ok(summary) if summary.status == RunStatus::Completed => {
-            let cache = mnist_train::kernel_cache::configure()
-                .map_or_else(|| "none".to_string(), |d| d.display().to_string());
-            println!(
-                "warmed {} on {} for kernels {:?}, batch {}, {:?} in {:.1} s; kernel cache: {cache}",
-                summary.backend,
-                summary.device,
-                config.kernels,
-                config.batch_size,
-                config.optimizer,
-                started.elapsed().as_secs_f64()
-            );
-            0
-        }
-        Ok(summary) => {
-            eprintln!(
-                "error: warmup {:?}: {}",
-                summary.status,
-                summary.error.unwrap_or_default()
-            );
-            1
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
+    let summary = result.map_err(run_error)?;
+    if summary.status != RunStatus::Completed {
+        anyhow::bail!(
+            "warmup {:?}: {}",
+            summary.status,
+            summary.error.unwrap_or_default()
+        );
     }
+    let cache = mnist_train::kernel_cache::configure()
+        .map_or_else(|| "none".to_string(), |d| d.display().to_string());
+    println!(
+        "warmed {} on {} for kernels {:?}, batch {}, {:?} in {:.1} s; kernel cache: {cache}",
+        summary.backend,
+        summary.device,
+        config.kernels,
+        config.batch_size,
+        config.optimizer,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -501,14 +501,14 @@ function smoothAll(series) {
 
 async function setCompare(runId) {
   if (!runId) { view.compare = null; $('#compare-label').textContent = ''; scheduleDraw(); return; }
-  const text = await (await fetch(`/api/runs/${encodeURIComponent(runId)}/events`)).text();
-  const series = { step: [], loss: [], accuracy: [], f1_macro: [] };
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const e = JSON.parse(line);
-    if (e.type !== 'batch') continue;
-    series.step.push(e.step); series.loss.push(e.loss); series.accuracy.push(e.accuracy); series.f1_macro.push(e.f1_macro);
-  }
+  // The server's folded series (min/max buckets), not the run's whole log.
+  const body = await (await fetch(`/api/runs/${encodeURIComponent(runId)}/series`)).json();
+  const series = {
+    step: body.loss.map((p) => p[0]),
+    loss: body.loss.map((p) => p[1]),
+    accuracy: body.accuracy.map((p) => p[1]),
+    f1_macro: body.f1_macro.map((p) => p[1]),
+  };
   series.smoothed = smoothAll(series);
   view.compare = { runId, series };
   $('#compare-label').textContent = `purple: ${runId}`;

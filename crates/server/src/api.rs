@@ -1,11 +1,11 @@
 //! The JSON HTTP API.
 
-use crate::history::{csv, list_runs, summarise};
+use crate::history::list_runs;
 use crate::hub::{HubSink, RunHub};
 use crate::{AppState, CurrentRun};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use mnist_events::{Event, EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
+use mnist_events::{EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
 use mnist_train::{BackendChoice, FieldError, RunOptions, TrainConfig};
 use serde::Deserialize;
 use serde_json::json;
@@ -20,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/runs/{id}", web::get().to(show))
         .route("/api/runs/{id}/stop", web::post().to(stop))
         .route("/api/runs/{id}/events", web::get().to(events))
+        .route("/api/runs/{id}/series", web::get().to(series))
         .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv));
 }
 
@@ -31,6 +32,20 @@ pub fn json_error(
     let body = json!({"errors": [{"field": "body", "message": format!("not a JSON configuration: {err}")}]});
     actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(body))
         .into()
+}
+
+/// `name` with everything but letters, digits, `-`, `_` and `.` replaced,
+/// for a download's file name (a run folder may be named anything).
+fn file_name_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn not_found(id: &str) -> HttpResponse {
@@ -72,40 +87,12 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
         let current = state.current_hub();
         let mut rows: Vec<_> = list_runs(&state.opts.runs_dir)
             .into_iter()
-            .filter_map(|(id, path)| {
-                if let Some(hub) = current.as_ref().filter(|h| h.run_id == id) {
-                    return Some(summarise(&id, &hub.events_since(0), !hub.is_finished()));
-                }
-                // Logs of finished runs only grow by appending: reuse the
-                // summary while the file's length and mtime are unchanged.
-                let meta = std::fs::metadata(&path).ok()?;
-                let stamp = (meta.len(), meta.modified().ok());
-                if let Some((s, summary)) = state.summaries.lock().unwrap().get(&id) {
-                    if *s == stamp {
-                        return Some(summary.clone());
-                    }
-                }
-                let events: Vec<Arc<Event>> = mnist_events::read_events(path)
-                    .ok()?
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect();
-                let summary = summarise(&id, &events, false);
-                state
-                    .summaries
-                    .lock()
-                    .unwrap()
-                    .insert(id.clone(), (stamp, summary.clone()));
-                Some(summary)
-            })
+            .filter_map(|(id, _)| state.hub(&id).map(|hub| hub.with_state(|s| s.summary())))
             .collect();
         // A live run whose log isn't on disk yet still belongs in the list.
         if let Some(hub) = current {
             if !rows.iter().any(|r| r.run_id == hub.run_id) {
-                rows.insert(
-                    0,
-                    summarise(&hub.run_id, &hub.events_since(0), !hub.is_finished()),
-                );
+                rows.insert(0, hub.with_state(|s| s.summary()));
             }
         }
         rows
@@ -116,40 +103,40 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn show(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
-    let Some(hub) = state.hub(&id) else {
-        return not_found(&id);
-    };
-    let events = hub.events_since(0);
-    let summary = summarise(&id, &events, !hub.is_finished());
-    let started = events.iter().find_map(|e| match &e.kind {
-        EventKind::RunStarted(s) => Some(s.clone()),
-        _ => None,
-    });
-    let last = |name: &str| events.iter().rev().find(|e| e.kind.name() == name).cloned();
-    let last_eval = |split: &str| {
-        events
-            .iter()
-            .rev()
-            .find(|e| matches!(&e.kind, EventKind::Eval(m) if m.split.as_str() == split))
-            .cloned()
-    };
-    HttpResponse::Ok().json(json!({
-        "run_id": *id,
-        "status": summary.status,
-        "config": summary.config,
-        "model": started.as_ref().map(|s| &s.model),
-        "backend": summary.backend,
-        "device": summary.device,
-        "last_seq": hub.last_seq(),
-        "latest": {
-            "batch": last("batch"),
-            "val": last_eval("val"),
-            "test": last_eval("test"),
-            "samples": last("samples"),
-            "checkpoint": last("checkpoint"),
-        },
-        "summary": summary,
-    }))
+    match state.hub(&id) {
+        Some(hub) => HttpResponse::Ok().json(hub.with_state(|s| s.details())),
+        None => not_found(&id),
+    }
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    points: Option<usize>,
+}
+
+/// `GET /api/runs/{id}/series?from=STEP&to=STEP&points=N`: the batch
+/// series between two steps at full resolution, or reduced to N points by
+/// min/max buckets (no spike is hidden): what the page fetches on zoom and
+/// what compare overlays, without the run's whole log.
+async fn series(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<SeriesQuery>,
+) -> HttpResponse {
+    let points = q.points.unwrap_or(crate::state::MAX_POINTS);
+    if !(2..=20_000).contains(&points) {
+        return HttpResponse::BadRequest().json(json!({
+            "errors": [{"field": "points", "message": format!("must be in 2..=20000 (got {points})")}]
+        }));
+    }
+    match state.hub(&id) {
+        Some(hub) => HttpResponse::Ok().json(
+            hub.with_state(|s| s.series(q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX), points)),
+        ),
+        None => not_found(&id),
+    }
 }
 
 #[derive(Deserialize)]
@@ -184,9 +171,12 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpR
         .content_type("text/csv")
         .insert_header((
             "content-disposition",
-            format!("attachment; filename=\"{id}-metrics.csv\""),
+            format!(
+                "attachment; filename=\"{}-metrics.csv\"",
+                file_name_safe(&id)
+            ),
         ))
-        .body(csv(&hub.events_since(0)))
+        .body(hub.with_state(|s| s.csv()))
 }
 
 async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
@@ -277,10 +267,19 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
     let spawned = std::thread::Builder::new()
         .name(format!("train-{run_id}"))
         .spawn(move || {
-            if let Err(e) = mnist_train::run(config, opts) {
-                // The run never started its stream: close the hub so viewers and
-                // the 409 check see it as over.
-                fail_hub(&thread_hub, e.to_string());
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                mnist_train::run(config, opts)
+            }));
+            match outcome {
+                Ok(Ok(_)) => {}
+                // The run never started its stream.
+                Ok(Err(e)) => fail_hub(&thread_hub, e.to_string()),
+                // Never expected (the trainer catches its own panics), and
+                // never allowed to leave the run "running".
+                Err(_) if !thread_hub.is_finished() => {
+                    fail_hub(&thread_hub, "the training thread panicked".into())
+                }
+                Err(_) => {}
             }
         });
     if let Err(e) = spawned {
@@ -289,35 +288,27 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
     HttpResponse::Created().json(json!({ "run_id": run_id }))
 }
 
-fn fail_hub(hub: &RunHub, error: String) {
-    tracing::error!("run {} failed to start: {error}", hub.run_id);
-    let next = hub.last_seq() + 1;
-    for (i, kind) in [
-        EventKind::Log(LogMessage {
-            level: LogLevel::Error,
-            message: error.clone(),
-        }),
-        EventKind::RunFinished(RunFinished {
-            status: RunStatus::Failed,
-            error: Some(error),
-            epochs_completed: 0,
-            steps: 0,
-            train_seconds: 0.0,
-            test_accuracy: None,
-            test_f1_macro: None,
-            test_loss: None,
-        }),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        hub.push(Event {
-            seq: next + i as u64,
-            ts_ms: mnist_events::now_ms(),
-            run_id: hub.run_id.clone(),
-            kind,
-        });
-    }
+/// Ends a run whose trainer could not start (or died without ending its
+/// stream): an error and `run_finished`, numbered by an event stream that
+/// continues the hub's, so viewers and the 409 check see it as over.
+fn fail_hub(hub: &Arc<RunHub>, error: String) {
+    tracing::error!("run {} failed: {error}", hub.run_id);
+    let stream = mnist_events::EventStream::new(hub.run_id.clone(), hub.last_seq());
+    stream.add_sink(HubSink(hub.clone()));
+    stream.emit(EventKind::Log(LogMessage {
+        level: LogLevel::Error,
+        message: error.clone(),
+    }));
+    stream.emit(EventKind::RunFinished(RunFinished {
+        status: RunStatus::Failed,
+        error: Some(error),
+        epochs_completed: 0,
+        steps: 0,
+        train_seconds: 0.0,
+        test_accuracy: None,
+        test_f1_macro: None,
+        test_loss: None,
+    }));
 }
 
 /// Checks the backend and loads (once) the data set.

@@ -1,13 +1,17 @@
-//! A run's events in memory, fanned out to websocket viewers.
+//! A run's events in memory, folded into its state and fanned out to
+//! websocket viewers.
 //!
-//! The trainer pushes each event through a [`HubSink`]; the hub appends it to
-//! the run's log and offers it to every subscriber's bounded queue with
-//! `try_send`. A viewer whose queue is full is dropped (its socket closes and
-//! the page reconnects with its last `seq`), so a slow browser can never slow
-//! training: the trainer only ever takes a short lock and never awaits.
+//! The trainer pushes each event through a [`HubSink`]; the hub folds it
+//! into the run's [`RunState`] (once: every view reads that), keeps it for
+//! exact `?since=SEQ` replays, and offers it to every subscriber's bounded
+//! queue with `try_send`. A viewer whose queue is full is dropped (its
+//! socket closes and the page reconnects with its last `seq`), so a slow
+//! browser can never slow training: the trainer only ever takes a short
+//! lock and never awaits.
 
+use crate::state::RunState;
 use mnist_events::{Event, EventKind, EventSink};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 /// Events a viewer may fall behind by before it is dropped.
@@ -20,6 +24,7 @@ pub struct RunHub {
 
 struct Inner {
     events: Vec<Arc<Event>>,
+    state: RunState,
     subscribers: Vec<mpsc::Sender<Arc<Event>>>,
     finished: bool,
 }
@@ -27,31 +32,48 @@ struct Inner {
 impl RunHub {
     /// A hub for a run that is about to start.
     pub fn live(run_id: impl Into<String>) -> Arc<Self> {
+        let run_id = run_id.into();
         Arc::new(Self {
-            run_id: run_id.into(),
             inner: Mutex::new(Inner {
                 events: Vec::new(),
+                state: RunState::new(run_id.clone(), true),
                 subscribers: Vec::new(),
                 finished: false,
             }),
+            run_id,
         })
     }
 
     /// A hub holding a finished (or abandoned) run's logged events.
     pub fn from_log(run_id: impl Into<String>, events: Vec<Event>) -> Arc<Self> {
-        let hub = Self::live(run_id);
-        {
-            let mut inner = hub.inner.lock().expect("hub lock");
-            inner.events = events.into_iter().map(Arc::new).collect();
-            inner.finished = true;
+        let run_id = run_id.into();
+        let mut state = RunState::new(run_id.clone(), false);
+        let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+        for e in &events {
+            state.fold(e);
         }
-        hub
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                events,
+                state,
+                subscribers: Vec::new(),
+                finished: true,
+            }),
+            run_id,
+        })
     }
 
-    /// Appends an event and offers it to every viewer.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves whole events
+        // behind (each push is one step); keep serving them.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends an event, folds it into the state and offers it to every viewer.
     pub fn push(&self, event: Event) {
         let event = Arc::new(event);
-        let mut inner = self.inner.lock().expect("hub lock");
+        let mut inner = self.lock();
+        inner.state.fold(&event);
         inner.events.push(event.clone());
         inner
             .subscribers
@@ -63,11 +85,16 @@ impl RunHub {
         }
     }
 
+    /// Reads the run's state under the hub's lock.
+    pub fn with_state<T>(&self, read: impl FnOnce(&RunState) -> T) -> T {
+        read(&self.lock().state)
+    }
+
     /// Every event with `seq > since`, and, while the run is live, a queue
     /// that will receive every later event: taken under one lock, so there is
     /// no gap and no duplicate between the two.
     pub fn subscribe(&self, since: u64) -> (Vec<Arc<Event>>, Option<mpsc::Receiver<Arc<Event>>>) {
-        let mut inner = self.inner.lock().expect("hub lock");
+        let mut inner = self.lock();
         let backlog = since_in(&inner.events, since);
         if inner.finished {
             return (backlog, None);
@@ -77,25 +104,33 @@ impl RunHub {
         (backlog, Some(rx))
     }
 
+    /// The state's snapshot and, while the run is live, a queue of every
+    /// later event: under one lock, like [`RunHub::subscribe`].
+    pub fn subscribe_snapshot(&self) -> (serde_json::Value, Option<mpsc::Receiver<Arc<Event>>>) {
+        let mut inner = self.lock();
+        let snapshot = inner.state.snapshot();
+        if inner.finished {
+            return (snapshot, None);
+        }
+        let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
+        inner.subscribers.push(tx);
+        (snapshot, Some(rx))
+    }
+
     pub fn events_since(&self, since: u64) -> Vec<Arc<Event>> {
-        since_in(&self.inner.lock().expect("hub lock").events, since)
+        since_in(&self.lock().events, since)
     }
 
     pub fn is_finished(&self) -> bool {
-        self.inner.lock().expect("hub lock").finished
+        self.lock().finished
     }
 
     pub fn viewers(&self) -> usize {
-        self.inner.lock().expect("hub lock").subscribers.len()
+        self.lock().subscribers.len()
     }
 
     pub fn last_seq(&self) -> u64 {
-        self.inner
-            .lock()
-            .expect("hub lock")
-            .events
-            .last()
-            .map_or(0, |e| e.seq)
+        self.lock().state.last_seq()
     }
 }
 

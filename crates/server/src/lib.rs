@@ -19,6 +19,7 @@ pub mod history;
 pub mod hub;
 pub mod metrics;
 mod review;
+pub mod state;
 mod ws;
 
 use actix_web::{web, App, HttpServer};
@@ -72,8 +73,9 @@ pub struct AppState {
     data: Mutex<Option<Arc<Mnist>>>,
     backends: OnceLock<Vec<BackendStatus>>,
     review: review::ReviewCache,
-    /// Summaries of logged runs, by run id, with the log's (length, mtime).
-    summaries: Mutex<std::collections::HashMap<String, RunStamp>>,
+    /// Hubs of logged runs, by run id, with their log's (length, mtime):
+    /// a log is folded once, again only when it changed.
+    logged: Mutex<std::collections::HashMap<String, (LogStamp, Arc<RunHub>)>>,
     /// Set when the process is about to exit: websockets send what they
     /// still owe, close with "server exiting" and finish.
     closing: watch::Sender<bool>,
@@ -81,7 +83,10 @@ pub struct AppState {
     open_sockets: AtomicUsize,
 }
 
-type RunStamp = ((u64, Option<std::time::SystemTime>), history::RunSummary);
+type LogStamp = (u64, Option<std::time::SystemTime>);
+
+/// Logged runs whose folded state is kept in memory.
+const LOGGED_CACHE: usize = 64;
 
 impl AppState {
     pub fn new(opts: ServerOptions) -> Arc<Self> {
@@ -92,7 +97,7 @@ impl AppState {
             data: Mutex::new(None),
             backends: OnceLock::new(),
             review: Default::default(),
-            summaries: Mutex::new(Default::default()),
+            logged: Mutex::new(Default::default()),
             closing: watch::channel(false).0,
             open_sockets: AtomicUsize::new(0),
         })
@@ -147,7 +152,8 @@ impl AppState {
         self.backends.get_or_init(mnist_train::probe_all)
     }
 
-    /// The hub of `run_id`: the live one, or one loaded from its log.
+    /// The hub of `run_id`: the live one, or one folded from its log (kept
+    /// while the log does not change).
     pub fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
         if let Some(hub) = self.current_hub().filter(|h| h.run_id == run_id) {
             return Some(hub);
@@ -156,8 +162,21 @@ impl AppState {
             return None;
         }
         let path = self.opts.runs_dir.join(run_id).join("events.jsonl");
-        let events = mnist_events::read_events(path).ok()?;
-        Some(RunHub::from_log(run_id, events))
+        let meta = std::fs::metadata(&path).ok()?;
+        let stamp = (meta.len(), meta.modified().ok());
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, hub)) = logged.get(run_id) {
+            if *s == stamp {
+                return Some(hub.clone());
+            }
+        }
+        let events = mnist_events::read_events(&path).ok()?;
+        let hub = RunHub::from_log(run_id, events);
+        if logged.len() >= LOGGED_CACHE {
+            logged.clear();
+        }
+        logged.insert(run_id.to_string(), (stamp, hub.clone()));
+        Some(hub)
     }
 }
 
@@ -170,12 +189,12 @@ impl Drop for SocketGuard {
     }
 }
 
+/// Whether `id` names a folder directly inside the runs (or checkpoints)
+/// folder: one path component, never `.`, `..` or a hidden name. Runs this
+/// binary creates use a narrower alphabet; a folder a user named by hand
+/// ("my run", even `<img …>`) is still listed and shown, as text.
 pub(crate) fn valid_run_id(id: &str) -> bool {
-    !id.is_empty()
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !id.is_empty() && !id.starts_with('.') && !id.contains(['/', '\\', '\0'])
 }
 
 /// Why the server refused to start.

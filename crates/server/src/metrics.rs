@@ -6,10 +6,10 @@
 //! 0–1 fractions and `_total` for counters. GPUs are labelled by `index` and
 //! `uuid`, so a dashboard survives a reordering of devices.
 
-use crate::history::summarise;
+use crate::state::Status;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
-use mnist_events::{EventKind, HardwareSnapshot};
+use mnist_events::{EventKind, HardwareSnapshot, Split};
 use std::fmt::Write;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,20 +43,30 @@ fn training(state: &AppState, x: &mut Exposition) {
         );
         return;
     };
-    let events = hub.events_since(0);
-    let s = summarise(&hub.run_id, &events, !hub.is_finished());
+    let (s, last_batch, evals, alerts) = hub.with_state(|state| {
+        (
+            state.summary(),
+            state.last_batch().cloned(),
+            [Split::Val, Split::Test].map(|split| state.last_eval(split).cloned()),
+            state.alert_counts().to_vec(),
+        )
+    });
     x.gauge(
         "mnist_run_active",
         "Whether a run is training now.",
         &[],
-        if s.status == "running" { 1.0 } else { 0.0 },
+        if s.status == Status::Running {
+            1.0
+        } else {
+            0.0
+        },
     );
     let id = hub.run_id.as_str();
-    for status in ["running", "completed", "stopped", "failed", "interrupted"] {
+    for status in Status::ALL {
         x.gauge(
             "mnist_run_status",
             "The shown run's status: 1 for its current status, 0 for the others.",
-            &[("run_id", id), ("status", status)],
+            &[("run_id", id), ("status", status.as_str())],
             if s.status == status { 1.0 } else { 0.0 },
         );
     }
@@ -78,7 +88,7 @@ fn training(state: &AppState, x: &mut Exposition) {
             p as f64,
         );
     }
-    let last_batch = events.iter().rev().find_map(|e| match &e.kind {
+    let last_batch = last_batch.and_then(|e| match &e.kind {
         EventKind::Batch(b) => Some(b.clone()),
         _ => None,
     });
@@ -140,13 +150,9 @@ fn training(state: &AppState, x: &mut Exposition) {
             b.elapsed_s,
         );
     }
-    for split in ["val", "test"] {
-        let last = events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::Eval(m) if m.split.as_str() == split => Some(m.clone()),
-            _ => None,
-        });
-        if let Some(m) = last {
-            let l = [("run_id", id), ("split", split)];
+    for m in evals.into_iter().flatten() {
+        {
+            let l = [("run_id", id), ("split", m.split.as_str())];
             x.gauge(
                 "mnist_eval_loss",
                 "Loss of the last evaluation.",
@@ -165,15 +171,6 @@ fn training(state: &AppState, x: &mut Exposition) {
                 &l,
                 m.f1_macro,
             );
-        }
-    }
-    let mut alerts: Vec<(String, u64)> = Vec::new();
-    for e in &events {
-        if let EventKind::Alert(a) = &e.kind {
-            match alerts.iter_mut().find(|(r, _)| *r == a.rule) {
-                Some((_, n)) => *n += 1,
-                None => alerts.push((a.rule.clone(), 1)),
-            }
         }
     }
     for (rule, n) in alerts {

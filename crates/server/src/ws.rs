@@ -3,7 +3,7 @@
 //!
 //! Protocol (server → client, JSON text frames):
 //! * `{"type":"snapshot", ...}` first, unless the client asked for `?since=SEQ`
-//!   (see [`crate::history::snapshot`]);
+//!   (see [`crate::state::RunState::snapshot`]);
 //! * then every event (`run_started`, `batch`, …) with its `seq`, in order;
 //! * `{"type":"idle"}` when following `current` and no run exists yet;
 //! * `{"type":"run_changed","run_id":…}` when `current` moves to a new run
@@ -16,7 +16,6 @@
 //! current run changed gets a snapshot instead) sends exactly the events
 //! after SEQ, then live ones.
 
-use crate::history::snapshot;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
@@ -172,17 +171,18 @@ async fn serve(
                 wait_for_change(&mut changes, &mut closing, &mut stream, &mut session).await
             }
             Some(hub) => {
-                let (backlog, rx) = hub.subscribe(since.unwrap_or(0));
-                let ok = match since {
+                let (ok, rx) = match since {
                     None => {
-                        send(&mut session, &snapshot(&hub.run_id, &backlog, rx.is_some())).await
+                        let (snapshot, rx) = hub.subscribe_snapshot();
+                        (send(&mut session, &snapshot).await, rx)
                     }
-                    Some(_) => {
+                    Some(since) => {
+                        let (backlog, rx) = hub.subscribe(since);
                         let mut ok = true;
                         for event in &backlog {
                             ok = ok && send(&mut session, &**event).await;
                         }
-                        ok
+                        (ok, rx)
                     }
                 };
                 if !ok {

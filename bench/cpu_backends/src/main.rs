@@ -5,7 +5,9 @@
 //! `candle`, each in a child process with a time limit (a backend that
 //! stalls or panics is reported, not waited for), and prints images/s.
 //!
-//!   cargo run --release -p mnist-train --features cpu-backends --example cpu_backends -- [STEPS] [LIMIT_S]
+//!   cd bench/cpu_backends && cargo run --release -- [STEPS] [LIMIT_S]
+//!
+//! (run from there, it reads ../../datasets/mnist)
 
 // Candle is deprecated in Burn 0.21; it is here only to be measured.
 #![allow(deprecated)]
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 fn train<B: AutodiffBackend>(steps: usize) -> (f64, f32) {
     let device = B::Device::default();
     let data = mnist_data::load_dir(
-        std::path::Path::new("datasets/mnist"),
+        std::path::Path::new("../../datasets/mnist"),
         mnist_data::Verify::Skip,
     )
     .expect("real MNIST in datasets/mnist");

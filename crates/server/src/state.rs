@@ -1,0 +1,601 @@
+//! A run's state, folded once from its events as they arrive ([`RunState::fold`]).
+//!
+//! The hub folds every event into this as it pushes it, and every view reads
+//! it instead of replaying the log: the websocket snapshot, the run list,
+//! `GET /api/runs/{id}`, `GET /api/runs/{id}/series` (zoomed, min/max
+//! buckets), the CSV and `/metrics`. One status vocabulary ([`Status`]),
+//! one series per batch metric, one value per step: a resumed run's
+//! `run_started` (with `resumed_from_step`) cuts what the interrupted
+//! attempt logged after its checkpoint.
+
+use mnist_events::{Event, EventKind, RunStatus, Split};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Completed,
+    Stopped,
+    Failed,
+    /// The log ends without `run_finished`: the process died (or was
+    /// killed) and nothing trains it now.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Stopped => "stopped",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    /// Every status, for `/metrics` (one gauge per status).
+    pub const ALL: [Status; 5] = [
+        Status::Running,
+        Status::Completed,
+        Status::Stopped,
+        Status::Failed,
+        Status::Interrupted,
+    ];
+}
+
+/// The batch metrics of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    pub step: u64,
+    pub epoch: usize,
+    /// Batch within the epoch, from 1.
+    pub batch: usize,
+    pub ts_ms: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub f1_macro: f64,
+    pub lr: f64,
+    pub images_per_sec: f64,
+}
+
+/// The series the charts draw, by name, and how to read them off a point.
+pub const SERIES: [(&str, fn(&Point) -> f64); 5] = [
+    ("loss", |p| p.loss),
+    ("accuracy", |p| p.accuracy),
+    ("f1_macro", |p| p.f1_macro),
+    ("lr", |p| p.lr),
+    ("images_per_sec", |p| p.images_per_sec),
+];
+
+/// Most points per series in a snapshot or a series answer. Longer ranges
+/// keep, per bucket, their minimum and maximum, so no spike is ever hidden.
+pub const MAX_POINTS: usize = 2000;
+
+/// One row of the run history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: Status,
+    pub started_ms: u64,
+    pub config: Value,
+    pub backend: Option<String>,
+    pub device: Option<String>,
+    pub params: Option<usize>,
+    pub epochs_completed: usize,
+    pub steps: u64,
+    pub last_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub test_f1_macro: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// Everything the views need, folded from the events once.
+#[derive(Debug)]
+pub struct RunState {
+    run_id: String,
+    /// A process is training this run and will push its events here.
+    live: bool,
+    first_ts_ms: Option<u64>,
+    started: Option<Arc<Event>>,
+    /// `run_finished` of the latest attempt (cleared by a resumption).
+    finished: Option<Arc<Event>>,
+    points: Vec<Point>,
+    /// The events the snapshot carries in full (all but batches and
+    /// hardware samples), in order.
+    others: Vec<Arc<Event>>,
+    last_batch: Option<Arc<Event>>,
+    last_val: Option<Arc<Event>>,
+    last_test: Option<Arc<Event>>,
+    last_samples: Option<Arc<Event>>,
+    last_checkpoint: Option<Arc<Event>>,
+    epochs_checkpointed: usize,
+    /// Alerts fired, by rule, in the order rules first fired.
+    alerts: Vec<(String, u64)>,
+    last_seq: u64,
+}
+
+impl RunState {
+    pub fn new(run_id: impl Into<String>, live: bool) -> Self {
+        Self {
+            run_id: run_id.into(),
+            live,
+            first_ts_ms: None,
+            started: None,
+            finished: None,
+            points: Vec::new(),
+            others: Vec::new(),
+            last_batch: None,
+            last_val: None,
+            last_test: None,
+            last_samples: None,
+            last_checkpoint: None,
+            epochs_checkpointed: 0,
+            alerts: Vec::new(),
+            last_seq: 0,
+        }
+    }
+
+    /// Folds one event in (events arrive in `seq` order).
+    pub fn fold(&mut self, event: &Arc<Event>) {
+        self.first_ts_ms.get_or_insert(event.ts_ms);
+        self.last_seq = event.seq;
+        match &event.kind {
+            EventKind::Batch(b) => {
+                self.points.push(Point {
+                    step: b.step,
+                    epoch: b.epoch,
+                    batch: b.batch,
+                    ts_ms: event.ts_ms,
+                    loss: b.loss,
+                    accuracy: b.accuracy,
+                    f1_macro: b.f1_macro,
+                    lr: b.lr,
+                    images_per_sec: b.images_per_sec,
+                });
+                self.last_batch = Some(event.clone());
+                return;
+            }
+            EventKind::Hardware(_) => return,
+            EventKind::RunStarted(r) => {
+                if let Some(step) = r.resumed_from_step {
+                    self.cut_after(step);
+                }
+                self.started = Some(event.clone());
+                // A resumption starts over: the earlier end no longer holds.
+                self.finished = None;
+            }
+            EventKind::Eval(m) => match m.split {
+                Split::Test => self.last_test = Some(event.clone()),
+                _ => self.last_val = Some(event.clone()),
+            },
+            EventKind::Samples(_) => self.last_samples = Some(event.clone()),
+            EventKind::Checkpoint(c) => {
+                self.epochs_checkpointed = self.epochs_checkpointed.max(c.epoch);
+                self.last_checkpoint = Some(event.clone());
+            }
+            EventKind::RunFinished(_) => {
+                self.finished = Some(event.clone());
+                self.live = false;
+            }
+            EventKind::Alert(a) => match self.alerts.iter_mut().find(|(r, _)| *r == a.rule) {
+                Some((_, n)) => *n += 1,
+                None => self.alerts.push((a.rule.clone(), 1)),
+            },
+            _ => {}
+        }
+        self.others.push(event.clone());
+    }
+
+    /// Forgets what an interrupted attempt logged after `step`: the
+    /// resumption trains those steps again.
+    fn cut_after(&mut self, step: u64) {
+        let keep = self.points.partition_point(|p| p.step <= step);
+        self.points.truncate(keep);
+        let after = |e: &Arc<Event>| match &e.kind {
+            EventKind::Eval(m) => m.step > step,
+            EventKind::Samples(s) => s.step > step,
+            _ => false,
+        };
+        self.others.retain(|e| !after(e));
+        self.last_val =
+            self.last_where(|k| matches!(k, EventKind::Eval(m) if m.split != Split::Test));
+        self.last_test =
+            self.last_where(|k| matches!(k, EventKind::Eval(m) if m.split == Split::Test));
+        self.last_samples = self.last_where(|k| matches!(k, EventKind::Samples(_)));
+        if self
+            .last_batch
+            .as_ref()
+            .is_some_and(|e| matches!(&e.kind, EventKind::Batch(b) if b.step > step))
+        {
+            self.last_batch = None;
+        }
+    }
+
+    fn last_where(&self, pick: impl Fn(&EventKind) -> bool) -> Option<Arc<Event>> {
+        self.others.iter().rev().find(|e| pick(&e.kind)).cloned()
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Marks a live run as no longer trained by anyone (its trainer went
+    /// away without `run_finished`).
+    pub fn abandon(&mut self) {
+        self.live = false;
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn status(&self) -> Status {
+        match self.finished.as_deref().map(|e| &e.kind) {
+            Some(EventKind::RunFinished(f)) => match f.status {
+                RunStatus::Completed => Status::Completed,
+                RunStatus::Stopped => Status::Stopped,
+                RunStatus::Failed => Status::Failed,
+            },
+            _ if self.live => Status::Running,
+            _ => Status::Interrupted,
+        }
+    }
+
+    pub fn points(&self) -> &[Point] {
+        &self.points
+    }
+
+    pub fn last_batch(&self) -> Option<&Arc<Event>> {
+        self.last_batch.as_ref()
+    }
+
+    pub fn started(&self) -> Option<&mnist_events::RunStarted> {
+        match self.started.as_deref().map(|e| &e.kind) {
+            Some(EventKind::RunStarted(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn run_finished(&self) -> Option<&mnist_events::RunFinished> {
+        match self.finished.as_deref().map(|e| &e.kind) {
+            Some(EventKind::RunFinished(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The latest evaluation on `split` (`val` or `test`).
+    pub fn last_eval(&self, split: Split) -> Option<&mnist_events::EvalMetrics> {
+        Self::eval_of(if split == Split::Test {
+            &self.last_test
+        } else {
+            &self.last_val
+        })
+    }
+
+    /// Alerts fired so far, by rule.
+    pub fn alert_counts(&self) -> &[(String, u64)] {
+        &self.alerts
+    }
+
+    fn eval_of(slot: &Option<Arc<Event>>) -> Option<&mnist_events::EvalMetrics> {
+        match slot.as_deref().map(|e| &e.kind) {
+            Some(EventKind::Eval(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The run's row in the history.
+    pub fn summary(&self) -> RunSummary {
+        let started = self.started();
+        let finished = self.run_finished();
+        let test = Self::eval_of(&self.last_test);
+        RunSummary {
+            run_id: self.run_id.clone(),
+            status: self.status(),
+            started_ms: self.first_ts_ms.unwrap_or(0),
+            config: started.map_or(Value::Null, |s| s.config.clone()),
+            backend: started.map(|s| s.backend.clone()),
+            device: started.map(|s| s.device.clone()),
+            params: started.map(|s| s.model.total_params),
+            epochs_completed: finished.map_or(self.epochs_checkpointed, |f| f.epochs_completed),
+            steps: self.points.last().map_or(0, |p| p.step),
+            last_loss: self.points.last().map(|p| p.loss),
+            val_accuracy: Self::eval_of(&self.last_val).map(|m| m.accuracy),
+            test_accuracy: test.map(|m| m.accuracy),
+            test_f1_macro: test.map(|m| m.f1_macro),
+            error: finished.and_then(|f| f.error.clone()),
+        }
+    }
+
+    /// `GET /api/runs/{id}`: configuration, model, status and the latest
+    /// of each kind of event.
+    pub fn details(&self) -> Value {
+        let summary = self.summary();
+        json!({
+            "run_id": self.run_id,
+            "status": summary.status,
+            "config": summary.config,
+            "model": self.started().map(|s| &s.model),
+            "backend": summary.backend,
+            "device": summary.device,
+            "last_seq": self.last_seq,
+            "latest": {
+                "batch": self.last_batch,
+                "val": self.last_val,
+                "test": self.last_test,
+                "samples": self.last_samples,
+                "checkpoint": self.last_checkpoint,
+            },
+            "summary": summary,
+        })
+    }
+
+    /// The series between steps `from` and `to` (inclusive), each reduced
+    /// to at most `max` points by min/max buckets: `{"step": [...], "loss":
+    /// [...], …}` with every series on the same steps.
+    pub fn series(&self, from: u64, to: u64, max: usize) -> Value {
+        let lo = self.points.partition_point(|p| p.step < from);
+        let hi = self.points.partition_point(|p| p.step <= to);
+        let points = &self.points[lo..hi];
+        let mut out = serde_json::Map::new();
+        out.insert("total".into(), json!(self.points.len()));
+        out.insert("in_range".into(), json!(points.len()));
+        for (name, value) in SERIES {
+            let xy: Vec<[f64; 2]> = points.iter().map(|p| [p.step as f64, value(p)]).collect();
+            out.insert(name.into(), json!(downsample_minmax(&xy, max)));
+        }
+        Value::Object(out)
+    }
+
+    /// The first message a viewer gets: every event but batches and
+    /// hardware samples in full, the batch series downsampled.
+    pub fn snapshot(&self) -> Value {
+        json!({
+            "type": "snapshot",
+            "run_id": self.run_id,
+            "live": self.live,
+            "status": self.status(),
+            "last_seq": self.last_seq,
+            "batch_count": self.points.len(),
+            "events": self.others,
+            "last_batch": self.last_batch,
+            "series": self.series(0, u64::MAX, MAX_POINTS),
+        })
+    }
+
+    /// Batch and evaluation metrics as CSV, one row per step and per
+    /// evaluation.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "kind,split,epoch,batch,step,loss,accuracy,f1_macro,mse,lr,images_per_sec,ts_ms\n",
+        );
+        let mut evals = self.others.iter().filter_map(|e| match &e.kind {
+            EventKind::Eval(m) => Some((e.ts_ms, m)),
+            _ => None,
+        });
+        let mut next_eval = evals.next();
+        for p in &self.points {
+            while let Some((ts, m)) = next_eval.filter(|(_, m)| m.step < p.step) {
+                out += &eval_row(ts, m);
+                next_eval = evals.next();
+            }
+            out += &format!(
+                "batch,train,{},{},{},{},{},{},,{},{},{}\n",
+                p.epoch,
+                p.batch,
+                p.step,
+                p.loss,
+                p.accuracy,
+                p.f1_macro,
+                p.lr,
+                p.images_per_sec,
+                p.ts_ms
+            );
+        }
+        while let Some((ts, m)) = next_eval {
+            out += &eval_row(ts, m);
+            next_eval = evals.next();
+        }
+        out
+    }
+}
+
+fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
+    format!(
+        "eval,{},{},,{},{},{},{},{},,,{}\n",
+        m.split.as_str(),
+        m.epoch,
+        m.step,
+        m.loss,
+        m.accuracy,
+        m.f1_macro,
+        m.mse,
+        ts_ms
+    )
+}
+
+/// Reduces `points` (in x order) to at most `max` points, keeping each
+/// bucket's minimum and maximum in their original order.
+pub fn downsample_minmax(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    if points.len() <= max || max < 2 {
+        return points.to_vec();
+    }
+    let buckets = max / 2;
+    let mut out = Vec::with_capacity(buckets * 2);
+    for b in 0..buckets {
+        let lo = b * points.len() / buckets;
+        let hi = ((b + 1) * points.len() / buckets).max(lo + 1);
+        let bucket = &points[lo..hi];
+        let (mut imin, mut imax) = (0, 0);
+        for (i, p) in bucket.iter().enumerate() {
+            // NaN losses are kept visible as the bucket's "max".
+            if p[1] < bucket[imin][1] {
+                imin = i;
+            }
+            if p[1] > bucket[imax][1] || p[1].is_nan() {
+                imax = i;
+            }
+        }
+        let (a, b) = if imin <= imax {
+            (imin, imax)
+        } else {
+            (imax, imin)
+        };
+        out.push(bucket[a]);
+        if b != a {
+            out.push(bucket[b]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnist_events::{BatchMetrics, RunFinished};
+
+    fn batch(seq: u64, step: u64, loss: f64) -> Arc<Event> {
+        Arc::new(Event {
+            seq,
+            ts_ms: seq,
+            run_id: "r".into(),
+            kind: EventKind::Batch(BatchMetrics {
+                epoch: 1,
+                batch: step as usize,
+                batches: 100,
+                step,
+                size: 8,
+                loss,
+                accuracy: 0.5,
+                f1_macro: 0.5,
+                epoch_loss: loss,
+                epoch_accuracy: 0.5,
+                epoch_f1_macro: 0.5,
+                lr: 1e-3,
+                images_per_sec: 100.0,
+                elapsed_s: 0.0,
+            }),
+        })
+    }
+
+    fn started(seq: u64, resumed_from_step: Option<u64>) -> Arc<Event> {
+        let mut value = json!({
+            "seq": seq, "ts_ms": seq, "run_id": "r", "type": "run_started",
+            "config": {}, "backend": "cpu", "device": "cpu",
+            "model": {"input_shape": [1, 28, 28], "layers": [], "total_params": 1},
+            "train_size": 1, "val_size": 0, "test_size": 1, "batches_per_epoch": 100,
+        });
+        if let Some(step) = resumed_from_step {
+            value["resumed_from_epoch"] = json!(1);
+            value["resumed_from_step"] = json!(step);
+        }
+        Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    fn finished(seq: u64, status: RunStatus) -> Arc<Event> {
+        Arc::new(Event {
+            seq,
+            ts_ms: seq,
+            run_id: "r".into(),
+            kind: EventKind::RunFinished(RunFinished {
+                status,
+                error: None,
+                epochs_completed: 1,
+                steps: 0,
+                train_seconds: 0.0,
+                test_accuracy: None,
+                test_f1_macro: None,
+                test_loss: None,
+            }),
+        })
+    }
+
+    #[test]
+    fn a_resume_keeps_one_value_per_step_and_the_status_follows_the_log() {
+        let mut s = RunState::new("r", false);
+        s.fold(&started(1, None));
+        for step in 1..=30 {
+            s.fold(&batch(1 + step, step, 1.0));
+        }
+        assert_eq!(
+            s.status(),
+            Status::Interrupted,
+            "no run_finished, nobody training"
+        );
+        // Killed after step 30; the checkpoint was at step 20.
+        s.fold(&started(40, Some(20)));
+        for step in 21..=25 {
+            s.fold(&batch(40 + step, step, 0.5));
+        }
+        let steps: Vec<u64> = s.points().iter().map(|p| p.step).collect();
+        assert_eq!(steps, (1..=25).collect::<Vec<_>>());
+        assert_eq!(
+            s.points()[22].loss,
+            0.5,
+            "the redone steps replace the killed attempt's"
+        );
+        s.fold(&finished(70, RunStatus::Completed));
+        assert_eq!(s.status(), Status::Completed);
+        let csv_steps = s.csv().lines().filter(|l| l.starts_with("batch,")).count();
+        assert_eq!(csv_steps, 25);
+    }
+
+    #[test]
+    fn a_live_run_is_running_until_it_finishes() {
+        let mut s = RunState::new("r", true);
+        s.fold(&started(1, None));
+        assert_eq!(s.status(), Status::Running);
+        s.fold(&finished(2, RunStatus::Stopped));
+        assert_eq!(s.status(), Status::Stopped);
+        assert!(!s.is_live());
+    }
+
+    #[test]
+    fn series_zooms_to_full_resolution_and_buckets_keep_spikes() {
+        let mut s = RunState::new("r", false);
+        for step in 1..=100_000u64 {
+            let loss = if step == 54_321 {
+                1e6
+            } else {
+                (step % 7) as f64
+            };
+            s.fold(&batch(step, step, loss));
+        }
+        let all = s.series(0, u64::MAX, MAX_POINTS);
+        let loss = all["loss"].as_array().unwrap();
+        assert!(loss.len() <= MAX_POINTS);
+        assert!(loss.iter().any(|p| p[1] == 1e6), "the spike survives");
+        let zoom = s.series(54_000, 54_999, MAX_POINTS);
+        assert_eq!(zoom["in_range"], 1000);
+        assert_eq!(
+            zoom["loss"].as_array().unwrap().len(),
+            1000,
+            "full resolution"
+        );
+        assert_eq!(zoom["lr"].as_array().unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn downsampling_bounds_points_and_keeps_extremes() {
+        let points: Vec<[f64; 2]> = (0..100_000).map(|i| [i as f64, (i % 7) as f64]).collect();
+        let mut with_spike = points.clone();
+        with_spike[54_321][1] = 1e6;
+        let out = downsample_minmax(&with_spike, MAX_POINTS);
+        assert!(out.len() <= MAX_POINTS);
+        assert!(out.iter().any(|p| p[1] == 1e6), "the spike survives");
+        assert!(
+            out.windows(2).all(|w| w[0][0] < w[1][0]),
+            "x stays increasing"
+        );
+        assert_eq!(downsample_minmax(&points[..10], MAX_POINTS).len(), 10);
+    }
+}
