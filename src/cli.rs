@@ -1,7 +1,9 @@
 //! Command-line definitions.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use mnist_train::{BackendChoice, OptimizerKind, Schedule, TrainConfig};
+use clap::builder::TypedValueParser;
+use clap::{Arg, ArgAction, Args, Parser, Subcommand};
+use mnist_train::config::{Field, FieldKind, FIELDS};
+use mnist_train::{FieldError, TrainConfig};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -265,7 +267,7 @@ impl AccessArgs {
     }
 
     /// Checks every --allow-origin.
-    pub fn allowed_origins(&self) -> Result<Vec<String>, String> {
+    pub fn allowed_origins(&self) -> Result<Vec<String>, mnist_server::guard::BadOrigin> {
         self.allow_origin
             .iter()
             .map(|o| mnist_server::guard::normalise_origin(o))
@@ -277,78 +279,13 @@ fn parse_fleet_interval(s: &str) -> Result<f64, String> {
     parse_seconds(s, 1.0, false)
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum OptimizerArg {
-    Adam,
-    Sgd,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ScheduleArg {
-    Constant,
-    Cosine,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum BackendArg {
-    Auto,
-    Cpu,
-    Wgpu,
-    Cuda,
-}
-
 /// Flags of `train`. Training flags are optional so that a `--config` file
 /// supplies what the command line leaves out; defaults are TrainConfig's.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Output channels of the four convolutions, each 1-512 [default: 32,64,64,64; small preset: 16,32,32,32].
-    #[arg(long, value_parser = parse_kernels)]
-    pub kernels: Option<[usize; 4]>,
-    /// Optimiser [default: adam].
-    #[arg(long, value_enum)]
-    pub optimizer: Option<OptimizerArg>,
-    /// Learning rate, in (0, 10] [default: 0.001].
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-    /// SGD momentum in [0, 1); 0 is plain SGD [default: 0].
-    #[arg(long, allow_negative_numbers = true)]
-    pub momentum: Option<f64>,
-    /// Images per batch, 1-65536 [default: 64].
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Epochs, 1-10000 [default: 10].
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Learning-rate schedule [default: constant].
-    #[arg(long, value_enum)]
-    pub schedule: Option<ScheduleArg>,
-    /// Compute backend; auto picks CUDA, then wgpu, then CPU [default: auto].
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
-    /// Seed for initialisation, dropout and shuffling [default: 42].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// The last N training images form the validation set, 0-50000 [default: 5000].
-    #[arg(long)]
-    pub val_size: Option<usize>,
-    /// Train on only the first N training images.
-    #[arg(long)]
-    pub limit_train: Option<usize>,
-    /// Validate on only the first N validation images.
-    #[arg(long)]
-    pub limit_val: Option<usize>,
-    /// Test on only the first N test images.
-    #[arg(long)]
-    pub limit_test: Option<usize>,
-    /// Evaluate on the test set after every epoch, not only after the last.
-    #[arg(long)]
-    pub eval_test_every_epoch: bool,
-    /// Train on the labels as corrected in <data-dir>/labels-overrides.json (the review page writes it).
-    #[arg(long)]
-    pub apply_label_overrides: bool,
-    /// Checkpoints to keep: the newest N plus the best, 1-1000 [default: 3].
-    #[arg(long)]
-    pub keep_checkpoints: Option<usize>,
+    /// One flag per field of mnist-train's configuration table.
+    #[command(flatten)]
+    pub fields: ConfigFlags,
     /// A TOML file with any of the fields above (underscored: batch_size = 128); flags override it.
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
@@ -376,6 +313,10 @@ pub struct TrainArgs {
     /// Also serve the live page for this run at ADDR (e.g. 127.0.0.1:8080; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<std::net::SocketAddr>,
+    /// With --serve: once the page listens, write {"port", "pid", "run_id"} as JSON to FILE
+    /// (atomically), for a launcher to wait on (`remote train` does).
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub ready_file: Option<PathBuf>,
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(flatten)]
@@ -388,94 +329,112 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-impl TrainArgs {
-    /// Applies the flags that were given on top of `base`.
-    pub fn apply(&self, mut c: TrainConfig) -> TrainConfig {
-        if let Some(v) = self.kernels {
-            c.kernels = v;
+/// The training flags, made from [`mnist_train::config::FIELDS`]: each
+/// field is a flag (`batch_size` is `--batch-size`) whose help states its
+/// range and default from the same table validation reads. What the command
+/// line set is kept as JSON, typed but not range-checked, so that validation
+/// reports it with the others.
+#[derive(Clone, Default)]
+pub struct ConfigFlags {
+    given: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ConfigFlags {
+    /// `base` with the flags that were given on top.
+    pub fn apply(&self, base: &TrainConfig) -> Result<TrainConfig, Vec<FieldError>> {
+        let mut merged = serde_json::to_value(base).expect("config serialises");
+        for (name, value) in &self.given {
+            merged[name] = value.clone();
         }
-        if let Some(v) = self.optimizer {
-            c.optimizer = match v {
-                OptimizerArg::Adam => OptimizerKind::Adam,
-                OptimizerArg::Sgd => OptimizerKind::Sgd,
-            };
-        }
-        if let Some(v) = self.lr {
-            c.lr = v;
-        }
-        if let Some(v) = self.momentum {
-            c.momentum = v;
-        }
-        if let Some(v) = self.batch_size {
-            c.batch_size = v;
-        }
-        if let Some(v) = self.epochs {
-            c.epochs = v;
-        }
-        if let Some(v) = self.schedule {
-            c.schedule = match v {
-                ScheduleArg::Constant => Schedule::Constant,
-                ScheduleArg::Cosine => Schedule::Cosine,
-            };
-        }
-        if let Some(v) = self.backend {
-            c.backend = match v {
-                BackendArg::Auto => BackendChoice::Auto,
-                BackendArg::Cpu => BackendChoice::Cpu,
-                BackendArg::Wgpu => BackendChoice::Wgpu,
-                BackendArg::Cuda => BackendChoice::Cuda,
-            };
-        }
-        if let Some(v) = self.seed {
-            c.seed = v;
-        }
-        if let Some(v) = self.val_size {
-            c.val_size = v;
-        }
-        if self.limit_train.is_some() {
-            c.limit_train = self.limit_train;
-        }
-        if self.limit_val.is_some() {
-            c.limit_val = self.limit_val;
-        }
-        if self.limit_test.is_some() {
-            c.limit_test = self.limit_test;
-        }
-        if self.eval_test_every_epoch {
-            c.eval_test_every_epoch = true;
-        }
-        if self.apply_label_overrides {
-            c.apply_label_overrides = true;
-        }
-        if let Some(v) = self.keep_checkpoints {
-            c.keep_checkpoints = v;
-        }
-        c
+        TrainConfig::parse_json(&merged)
+    }
+
+    /// Whether the command line sets config field `field` (underscored name).
+    pub fn sets(&self, field: &str) -> bool {
+        self.given.contains_key(field)
     }
 }
 
-impl TrainArgs {
-    /// Whether the command line sets config field `field` (underscored name).
-    pub fn sets(&self, field: &str) -> bool {
-        match field {
-            "kernels" => self.kernels.is_some(),
-            "optimizer" => self.optimizer.is_some(),
-            "lr" => self.lr.is_some(),
-            "momentum" => self.momentum.is_some(),
-            "batch_size" => self.batch_size.is_some(),
-            "epochs" => self.epochs.is_some(),
-            "schedule" => self.schedule.is_some(),
-            "backend" => self.backend.is_some(),
-            "seed" => self.seed.is_some(),
-            "val_size" => self.val_size.is_some(),
-            "limit_train" => self.limit_train.is_some(),
-            "limit_val" => self.limit_val.is_some(),
-            "limit_test" => self.limit_test.is_some(),
-            "eval_test_every_epoch" => self.eval_test_every_epoch,
-            "apply_label_overrides" => self.apply_label_overrides,
-            "keep_checkpoints" => self.keep_checkpoints.is_some(),
-            _ => false,
+fn flag_for(field: &'static Field, default: &serde_json::Value) -> Arg {
+    let kind = field.kind;
+    let shown_default = match (kind, default) {
+        (FieldKind::Kernels { .. }, serde_json::Value::Array(ks)) => ks
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        (_, serde_json::Value::String(s)) => s.clone(),
+        (_, serde_json::Value::Null) => "all".into(),
+        (_, v) => v.to_string(),
+    };
+    let help = match kind {
+        FieldKind::Flag => format!("{}.", field.help),
+        FieldKind::Choice { .. } => format!("{} [default: {shown_default}].", field.help),
+        FieldKind::Kernels { .. } => format!("{}: {} [default: {shown_default}].", field.help, kind.range()),
+        _ => format!("{}, in {} [default: {shown_default}].", field.help, kind.range()),
+    };
+    // clap keeps flag names as &'static str; these few are made once per process.
+    let long: &'static str = Box::leak(field.name.replace('_', "-").into_boxed_str());
+    let arg = Arg::new(field.name)
+        .long(long)
+        .help(help)
+        .help_heading("Training configuration");
+    match kind {
+        FieldKind::Flag => arg.action(ArgAction::SetTrue),
+        FieldKind::Choice { choices } => arg.value_parser(
+            clap::builder::PossibleValuesParser::new(choices).map(serde_json::Value::from),
+        ),
+        FieldKind::Kernels { .. } => arg
+            .value_name("K1,K2,K3,K4")
+            .value_parser(|s: &str| parse_kernels(s).map(|k| serde_json::json!(k))),
+        FieldKind::Number { .. } => arg
+            .allow_negative_numbers(true)
+            .value_parser(|s: &str| {
+                s.parse::<f64>()
+                    .map(serde_json::Value::from)
+                    .map_err(|_| format!("{s:?} is not a number"))
+            }),
+        FieldKind::Integer { .. } | FieldKind::OptionalInteger { .. } => arg
+            .value_name("N")
+            .value_parser(|s: &str| {
+                s.parse::<u64>()
+                    .map(serde_json::Value::from)
+                    .map_err(|_| format!("{s:?} is not a non-negative integer"))
+            }),
+    }
+}
+
+impl clap::Args for ConfigFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
+        FIELDS
+            .iter()
+            .fold(cmd, |cmd, field| cmd.arg(flag_for(field, &defaults[field.name])))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for ConfigFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Self::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for field in FIELDS {
+            let value = match field.kind {
+                FieldKind::Flag => matches.get_flag(field.name).then_some(true.into()),
+                _ => matches.get_one::<serde_json::Value>(field.name).cloned(),
+            };
+            if let Some(value) = value {
+                self.given.insert(field.name.to_string(), value);
+            }
         }
+        Ok(())
     }
 }
 

@@ -60,7 +60,7 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(url) = &args.watch.alert_webhook {
         // Checked now, not when the first run starts.
-        mnist_alerts::WebhookSink::new(url).map_err(|e| anyhow::anyhow!("--alert-webhook: {e}"))?;
+        mnist_alerts::WebhookSink::new(url)?;
     }
     let token = args.access.token().map_err(anyhow::Error::msg)?;
     let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
@@ -123,9 +123,7 @@ fn backends(json: bool) -> ExitCode {
 
 fn model(kernels: [usize; 4], json: bool) -> anyhow::Result<ExitCode> {
     let config = mnist_model::CnnConfig::new().with_kernels(kernels);
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--kernels: {e}"))?;
+    config.validate()?;
     let summary = config.summary();
     if json {
         println!(

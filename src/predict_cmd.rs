@@ -21,7 +21,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
     for path in &args.images {
         let result = std::fs::read(path)
             .map_err(|e| format!("cannot read it: {e}"))
-            .and_then(|bytes| png_to_mnist(&bytes));
+            .and_then(|bytes| png_to_mnist(&bytes).map_err(|e| e.to_string()));
         match result {
             Ok(pixels) => {
                 let probs = predictor.probabilities(&pixels).remove(0);

@@ -64,47 +64,8 @@ impl Progress {
 impl EventSink for Progress {
     fn emit(&mut self, event: &Event) {
         match &event.kind {
-            EventKind::RunStarted(s) => {
-                self.epochs = s.config.get("epochs").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-                let resumed = s
-                    .resumed_from_epoch
-                    .map(|e| format!(", resuming after epoch {e}"))
-                    .unwrap_or_default();
-                self.println(format!(
-                    "run {}: {} params on {} ({}), {} train / {} val / {} test images, {} batches per epoch{resumed}",
-                    event.run_id,
-                    s.model.total_params,
-                    s.backend,
-                    s.device,
-                    s.train_size,
-                    s.val_size,
-                    s.test_size,
-                    s.batches_per_epoch
-                ));
-            }
-            EventKind::Batch(b) => {
-                let msg = format!(
-                    "loss {:.4} acc {:.3} f1 {:.3} {:.0} img/s{}",
-                    b.epoch_loss,
-                    b.epoch_accuracy,
-                    b.epoch_f1_macro,
-                    b.images_per_sec,
-                    self.machine
-                );
-                if self.terminal {
-                    let bar = self.epoch_bar(b.epoch, b.batches);
-                    bar.set_position(b.batch as u64);
-                    bar.set_message(msg);
-                } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY)
-                    || b.batch == b.batches
-                {
-                    self.last_line = Some(Instant::now());
-                    eprintln!(
-                        "epoch {}/{} batch {}/{} {msg}",
-                        b.epoch, self.epochs, b.batch, b.batches
-                    );
-                }
-            }
+            EventKind::RunStarted(s) => self.started(&event.run_id, s),
+            EventKind::Batch(b) => self.batch(b),
             EventKind::Eval(e) => self.println(format!(
                 "epoch {} {}: loss {:.4} accuracy {:.4} f1 {:.4} mse {:.5} ({} images, {:.1}s)",
                 e.epoch,
@@ -122,16 +83,7 @@ impl EventSink for Progress {
                 c.path,
                 if c.best { " (best)" } else { "" }
             )),
-            EventKind::Phase(p) if p.phase == PhaseKind::Compiling && self.terminal => {
-                // A spinner until the first batch replaces it with the epoch bar.
-                let spinner = ProgressBar::new_spinner();
-                spinner.set_message(p.message.clone());
-                spinner.enable_steady_tick(Duration::from_millis(120));
-                if let Some(old) = self.bar.replace(spinner) {
-                    old.finish_and_clear();
-                }
-            }
-            EventKind::Phase(p) => self.println(format!("info: {}", p.message)),
+            EventKind::Phase(p) => self.phase(p),
             EventKind::Log(l) => {
                 let level = match l.level {
                     LogLevel::Info => "info",
@@ -140,39 +92,96 @@ impl EventSink for Progress {
                 };
                 self.println(format!("{level}: {}", l.message));
             }
-            EventKind::RunFinished(f) => {
-                if let Some(bar) = self.bar.take() {
-                    bar.finish_and_clear();
-                }
-                eprintln!(
-                    "run {} {:?} after {} epochs, {:.1}s training{}",
-                    event.run_id,
-                    f.status,
-                    f.epochs_completed,
-                    f.train_seconds,
-                    f.test_accuracy
-                        .map(|a| format!(", test accuracy {a:.4}"))
-                        .unwrap_or_default()
-                );
-            }
-            EventKind::Alert(a) => {
-                let severity = match a.severity {
-                    mnist_events::AlertSeverity::Warning => "warning",
-                    mnist_events::AlertSeverity::Critical => "CRITICAL",
-                };
-                let action = a
-                    .action
-                    .as_ref()
-                    .map(|x| format!(" [{x}]"))
-                    .unwrap_or_default();
-                self.println(format!(
-                    "alert ({severity}) {}: {}{action}",
-                    a.rule, a.message
-                ));
-            }
+            EventKind::RunFinished(f) => self.finished(&event.run_id, f),
+            EventKind::Alert(a) => self.alert(a),
             EventKind::Hardware(h) => self.machine = machine_summary(h),
             EventKind::Samples(_) => {}
         }
+    }
+}
+
+impl Progress {
+    fn started(&mut self, run_id: &str, s: &mnist_events::RunStarted) {
+        self.epochs = s.config.get("epochs").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let resumed = s
+            .resumed_from_epoch
+            .map(|e| format!(", resuming after epoch {e}"))
+            .unwrap_or_default();
+        self.println(format!(
+            "run {run_id}: {} params on {} ({}), {} train / {} val / {} test images, {} batches per epoch{resumed}",
+            s.model.total_params,
+            s.backend,
+            s.device,
+            s.train_size,
+            s.val_size,
+            s.test_size,
+            s.batches_per_epoch
+        ));
+    }
+
+    /// The epoch bar on a terminal, a line every few seconds otherwise.
+    fn batch(&mut self, b: &mnist_events::BatchMetrics) {
+        let msg = format!(
+            "loss {:.4} acc {:.3} f1 {:.3} {:.0} img/s{}",
+            b.epoch_loss, b.epoch_accuracy, b.epoch_f1_macro, b.images_per_sec, self.machine
+        );
+        if self.terminal {
+            let bar = self.epoch_bar(b.epoch, b.batches);
+            bar.set_position(b.batch as u64);
+            bar.set_message(msg);
+        } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY) || b.batch == b.batches {
+            self.last_line = Some(Instant::now());
+            eprintln!(
+                "epoch {}/{} batch {}/{} {msg}",
+                b.epoch, self.epochs, b.batch, b.batches
+            );
+        }
+    }
+
+    /// A spinner while GPU kernels compile (the first batch replaces it
+    /// with the epoch bar); a line otherwise.
+    fn phase(&mut self, p: &mnist_events::Phase) {
+        if p.phase == PhaseKind::Compiling && self.terminal {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_message(p.message.clone());
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            if let Some(old) = self.bar.replace(spinner) {
+                old.finish_and_clear();
+            }
+        } else {
+            self.println(format!("info: {}", p.message));
+        }
+    }
+
+    fn finished(&mut self, run_id: &str, f: &mnist_events::RunFinished) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        eprintln!(
+            "run {run_id} {:?} after {} epochs, {:.1}s training{}",
+            f.status,
+            f.epochs_completed,
+            f.train_seconds,
+            f.test_accuracy
+                .map(|a| format!(", test accuracy {a:.4}"))
+                .unwrap_or_default()
+        );
+    }
+
+    fn alert(&self, a: &mnist_events::Alert) {
+        let severity = match a.severity {
+            mnist_events::AlertSeverity::Warning => "warning",
+            mnist_events::AlertSeverity::Critical => "CRITICAL",
+        };
+        let action = a
+            .action
+            .as_ref()
+            .map(|x| format!(" [{x}]"))
+            .unwrap_or_default();
+        self.println(format!(
+            "alert ({severity}) {}: {}{action}",
+            a.rule, a.message
+        ));
     }
 }
 

@@ -1,14 +1,12 @@
 //! `mnist-monitor remote train|watch`: a run on another machine, watched here
-//! through an SSH tunnel.
-//!
-//! On the host, runs live under `--remote-dir` (default `~/mnist-monitor`):
-//! `runs/`, `checkpoints/`, `datasets/`, and `remote/<run-id>.{log,pid,port}`
-//! which `remote watch` reads to find a run's monitor port.
+//! through an SSH tunnel. The files a run keeps on its host and how its
+//! readiness is learnt are `mnist_remote::run`'s; this module drives them.
 
 use crate::cli::{RemoteTrainArgs, RemoteWatchArgs, SshArgs};
 use anyhow::{anyhow, Context};
 use mnist_remote::exec::{exec, exec_capture, shell_quote, upload, write_file, Stream};
 use mnist_remote::forward::{forward, OpenConnections, SessionSlot};
+use mnist_remote::run::{request_stop, wait_ready, RunFiles};
 use mnist_remote::{connect, ConnectOptions, Session, SshError, Target};
 use std::io::Write;
 use std::process::ExitCode;
@@ -48,13 +46,6 @@ async fn bind_local(port: u16) -> anyhow::Result<TcpListener> {
     TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("--local-port {port}: cannot listen on 127.0.0.1:{port}"))
-}
-
-/// The remote monitor's port, from its "serving on http://127.0.0.1:PORT/" line.
-fn parse_serving(line: &str) -> Option<u16> {
-    let rest = line.split("serving on http://").nth(1)?;
-    let hostport = rest.split('/').next()?;
-    hostport.rsplit(':').next()?.trim().parse().ok()
 }
 
 pub fn train(args: RemoteTrainArgs) -> anyhow::Result<ExitCode> {
@@ -124,170 +115,173 @@ async fn remote_binary(
     Ok(dest)
 }
 
+/// A run being started on a host: where it lives there, how it is started,
+/// and the local end of its tunnel.
+struct RemoteRun {
+    session: Arc<Session>,
+    alias: String,
+    host: String,
+    files: RunFiles,
+    run_id: String,
+    /// Only this side of the tunnel knows it (see [`RemoteRun::prepare`]).
+    token: String,
+    /// The shell command that starts `train --serve` there.
+    start: String,
+    listener: TcpListener,
+    local: std::net::SocketAddr,
+    slot: SessionSlot,
+    _slot_tx: watch::Sender<Option<Arc<Session>>>,
+}
+
 async fn train_async(
     args: RemoteTrainArgs,
     target: Target,
     opts: ConnectOptions,
 ) -> anyhow::Result<i32> {
-    let session = Arc::new(connect(&target, &opts).await?);
-    let dir = args.ssh.remote_dir.clone();
-    let qdir = shell_quote(&dir);
-    let bin = remote_binary(&session, &args.ssh, args.upload, &dir).await?;
-    let run_id = mnist_train::new_run_id();
-    let train_args: String = args
-        .train_args
-        .iter()
-        .map(|a| format!(" {}", shell_quote(a)))
-        .collect();
-    // The host's monitor needs a token that only this side of the tunnel
-    // knows: other users of a shared GPU box could otherwise stop the run.
-    let token = mnist_server::guard::random_token()
-        .context("cannot make a token for the remote monitor")?;
-    let token_file = format!("{dir}/remote/{run_id}.token");
-    write_file(&session, token.as_bytes(), &token_file, "600").await?;
-    let start = format!(
-        "{} train --serve 127.0.0.1:0 --token-file {} --run-id {run_id}{train_args}",
-        shell_quote(&bin),
-        shell_quote(&token_file)
-    );
-    let listener = bind_local(args.ssh.local_port).await?;
-    let local = listener.local_addr()?;
-    let (slot_tx, slot) = watch::channel(Some(session.clone()));
-    let _keep = slot_tx;
-
+    let run = RemoteRun::prepare(&args, &target, &opts).await?;
     if args.detach {
-        let command = format!(
-            "mkdir -p {qdir}/remote && cd {qdir} && (nohup {start} > remote/{run_id}.log 2>&1 < /dev/null & echo $! > remote/{run_id}.pid)"
+        run.detached().await
+    } else {
+        run.attached().await
+    }
+}
+
+impl RemoteRun {
+    /// Connects, finds the binary, writes the run's token to a 0600 file
+    /// over the SSH channel (the host-side monitor needs a token that only
+    /// this side knows: other users of a shared GPU box could otherwise stop
+    /// the run), and binds the local end of the tunnel.
+    async fn prepare(
+        args: &RemoteTrainArgs,
+        target: &Target,
+        opts: &ConnectOptions,
+    ) -> anyhow::Result<Self> {
+        let session = Arc::new(connect(target, opts).await?);
+        let dir = args.ssh.remote_dir.clone();
+        let bin = remote_binary(&session, &args.ssh, args.upload, &dir).await?;
+        let run_id = mnist_train::new_run_id();
+        let train_args: String = args
+            .train_args
+            .iter()
+            .map(|a| format!(" {}", shell_quote(a)))
+            .collect();
+        let token = mnist_server::guard::random_token()
+            .context("cannot make a token for the remote monitor")?;
+        let files = RunFiles::new(&dir, &run_id);
+        write_file(&session, token.as_bytes(), &files.file("token"), "600").await?;
+        // Paths relative to the remote directory, where the run starts.
+        let start = format!(
+            "{} train --serve 127.0.0.1:0 --token-file remote/{run_id}.token \
+             --ready-file remote/{run_id}.ready --run-id {run_id}{train_args}",
+            shell_quote(&bin),
         );
-        let out = exec_capture(&session, &command).await?;
+        let listener = bind_local(args.ssh.local_port).await?;
+        let local = listener.local_addr()?;
+        let (slot_tx, slot) = watch::channel(Some(session.clone()));
+        Ok(Self {
+            session,
+            alias: target.alias.clone(),
+            host: args.ssh.host.clone(),
+            files,
+            run_id,
+            token,
+            start,
+            listener,
+            local,
+            slot,
+            _slot_tx: slot_tx,
+        })
+    }
+
+    /// Starts the run with `nohup`, opens the tunnel once it serves, and
+    /// follows its log until Ctrl-C; the run goes on without us.
+    async fn detached(self) -> anyhow::Result<i32> {
+        let (qdir, run_id) = (&shell_quote(self.files.dir()), &self.run_id);
+        let command = format!(
+            "mkdir -p {qdir}/remote && cd {qdir} && (nohup {} > remote/{run_id}.log 2>&1 < /dev/null & echo $! > remote/{run_id}.pid)",
+            self.start
+        );
+        let out = exec_capture(&self.session, &command).await?;
         if !out.success() {
             anyhow::bail!(
                 "starting the run on {} failed: {}",
-                target.alias,
+                self.alias,
                 out.stderr.trim()
             );
         }
-        // Wait for the monitor's port in the log.
-        let port = {
-            let mut port = None;
-            for _ in 0..600 {
-                let log =
-                    exec_capture(&session, &format!("cat {qdir}/remote/{run_id}.log")).await?;
-                if let Some(p) = log.stdout.lines().find_map(parse_serving) {
-                    port = Some(p);
-                    break;
-                }
-                let alive = exec_capture(
-                    &session,
-                    &format!("kill -0 $(cat {qdir}/remote/{run_id}.pid)"),
-                )
-                .await?;
-                if !alive.success() {
-                    anyhow::bail!(
-                        "the run on {} exited before serving:\n{}",
-                        target.alias,
-                        log.stdout.trim()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            port.ok_or_else(|| {
-                anyhow!(
-                    "the run on {} did not start its monitor within 2 minutes",
-                    target.alias
-                )
-            })?
-        };
-        exec_capture(
-            &session,
-            &format!("echo {port} > {qdir}/remote/{run_id}.port"),
-        )
-        .await?;
-        spawn_tunnel(listener, slot, port);
+        let port = wait_ready(&self.session, &self.files, true, READY_TIMEOUT)
+            .await
+            .with_context(|| format!("starting the run on {}", self.alias))?
+            .port;
         println!(
-            "run {run_id} is training on {} (detached); watch it at http://{local}/?token={token}",
-            target.alias
+            "run {run_id} is training on {} (detached); watch it at http://{}/?token={}",
+            self.alias, self.local, self.token
         );
         println!(
             "reattach later with: mnist-monitor remote watch {} --run {run_id}",
-            args.ssh.host
+            self.host
         );
         let _ = std::io::stdout().flush();
-        // Follow its log until Ctrl-C; the run goes on without us.
-        let log_session = session.clone();
         let follow = format!("tail -n +1 -f {qdir}/remote/{run_id}.log");
+        let session = self.session.clone();
+        spawn_tunnel(self.listener, self.slot, port);
         tokio::select! {
-            _ = exec(&log_session, &follow, |_, b| { let _ = std::io::stderr().write_all(b); }) => {}
+            _ = exec(&session, &follow, |_, b| { let _ = std::io::stderr().write_all(b); }) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("\ntunnel closed; run {run_id} goes on on {}", target.alias);
-        return Ok(0);
+        eprintln!("\ntunnel closed; run {run_id} goes on on {}", self.alias);
+        Ok(0)
     }
 
-    // Attached: stream the remote output; open the tunnel once it serves.
-    let mut listener = Some(listener);
-    let mut tunnel: Option<Arc<OpenConnections>> = None;
-    let command = format!("mkdir -p {qdir}/remote && cd {qdir} && exec {start}");
-    let (port_tx, mut port_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
-    let run_session = session.clone();
-    let mut line_buf = String::new();
-    let running = tokio::spawn(async move {
-        exec(&run_session, &command, move |stream, bytes| match stream {
-            Stream::Stdout => {
-                let _ = std::io::stdout().write_all(bytes);
-                let _ = std::io::stdout().flush();
-            }
-            Stream::Stderr => {
-                let _ = std::io::stderr().write_all(bytes);
-                line_buf.push_str(&String::from_utf8_lossy(bytes));
-                while let Some(i) = line_buf.find('\n') {
-                    let line: String = line_buf.drain(..=i).collect();
-                    if let Some(p) = parse_serving(&line) {
-                        let _ = port_tx.send(p);
+    /// Runs the command in the foreground, streaming its output here; opens
+    /// the tunnel once it serves; Ctrl-C stops the run after its batch (a
+    /// second one leaves). The exit code is the remote run's.
+    async fn attached(self) -> anyhow::Result<i32> {
+        let command = format!(
+            "mkdir -p {q}/remote && cd {q} && exec {}",
+            self.start,
+            q = shell_quote(self.files.dir())
+        );
+        let running = tokio::spawn(stream_output(self.session.clone(), command));
+        tokio::pin!(running);
+        let ready = {
+            let (session, files) = (self.session.clone(), self.files.clone());
+            tokio::spawn(async move { wait_ready(&session, &files, false, READY_TIMEOUT).await })
+        };
+        tokio::pin!(ready);
+        let mut listener = Some(self.listener);
+        let mut tunnel: Option<Arc<OpenConnections>> = None;
+        let mut port = None;
+        let mut stopping = false;
+        let (run_id, local) = (&self.run_id, self.local);
+        loop {
+            tokio::select! {
+                status = &mut running => {
+                    let status = status??;
+                    // The remote monitor closed its viewers as it exited; let
+                    // those last bytes through the tunnel before we go.
+                    if let Some(open) = &tunnel {
+                        open.drained(Duration::from_secs(5)).await;
+                    }
+                    return Ok(match status { Some(code) => code as i32, None => 1 });
+                }
+                found = &mut ready, if port.is_none() => {
+                    let p = found??.port;
+                    port = Some(p);
+                    eprintln!("watch run {run_id} at http://{local}/?token={} (tunnel to {}:127.0.0.1:{p})", self.token, self.alias);
+                    if let Some(listener) = listener.take() {
+                        tunnel = Some(spawn_tunnel(listener, self.slot.clone(), p));
                     }
                 }
-            }
-        })
-        .await
-    });
-    tokio::pin!(running);
-    let mut port = None;
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            status = &mut running => {
-                let status = status??;
-                // The remote monitor closed its viewers as it exited; let
-                // those last bytes through the tunnel before we go.
-                if let Some(open) = &tunnel {
-                    open.drained(Duration::from_secs(5)).await;
-                }
-                return Ok(match status { Some(code) => code as i32, None => 1 });
-            }
-            Some(p) = port_rx.recv(), if port.is_none() => {
-                port = Some(p);
-                let _ = exec_capture(&session, &format!("echo {p} > {qdir}/remote/{run_id}.port")).await;
-                eprintln!("watch run {run_id} at http://{local}/?token={token} (tunnel to {}:127.0.0.1:{p})", target.alias);
-                if let Some(listener) = listener.take() {
-                    tunnel = Some(spawn_tunnel(listener, slot.clone(), p));
-                }
-            }
-            _ = tokio::signal::ctrl_c() => {
-                if stopping {
-                    eprintln!("second Ctrl-C: leaving; the remote run may go on");
-                    return Ok(130);
-                }
-                stopping = true;
-                match port {
-                    Some(_) => {
-                        eprintln!("stopping run {run_id} on {} after its current batch (Ctrl-C again to leave now)", target.alias);
-                        if let Err(e) = stop_over_tunnel(local, &run_id, &token).await {
-                            eprintln!("could not ask the run to stop: {e}");
-                        }
-                    }
-                    None => {
-                        eprintln!("not started yet; leaving");
+                _ = tokio::signal::ctrl_c() => {
+                    if stopping || port.is_none() {
+                        eprintln!("{}; the remote run may go on", if stopping { "second Ctrl-C: leaving" } else { "not serving yet: leaving" });
                         return Ok(130);
+                    }
+                    stopping = true;
+                    eprintln!("stopping run {run_id} on {} after its current batch (Ctrl-C again to leave now)", self.alias);
+                    if let Err(e) = request_stop(local, run_id, &self.token).await {
+                        eprintln!("could not ask the run to stop: {e}");
                     }
                 }
             }
@@ -295,24 +289,22 @@ async fn train_async(
     }
 }
 
-/// `POST /api/runs/{id}/stop` through the tunnel.
-async fn stop_over_tunnel(
-    local: std::net::SocketAddr,
-    run_id: &str,
-    token: &str,
-) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(local).await?;
-    let req = format!("POST /api/runs/{run_id}/stop HTTP/1.1\r\nhost: {local}\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut resp = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
-    let text = String::from_utf8_lossy(&resp);
-    if text.starts_with("HTTP/1.1 202") {
-        Ok(())
-    } else {
-        Err(anyhow!("{}", text.lines().next().unwrap_or("no answer")))
-    }
+/// How long a run may take to start its monitor (data loading, a first
+/// download of MNIST on the host).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `command` on the host, copying its stdout and stderr here.
+async fn stream_output(session: Arc<Session>, command: String) -> Result<Option<u32>, SshError> {
+    exec(&session, &command, move |stream, bytes| match stream {
+        Stream::Stdout => {
+            let _ = std::io::stdout().write_all(bytes);
+            let _ = std::io::stdout().flush();
+        }
+        Stream::Stderr => {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+    })
+    .await
 }
 
 pub fn watch(args: RemoteWatchArgs) -> anyhow::Result<ExitCode> {
@@ -326,32 +318,10 @@ async fn watch_async(
     opts: ConnectOptions,
 ) -> anyhow::Result<i32> {
     let session = Arc::new(connect(&target, &opts).await?);
-    let qdir = shell_quote(&args.ssh.remote_dir);
-    let port_file = match &args.run {
-        Some(id) => format!("{qdir}/remote/{}.port", shell_quote(id)),
-        None => format!("$(ls -t {qdir}/remote/*.port 2>/dev/null | head -n 1)"),
+    let (port, token) = match args.port {
+        Some(p) => (p, None),
+        None => watched_run(&session, &args.ssh.remote_dir, args.run.as_deref(), &target.alias).await?,
     };
-    let port = match (args.port, &args.run) {
-        (Some(p), _) => p,
-        (None, run) => {
-            let out = exec_capture(&session, &format!("cat {port_file}")).await?;
-            out.stdout.trim().parse().map_err(|_| match run {
-                Some(id) => anyhow!("no run {id} on {} (no {}/remote/{id}.port); start one with `mnist-monitor remote train`", target.alias, args.ssh.remote_dir),
-                None => anyhow!("no run to watch on {} (nothing in {}/remote/); start one with `mnist-monitor remote train`", target.alias, args.ssh.remote_dir),
-            })?
-        }
-    };
-    // The run's token sits beside its port file (private to its owner).
-    let token_known = args.port.is_none() || args.run.is_some();
-    let token = exec_capture(
-        &session,
-        &format!("f={port_file}; cat \"${{f%.port}}.token\""),
-    )
-    .await
-    .ok()
-    .filter(|o| token_known && o.success())
-    .map(|o| o.stdout.trim().to_string())
-    .filter(|t| !t.is_empty());
     let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
     let listener = bind_local(args.ssh.local_port).await?;
     let local = listener.local_addr()?;
@@ -399,6 +369,34 @@ async fn watch_async(
         r = supervise => Err(match r { Err(e) => anyhow::Error::new(e), Ok(()) => anyhow!("the tunnel supervisor ended") }),
         _ = tokio::signal::ctrl_c() => Ok(0),
     }
+}
+
+/// The port and token of the run to watch: `run`, or the newest one.
+async fn watched_run(
+    session: &Session,
+    dir: &str,
+    run: Option<&str>,
+    alias: &str,
+) -> anyhow::Result<(u16, Option<String>)> {
+    let start_one = "start one with `mnist-monitor remote train`";
+    let id = match run {
+        Some(id) => id.to_string(),
+        None => mnist_remote::run::newest_run(session, dir)
+            .await?
+            .ok_or_else(|| anyhow!("no run to watch on {alias} (nothing in {dir}/remote/); {start_one}"))?,
+    };
+    let files = RunFiles::new(dir, &id);
+    let ready = mnist_remote::run::read_ready(session, &files)
+        .await?
+        .ok_or_else(|| anyhow!("no run {id} on {alias} (no {}); {start_one}", files.file("ready")))?;
+    // The run's token sits beside its ready file (private to its owner).
+    let token = exec_capture(session, &format!("cat {}", files.quoted("token")))
+        .await
+        .ok()
+        .filter(|o| o.success())
+        .map(|o| o.stdout.trim().to_string())
+        .filter(|t| !t.is_empty());
+    Ok((ready.port, token))
 }
 
 /// Forwards `listener` to the remote monitor on `127.0.0.1:port` (as the

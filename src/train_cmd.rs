@@ -32,11 +32,14 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             })?
         }
     };
-    let config = args.apply(base);
+    let flag_errors = |errors: Vec<mnist_train::FieldError>| {
+        lines(errors.iter().map(|e| format!("{}: {}", e.flag(), e.message)))
+    };
+    let config = args.fields.apply(&base).map_err(flag_errors)?;
     config.validate().map_err(|errors| {
         lines(errors.iter().map(|e| match &args.config {
             // A value that came from the file and no flag replaced.
-            Some(path) if !args.sets(&e.field) => {
+            Some(path) if !args.fields.sets(&e.field) => {
                 format!(
                     "--config {}: field {}: {}",
                     path.display(),
@@ -193,8 +196,15 @@ fn serve_run(
         stop: stop.clone(),
     });
     let serving = mnist_server::spawn(state, addr)?;
-    // Machine-readable for `remote train`, which parses this line.
     eprintln!("mnist-monitor serving on http://{}/", serving.addr);
+    if let Some(path) = &args.ready_file {
+        let ready = mnist_remote::run::Ready {
+            port: serving.addr.port(),
+            pid: std::process::id(),
+            run_id: run_id.to_string(),
+        };
+        mnist_remote::run::write_ready(path, &ready)?;
+    }
     Ok((Box::new(mnist_server::hub::HubSink(hub)), serving))
 }
 

@@ -139,8 +139,13 @@ fn prometheus_scrapes_training_and_hardware_gauges() {
         r#"mnist_network_receive_bytes_total{interface="lo"}"#,
         |v| v > 0.0,
     );
-    // No NVIDIA driver here: zero GPUs, reported as such.
-    wait_for(&prom, "mnist_gpu_count", |v| v >= 0.0);
+    // The GPUs `nvidia-smi` sees (none on a machine without the driver).
+    let gpus = std::process::Command::new("nvidia-smi")
+        .arg("--list-gpus")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("GPU ")).count())
+        .unwrap_or(0) as f64;
+    wait_for(&prom, "mnist_gpu_count", |v| v == gpus);
 
     let (code, _) = post(
         &format!("{}/api/runs/{run_id}/stop", server.base),

@@ -381,7 +381,7 @@ fn remote_train_streams_batches_through_the_tunnel() {
         .is_file());
     assert!(remote_dir
         .join("remote")
-        .join(format!("{run_id}.port"))
+        .join(format!("{run_id}.ready"))
         .is_file());
 }
 

@@ -33,6 +33,42 @@ fn tiny_config(epochs: usize) -> Value {
     json!({"kernels": [4, 4, 4, 4], "batch_size": 20, "epochs": epochs, "backend": "cpu", "val_size": 100, "limit_test": 100})
 }
 
+/// The form's limits come from the server's one table; every error has the
+/// one body shape.
+#[test]
+fn the_config_schema_is_the_tables_and_errors_have_one_shape() {
+    let server = start_server();
+    let (code, body) = get(&format!("{}/api/config/schema", server.base));
+    assert_eq!(code, 200, "{body}");
+    let schema: Value = serde_json::from_str(&body).unwrap();
+    let fields = schema["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), mnist_train::config::FIELDS.len());
+    let defaults = serde_json::to_value(mnist_train::TrainConfig::default()).unwrap();
+    for f in fields {
+        let name = f["name"].as_str().unwrap();
+        assert_eq!(f["default"], defaults[name], "{name}");
+        assert!(!f["help"].as_str().unwrap().is_empty(), "{name}");
+    }
+    let batch = fields.iter().find(|f| f["name"] == "batch_size").unwrap();
+    assert_eq!((batch["type"].as_str(), batch["min"].as_u64(), batch["max"].as_u64()), (Some("integer"), Some(1), Some(65536)));
+    let optimizer = fields.iter().find(|f| f["name"] == "optimizer").unwrap();
+    assert_eq!(optimizer["choices"], json!(["adam", "sgd"]));
+
+    // 400, 404, 409-free shapes: `error` always, `errors` always (empty
+    // when no field is at fault).
+    let (code, bad) = post(&format!("{}/api/runs", server.base), &json!({"epochs": 0}));
+    assert_eq!(code, 400);
+    assert_eq!(bad["errors"][0]["field"], "epochs");
+    assert!(bad["error"].as_str().unwrap().contains("epochs"), "{bad}");
+    let (code, missing) = get(&format!("{}/api/runs/no-such-run", server.base));
+    assert_eq!(code, 404);
+    let missing: Value = serde_json::from_str(&missing).unwrap();
+    assert_eq!(missing["errors"], json!([]), "{missing}");
+    assert!(missing["error"].as_str().unwrap().contains("no-such-run"));
+    let (code, stop) = post(&format!("{}/api/runs/no-such-run/stop", server.base), &json!({}));
+    assert_eq!((code, stop["errors"].clone()), (404, json!([])), "{stop}");
+}
+
 #[test]
 fn bad_config_is_a_400_naming_every_field_and_the_server_lives_on() {
     let server = start_server();

@@ -411,3 +411,46 @@ fn config_file_and_flags_combine() {
     assert_eq!(summary["config"]["batch_size"], 50);
     assert_eq!(summary["steps"], 5);
 }
+
+/// The flags, their help and the defaults come from mnist-train's one table
+/// of fields: every field is a flag, and the default its help states is
+/// `TrainConfig::default()`'s.
+#[test]
+fn help_states_every_fields_range_and_the_configs_default() {
+    let out = bin().args(["train", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    let defaults = serde_json::to_value(mnist_train::TrainConfig::default()).unwrap();
+    for field in mnist_train::config::FIELDS {
+        let flag = format!("--{}", field.name.replace('_', "-"));
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{flag} ")) || l.trim() == flag)
+            .unwrap_or_else(|| panic!("{flag} missing from train --help:\n{help}"));
+        let full: String = help[help.find(line).unwrap()..]
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let default = &defaults[field.name];
+        let shown = match default {
+            serde_json::Value::Bool(_) => continue,
+            serde_json::Value::Null => "all".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(ks) => ks
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            v => v.to_string(),
+        };
+        assert!(
+            full.contains(&format!("[default: {shown}]")),
+            "{flag}: help should state the default {shown}: {full}"
+        );
+        if let mnist_train::config::FieldKind::Integer { min, max } = field.kind {
+            if max < u64::MAX {
+                assert!(full.contains(&format!("{min}..={max}")), "{flag}: {full}");
+            }
+        }
+    }
+}

@@ -69,3 +69,145 @@ fn page_reconnects_by_itself_after_a_server_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A run killed with `kill -9` showed as running, with Stop enabled and an
+/// ETA: its `run_started` set the page's status and nothing ever ended it.
+#[test]
+fn a_killed_run_shows_as_interrupted_with_stop_disabled_and_no_eta() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 3000, 100);
+    let log = work.path().join("runs/killed/events.jsonl");
+    let mut child = bin()
+        .args([
+            "train",
+            "--run-id",
+            "killed",
+            "--epochs",
+            "50",
+            "--kernels",
+            "4,4,4,4",
+        ])
+        .args([
+            "--batch-size",
+            "20",
+            "--val-size",
+            "100",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--skip-verify",
+            "--hw-interval",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(work_dirs(work.path()))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"type\":\"batch\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no batch within 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let server = spawn_server(args);
+    let shot = work.path().join("interrupted.png");
+    let out = run_e2e(
+        "interrupted.mjs",
+        [server.base.as_str(), "killed", shot.to_str().unwrap()],
+    );
+    assert!(out.contains("\"status\":\"interrupted\""), "{out}");
+}
+
+/// The tracking controls in the real page: log y, the x axes, the lr and
+/// images/s charts, rename/tag/filter, delete to the trash and restore.
+#[test]
+fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 1200, 100);
+    for id in ["tracked", "other"] {
+        let out = bin()
+            .args(["train", "--run-id", id, "--epochs", "2", "--kernels", "4,4,4,4"])
+            .args(["--batch-size", "20", "--val-size", "100", "--backend", "cpu"])
+            .args(["--quiet", "--skip-verify", "--hw-interval", "0"])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(work_dirs(work.path()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    write_long_run(&work.path().join("runs"), "other", "long", 20_000);
+    let log = work.path().join("runs/tracked/events.jsonl");
+    let log_before = std::fs::read(&log).unwrap();
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let server = spawn_server(args);
+    let shot = work.path().join("tracking.png");
+    let out = run_e2e(
+        "tracking.mjs",
+        [server.base.as_str(), "tracked", shot.to_str().unwrap(), "long"],
+    );
+    assert!(out.contains("\"restored\":true"), "{out}");
+    // The user's words sit beside the log, which is untouched.
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.path().join("runs/tracked/meta.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["name"], "baseline <b>bold</b>");
+    assert_eq!(meta["tags"], serde_json::json!(["small", "cnn"]));
+    assert_eq!(std::fs::read(&log).unwrap(), log_before);
+    assert!(work.path().join("ckpt/tracked").is_dir(), "checkpoints restored");
+    assert!(!work.path().join("runs/.trash/tracked").exists());
+    let (code, runs) = get(&format!("{}/api/runs", server.base));
+    assert_eq!(code, 200);
+    assert!(runs.contains("\"notes\":\"first try\""), "{runs}");
+}
+
+/// A run of `steps` batches made from `template`'s events (its first batch
+/// repeated, the loss falling, one spike of 50 at step 12,345), for charts
+/// of long runs without training one.
+pub fn write_long_run(runs: &std::path::Path, template: &str, id: &str, steps: u64) {
+    let text = std::fs::read_to_string(runs.join(template).join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let started = events.iter().find(|e| e["type"] == "run_started").unwrap();
+    let batch = events.iter().find(|e| e["type"] == "batch").unwrap();
+    let finished = events.iter().find(|e| e["type"] == "run_finished").unwrap();
+    let mut out = String::new();
+    let mut push = |mut e: serde_json::Value, seq: u64| {
+        e["seq"] = seq.into();
+        e["run_id"] = id.into();
+        out += &e.to_string();
+        out.push('\n');
+    };
+    push(started.clone(), 1);
+    let t0 = started["ts_ms"].as_u64().unwrap();
+    for step in 1..=steps {
+        let mut b = batch.clone();
+        b["step"] = step.into();
+        b["epoch"] = (1 + (step - 1) / 1000).into();
+        b["batch"] = (1 + (step - 1) % 1000).into();
+        b["batches"] = 1000.into();
+        b["ts_ms"] = (t0 + step * 10).into();
+        let loss = if step == 12_345 { 50.0 } else { 2.0 / (1.0 + step as f64 / 500.0) };
+        b["loss"] = loss.into();
+        push(b, step + 1);
+    }
+    let mut f = finished.clone();
+    f["ts_ms"] = (t0 + steps * 10 + 5).into();
+    push(f, steps + 2);
+    std::fs::create_dir_all(runs.join(id)).unwrap();
+    std::fs::write(runs.join(id).join("events.jsonl"), out).unwrap();
+}

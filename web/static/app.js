@@ -8,6 +8,10 @@ import { fleet, startFleet } from './fleet.js';
 import { $, esc, fmt, pct, dur } from './util.js';
 
 // ---------- run state ----------
+// Every batch series the server folds (see SERIES in crates/server/src/state.rs):
+// the charts' metrics plus `epoch` (position in epochs) and `ts_ms`, the other x axes.
+const SERIES_KEYS = ['loss', 'accuracy', 'f1_macro', 'lr', 'images_per_sec', 'epoch', 'ts_ms'];
+
 const view = {
   follow: true,        // follow /ws/runs/current, or show one run
   runId: null,
@@ -17,11 +21,13 @@ const view = {
   started: null,       // run_started payload
   status: null,
   last: null,          // last batch
-  series: { step: [], loss: [], accuracy: [], f1_macro: [] },
+  series: emptySeries(),
   evals: [],           // eval events
   compare: null,       // {runId, series}
   phase: null,         // what a run does before its first batch
   alerts: 0,           // alerts seen for this run
+  zoom: null,          // [min, max] of the x axis the user zoomed to
+  zoomFetches: 0,      // finer series fetched for a zoom (the e2e test reads it)
   exited: false,       // the monitor said it is exiting
 };
 
@@ -31,8 +37,9 @@ function resetRun(runId) {
   view.started = null;
   view.status = null;
   view.last = null;
-  view.series = { step: [], loss: [], accuracy: [], f1_macro: [] };
+  view.series = emptySeries();
   view.evals = [];
+  view.zoom = null;
   $('#log').innerHTML = '';
   view.alerts = 0;
   view.phase = null;
@@ -98,11 +105,7 @@ function handle(msg) {
     case 'snapshot': {
       resetRun(msg.run_id);
       for (const e of msg.events) apply(e);
-      const s = msg.series;
-      view.series.step = s.loss.map((p) => p[0]);
-      view.series.loss = s.loss.map((p) => p[1]);
-      view.series.accuracy = s.accuracy.map((p) => p[1]);
-      view.series.f1_macro = s.f1_macro.map((p) => p[1]);
+      view.series = alignSeries(msg.series);
       if (msg.last_batch) view.last = msg.last_batch;
       view.lastSeq = msg.last_seq;
       // The server's word on the status: a log without `run_finished`
@@ -142,10 +145,7 @@ function apply(e) {
       break;
     case 'batch':
       view.last = e;
-      view.series.step.push(e.step);
-      view.series.loss.push(e.loss);
-      view.series.accuracy.push(e.accuracy);
-      view.series.f1_macro.push(e.f1_macro);
+      pushBatch(view.series, e);
       scheduleDraw();
       break;
     case 'eval':
@@ -259,7 +259,73 @@ const METRICS = [
   ['loss', 'Loss', 'chart-loss'],
   ['accuracy', 'Accuracy', 'chart-accuracy'],
   ['f1_macro', 'Macro F1', 'chart-f1'],
+  ['lr', 'Learning rate', 'chart-lr'],
+  ['images_per_sec', 'Images/s', 'chart-ips'],
 ];
+
+function emptySeries() {
+  const s = { step: [] };
+  for (const k of SERIES_KEYS) s[k] = [];
+  return s;
+}
+
+function pushBatch(series, e) {
+  series.step.push(e.step);
+  series.loss.push(e.loss);
+  series.accuracy.push(e.accuracy);
+  series.f1_macro.push(e.f1_macro);
+  series.lr.push(e.lr);
+  series.images_per_sec.push(e.images_per_sec);
+  series.epoch.push(e.epoch - 1 + e.batch / Math.max(1, e.batches));
+  series.ts_ms.push(e.ts_ms);
+}
+
+// The server's min/max buckets keep each series' own extremes, so their
+// steps differ: put them on the union of steps, null where a series has no
+// point (lines span the gaps), and the x axes (epoch, time) interpolated.
+function alignSeries(body) {
+  const steps = new Set();
+  for (const k of SERIES_KEYS) for (const p of body[k] || []) steps.add(p[0]);
+  const out = { step: [...steps].sort((a, b) => a - b) };
+  for (const k of SERIES_KEYS) {
+    const m = new Map((body[k] || []).map((p) => [p[0], p[1]]));
+    out[k] = out.step.map((x) => (m.has(x) ? m.get(x) : null));
+  }
+  for (const k of ['epoch', 'ts_ms']) out[k] = fillByInterpolation(out.step, out[k]);
+  return out;
+}
+
+function fillByInterpolation(xs, ys) {
+  const known = [];
+  ys.forEach((y, i) => { if (y != null) known.push(i); });
+  if (!known.length) return ys;
+  return ys.map((y, i) => {
+    if (y != null) return y;
+    const k = known.findIndex((j) => j > i);
+    if (k <= 0) return ys[known[k < 0 ? known.length - 1 : 0]];
+    const a = known[k - 1], b = known[k];
+    return ys[a] + (ys[b] - ys[a]) * (xs[i] - xs[a]) / (xs[b] - xs[a]);
+  });
+}
+
+// The chosen x axis for a step of `series`: step, epoch, wall time (s since
+// 1970) or time since the run's first batch (s).
+function xMapper(series) {
+  const mode = $('#x-axis').value;
+  if (mode === 'step') return (step) => step;
+  const key = mode === 'epoch' ? 'epoch' : 'ts_ms';
+  const xs = series.step, ys = series[key];
+  const t0 = series.ts_ms.length ? series.ts_ms[0] : 0;
+  const scale = mode === 'epoch' ? (v) => v : mode === 'wall' ? (v) => v / 1000 : (v) => (v - t0) / 1000;
+  return (step) => {
+    if (!xs.length) return null;
+    let lo = 0, hi = xs.length - 1;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (xs[mid] < step) lo = mid + 1; else hi = mid; }
+    if (xs[lo] === step || lo === 0) return scale(ys[lo]);
+    const a = lo - 1;
+    return scale(ys[a] + (ys[lo] - ys[a]) * (step - xs[a]) / (xs[lo] - xs[a]));
+  };
+}
 
 function smooth(values, alpha) {
   // TensorBoard-style debiased exponential moving average.
@@ -276,6 +342,8 @@ function smooth(values, alpha) {
 }
 
 function makeChart(key, title, el) {
+  const mode = $('#x-axis').value;
+  const logY = $('#y-scale').value === 'log';
   const series = [
     {},
     { label: 'batch', stroke: 'rgba(74,163,255,0.28)', width: 1, points: { show: false } },
@@ -283,18 +351,24 @@ function makeChart(key, title, el) {
     { label: 'val', stroke: '#f5b041', width: 0, points: { show: true, size: 8, fill: '#f5b041' } },
     { label: 'test', stroke: '#3ecf8e', width: 0, points: { show: true, size: 9, fill: '#3ecf8e' } },
     { label: 'compare', stroke: '#c678dd', width: 2, points: { show: false } },
-  ];
+  ].map((s, i) => (i ? { ...s, spanGaps: true } : s));
+  const xLabel = { step: 'step', epoch: 'epoch', wall: 'time', relative: 'time since start' }[mode];
+  const xValues = mode === 'relative' ? (u, splits) => splits.map((v) => dur(v)) : undefined;
   const width = el.clientWidth || 400;
-  return new uPlot({
+  const chart = new uPlot({
     title, width, height: 220, series,
-    scales: { x: { time: false } },
+    scales: { x: { time: mode === 'wall' }, y: logY ? { distr: 3 } : {} },
     axes: [
-      { stroke: '#8a96a3', grid: { stroke: '#232b34' }, label: 'step' },
+      { stroke: '#8a96a3', grid: { stroke: '#232b34' }, label: xLabel, ...(xValues ? { values: xValues } : {}) },
       { stroke: '#8a96a3', grid: { stroke: '#232b34' }, size: 52 },
     ],
     legend: { live: false },
     cursor: { drag: { x: true, y: false } },
+    hooks: { setSelect: [(u) => { if (u.select.width > 2) zoomTo(u.posToVal(u.select.left, 'x'), u.posToVal(u.select.left + u.select.width, 'x')); }] },
   }, [[], [], [], [], [], []], el);
+  // Double-click: back to the whole run.
+  el.addEventListener('dblclick', () => { view.zoom = null; scheduleDraw(); });
+  return chart;
 }
 
 let drawQueued = false;
@@ -311,6 +385,11 @@ function evalPoints(split, key) {
 function draw() {
   const alpha = Number($('#smoothing').value);
   const xs = view.series.step;
+  const toX = xMapper(view.series);
+  const cmpX = view.compare ? xMapper(view.compare.series) : null;
+  const logY = $('#y-scale').value === 'log';
+  // A log axis has no place for zero or less.
+  const y = (arr) => (logY ? arr.map((v) => (v != null && v > 0 ? v : null)) : arr);
   for (const [key, title, id] of METRICS) {
     if (!charts[key]) charts[key] = makeChart(key, title, document.getElementById(id));
     const raw = view.series[key];
@@ -319,7 +398,7 @@ function draw() {
     const val = new Map(evalPoints('val', key));
     const test = new Map(evalPoints('test', key));
     const cmp = view.compare ? view.compare.series : null;
-    const cmpMap = cmp ? new Map(cmp.step.map((x, i) => [x, cmp.smoothed[key][i]])) : null;
+    const cmpMap = cmp && cmp.smoothed[key] ? new Map(cmp.step.map((x, i) => [x, cmp.smoothed[key][i]])) : null;
     let x = xs;
     const extra = [...val.keys(), ...test.keys(), ...(cmp ? cmp.step : [])].filter((s) => !xsHas(xs, s));
     let idx = null;
@@ -330,16 +409,53 @@ function draw() {
       x = all;
     }
     const pick = (arr) => (idx ? idx.map((i) => (i == null ? null : arr[i])) : arr);
+    // Compare points sit at their own run's x (its own time, its own epochs).
+    const own = new Set([...xs, ...val.keys(), ...test.keys()]);
+    const xv = x.map((s) => (own.has(s) || !cmpX ? toX(s) : cmpX(s)));
+    const order = xv.map((_, i) => i).sort((a, b) => xv[a] - xv[b]);
+    const sorted = (arr) => order.map((i) => arr[i]);
     const data = [
-      x,
-      pick(raw),
-      pick(sm),
-      x.map((s) => (val.has(s) ? val.get(s) : null)),
-      x.map((s) => (test.has(s) ? test.get(s) : null)),
-      x.map((s) => (cmpMap && cmpMap.has(s) ? cmpMap.get(s) : null)),
+      sorted(xv),
+      sorted(y(pick(raw))),
+      sorted(y(pick(sm))),
+      sorted(y(x.map((s) => (val.has(s) ? val.get(s) : null)))),
+      sorted(y(x.map((s) => (test.has(s) ? test.get(s) : null)))),
+      sorted(y(x.map((s) => (cmpMap && cmpMap.has(s) ? cmpMap.get(s) : null)))),
     ];
     charts[key].setData(data);
+    // Keep the zoom while live points arrive (setData rescales to all).
+    if (view.zoom) charts[key].setScale('x', { min: view.zoom[0], max: view.zoom[1] });
   }
+}
+
+// Zoom: every chart to the range; on the step axis, the server's series for
+// the range at full resolution (or min/max buckets of it) replaces the
+// coarser points there, so no spike the buckets kept is lost and every
+// point inside shows once zoomed in far enough.
+async function zoomTo(min, max) {
+  view.zoom = [min, max];
+  scheduleDraw();
+  if ($('#x-axis').value !== 'step' || !view.runId) return;
+  const from = Math.max(0, Math.floor(min)), to = Math.ceil(max);
+  const runId = view.runId;
+  let body;
+  try {
+    body = await (await fetch(`/api/runs/${encodeURIComponent(runId)}/series?from=${from}&to=${to}&points=2000`)).json();
+  } catch (_) { return; }
+  if (view.runId !== runId || !body.loss) return;
+  view.series = mergeRange(view.series, alignSeries(body), from, to);
+  view.zoomFetches++;
+  scheduleDraw();
+}
+
+function mergeRange(outer, inner, from, to) {
+  const out = emptySeries();
+  const copy = (src, i) => { out.step.push(src.step[i]); for (const k of SERIES_KEYS) out[k].push(src[k][i]); };
+  let i = 0;
+  for (; i < outer.step.length && outer.step[i] < from; i++) copy(outer, i);
+  for (let j = 0; j < inner.step.length; j++) copy(inner, j);
+  for (; i < outer.step.length; i++) if (outer.step[i] > to) copy(outer, i);
+  return out;
 }
 
 function xsHas(xs, s) {
@@ -358,6 +474,14 @@ $('#smoothing').addEventListener('input', (e) => {
   if (view.compare) view.compare.series.smoothed = smoothAll(view.compare.series);
   scheduleDraw();
 });
+// Scales are fixed when a uPlot chart is made: remake the charts.
+for (const id of ['#x-axis', '#y-scale']) {
+  $(id).addEventListener('change', () => {
+    view.zoom = null;
+    for (const k of Object.keys(charts)) { charts[k].destroy(); delete charts[k]; }
+    scheduleDraw();
+  });
+}
 window.addEventListener('resize', () => {
   for (const [key, , id] of METRICS) if (charts[key]) charts[key].setSize({ width: document.getElementById(id).clientWidth, height: 220 });
 });
@@ -423,7 +547,76 @@ function formConfig() {
   if (lt !== undefined) cfg.limit_train = lt;
   if (ls !== undefined) cfg.limit_test = ls;
   if (f.apply_label_overrides.checked) cfg.apply_label_overrides = true;
+  // The fields under "More settings", made from the schema.
+  for (const el of form.querySelectorAll('[data-field]')) {
+    if (el.type === 'checkbox') { if (el.checked) cfg[el.name] = true; continue; }
+    if (el.value === '') continue;
+    cfg[el.name] = el.dataset.kind === 'choice' ? el.value : Number(el.value);
+  }
   return cfg;
+}
+
+// The form's limits, defaults and help come from the server's one table of
+// configuration fields (GET /api/config/schema); fields the form has no
+// place for go under "More settings".
+function applyField(el, field) {
+  if (field.min !== undefined) el.min = field.min;
+  if (field.max !== undefined && field.max < Number.MAX_SAFE_INTEGER) el.max = field.max;
+  if (field.type === 'number' && !field.min_inclusive) el.step = 'any';
+  el.title = `${field.help} (${field.range})`;
+}
+
+function extraField(field) {
+  const label = document.createElement('label');
+  label.textContent = `${field.name.replace(/_/g, ' ')} `;
+  let el;
+  if (field.type === 'choice') {
+    el = document.createElement('select');
+    for (const c of field.choices) {
+      const o = document.createElement('option');
+      o.value = o.textContent = c;
+      el.appendChild(o);
+    }
+    el.value = field.default;
+  } else {
+    el = document.createElement('input');
+    if (field.type === 'flag') { el.type = 'checkbox'; el.className = 'check'; el.checked = !!field.default; }
+    else { el.type = 'number'; if (field.default !== null) el.value = field.default; else el.placeholder = 'all'; }
+  }
+  el.name = field.name;
+  el.dataset.field = field.name;
+  el.dataset.kind = field.type;
+  applyField(el, field);
+  label.appendChild(el);
+  const error = document.createElement('div');
+  error.className = 'error';
+  error.dataset.error = field.name;
+  return [label, error];
+}
+
+async function loadSchema() {
+  let schema;
+  try { schema = await (await fetch('/api/config/schema')).json(); } catch (_) { return; }
+  const more = $('#more-fields');
+  for (const field of schema.fields) {
+    if (field.name === 'kernels') {
+      [1, 2, 3, 4].forEach((i) => {
+        const el = form.elements[`k${i}`];
+        applyField(el, field);
+        el.value = field.default[i - 1];
+      });
+      continue;
+    }
+    const el = form.elements[field.name];
+    if (!el) { more.append(...extraField(field)); continue; }
+    applyField(el, field);
+    if (field.type === 'choice' && el.options.length <= 1 && field.name !== 'backend') {
+      el.innerHTML = field.choices.map((c) => `<option>${esc(c)}</option>`).join('');
+    }
+    if (field.type === 'flag') el.checked = !!field.default;
+    else if (field.type !== 'choice' && field.default !== null) el.value = field.default;
+    else if (field.type === 'choice' && field.name !== 'backend') el.value = field.default;
+  }
 }
 
 function clearErrors() {
@@ -483,32 +676,36 @@ async function loadBackends() {
 async function loadRuns() {
   let runs;
   try { runs = await (await fetch('/api/runs')).json(); } catch (_) { return; }
-  const rows = runs.map((r) => {
+  view.runs = runs;
+  const filter = $('#runs-filter').value.trim().toLowerCase();
+  const matches = (r) => !filter || [r.run_id, r.name || '', ...(r.tags || [])].some((t) => t.toLowerCase().includes(filter));
+  const rows = runs.filter(matches).map((r) => {
     const cfg = r.config || {};
     const sel = r.run_id === view.runId ? ' class="selected"' : '';
     const checked = view.compare && view.compare.runId === r.run_id ? ' checked' : '';
     const id = esc(r.run_id);
-    return `<tr${sel} data-run="${id}"><td><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${checked}> ${id}</td>` +
+    const title = r.name ? `${esc(r.name)} <span class="muted">${id}</span>` : id;
+    const tags = (r.tags || []).map((t) => `<span class="tag">${esc(t)}</span>`).join('');
+    return `<tr${sel} data-run="${id}"><td><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${checked}> ${title} ${tags}</td>` +
       `<td>${esc(r.status)}</td><td>${esc((cfg.kernels || []).join(','))}</td><td>${esc(cfg.optimizer)}</td><td>${esc(r.epochs_completed)}</td><td>${pct(r.test_accuracy ?? r.val_accuracy)}</td></tr>`;
   });
+  showMeta();
+  loadTrash();
   $('#runs-table').innerHTML = '<tr><th>run</th><th>status</th><th>kernels</th><th>opt</th><th>ep</th><th>acc</th></tr>' + rows.join('');
 }
 
 function smoothAll(series) {
   const alpha = Number($('#smoothing').value);
-  return { loss: smooth(series.loss, alpha), accuracy: smooth(series.accuracy, alpha), f1_macro: smooth(series.f1_macro, alpha) };
+  const out = {};
+  for (const [key] of METRICS) out[key] = smooth(series[key], alpha);
+  return out;
 }
 
 async function setCompare(runId) {
   if (!runId) { view.compare = null; $('#compare-label').textContent = ''; scheduleDraw(); return; }
   // The server's folded series (min/max buckets), not the run's whole log.
   const body = await (await fetch(`/api/runs/${encodeURIComponent(runId)}/series`)).json();
-  const series = {
-    step: body.loss.map((p) => p[0]),
-    loss: body.loss.map((p) => p[1]),
-    accuracy: body.accuracy.map((p) => p[1]),
-    f1_macro: body.f1_macro.map((p) => p[1]),
-  };
+  const series = alignSeries(body);
   series.smoothed = smoothAll(series);
   view.compare = { runId, series };
   $('#compare-label').textContent = `purple: ${runId}`;
@@ -526,11 +723,70 @@ $('#runs-table').addEventListener('click', (ev) => {
   if (row) reconnectTo(false, row.dataset.run);
 });
 $('#refresh-runs').addEventListener('click', loadRuns);
+$('#runs-filter').addEventListener('input', loadRuns);
+
+// ---------- run management: name, tags, notes, trash ----------
+function showMeta() {
+  const form = $('#run-meta');
+  const run = (view.runs || []).find((r) => r.run_id === view.runId);
+  form.hidden = !run;
+  if (!run || form.dataset.run === run.run_id) return;
+  form.dataset.run = run.run_id;
+  $('#meta-run').textContent = run.run_id;
+  form.elements.name.value = run.name || '';
+  form.elements.tags.value = (run.tags || []).join(', ');
+  form.elements.notes.value = run.notes || '';
+  $('#meta-error').textContent = '';
+}
+
+async function send(method, url, body) {
+  const res = await fetch(url, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const out = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(out.error || `the server answered ${res.status}`);
+  return out;
+}
+
+$('#run-meta').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = ev.target.elements, id = ev.target.dataset.run;
+  const tags = f.tags.value.split(',').map((t) => t.trim()).filter(Boolean);
+  try {
+    await send('PATCH', `/api/runs/${encodeURIComponent(id)}`, { name: f.name.value.trim() || null, tags, notes: f.notes.value });
+    $('#meta-error').textContent = '';
+    loadRuns();
+  } catch (err) { $('#meta-error').textContent = err.message; }
+});
+
+$('#meta-delete').addEventListener('click', async () => {
+  const id = $('#run-meta').dataset.run;
+  try {
+    await send('DELETE', `/api/runs/${encodeURIComponent(id)}`);
+    $('#run-meta').dataset.run = '';
+    reconnectTo(true, null);
+    loadRuns();
+  } catch (err) { $('#meta-error').textContent = err.message; }
+});
+
+async function loadTrash() {
+  let runs;
+  try { runs = await send('GET', '/api/trash'); } catch (_) { return; }
+  $('#trash').hidden = !runs.length;
+  $('#trash-table').innerHTML = runs.map((r) =>
+    `<tr><td>${esc(r.name || r.run_id)}</td><td><button type="button" class="link" data-restore="${esc(r.run_id)}">restore</button></td></tr>`).join('');
+}
+
+$('#trash-table').addEventListener('click', async (ev) => {
+  const b = ev.target.closest('[data-restore]');
+  if (!b) return;
+  try { await send('POST', `/api/trash/${encodeURIComponent(b.dataset.restore)}/restore`); } catch (err) { log('warn', err.message); }
+  loadRuns();
+});
 $('#follow').addEventListener('click', () => reconnectTo(true, null));
 
 // For the end-to-end test and the curious: the page's state from the console.
 window.mnistMonitor = { view, charts, hardware, fleet };
 
+loadSchema();
 loadBackends();
 loadRuns();
 connect();

@@ -21,16 +21,24 @@ mod webhook;
 
 pub use webhook::WebhookSink;
 
-use mnist_events::{Alert, AlertSeverity, Event, EventKind, Observer, Split, Stop, StopReason};
+use mnist_events::{
+    Alert, AlertSeverity, BatchMetrics, EvalMetrics, Event, EventKind, GpuStats, HardwareSnapshot,
+    Observer, Split, Stop, StopReason,
+};
 use std::collections::HashSet;
 
 /// Thresholds of the rules.
 #[derive(Debug, Clone)]
 pub struct AlertRules {
+    /// GPU temperature above which `gpu_temperature` fires, °C (it re-arms
+    /// 5 °C below).
     pub gpu_temperature_celsius: f64,
     /// Used/total above which memory (GPU or host) alerts.
     pub memory_ratio: f64,
+    /// Utilisation under which a GPU counts as idle, percent.
     pub gpu_idle_percent: f64,
+    /// Seconds every GPU must stay idle during a GPU run before `gpu_idle`
+    /// fires.
     pub gpu_idle_seconds: f64,
     /// Consecutive rising validation losses.
     pub loss_rising_evals: usize,
@@ -51,6 +59,8 @@ impl Default for AlertRules {
     }
 }
 
+/// The rules as an [`Observer`]: turns `batch`, `eval` and `hardware`
+/// events into `alert` events.
 pub struct AlertEngine {
     rules: AlertRules,
     /// Set to stop the run on a NaN loss (`--stop-on-nan`).
@@ -66,6 +76,8 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
+    /// An engine with `rules`; given `stop_on_nan`, a non-finite loss also
+    /// asks that handle to stop the run.
     pub fn new(rules: AlertRules, stop_on_nan: Option<Stop>) -> Self {
         Self {
             rules,
@@ -91,156 +103,163 @@ impl AlertEngine {
 
     /// The alerts `event` fires.
     pub fn check(&mut self, event: &Event) -> Vec<Alert> {
-        let mut out = Vec::new();
         match &event.kind {
             EventKind::RunStarted(r) => {
                 self.training = true;
                 self.gpu_run = r.backend != "cpu";
                 self.idle_since_ms = None;
+                Vec::new()
             }
-            EventKind::RunFinished(_) => self.training = false,
-            EventKind::Batch(b) => {
-                if self.edge("loss_not_finite".into(), !b.loss.is_finite()) {
-                    let action = self.stop_on_nan.as_ref().map(|stop| {
-                        stop.request(StopReason::LossNotFinite);
-                        "run stopped (--stop-on-nan)".to_string()
-                    });
-                    out.push(Alert {
-                        rule: "loss_not_finite".into(),
-                        severity: AlertSeverity::Critical,
-                        message: format!(
-                            "loss is {} at epoch {} batch {} (step {}): the learning rate ({}) may be too high",
-                            b.loss, b.epoch, b.batch, b.step, b.lr
-                        ),
-                        value: None,
-                        threshold: None,
-                        action,
-                    });
-                }
+            EventKind::RunFinished(_) => {
+                self.training = false;
+                Vec::new()
             }
-            EventKind::Eval(m) if m.split == Split::Val => {
-                self.val_losses.push(m.loss);
-                let n = self.rules.loss_rising_evals;
-                let tail = &self.val_losses[self.val_losses.len().saturating_sub(n + 1)..];
-                let rising = tail.len() == n + 1 && tail.windows(2).all(|w| w[1] > w[0]);
-                if self.edge("loss_rising".into(), rising) {
-                    out.push(Alert {
-                        rule: "loss_rising".into(),
-                        severity: AlertSeverity::Warning,
-                        message: format!(
-                            "validation loss rose at {n} evaluations in a row (now {:.4} at epoch {}): overfitting or a learning rate too high",
-                            m.loss, m.epoch
-                        ),
-                        value: Some(m.loss),
-                        threshold: None,
-                        action: None,
-                    });
-                }
+            EventKind::Batch(b) => self.check_batch(b).into_iter().collect(),
+            EventKind::Eval(m) if m.split == Split::Val => self.check_val(m).into_iter().collect(),
+            EventKind::Hardware(h) => self.check_hardware(h),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A loss that is NaN or infinite (and, with `--stop-on-nan`, the stop).
+    fn check_batch(&mut self, b: &BatchMetrics) -> Option<Alert> {
+        if !self.edge("loss_not_finite".into(), !b.loss.is_finite()) {
+            return None;
+        }
+        let action = self.stop_on_nan.as_ref().map(|stop| {
+            stop.request(StopReason::LossNotFinite);
+            "run stopped (--stop-on-nan)".to_string()
+        });
+        Some(Alert {
+            rule: "loss_not_finite".into(),
+            severity: AlertSeverity::Critical,
+            message: format!(
+                "loss is {} at epoch {} batch {} (step {}): the learning rate ({}) may be too high",
+                b.loss, b.epoch, b.batch, b.step, b.lr
+            ),
+            value: None,
+            threshold: None,
+            action,
+        })
+    }
+
+    /// Validation loss rising at `loss_rising_evals` evaluations in a row.
+    fn check_val(&mut self, m: &EvalMetrics) -> Option<Alert> {
+        self.val_losses.push(m.loss);
+        let n = self.rules.loss_rising_evals;
+        let tail = &self.val_losses[self.val_losses.len().saturating_sub(n + 1)..];
+        let rising = tail.len() == n + 1 && tail.windows(2).all(|w| w[1] > w[0]);
+        self.edge("loss_rising".into(), rising).then(|| Alert {
+            rule: "loss_rising".into(),
+            severity: AlertSeverity::Warning,
+            message: format!(
+                "validation loss rose at {n} evaluations in a row (now {:.4} at epoch {}): overfitting or a learning rate too high",
+                m.loss, m.epoch
+            ),
+            value: Some(m.loss),
+            threshold: None,
+            action: None,
+        })
+    }
+
+    fn check_hardware(&mut self, h: &HardwareSnapshot) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for g in &h.gpus {
+            out.extend(self.check_gpu_temperature(g));
+            out.extend(self.check_gpu_memory(g));
+        }
+        out.extend(self.check_host_memory(h));
+        out.extend(self.check_disks(h));
+        out.extend(self.check_gpu_idle(h));
+        out
+    }
+
+    fn warning(rule: &str, message: String, value: f64, threshold: f64) -> Alert {
+        Alert {
+            rule: rule.into(),
+            severity: AlertSeverity::Warning,
+            message,
+            value: Some(value),
+            threshold: Some(threshold),
+            action: None,
+        }
+    }
+
+    fn check_gpu_temperature(&mut self, g: &GpuStats) -> Option<Alert> {
+        let t = g.temperature_celsius? as f64;
+        let limit = self.rules.gpu_temperature_celsius;
+        let key = format!("gpu_temperature/{}", g.index);
+        // Re-arm only 5 °C below the threshold, not on every wobble.
+        let holds = if self.active.contains(&key) {
+            t > limit - 5.0
+        } else {
+            t > limit
+        };
+        self.edge(key, holds).then(|| {
+            let message = format!("GPU {} is at {t} °C (threshold {limit} °C)", g.index);
+            Self::warning("gpu_temperature", message, t, limit)
+        })
+    }
+
+    fn check_gpu_memory(&mut self, g: &GpuStats) -> Option<Alert> {
+        let (used, total) = (g.memory_used_bytes?, g.memory_total_bytes?);
+        let ratio = used as f64 / total.max(1) as f64;
+        let limit = self.rules.memory_ratio;
+        self.edge(format!("gpu_memory/{}", g.index), ratio > limit)
+            .then(|| {
+                let message = format!("GPU {} memory is {:.1}% full", g.index, ratio * 100.0);
+                Self::warning("gpu_memory", message, ratio, limit)
+            })
+    }
+
+    fn check_host_memory(&mut self, h: &HardwareSnapshot) -> Option<Alert> {
+        let ratio = h.memory.used_bytes as f64 / h.memory.total_bytes.max(1) as f64;
+        let limit = self.rules.memory_ratio;
+        self.edge("host_memory".into(), ratio > limit).then(|| {
+            let message = format!("host memory is {:.1}% used", ratio * 100.0);
+            Self::warning("host_memory", message, ratio, limit)
+        })
+    }
+
+    fn check_disks(&mut self, h: &HardwareSnapshot) -> Vec<Alert> {
+        let limit = self.rules.disk_ratio;
+        let mut out = Vec::new();
+        for d in h.disks.iter().filter(|d| !d.holds.is_empty()) {
+            let used = 1.0 - d.available_bytes as f64 / d.total_bytes.max(1) as f64;
+            if self.edge(format!("disk_full/{}", d.mount), used > limit) {
+                let message = format!(
+                    "disk {} (holding {}) is {:.1}% full",
+                    d.mount,
+                    d.holds.join(", "),
+                    used * 100.0
+                );
+                out.push(Self::warning("disk_full", message, used, limit));
             }
-            EventKind::Hardware(h) => {
-                let r = self.rules.clone();
-                for g in &h.gpus {
-                    if let Some(t) = g.temperature_celsius {
-                        let key = format!("gpu_temperature/{}", g.index);
-                        // Re-arm only 5 °C below the threshold, not on every wobble.
-                        let holds = if self.active.contains(&key) {
-                            t as f64 > r.gpu_temperature_celsius - 5.0
-                        } else {
-                            t as f64 > r.gpu_temperature_celsius
-                        };
-                        if self.edge(key, holds) {
-                            out.push(Alert {
-                                rule: "gpu_temperature".into(),
-                                severity: AlertSeverity::Warning,
-                                message: format!(
-                                    "GPU {} is at {t} °C (threshold {} °C)",
-                                    g.index, r.gpu_temperature_celsius
-                                ),
-                                value: Some(t as f64),
-                                threshold: Some(r.gpu_temperature_celsius),
-                                action: None,
-                            });
-                        }
-                    }
-                    if let (Some(used), Some(total)) = (g.memory_used_bytes, g.memory_total_bytes) {
-                        let ratio = used as f64 / total.max(1) as f64;
-                        if self.edge(format!("gpu_memory/{}", g.index), ratio > r.memory_ratio) {
-                            out.push(Alert {
-                                rule: "gpu_memory".into(),
-                                severity: AlertSeverity::Warning,
-                                message: format!(
-                                    "GPU {} memory is {:.1}% full",
-                                    g.index,
-                                    ratio * 100.0
-                                ),
-                                value: Some(ratio),
-                                threshold: Some(r.memory_ratio),
-                                action: None,
-                            });
-                        }
-                    }
-                }
-                let mem = &h.memory;
-                let ratio = mem.used_bytes as f64 / mem.total_bytes.max(1) as f64;
-                if self.edge("host_memory".into(), ratio > r.memory_ratio) {
-                    out.push(Alert {
-                        rule: "host_memory".into(),
-                        severity: AlertSeverity::Warning,
-                        message: format!("host memory is {:.1}% used", ratio * 100.0),
-                        value: Some(ratio),
-                        threshold: Some(r.memory_ratio),
-                        action: None,
-                    });
-                }
-                for d in h.disks.iter().filter(|d| !d.holds.is_empty()) {
-                    let used = 1.0 - d.available_bytes as f64 / d.total_bytes.max(1) as f64;
-                    if self.edge(format!("disk_full/{}", d.mount), used > r.disk_ratio) {
-                        out.push(Alert {
-                            rule: "disk_full".into(),
-                            severity: AlertSeverity::Warning,
-                            message: format!(
-                                "disk {} (holding {}) is {:.1}% full",
-                                d.mount,
-                                d.holds.join(", "),
-                                used * 100.0
-                            ),
-                            value: Some(used),
-                            threshold: Some(r.disk_ratio),
-                            action: None,
-                        });
-                    }
-                }
-                let idle = self.training
-                    && self.gpu_run
-                    && !h.gpus.is_empty()
-                    && h.gpus
-                        .iter()
-                        .all(|g| (g.utilization_percent.unwrap_or(0) as f64) < r.gpu_idle_percent);
-                self.idle_since_ms = if idle {
-                    Some(self.idle_since_ms.unwrap_or(h.sampled_at_ms))
-                } else {
-                    None
-                };
-                let idle_s = self
-                    .idle_since_ms
-                    .map_or(0.0, |t| (h.sampled_at_ms.saturating_sub(t)) as f64 / 1000.0);
-                if self.edge("gpu_idle".into(), idle && idle_s >= r.gpu_idle_seconds) {
-                    out.push(Alert {
-                        rule: "gpu_idle".into(),
-                        severity: AlertSeverity::Warning,
-                        message: format!(
-                            "the GPU has been under {}% busy for {idle_s:.0} s while training: the input pipeline or the host may be the bottleneck",
-                            r.gpu_idle_percent
-                        ),
-                        value: Some(idle_s),
-                        threshold: Some(r.gpu_idle_seconds),
-                        action: None,
-                    });
-                }
-            }
-            _ => {}
         }
         out
+    }
+
+    /// Every GPU under `gpu_idle_percent` busy for `gpu_idle_seconds` while
+    /// a GPU run trains.
+    fn check_gpu_idle(&mut self, h: &HardwareSnapshot) -> Option<Alert> {
+        let r = &self.rules;
+        let idle = self.training
+            && self.gpu_run
+            && !h.gpus.is_empty()
+            && h.gpus
+                .iter()
+                .all(|g| (g.utilization_percent.unwrap_or(0) as f64) < r.gpu_idle_percent);
+        self.idle_since_ms = idle.then(|| self.idle_since_ms.unwrap_or(h.sampled_at_ms));
+        let idle_s = self
+            .idle_since_ms
+            .map_or(0.0, |t| (h.sampled_at_ms.saturating_sub(t)) as f64 / 1000.0);
+        let (percent, seconds) = (r.gpu_idle_percent, r.gpu_idle_seconds);
+        self.edge("gpu_idle".into(), idle && idle_s >= seconds).then(|| {
+            let message = format!(
+                "the GPU has been under {percent}% busy for {idle_s:.0} s while training: the input pipeline or the host may be the bottleneck"
+            );
+            Self::warning("gpu_idle", message, idle_s, seconds)
+        })
     }
 }
 

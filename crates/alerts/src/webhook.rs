@@ -11,20 +11,31 @@ const QUEUE: usize = 64;
 /// Longest a finished run waits for its last alerts to be posted.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// An [`EventSink`] that POSTs each `alert` event to a URL from a thread of
+/// its own; other events are ignored.
 pub struct WebhookSink {
     tx: Option<SyncSender<serde_json::Value>>,
     /// Closed by the posting thread once everything queued was sent.
     done: std::sync::mpsc::Receiver<()>,
 }
 
+/// Why the webhook sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Not an http(s) URL.
+    #[error("--alert-webhook: expected an http:// or https:// URL, got {0:?}")]
+    BadUrl(String),
+    /// The posting thread could not be spawned.
+    #[error("--alert-webhook: cannot start its thread: {0}")]
+    Thread(std::io::Error),
+}
+
 impl WebhookSink {
     /// Starts the posting thread. The URL is checked here, so a typo fails
     /// before training starts.
-    pub fn new(url: &str) -> Result<Self, String> {
+    pub fn new(url: &str) -> Result<Self, WebhookError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "--alert-webhook: expected an http:// or https:// URL, got {url:?}"
-            ));
+            return Err(WebhookError::BadUrl(url.to_string()));
         }
         let url = url.to_string();
         let (tx, rx) = sync_channel::<serde_json::Value>(QUEUE);
@@ -46,7 +57,7 @@ impl WebhookSink {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start its thread: {e}"))?;
+            .map_err(WebhookError::Thread)?;
         Ok(Self { tx: Some(tx), done })
     }
 }

@@ -12,9 +12,13 @@ pub const MNIST_STD: f32 = 0.3081;
 /// The four files' content: `u8` pixels (row-major, 784 per image) and labels.
 #[derive(Debug, Clone)]
 pub struct Mnist {
+    /// Training-file pixels, 784 per image.
     pub train_images: Vec<u8>,
+    /// Training-file labels, one digit 0–9 per image.
     pub train_labels: Vec<u8>,
+    /// Test-file pixels, 784 per image.
     pub test_images: Vec<u8>,
+    /// Test-file labels, one digit 0–9 per image.
     pub test_labels: Vec<u8>,
 }
 
@@ -23,6 +27,7 @@ pub struct Mnist {
 pub struct MnistSplit {
     /// `len() * 784` pixels.
     pub images: Vec<u8>,
+    /// One digit 0–9 per image.
     pub labels: Vec<u8>,
     /// Index of this split's first image in its file, so that a position here
     /// maps back to the original sample (`first_index + i`).
@@ -30,10 +35,12 @@ pub struct MnistSplit {
 }
 
 impl MnistSplit {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the split has no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -68,21 +75,34 @@ pub struct SplitOptions {
 /// Train, validation and test sets.
 #[derive(Debug, Clone)]
 pub struct Splits {
+    /// The head of the training file, after `limit_train`.
     pub train: MnistSplit,
+    /// The last `val_size` training images, after `limit_val`.
     pub val: MnistSplit,
+    /// The head of the test file, after `limit_test`.
     pub test: MnistSplit,
+}
+
+/// A split that leaves no training data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("val_size {val_size} must be smaller than the {train_images} training images")]
+pub struct SplitError {
+    /// The `val_size` asked for.
+    pub val_size: usize,
+    /// Images in the training file.
+    pub train_images: usize,
 }
 
 impl Mnist {
     /// Cuts the data into splits. Fails (with a message naming the option)
     /// when the validation set would leave no training data.
-    pub fn split(&self, opts: SplitOptions) -> Result<Splits, String> {
+    pub fn split(&self, opts: SplitOptions) -> Result<Splits, SplitError> {
         let n = self.train_labels.len();
         if opts.val_size >= n {
-            return Err(format!(
-                "val_size {} must be smaller than the {n} training images",
-                opts.val_size
-            ));
+            return Err(SplitError {
+                val_size: opts.val_size,
+                train_images: n,
+            });
         }
         let train_end = n - opts.val_size;
         let train_len = opts.limit_train.map_or(train_end, |l| l.min(train_end));
@@ -175,7 +195,7 @@ mod tests {
                 limit_test: None,
             })
             .unwrap_err();
-        assert!(err.contains("val_size 10"), "{err}");
+        assert!(err.to_string().contains("val_size 10"), "{err}");
     }
 
     #[test]

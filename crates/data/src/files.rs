@@ -46,20 +46,29 @@ pub const MIRRORS: [&str; 2] = [
 /// in IDX format (Fashion-MNIST, a test's tiny files) skip it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
+    /// Check the decompressed content's SHA-256 against [`FILES`].
     Sha256,
+    /// Load whatever IDX files are there.
     Skip,
 }
 
 /// Why the data could not be loaded, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A file is in the directory neither gzipped nor raw.
     #[error(
         "MNIST file {name} is missing: looked for {dir}/{name}.gz and {dir}/{name}. \
          Put the file there (gzipped or raw), or let mnist-monitor download it \
          (it tries {mirrors} when the data directory is the default or --download is given)",
         dir = .dir.display(), mirrors = MIRRORS.join(" and ")
     )]
-    Missing { name: String, dir: PathBuf },
+    Missing {
+        /// The file's name.
+        name: String,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
+    /// A file's content does not hash to the published SHA-256.
     #[error(
         "MNIST file {path} is corrupt: SHA-256 of its content is {actual}, expected {expected}. \
          Delete it and run again to download a fresh copy, or replace it with the original file \
@@ -67,28 +76,46 @@ pub enum DataError {
         path = .path.display()
     )]
     Corrupt {
+        /// The file as found on disk.
         path: PathBuf,
+        /// The published SHA-256.
         expected: String,
+        /// SHA-256 of its decompressed content.
         actual: String,
     },
+    /// A file is not valid IDX (gzipped or raw).
     #[error("MNIST file {path} is malformed: {source}", path = .path.display())]
-    Malformed { path: PathBuf, source: IdxError },
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: IdxError,
+    },
+    /// The images and labels files hold different numbers of items.
     #[error(
         "{images} holds {image_count} images but {labels} holds {label_count} labels; \
          the two files must come from the same data set",
         images = .images.display(), labels = .labels.display()
     )]
     CountMismatch {
+        /// The images file.
         images: PathBuf,
+        /// The labels file.
         labels: PathBuf,
+        /// Images in the images file.
         image_count: usize,
+        /// Labels in the labels file.
         label_count: usize,
     },
+    /// A file could not be read, or the data directory could not be created.
     #[error("cannot read {path}: {source}", path = .path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// No mirror served a good copy of a missing file.
     #[error(
         "could not download {name} into {dir}: {reason}. Without internet, copy the four MNIST \
          files ({files}) into {dir} by hand (gzipped or raw)",
@@ -96,8 +123,11 @@ pub enum DataError {
         files = FILES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
     )]
     Download {
+        /// The missing file's name, without `.gz`.
         name: String,
+        /// The data directory it was to go into.
         dir: PathBuf,
+        /// Each mirror's URL and error, separated by `; `.
         reason: String,
     },
 }

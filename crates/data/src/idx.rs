@@ -11,22 +11,58 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// What is wrong with an IDX file.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdxError {
+    /// The file ends inside its header.
     #[error("file is {len} bytes, shorter than its {needed}-byte header")]
-    TooShort { len: usize, needed: usize },
+    TooShort {
+        /// Bytes in the file.
+        len: usize,
+        /// Bytes its header needs.
+        needed: usize,
+    },
+    /// The magic number is not the one for this kind of file.
     #[error("wrong magic number 0x{found:08x}, expected 0x{expected:08x} ({what})")]
     WrongMagic {
+        /// Magic number in the file.
         found: u32,
+        /// Magic number this kind of file needs.
         expected: u32,
+        /// What the expected magic means, e.g. `images: u8, 3 dimensions`.
         what: &'static str,
     },
+    /// Fewer data bytes follow the header than it promises.
     #[error("truncated: the header promises {expected} bytes of data but {found} follow")]
-    Truncated { expected: usize, found: usize },
+    Truncated {
+        /// Bytes the header promises.
+        expected: usize,
+        /// Bytes there are.
+        found: usize,
+    },
+    /// More data bytes follow the header than it promises.
     #[error("{found} bytes of data follow where the header promises {expected}")]
-    TrailingData { expected: usize, found: usize },
+    TrailingData {
+        /// Bytes the header promises.
+        expected: usize,
+        /// Bytes there are.
+        found: usize,
+    },
+    /// Images are not 28×28.
     #[error("image size {rows}x{cols} is not 28x28")]
-    WrongImageSize { rows: usize, cols: usize },
+    WrongImageSize {
+        /// Rows per image in the header.
+        rows: usize,
+        /// Columns per image in the header.
+        cols: usize,
+    },
+    /// A label is not a digit 0–9.
     #[error("label {label} at index {index} is not a digit 0-9")]
-    BadLabel { index: usize, label: u8 },
+    BadLabel {
+        /// Position of the label in the file.
+        index: usize,
+        /// The value found (labels are 0-9).
+        label: u8,
+    },
+    /// The data starts like gzip but does not decompress; holds the
+    /// decoder's message.
     #[error("not a valid gzip stream: {0}")]
     Gzip(String),
 }
@@ -34,15 +70,20 @@ pub enum IdxError {
 /// Images from an IDX3 file, row-major `u8` pixels, `count * rows * cols` of them.
 #[derive(Debug, Clone)]
 pub struct IdxImages {
+    /// Number of images.
     pub count: usize,
+    /// Image height in pixels (28 once parsed).
     pub rows: usize,
+    /// Image width in pixels (28 once parsed).
     pub cols: usize,
+    /// Pixel values 0–255, row-major, image after image.
     pub pixels: Vec<u8>,
 }
 
 /// Labels from an IDX1 file.
 #[derive(Debug, Clone)]
 pub struct IdxLabels {
+    /// One digit 0–9 per image.
     pub labels: Vec<u8>,
 }
 

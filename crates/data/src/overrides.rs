@@ -13,8 +13,10 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Name of the overrides file inside a data directory.
 pub const OVERRIDES_FILE: &str = "labels-overrides.json";
 
+/// A reviewer's verdict on one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
@@ -26,58 +28,103 @@ pub enum Decision {
     Exclude,
 }
 
+/// One reviewed sample: the verdict, who gave it and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Override {
+    /// What the reviewer decided.
     pub decision: Decision,
     /// The new label, for `relabel`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<u8>,
     /// The label in the original file, for the record.
     pub original: u8,
+    /// Who decided: the name the reviewer gave, or `web`.
     pub by: String,
     /// Unix milliseconds.
     pub at_ms: u64,
 }
 
+/// The whole overrides file: every reviewed sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabelOverrides {
+    /// Decisions keyed `"<split>:<index>"` (see [`key`]), in key order.
     pub entries: BTreeMap<String, Override>,
 }
 
 /// What applying the overrides changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedOverrides {
+    /// The overrides file, as displayed.
     pub path: String,
     /// SHA-256 of the file as applied.
     pub sha256: String,
+    /// Labels (train or test) actually changed by `relabel` entries.
     pub relabelled: usize,
     /// Training images left out.
     pub excluded: usize,
 }
 
+/// The entry key of sample `index` of `split` (`train` or `test`):
+/// `"<split>:<index>"`.
 pub fn key(split: &str, index: usize) -> String {
     format!("{split}:{index}")
 }
 
+/// Where the overrides file of data directory `data_dir` lives.
 pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join(OVERRIDES_FILE)
 }
 
+/// Why the overrides file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum OverridesError {
+    /// The file exists but could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The overrides file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid overrides JSON.
+    #[error("{path} is not a label-overrides file: {source}")]
+    Parse {
+        /// The overrides file.
+        path: PathBuf,
+        /// Why it did not parse.
+        source: serde_json::Error,
+    },
+    /// Creating, locking or writing (`what` says which) failed.
+    #[error("cannot {what} {path}: {source}")]
+    Write {
+        /// The step that failed: `create`, `open`, `lock` or `write`.
+        what: &'static str,
+        /// The directory or file that step acted on.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 impl LabelOverrides {
     /// The file, or no overrides when it doesn't exist.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, OverridesError> {
         match std::fs::read(path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| OverridesError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(OverridesError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Writes atomically: a temporary file of this write's own (two
     /// processes never share one), fsync, rename.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<(), OverridesError> {
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -91,9 +138,13 @@ impl LabelOverrides {
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|e| {
+        write().map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", path.display())
+            OverridesError::Write {
+                what: "write",
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 
@@ -101,10 +152,16 @@ impl LabelOverrides {
     /// advisory lock (`labels-overrides.json.lock`, `flock`) throughout, so
     /// that a `serve` and a `train --serve` on one data directory never lose
     /// each other's decisions. Returns what `change` returned.
-    pub fn update<T>(path: &Path, change: impl FnOnce(&mut Self) -> T) -> Result<T, String> {
+    pub fn update<T>(
+        path: &Path,
+        change: impl FnOnce(&mut Self) -> T,
+    ) -> Result<T, OverridesError> {
+        let failed = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OverridesError::Write { what, path, source }
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(failed("create", dir))?;
         }
         let lock_path = path.with_extension("json.lock");
         let lock = std::fs::OpenOptions::new()
@@ -112,9 +169,8 @@ impl LabelOverrides {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+            .map_err(failed("open", &lock_path))?;
+        lock.lock().map_err(failed("lock", &lock_path))?;
         let mut all = Self::load(path)?;
         let out = change(&mut all);
         all.save(path)?;
@@ -284,6 +340,6 @@ mod tests {
         let path = path_in(dir.path());
         std::fs::write(&path, "{not json").unwrap();
         let e = LabelOverrides::load(&path).unwrap_err();
-        assert!(e.contains(OVERRIDES_FILE), "{e}");
+        assert!(e.to_string().contains(OVERRIDES_FILE), "{e}");
     }
 }

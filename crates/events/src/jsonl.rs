@@ -36,7 +36,9 @@ pub struct JsonlWriter {
 /// The fragment a reopened log ended in, and where it was kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
+    /// Length of the fragment, without the `\n` added when it was kept.
     pub bytes: usize,
+    /// The `.torn` file the fragment was appended to (see [`torn_path`]).
     pub kept_in: PathBuf,
 }
 
@@ -61,6 +63,7 @@ impl JsonlWriter {
         })
     }
 
+    /// The log file being written.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -170,7 +173,9 @@ fn last_line_start(file: &mut File, len: u64) -> std::io::Result<u64> {
 /// A log as read back: its events, and the lines that were not events.
 #[derive(Debug, Default)]
 pub struct Log {
+    /// The lines that parsed, in file order.
     pub events: Vec<Event>,
+    /// The lines that did not, in file order.
     pub bad_lines: Vec<BadLine>,
 }
 
@@ -179,6 +184,7 @@ pub struct Log {
 pub struct BadLine {
     /// 1-based line number.
     pub line: usize,
+    /// The parse error for that line.
     pub error: String,
 }
 

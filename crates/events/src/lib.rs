@@ -33,11 +33,13 @@
 
 mod hardware;
 mod jsonl;
+mod lock;
 mod stop;
 mod stream;
 pub use hardware::*;
 
 pub use jsonl::{read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail};
+pub use lock::LockExt;
 pub use stop::{Stop, StopReason};
 pub use stream::{EventSink, EventStream, FnSink, Observer};
 
@@ -52,8 +54,12 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
 /// Which reviewed labels a run used: the file, its SHA-256, and what it changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelOverridesUsed {
+    /// Path of the label-overrides file that was applied.
     pub path: String,
+    /// Hex SHA-256 of the file's contents, so a run names exactly which
+    /// review it used.
     pub sha256: String,
+    /// Labels (train or test) the file changed.
     pub relabelled: usize,
     /// Training images left out.
     pub excluded: usize,
@@ -77,15 +83,25 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
+    /// `run_started`: the first event of a run or of a resumption.
     RunStarted(RunStarted),
+    /// `batch`: one training step's metrics.
     Batch(BatchMetrics),
+    /// `eval`: an evaluation of a whole split.
     Eval(EvalMetrics),
+    /// `samples`: predictions on a fixed set of test images.
     Samples(Samples),
+    /// `checkpoint`: a checkpoint was written.
     Checkpoint(CheckpointSaved),
+    /// `log`: a message for the person watching.
     Log(LogMessage),
+    /// `hardware`: one sample of the machine.
     Hardware(HardwareSnapshot),
+    /// `alert`: an alert rule fired.
     Alert(Alert),
+    /// `phase`: what the run is doing before or between batches.
     Phase(Phase),
+    /// `run_finished`: the last event of a run or of a resumption.
     RunFinished(RunFinished),
 }
 
@@ -206,12 +222,16 @@ pub struct BatchMetrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
+    /// The training images.
     Train,
+    /// The validation images held out of the training files.
     Val,
+    /// The test images.
     Test,
 }
 
 impl Split {
+    /// The wire name: `train`, `val` or `test`.
     pub fn as_str(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -224,9 +244,13 @@ impl Split {
 /// Precision, recall and F1 of one class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
+    /// Class index (the digit, for MNIST).
     pub class: usize,
+    /// Fraction of predictions of this class that were right (0–1).
     pub precision: f64,
+    /// Fraction of this class's examples predicted as it (0–1).
     pub recall: f64,
+    /// Harmonic mean of precision and recall (0–1).
     pub f1: f64,
     /// Number of examples whose true label is this class.
     pub support: u64,
@@ -235,6 +259,7 @@ pub struct ClassMetrics {
 /// The result of evaluating the model on a whole split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalMetrics {
+    /// The split evaluated.
     pub split: Split,
     /// Epoch after which this evaluation ran.
     pub epoch: usize,
@@ -242,14 +267,18 @@ pub struct EvalMetrics {
     pub step: u64,
     /// Images evaluated.
     pub images: usize,
+    /// Mean cross-entropy loss over the split.
     #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
+    /// Fraction of the split classified correctly.
     pub accuracy: f64,
+    /// F1 averaged over the classes, unweighted.
     pub f1_macro: f64,
     /// Mean squared error between the softmax output and the one-hot target,
     /// averaged over images and classes.
     #[serde(deserialize_with = "nan_if_null")]
     pub mse: f64,
+    /// Precision, recall and F1 of each class, in class order.
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
@@ -260,8 +289,11 @@ pub struct EvalMetrics {
 /// Sample predictions on a fixed set of test images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Samples {
+    /// Epoch after which the samples were taken.
     pub epoch: usize,
+    /// Global step at sampling time.
     pub step: u64,
+    /// One entry per fixed test image.
     pub samples: Vec<Sample>,
 }
 
@@ -272,7 +304,9 @@ pub struct Sample {
     pub index: usize,
     /// The 28×28 grayscale image as a base64 PNG.
     pub png_base64: String,
+    /// The true label.
     pub label: u8,
+    /// The model's most probable class.
     pub predicted: u8,
     /// Softmax probability of the predicted class.
     #[serde(deserialize_with = "nan_if_null")]
@@ -282,7 +316,9 @@ pub struct Sample {
 /// A checkpoint was written (atomically) after an epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointSaved {
+    /// Epoch the checkpoint was taken after.
     pub epoch: usize,
+    /// Global step at the checkpoint.
     pub step: u64,
     /// Directory holding the checkpoint.
     pub path: String,
@@ -297,15 +333,20 @@ pub struct CheckpointSaved {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
+    /// Routine progress.
     Info,
+    /// Something worth a look; the run goes on.
     Warn,
+    /// Something failed.
     Error,
 }
 
 /// A message worth showing to the person watching the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogMessage {
+    /// How serious the message is.
     pub level: LogLevel,
+    /// The text shown to people.
     pub message: String,
 }
 
@@ -313,8 +354,12 @@ pub struct LogMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Ran to its last epoch.
     Completed,
+    /// Stopped early at a person's request (Ctrl-C, SIGTERM, the Stop button).
     Stopped,
+    /// Ended by an error, or stopped by `--stop-on-nan` (see
+    /// [`RunFinished::error`]).
     Failed,
 }
 
@@ -323,6 +368,7 @@ pub enum RunStatus {
 /// a fresh machine), then training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
+    /// The phase the run entered.
     pub phase: PhaseKind,
     /// A sentence for people (the page, the progress bar, the log).
     pub message: String,
@@ -341,6 +387,7 @@ pub enum PhaseKind {
 /// The last event of a run (or of one resumption of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunFinished {
+    /// How the run ended.
     pub status: RunStatus,
     /// Set when `status` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -354,8 +401,10 @@ pub struct RunFinished {
     /// Final test metrics, when the test evaluation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
+    /// Final test macro-F1, when the test evaluation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_f1_macro: Option<f64>,
+    /// Final test loss, when the test evaluation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
 }

@@ -2,6 +2,7 @@
 //! stop it (Ctrl-C, SIGTERM, the web API, the NaN rule, a failing log) and
 //! the trainer, which looks at it between batches.
 
+use crate::LockExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,7 @@ struct Inner {
 }
 
 impl Stop {
+    /// A handle with no stop requested.
     pub fn new() -> Self {
         Self::default()
     }
@@ -34,7 +36,7 @@ impl Stop {
     /// Asks the run to stop after its current batch. The first reason is
     /// kept, except that a failure outranks a person's request.
     pub fn request(&self, reason: StopReason) {
-        let mut current = self.0.reason.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.0.reason.locked();
         let replace = match (&*current, &reason) {
             (None, _) => true,
             (Some(StopReason::Failed(_)), _) => false,
@@ -56,8 +58,7 @@ impl Stop {
     pub fn reason(&self) -> Option<StopReason> {
         self.0
             .reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .clone()
     }
 }

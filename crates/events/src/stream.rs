@@ -1,11 +1,13 @@
 //! Fan-out of one run's events to any number of sinks.
 
+use crate::LockExt;
 use crate::{now_ms, Event, EventKind};
 
 /// A consumer of events. Sinks run on the trainer's thread, so they must be
 /// quick and must never block on a slow reader: a sink that feeds a network
 /// client should hand the event to a bounded queue and drop on overflow.
 pub trait EventSink: Send {
+    /// Receives one stamped event; must return quickly.
     fn emit(&mut self, event: &Event);
 }
 
@@ -21,6 +23,8 @@ impl<F: FnMut(&Event) + Send> EventSink for FnSink<F> {
 /// Derives new events from the stream (the alert rules): called after every
 /// event has reached the sinks; what it returns is emitted next, in order.
 pub trait Observer: Send {
+    /// Looks at one event after the sinks; returns the events it derives
+    /// (often none).
     fn observe(&mut self, event: &Event) -> Vec<EventKind>;
 }
 
@@ -56,13 +60,14 @@ impl EventStream {
         }
     }
 
+    /// The run id stamped on every event.
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A sink that panicked leaves the stream usable for the others.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// The `seq` of the most recently emitted event (0 if none).
@@ -70,14 +75,17 @@ impl EventStream {
         self.lock().next_seq - 1
     }
 
+    /// Adds a sink; it receives the events emitted from now on.
     pub fn add_sink(&self, sink: impl EventSink + 'static) {
         self.lock().sinks.push(Box::new(sink));
     }
 
+    /// Adds an already boxed sink; see [`EventStream::add_sink`].
     pub fn add_boxed_sink(&self, sink: Box<dyn EventSink>) {
         self.lock().sinks.push(sink);
     }
 
+    /// Adds an observer; it sees the events emitted from now on.
     pub fn add_observer(&self, observer: impl Observer + 'static) {
         self.lock().observers.push(Box::new(observer));
     }
@@ -119,7 +127,7 @@ mod tests {
         let sink_seen = seen.clone();
         let stream = EventStream::new("run", 41);
         stream.add_sink(FnSink(move |e: &Event| {
-            sink_seen.lock().unwrap().push(e.seq)
+            sink_seen.locked().push(e.seq)
         }));
         for _ in 0..3 {
             stream.emit(EventKind::Log(LogMessage {
@@ -127,7 +135,7 @@ mod tests {
                 message: String::new(),
             }));
         }
-        assert_eq!(*seen.lock().unwrap(), vec![42, 43, 44]);
+        assert_eq!(*seen.locked(), vec![42, 43, 44]);
         assert_eq!(stream.last_seq(), 44);
     }
 }

@@ -11,11 +11,13 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
+/// NVML, once opened, or why it could not be.
 pub struct Gpus {
     nvml: Result<Nvml, String>,
 }
 
 impl Gpus {
+    /// Loads NVML and counts devices; failure is kept as the reason, never raised.
     pub fn open() -> Self {
         let nvml = Nvml::init().map_err(|e| format!("no NVIDIA GPU: {}", init_reason(&e)));
         let nvml = nvml.and_then(|n| match n.device_count() {
@@ -31,9 +33,8 @@ impl Gpus {
         self.nvml.as_ref().err().map(String::as_str)
     }
 
-    /// Every GPU's readings; `dt` is unused by NVML (its rates are its own)
-    /// but kept so all samplers share a shape.
-    pub fn sample(&self, _dt: f64) -> Vec<GpuStats> {
+    /// Every GPU's readings (NVML keeps its own rates: no interval needed).
+    pub fn sample(&self) -> Vec<GpuStats> {
         let Ok(nvml) = &self.nvml else {
             return Vec::new();
         };

@@ -36,7 +36,7 @@ pub fn snapshot_once(watch: Vec<PathBuf>) -> HardwareSnapshot {
 /// where NVML is missing).
 pub fn gpu_names() -> Vec<String> {
     gpu::Gpus::open()
-        .sample(0.0)
+        .sample()
         .into_iter()
         .filter_map(|g| g.name)
         .collect()

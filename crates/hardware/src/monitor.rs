@@ -3,6 +3,7 @@
 //! same samples, so the machine is sampled once however many consumers there
 //! are.
 
+use mnist_events::LockExt;
 use crate::sampler::Sampler;
 use mnist_events::HardwareSnapshot;
 use std::collections::VecDeque;
@@ -15,6 +16,8 @@ pub const HISTORY: usize = 300;
 
 type Listener = Box<dyn Fn(&Arc<HardwareSnapshot>) + Send>;
 
+/// Samples the machine on a background thread, keeps the last [`HISTORY`]
+/// samples and hands each new one to subscribers.
 pub struct Monitor {
     interval: Duration,
     state: Mutex<State>,
@@ -69,13 +72,15 @@ impl Monitor {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
+    /// Time between samples.
     pub fn interval(&self) -> Duration {
         self.interval
     }
 
+    /// The most recent sample, or `None` before the first.
     pub fn latest(&self) -> Option<Arc<HardwareSnapshot>> {
         self.lock().history.back().cloned()
     }

@@ -16,6 +16,8 @@ use sysinfo::{
     System, UpdateKind, Users,
 };
 
+/// Takes [`HardwareSnapshot`]s on demand, keeping its sysinfo and NVML
+/// handles between samples so that rates cover the time since the last one.
 pub struct Sampler {
     system: System,
     networks: Networks,
@@ -59,11 +61,6 @@ impl Sampler {
         sampler
     }
 
-    /// Whether NVML answered (there may still be zero GPUs).
-    pub fn has_nvml(&self) -> bool {
-        self.gpus.error().is_none()
-    }
-
     fn refresh_processes(&mut self, pids: &[Pid]) {
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::Some(pids),
@@ -89,7 +86,7 @@ impl Sampler {
         self.networks.refresh(true);
         self.disks.refresh(true);
 
-        let mut gpus = self.gpus.sample(dt);
+        let mut gpus = self.gpus.sample();
         // Owners and names of the GPU processes, plus our own row.
         let mut pids: Vec<Pid> = gpus
             .iter()

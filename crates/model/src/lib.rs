@@ -55,21 +55,36 @@ pub struct CnnConfig {
 /// The network. Fields are in forward order.
 #[derive(Module, Debug)]
 pub struct Cnn<B: Backend> {
+    /// 3×3 convolution 1→k1 on the 28×28 input.
     pub conv1: Conv2d<B>,
+    /// 3×3 convolution k1→k2.
     pub conv2: Conv2d<B>,
+    /// The 2×2 max pooling after conv2 and after conv4 (no parameters).
     pub pool: MaxPool2d,
+    /// Dropout after the first pooling.
     pub dropout1: Dropout,
+    /// 3×3 convolution k2→k3.
     pub conv3: Conv2d<B>,
+    /// 3×3 convolution k3→k4.
     pub conv4: Conv2d<B>,
+    /// Dropout after the second pooling.
     pub dropout2: Dropout,
+    /// Fully connected layer k4·16→128, followed by ReLU.
     pub fc1: Linear<B>,
+    /// Fully connected layer 128→10, giving the logits.
     pub fc2: Linear<B>,
+    /// The ReLU after `fc1` (the convolutions' ReLUs are fused into them).
     pub relu: Relu,
 }
 
+/// Kernel counts outside [`KERNEL_RANGE`], named `k1 = 0, k3 = 513`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--kernels: each of the four kernel counts must be in {min}..={max} (got {bad})", min = KERNEL_RANGE.start(), max = KERNEL_RANGE.end(), bad = .0)]
+pub struct KernelsOutOfRange(pub String);
+
 impl CnnConfig {
     /// Checks every kernel count against [`KERNEL_RANGE`].
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), KernelsOutOfRange> {
         let bad: Vec<String> = self
             .kernels
             .iter()
@@ -80,12 +95,7 @@ impl CnnConfig {
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "each of the four kernel counts must be in {}..={} (got {})",
-                KERNEL_RANGE.start(),
-                KERNEL_RANGE.end(),
-                bad.join(", ")
-            ))
+            Err(KernelsOutOfRange(bad.join(", ")))
         }
     }
 
@@ -259,7 +269,8 @@ mod tests {
         let err = CnnConfig::new()
             .with_kernels([0, 64, 513, 64])
             .validate()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("1..=512") && err.contains("k1 = 0") && err.contains("k3 = 513"),
             "{err}"

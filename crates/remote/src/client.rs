@@ -1,6 +1,7 @@
 //! Connecting: host key policy, then authentication (agent, key files,
 //! password), never putting a secret in argv, logs or events.
 
+use mnist_events::LockExt;
 use crate::target::{home, Target};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How to connect: which known_hosts file and policy, extra key files,
+/// prompting, timeout.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// `~/.ssh/known_hosts` unless overridden.
@@ -18,6 +21,8 @@ pub struct ConnectOptions {
     pub identities: Vec<PathBuf>,
     /// Whether we may ask for passphrases and passwords on the terminal.
     pub interactive: bool,
+    /// Longest wait for the connection and key exchange; past it the host
+    /// counts as unreachable.
     pub timeout: Duration,
 }
 
@@ -33,14 +38,26 @@ impl Default for ConnectOptions {
     }
 }
 
+/// Why connecting to a host or working on it over SSH failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
+    /// No answer within the timeout, or the TCP connection failed.
     #[error("cannot reach {target}: {reason}")]
-    Unreachable { target: String, reason: String },
+    Unreachable {
+        /// `host:port` as dialled.
+        target: String,
+        /// What the network said.
+        reason: String,
+    },
+    /// The host key was refused (unknown, changed, or a certificate); holds
+    /// the sentence to print.
     #[error("{0}")]
     HostKey(String),
+    /// Every authentication method failed; holds a message listing what
+    /// was tried.
     #[error("{0}")]
     Auth(String),
+    /// Any other failure once connected: the SSH protocol, a channel, a remote write.
     #[error("ssh: {0}")]
     Protocol(String),
 }
@@ -70,7 +87,7 @@ impl client::Handler for HostKeyPolicy {
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            *self.refusal.lock().unwrap() = Some(format!(
+            *self.refusal.locked() = Some(format!(
                 "{}: the server offered a host certificate; only plain host keys in {} are supported",
                 self.host,
                 self.known_hosts.display()
@@ -85,8 +102,8 @@ impl client::Handler for HostKeyPolicy {
             self.accept_new,
         ) {
             Ok(()) => Ok(true),
-            Err(msg) => {
-                *self.refusal.lock().unwrap() = Some(msg);
+            Err(refused) => {
+                *self.refusal.locked() = Some(refused.to_string());
                 Ok(false)
             }
         }
@@ -104,6 +121,17 @@ fn fingerprint(key: &PublicKey) -> String {
 /// identity); only a host with no key recorded at all is new, and is
 /// refused unless `accept_new`, which records it.
 pub fn check_host_key(
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+    known_hosts: &Path,
+    accept_new: bool,
+) -> Result<(), SshError> {
+    host_key_verdict(host, port, key, known_hosts, accept_new).map_err(SshError::HostKey)
+}
+
+/// [`check_host_key`]'s rule, with the refusal as the sentence to print.
+fn host_key_verdict(
     host: &str,
     port: u16,
     key: &PublicKey,
@@ -189,6 +217,7 @@ fn real_line(path: &Path, counted: usize) -> usize {
     counted
 }
 
+/// A connected, authenticated SSH session.
 pub type Session = Handle<HostKeyPolicy>;
 
 /// Connects and authenticates.
@@ -217,7 +246,7 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
             })
         }
         Ok(Err(e)) => {
-            if let Some(why) = refusal.lock().unwrap().take() {
+            if let Some(why) = refusal.locked().take() {
                 return Err(SshError::HostKey(why));
             }
             return Err(match e {
@@ -234,6 +263,8 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
     Ok(session)
 }
 
+/// Tries ssh-agent, then key files, then (on a terminal) a password, the
+/// way `ssh` does; the error lists what was tried.
 async fn authenticate(
     session: &mut Session,
     target: &Target,
@@ -247,35 +278,68 @@ async fn authenticate(
         .ok()
         .flatten()
         .flatten();
+    if with_agent(session, user, rsa_hash, &mut tried).await
+        || with_key_files(session, target, opts, rsa_hash, &mut tried).await?
+        || with_password(session, target, opts, &mut tried).await?
+    {
+        return Ok(());
+    }
+    Err(SshError::Auth(format!(
+        "{user}@{}:{} refused every key we have: tried {}. Add your public key to ~/.ssh/authorized_keys there, \
+         load it into ssh-agent, or pass -i KEYFILE",
+        target.host,
+        target.port,
+        if tried.is_empty() { "nothing (no agent, no key files in ~/.ssh)".to_string() } else { tried.join(", ") }
+    )))
+}
 
-    // 1. ssh-agent.
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match keys::agent::client::AgentClient::connect_env().await {
-            Ok(mut agent) => {
-                let identities = agent.request_identities().await.unwrap_or_default();
-                for id in identities {
-                    let key = id.public_key().into_owned();
-                    let hash = if key.algorithm().is_rsa() {
-                        rsa_hash
-                    } else {
-                        None
-                    };
-                    if let Ok(r) = session
-                        .authenticate_publickey_with(user, key, hash, &mut agent)
-                        .await
-                    {
-                        if r.success() {
-                            return Ok(());
-                        }
-                    }
-                }
-                tried.push("ssh-agent".into());
-            }
-            Err(e) => tracing::debug!("ssh-agent: {e}"),
+/// The hash an RSA key signs with (the best the server supports).
+type RsaHash = Option<russh::keys::HashAlg>;
+
+/// 1. Every identity of ssh-agent, when one runs.
+async fn with_agent(
+    session: &mut Session,
+    user: &str,
+    rsa_hash: RsaHash,
+    tried: &mut Vec<String>,
+) -> bool {
+    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+        return false;
+    }
+    let mut agent = match keys::agent::client::AgentClient::connect_env().await {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::debug!("ssh-agent: {e}");
+            return false;
+        }
+    };
+    for id in agent.request_identities().await.unwrap_or_default() {
+        let key = id.public_key().into_owned();
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash
+        } else {
+            None
+        };
+        let accepted = session
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+            .is_ok_and(|r| r.success());
+        if accepted {
+            return true;
         }
     }
+    tried.push("ssh-agent".into());
+    false
+}
 
-    // 2. Key files: -i first, then the config's, then the defaults.
+/// 2. Key files: `-i` first, then the config's, then the defaults.
+async fn with_key_files(
+    session: &mut Session,
+    target: &Target,
+    opts: &ConnectOptions,
+    rsa_hash: RsaHash,
+    tried: &mut Vec<String>,
+) -> Result<bool, SshError> {
     let ssh_dir = home().join(".ssh");
     let mut files: Vec<PathBuf> = opts.identities.clone();
     files.extend(target.identity_files.iter().cloned());
@@ -289,32 +353,8 @@ async fn authenticate(
         if !seen.insert(file.clone()) || !file.exists() {
             continue;
         }
-        let key = match keys::load_secret_key(&file, None) {
-            Ok(k) => k,
-            Err(keys::Error::KeyIsEncrypted) => {
-                if !opts.interactive {
-                    tried.push(format!(
-                        "{} (encrypted; no terminal to ask for its passphrase)",
-                        file.display()
-                    ));
-                    continue;
-                }
-                let prompt = format!("passphrase for {}: ", file.display());
-                let Ok(pass) = rpassword::prompt_password(prompt) else {
-                    continue;
-                };
-                match keys::load_secret_key(&file, Some(&pass)) {
-                    Ok(k) => k,
-                    Err(_) => {
-                        tried.push(format!("{} (wrong passphrase)", file.display()));
-                        continue;
-                    }
-                }
-            }
-            Err(e) => {
-                tried.push(format!("{} (unreadable: {e})", file.display()));
-                continue;
-            }
+        let Some(key) = load_key(&file, opts.interactive, tried) else {
+            continue;
         };
         let hash = if key.algorithm().is_rsa() {
             rsa_hash
@@ -322,33 +362,69 @@ async fn authenticate(
             None
         };
         let with_hash = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
-        match session.authenticate_publickey(user, with_hash).await {
-            Ok(r) if r.success() => return Ok(()),
+        match session
+            .authenticate_publickey(&target.user, with_hash)
+            .await
+        {
+            Ok(r) if r.success() => return Ok(true),
             Ok(_) => tried.push(format!("{} (not accepted)", file.display())),
             Err(e) => return Err(SshError::Protocol(e.to_string())),
         }
     }
+    Ok(false)
+}
 
-    // 3. Password, only on a terminal.
-    if opts.interactive {
-        for _ in 0..3 {
-            let Ok(pass) =
-                rpassword::prompt_password(format!("{user}@{}'s password: ", target.host))
-            else {
-                break;
-            };
-            match session.authenticate_password(user, pass).await {
-                Ok(r) if r.success() => return Ok(()),
-                Ok(_) => tried.push("password (rejected)".into()),
-                Err(e) => return Err(SshError::Protocol(e.to_string())),
+/// A private key file, asking for its passphrase on a terminal.
+fn load_key(
+    file: &std::path::Path,
+    interactive: bool,
+    tried: &mut Vec<String>,
+) -> Option<keys::PrivateKey> {
+    match keys::load_secret_key(file, None) {
+        Ok(k) => Some(k),
+        Err(keys::Error::KeyIsEncrypted) if !interactive => {
+            tried.push(format!(
+                "{} (encrypted; no terminal to ask for its passphrase)",
+                file.display()
+            ));
+            None
+        }
+        Err(keys::Error::KeyIsEncrypted) => {
+            let pass =
+                rpassword::prompt_password(format!("passphrase for {}: ", file.display())).ok()?;
+            let key = keys::load_secret_key(file, Some(&pass)).ok();
+            if key.is_none() {
+                tried.push(format!("{} (wrong passphrase)", file.display()));
             }
+            key
+        }
+        Err(e) => {
+            tried.push(format!("{} (unreadable: {e})", file.display()));
+            None
         }
     }
-    Err(SshError::Auth(format!(
-        "{user}@{}:{} refused every key we have: tried {}. Add your public key to ~/.ssh/authorized_keys there, \
-         load it into ssh-agent, or pass -i KEYFILE",
-        target.host,
-        target.port,
-        if tried.is_empty() { "nothing (no agent, no key files in ~/.ssh)".to_string() } else { tried.join(", ") }
-    )))
+}
+
+/// 3. A password, only on a terminal (three tries).
+async fn with_password(
+    session: &mut Session,
+    target: &Target,
+    opts: &ConnectOptions,
+    tried: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    if !opts.interactive {
+        return Ok(false);
+    }
+    for _ in 0..3 {
+        let prompt = format!("{}@{}'s password: ", target.user, target.host);
+        let Ok(pass) = rpassword::prompt_password(prompt) else {
+            break;
+        };
+        match session.authenticate_password(&target.user, pass).await {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => tried.push("password (rejected)".into()),
+            Err(e) => return Err(SshError::Protocol(e.to_string())),
+        }
+    }
+    Ok(false)
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 /// Which of the remote command's streams a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// The command's standard output.
     Stdout,
+    /// The command's standard error (SSH extended data of type 1).
     Stderr,
 }
 
@@ -41,17 +43,22 @@ pub async fn exec(
 /// A finished remote command.
 #[derive(Debug)]
 pub struct Output {
+    /// Exit status; `None` if it was killed by a signal or the connection dropped.
     pub status: Option<u32>,
+    /// All it wrote to standard output, decoded as UTF-8 (lossily).
     pub stdout: String,
+    /// All it wrote to standard error, decoded as UTF-8 (lossily).
     pub stderr: String,
 }
 
 impl Output {
+    /// Whether the command exited with status 0.
     pub fn success(&self) -> bool {
         self.status == Some(0)
     }
 }
 
+/// Runs `command` like [`exec`], collecting its whole output.
 pub async fn exec_capture(session: &Session, command: &str) -> Result<Output, SshError> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = exec(session, command, |s, b| match s {

@@ -3,6 +3,7 @@
 //! host, kept open between polls; a host that is down is retried with
 //! backoff and shown as down meanwhile.
 
+use mnist_events::LockExt;
 use crate::client::{connect, ConnectOptions, Session};
 use crate::exec::{exec_capture, shell_quote};
 use crate::target::Target;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// One fleet host as last polled.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
     /// As given in `--hosts`.
@@ -21,9 +23,11 @@ pub struct HostStatus {
     pub error: Option<String>,
     /// When the last successful snapshot arrived (Unix ms).
     pub last_ok_ms: Option<u64>,
+    /// Its last snapshot (`stats --json` there), kept while it is down.
     pub stats: Option<HardwareSnapshot>,
 }
 
+/// The GPU hosts polled in the background, one status per host.
 #[derive(Debug)]
 pub struct Fleet {
     hosts: Vec<Arc<Mutex<HostStatus>>>,
@@ -82,16 +86,17 @@ impl Fleet {
         fleet
     }
 
+    /// Every host's status now, in the order the hosts were given.
     pub fn snapshot(&self) -> Vec<HostStatus> {
         self.hosts
             .iter()
-            .map(|h| h.lock().unwrap().clone())
+            .map(|h| h.locked().clone())
             .collect()
     }
 }
 
 fn set(status: &Mutex<HostStatus>, f: impl FnOnce(&mut HostStatus)) {
-    f(&mut status.lock().unwrap());
+    f(&mut status.locked());
 }
 
 async fn poll_host(
@@ -107,7 +112,7 @@ async fn poll_host(
         Err(e) => {
             set(&status, |s| {
                 s.state = "down";
-                s.error = Some(e);
+                s.error = Some(e.to_string());
             });
             return;
         }

@@ -21,6 +21,7 @@ pub type SessionSlot = watch::Receiver<Option<Arc<Session>>>;
 pub struct OpenConnections(AtomicUsize);
 
 impl OpenConnections {
+    /// Connections still delivering bytes from the remote side.
     pub fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }

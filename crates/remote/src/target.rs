@@ -4,20 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
+/// An SSH destination, resolved from `user@host[:port]` or a `~/.ssh/config` alias.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// What the user typed, for messages.
     pub alias: String,
+    /// Host name or address to connect to: the config's `HostName` (`%h`
+    /// expanded), else the name typed.
     pub host: String,
+    /// TCP port: from the spec, else the config's `Port`, else 22.
     pub port: u16,
+    /// User to log in as: from the spec, else the config's `User`, else
+    /// `$USER`, else `root`.
     pub user: String,
     /// From the config; the default key files are tried after these.
     pub identity_files: Vec<PathBuf>,
 }
 
+/// A host spec that is not `user@host[:port]` or an alias.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTarget(String);
+
 impl Target {
     /// Resolves `spec` against the ssh config at `config` (if it exists).
-    pub fn resolve(spec: &str, config: Option<&Path>) -> Result<Target, String> {
+    pub fn resolve(spec: &str, config: Option<&Path>) -> Result<Target, BadTarget> {
+        Self::resolve_spec(spec, config).map_err(BadTarget)
+    }
+
+    fn resolve_spec(spec: &str, config: Option<&Path>) -> Result<Target, String> {
         let (user, rest) = match spec.rsplit_once('@') {
             Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
             Some(_) => return Err(format!("{spec:?}: empty user name before '@'")),
@@ -61,6 +76,7 @@ impl Target {
     }
 }
 
+/// The user's home directory: `$HOME`, or `/` when unset.
 pub fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -248,7 +264,7 @@ Host *
 
     #[test]
     fn bad_ports_are_named() {
-        let e = Target::resolve("h:99999", None).unwrap_err();
+        let e = Target::resolve("h:99999", None).unwrap_err().to_string();
         assert!(e.contains("not a port"), "{e}");
         assert_eq!(Target::resolve("[::1]:2022", None).unwrap().port, 2022);
     }

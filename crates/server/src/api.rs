@@ -1,19 +1,23 @@
 //! The JSON HTTP API.
 
+use mnist_events::LockExt;
 use crate::history::list_runs;
 use crate::hub::{HubSink, RunHub};
+use crate::error::{ApiError, ApiResult};
 use crate::{AppState, CurrentRun};
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use mnist_events::{EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
-use mnist_train::{BackendChoice, FieldError, RunOptions, TrainConfig};
+use mnist_train::{BackendChoice, RunOptions, TrainConfig};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// Registers the run API: health, backends, config schema, fleet, and
+/// listing, starting, stopping and reading runs (events, series, CSV).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/health", web::get().to(health))
         .route("/api/backends", web::get().to(backends))
+        .route("/api/config/schema", web::get().to(config_schema))
         .route("/api/fleet", web::get().to(fleet))
         .route("/api/runs", web::get().to(list))
         .route("/api/runs", web::post().to(start))
@@ -29,9 +33,8 @@ pub fn json_error(
     err: actix_web::error::JsonPayloadError,
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    let body = json!({"errors": [{"field": "body", "message": format!("not a JSON configuration: {err}")}]});
-    actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(body))
-        .into()
+    let message = format!("not a JSON configuration: {err}");
+    ApiError::field("body", message).into()
 }
 
 /// `name` with everything but letters, digits, `-`, `_` and `.` replaced,
@@ -48,8 +51,10 @@ fn file_name_safe(name: &str) -> String {
         .collect()
 }
 
-fn not_found(id: &str) -> HttpResponse {
-    HttpResponse::NotFound().json(json!({"error": format!("no run {id}")}))
+/// The training configuration's fields, types, ranges and defaults
+/// (`mnist_train::config::FIELDS`): the web form takes its limits from here.
+async fn config_schema() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "fields": mnist_train::config::schema() }))
 }
 
 /// Every `--hosts` host: up/down, its last stats snapshot (GPUs, their
@@ -85,12 +90,17 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
     let runs = web::block(move || {
         let current = state.current_hub();
-        let mut rows: Vec<_> = list_runs(&state.opts.runs_dir)
+        let runs_dir = &state.opts.runs_dir;
+        let mut rows: Vec<_> = list_runs(runs_dir)
             .into_iter()
-            .filter_map(|(id, _)| state.hub(&id).map(|hub| hub.with_state(|s| s.summary())))
+            .filter_map(|(id, _)| {
+                let mut row = state.hub(&id)?.with_state(|s| s.summary());
+                row.meta = crate::manage::RunMeta::load(runs_dir, &id);
+                Some(row)
+            })
             .collect();
         // A live run whose log isn't on disk yet still belongs in the list.
-        if let Some(hub) = current {
+        if let Some(hub) = current.filter(|h| h.with_state(|s| s.is_live())) {
             if !rows.iter().any(|r| r.run_id == hub.run_id) {
                 rows.insert(0, hub.with_state(|s| s.summary()));
             }
@@ -102,11 +112,11 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(runs)
 }
 
-async fn show(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
-    match state.hub(&id) {
-        Some(hub) => HttpResponse::Ok().json(hub.with_state(|s| s.details())),
-        None => not_found(&id),
-    }
+async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
+    let mut details = hub.with_state(|s| s.details());
+    details["meta"] = json!(crate::manage::RunMeta::load(&state.opts.runs_dir, &id));
+    Ok(HttpResponse::Ok().json(details))
 }
 
 #[derive(Deserialize)]
@@ -124,19 +134,15 @@ async fn series(
     state: web::Data<AppState>,
     id: web::Path<String>,
     q: web::Query<SeriesQuery>,
-) -> HttpResponse {
+) -> ApiResult {
     let points = q.points.unwrap_or(crate::state::MAX_POINTS);
     if !(2..=20_000).contains(&points) {
-        return HttpResponse::BadRequest().json(json!({
-            "errors": [{"field": "points", "message": format!("must be in 2..=20000 (got {points})")}]
-        }));
+        let message = format!("must be in 2..=20000 (got {points})");
+        return Err(ApiError::field("points", message));
     }
-    match state.hub(&id) {
-        Some(hub) => HttpResponse::Ok().json(
-            hub.with_state(|s| s.series(q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX), points)),
-        ),
-        None => not_found(&id),
-    }
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX));
+    Ok(HttpResponse::Ok().json(hub.with_state(|s| s.series(from, to, points))))
 }
 
 #[derive(Deserialize)]
@@ -149,25 +155,21 @@ async fn events(
     state: web::Data<AppState>,
     id: web::Path<String>,
     q: web::Query<Since>,
-) -> HttpResponse {
-    let Some(hub) = state.hub(&id) else {
-        return not_found(&id);
-    };
+) -> ApiResult {
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
     let mut body = String::new();
     for e in hub.events_since(q.since) {
         body += &serde_json::to_string(&*e).expect("event serialises");
         body.push('\n');
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
-        .body(body)
+        .body(body))
 }
 
-async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
-    let Some(hub) = state.hub(&id) else {
-        return not_found(&id);
-    };
-    HttpResponse::Ok()
+async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
+    Ok(HttpResponse::Ok()
         .content_type("text/csv")
         .insert_header((
             "content-disposition",
@@ -176,14 +178,14 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> HttpR
                 file_name_safe(&id)
             ),
         ))
-        .body(hub.with_state(|s| s.csv()))
+        .body(hub.with_state(|s| s.csv())))
 }
 
-async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     // Decide under the lock, answer after it: `state.hub()` takes the same
     // lock, so calling it while holding the guard would deadlock the server.
     let current = {
-        let current = state.current.lock().expect("state lock");
+        let current = state.current.locked();
         current
             .as_ref()
             .filter(|run| run.hub.run_id == *id)
@@ -192,53 +194,44 @@ async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse
     match current {
         Some((false, stop)) => {
             stop.request(mnist_events::StopReason::User);
-            HttpResponse::Accepted().json(json!({"run_id": *id, "stopping": true}))
+            Ok(HttpResponse::Accepted().json(json!({"run_id": *id, "stopping": true})))
         }
-        Some((true, _)) => HttpResponse::Conflict()
-            .json(json!({"error": format!("run {id} has already finished")})),
-        None if state.hub(&id).is_some() => HttpResponse::Conflict()
-            .json(json!({"error": format!("run {id} is not training in this server")})),
-        None => not_found(&id),
+        Some((true, _)) => Err(ApiError::conflict(format!("run {id} has already finished"))),
+        None if state.hub(&id).is_some() => Err(ApiError::conflict(format!(
+            "run {id} is not training in this server"
+        ))),
+        None => Err(ApiError::no_run(&id)),
     }
 }
 
-fn bad_request(errors: Vec<FieldError>) -> HttpResponse {
-    HttpResponse::BadRequest().json(json!({ "errors": errors }))
-}
-
-async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -> HttpResponse {
+async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -> ApiResult {
     if !state.opts.can_start_runs {
-        return HttpResponse::Forbidden().json(
-            json!({"error": "this server only watches a run started from the command line"}),
-        );
+        return Err(ApiError::Forbidden(
+            "this server only watches a run started from the command line".into(),
+        ));
     }
-    let config = match TrainConfig::from_json(&body) {
-        Ok(c) => c,
-        Err(errors) => return bad_request(errors),
-    };
+    let config = TrainConfig::from_json(&body).map_err(ApiError::Invalid)?;
     let state = state.into_inner();
     // Backend and data checks can block (driver probes, reading 50 MB).
-    let prepared = {
+    let data = {
         let state = state.clone();
         let config = config.clone();
-        web::block(move || prepare(&state, &config)).await
-    };
-    let data = match prepared {
-        Ok(Ok(data)) => data,
-        Ok(Err((status, body))) => return HttpResponse::build(status).json(body),
-        Err(e) => return HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
+        web::block(move || prepare(&state, &config)).await??
     };
 
     let run_id = mnist_train::new_run_id();
     let hub = RunHub::live(run_id.clone());
     let stop = mnist_events::Stop::new();
     {
-        let mut current = state.current.lock().expect("state lock");
+        let mut current = state.current.locked();
         if let Some(run) = current.as_ref().filter(|r| !r.hub.is_finished()) {
-            return HttpResponse::Conflict().json(json!({
-                "error": format!("run {} is still training; stop it first (one run at a time per server)", run.hub.run_id),
-                "run_id": run.hub.run_id,
-            }));
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "run {} is still training; stop it first (one run at a time per server)",
+                    run.hub.run_id
+                ),
+                run_id: Some(run.hub.run_id.clone()),
+            });
         }
         *current = Some(CurrentRun {
             hub: hub.clone(),
@@ -285,7 +278,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
     if let Err(e) = spawned {
         fail_hub(&hub, format!("cannot start the training thread: {e}"));
     }
-    HttpResponse::Created().json(json!({ "run_id": run_id }))
+    Ok(HttpResponse::Created().json(json!({ "run_id": run_id })))
 }
 
 /// Ends a run whose trainer could not start (or died without ending its
@@ -312,10 +305,7 @@ fn fail_hub(hub: &Arc<RunHub>, error: String) {
 }
 
 /// Checks the backend and loads (once) the data set.
-fn prepare(
-    state: &AppState,
-    config: &TrainConfig,
-) -> Result<Arc<mnist_data::Mnist>, (StatusCode, serde_json::Value)> {
+fn prepare(state: &AppState, config: &TrainConfig) -> Result<Arc<mnist_data::Mnist>, ApiError> {
     if config.backend != BackendChoice::Auto {
         let name = config.backend.as_str();
         if let Some(b) = state
@@ -323,22 +313,16 @@ fn prepare(
             .iter()
             .find(|b| b.name == name && !b.available)
         {
-            let error = FieldError::new(
-                "backend",
-                format!(
-                    "{name} is not usable here: {}",
-                    b.reason.clone().unwrap_or_default()
-                ),
-            );
-            return Err((StatusCode::BAD_REQUEST, json!({ "errors": [error] })));
+            let reason = b.reason.clone().unwrap_or_default();
+            let message = format!("{name} is not usable here: {reason}");
+            return Err(ApiError::field("backend", message));
         }
     }
-    let data =
-        load_data(state).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})))?;
+    let data = load_data(state).map_err(ApiError::Unavailable)?;
     // A CPU run that cannot fit would abort the whole server: refuse it now.
     if runs_on_cpu(state, config.backend) {
         mnist_train::memory::check_data(config, data.train_labels.len(), data.test_labels.len())
-            .map_err(|e| (StatusCode::BAD_REQUEST, json!({ "errors": [e] })))?;
+            .map_err(|e| ApiError::Invalid(vec![e]))?;
     }
     Ok(data)
 }
@@ -357,7 +341,7 @@ fn runs_on_cpu(state: &AppState, choice: BackendChoice) -> bool {
 
 /// The data set, read once and kept (blocking: call from `web::block`).
 pub fn load_data(state: &AppState) -> Result<Arc<mnist_data::Mnist>, String> {
-    let mut data = state.data.lock().expect("state lock");
+    let mut data = state.data.locked();
     if let Some(d) = data.as_ref() {
         return Ok(d.clone());
     }

@@ -22,6 +22,7 @@
 //! `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`
 //! (the page's URL may hold the token).
 
+use crate::error::ApiError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
@@ -56,31 +57,34 @@ pub struct Access {
 /// Why a request was turned away.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// A loopback server got this `Host` (lower-cased), not a loopback name
+    /// nor an allowed origin's: a DNS rebinding attempt.
     Host(String),
+    /// This `Origin` (lower-cased) is neither the server's own nor allowed.
     Origin(String),
+    /// A token is required and none of the request's matched it.
     Token,
 }
 
 impl Refusal {
     fn response(&self) -> HttpResponse {
-        match self {
-            Refusal::Host(host) => HttpResponse::Forbidden().json(serde_json::json!({
-                "error": format!(
-                    "Host {host:?} is not a loopback name: this server listens on loopback and answers \
-                     only localhost, 127.0.0.1 or [::1] (protection against DNS rebinding); \
-                     name other origins with --allow-origin"
-                )
-            })),
-            Refusal::Origin(origin) => HttpResponse::Forbidden().json(serde_json::json!({
-                "error": format!(
-                    "Origin {origin:?} is not this server's: pages of other sites may not drive \
-                     or read it; name trusted origins with --allow-origin"
-                )
-            })),
-            Refusal::Token => HttpResponse::Unauthorized().json(serde_json::json!({
-                "error": "a token is required: open the page with ?token=… or send Authorization: Bearer …"
-            })),
-        }
+        use actix_web::ResponseError;
+        let error = match self {
+            Refusal::Host(host) => ApiError::Forbidden(format!(
+                "Host {host:?} is not a loopback name: this server listens on loopback and answers \
+                 only localhost, 127.0.0.1 or [::1] (protection against DNS rebinding); \
+                 name other origins with --allow-origin"
+            )),
+            Refusal::Origin(origin) => ApiError::Forbidden(format!(
+                "Origin {origin:?} is not this server's: pages of other sites may not drive \
+                 or read it; name trusted origins with --allow-origin"
+            )),
+            Refusal::Token => ApiError::Unauthorized(
+                "a token is required: open the page with ?token=… or send Authorization: Bearer …"
+                    .into(),
+            ),
+        };
+        error.error_response()
     }
 }
 
@@ -91,7 +95,7 @@ impl Access {
         addr: SocketAddr,
         token: Option<String>,
         allowed_origins: &[String],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BadOrigin> {
         let allowed_origins = allowed_origins
             .iter()
             .map(|o| normalise_origin(o))
@@ -189,17 +193,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// An `--allow-origin` that is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--allow-origin {0:?}: must be an origin such as https://monitor.example.org or http://host:8080")]
+pub struct BadOrigin(pub String);
+
 /// `scheme://authority` of an origin, lower case, checked.
-pub fn normalise_origin(origin: &str) -> Result<String, String> {
+pub fn normalise_origin(origin: &str) -> Result<String, BadOrigin> {
     let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
     let ok = (o.starts_with("http://") || o.starts_with("https://"))
         && authority(&o).is_some_and(|a| !a.is_empty() && !a.contains(['/', '?', '#', '@']));
     if ok {
         Ok(o)
     } else {
-        Err(format!(
-            "--allow-origin {origin:?}: must be an origin such as https://monitor.example.org or http://host:8080"
-        ))
+        Err(BadOrigin(origin.to_string()))
     }
 }
 

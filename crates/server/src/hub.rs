@@ -9,6 +9,7 @@
 //! browser can never slow training: the trainer only ever takes a short
 //! lock and never awaits.
 
+use mnist_events::LockExt;
 use crate::state::RunState;
 use mnist_events::{Event, EventKind, EventSink};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,10 @@ use tokio::sync::mpsc;
 /// Events a viewer may fall behind by before it is dropped.
 pub const VIEWER_QUEUE: usize = 4096;
 
+/// One run's events, folded state and live viewers, shared by its trainer
+/// (through a [`HubSink`]) and the server's handlers.
 pub struct RunHub {
+    /// The run's id, as in its events and its `runs/<id>` folder.
     pub run_id: String,
     inner: Mutex<Inner>,
 }
@@ -66,7 +70,7 @@ impl RunHub {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves whole events
         // behind (each push is one step); keep serving them.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// Appends an event, folds it into the state and offers it to every viewer.
@@ -106,9 +110,9 @@ impl RunHub {
 
     /// The state's snapshot and, while the run is live, a queue of every
     /// later event: under one lock, like [`RunHub::subscribe`].
-    pub fn subscribe_snapshot(&self) -> (serde_json::Value, Option<mpsc::Receiver<Arc<Event>>>) {
+    pub fn subscribe_snapshot(&self) -> (crate::ws::Envelope, Option<mpsc::Receiver<Arc<Event>>>) {
         let mut inner = self.lock();
-        let snapshot = inner.state.snapshot();
+        let snapshot = crate::ws::Envelope::Snapshot(inner.state.snapshot());
         if inner.finished {
             return (snapshot, None);
         }
@@ -117,18 +121,24 @@ impl RunHub {
         (snapshot, Some(rx))
     }
 
+    /// Every event kept with `seq > since`, without a live queue (see
+    /// [`RunHub::subscribe`]).
     pub fn events_since(&self, since: u64) -> Vec<Arc<Event>> {
         since_in(&self.lock().events, since)
     }
 
+    /// Whether no more events will come: `run_finished` was pushed, or the
+    /// hub was folded from a log.
     pub fn is_finished(&self) -> bool {
         self.lock().finished
     }
 
+    /// Live subscribers still attached (those dropped for lagging don't count).
     pub fn viewers(&self) -> usize {
         self.lock().subscribers.len()
     }
 
+    /// The `seq` of the latest event folded, 0 before any.
     pub fn last_seq(&self) -> u64 {
         self.lock().state.last_seq()
     }

@@ -13,15 +13,18 @@
 //! ([`guard`]).
 
 mod api;
+pub mod error;
 mod assets;
 pub mod guard;
 pub mod history;
 pub mod hub;
+pub mod manage;
 pub mod metrics;
 mod review;
 pub mod state;
-mod ws;
+pub mod ws;
 
+use mnist_events::LockExt;
 use actix_web::{web, App, HttpServer};
 use hub::RunHub;
 use mnist_data::Mnist;
@@ -36,9 +39,13 @@ use tokio::sync::watch;
 /// Where the server's runs read and write.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Folder of the MNIST IDX files (and of the label overrides).
     pub data_dir: PathBuf,
+    /// Folder of run logs: `<id>/events.jsonl` (and `meta.json`) per run.
     pub runs_dir: PathBuf,
+    /// Folder of checkpoints, `<id>/` per run, for resuming and review.
     pub checkpoints_dir: PathBuf,
+    /// Whether loading the data set checks the files' SHA-256 hashes.
     pub verify: mnist_data::Verify,
     /// Required on every request when set.
     pub token: Option<String>,
@@ -60,12 +67,15 @@ pub struct ServerOptions {
 
 /// A run being trained by (or watched from) this process.
 pub struct CurrentRun {
+    /// The run's events and folded state (live, or loaded from its log).
     pub hub: Arc<RunHub>,
+    /// Asks the run's trainer to stop (`POST /api/runs/{id}/stop`).
     pub stop: mnist_events::Stop,
 }
 
 /// Shared state of all handlers.
 pub struct AppState {
+    /// How the server was started; read by every handler.
     pub opts: ServerOptions,
     current: Mutex<Option<CurrentRun>>,
     /// The id of the run `/ws/runs/current` follows; changes wake its viewers.
@@ -89,6 +99,7 @@ type LogStamp = (u64, Option<std::time::SystemTime>);
 const LOGGED_CACHE: usize = 64;
 
 impl AppState {
+    /// Fresh state: no current run, nothing loaded or cached yet.
     pub fn new(opts: ServerOptions) -> Arc<Self> {
         Arc::new(Self {
             opts,
@@ -118,7 +129,7 @@ impl AppState {
     /// the API when it starts one).
     pub fn set_current(&self, run: CurrentRun) {
         let id = run.hub.run_id.clone();
-        *self.current.lock().expect("state lock") = Some(run);
+        *self.current.locked() = Some(run);
         self.current_id.send_replace(Some(id));
     }
 
@@ -139,10 +150,21 @@ impl AppState {
         });
     }
 
+    /// After run `id` left the runs folder (deleted to the trash): if it was
+    /// the run shown, show the newest remaining one instead (or none).
+    pub fn forget_run(&self, id: &str) {
+        let shown = self.current_hub().is_some_and(|h| h.run_id == id);
+        if shown {
+            *self.current.locked() = None;
+            self.current_id.send_replace(None);
+            self.show_latest_run();
+        }
+    }
+
+    /// The hub of the run the server shows now, if any.
     pub fn current_hub(&self) -> Option<Arc<RunHub>> {
         self.current
-            .lock()
-            .expect("state lock")
+            .locked()
             .as_ref()
             .map(|c| c.hub.clone())
     }
@@ -164,7 +186,7 @@ impl AppState {
         let path = self.opts.runs_dir.join(run_id).join("events.jsonl");
         let meta = std::fs::metadata(&path).ok()?;
         let stamp = (meta.len(), meta.modified().ok());
-        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logged = self.logged.locked();
         if let Some((s, hub)) = logged.get(run_id) {
             if *s == stamp {
                 return Some(hub.clone());
@@ -245,6 +267,7 @@ pub fn bind(
             )
             .wrap(actix_web::middleware::from_fn(guard::guard))
             .configure(api::routes)
+            .configure(manage::routes)
             .configure(ws::routes)
             .configure(metrics::routes)
             .configure(review::routes)

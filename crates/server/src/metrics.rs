@@ -9,9 +9,12 @@
 use crate::state::Status;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
-use mnist_events::{EventKind, HardwareSnapshot, Split};
+use mnist_events::{
+    BatchMetrics, DiskStats, EvalMetrics, EventKind, GpuStats, HardwareSnapshot, NetStats, Split,
+};
 use std::fmt::Write;
 
+/// Registers `GET /metrics`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics));
 }
@@ -33,14 +36,221 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(x.finish())
 }
 
+/// A metric read off a value of type `T`: name, help, and the reader.
+/// The tables below are the metrics' one definition: `/metrics` and its
+/// documentation (README) follow them.
+type Metric<T> = (&'static str, &'static str, fn(&T) -> f64);
+/// Like [`Metric`], for values a device may not report.
+type MaybeMetric<T> = (&'static str, &'static str, fn(&T) -> Option<f64>);
+
+/// The last batch of the shown run, labelled `run_id`.
+const BATCH: &[Metric<BatchMetrics>] = &[
+    ("mnist_train_step", "Optimizer steps taken.", |b| {
+        b.step as f64
+    }),
+    ("mnist_train_epoch", "Current epoch (1-based).", |b| {
+        b.epoch as f64
+    }),
+    ("mnist_train_loss", "Loss of the last batch.", |b| b.loss),
+    (
+        "mnist_train_accuracy_ratio",
+        "Accuracy of the last batch.",
+        |b| b.accuracy,
+    ),
+    (
+        "mnist_train_f1_macro_ratio",
+        "Macro-F1 of the last batch.",
+        |b| b.f1_macro,
+    ),
+    (
+        "mnist_train_epoch_loss",
+        "Mean loss over the epoch so far.",
+        |b| b.epoch_loss,
+    ),
+    (
+        "mnist_train_epoch_accuracy_ratio",
+        "Accuracy over the epoch so far.",
+        |b| b.epoch_accuracy,
+    ),
+    ("mnist_train_learning_rate", "Current learning rate.", |b| {
+        b.lr
+    }),
+    (
+        "mnist_train_images_per_second",
+        "Training throughput.",
+        |b| b.images_per_sec,
+    ),
+    (
+        "mnist_train_elapsed_seconds",
+        "Seconds spent training in this process.",
+        |b| b.elapsed_s,
+    ),
+];
+
+/// The last evaluation per split, labelled `run_id` and `split`.
+const EVAL: &[Metric<EvalMetrics>] = &[
+    ("mnist_eval_loss", "Loss of the last evaluation.", |m| {
+        m.loss
+    }),
+    (
+        "mnist_eval_accuracy_ratio",
+        "Accuracy of the last evaluation.",
+        |m| m.accuracy,
+    ),
+    (
+        "mnist_eval_f1_macro_ratio",
+        "Macro-F1 of the last evaluation.",
+        |m| m.f1_macro,
+    ),
+];
+
+/// The machine, unlabelled.
+const HOST: &[Metric<HardwareSnapshot>] = &[
+    (
+        "mnist_hardware_up",
+        "Whether hardware samples are available.",
+        |_| 1.0,
+    ),
+    (
+        "mnist_hardware_sample_timestamp_seconds",
+        "When the last hardware sample was taken (Unix time).",
+        |h| h.sampled_at_ms as f64 / 1000.0,
+    ),
+    ("mnist_cpu_cores", "Logical CPU cores.", |h| {
+        h.cpu.cores as f64
+    }),
+    (
+        "mnist_cpu_usage_ratio",
+        "CPU busy, all cores together.",
+        |h| h.cpu.usage_percent as f64 / 100.0,
+    ),
+    ("mnist_memory_total_bytes", "Host memory.", |h| {
+        h.memory.total_bytes as f64
+    }),
+    ("mnist_memory_used_bytes", "Host memory in use.", |h| {
+        h.memory.used_bytes as f64
+    }),
+    (
+        "mnist_memory_available_bytes",
+        "Host memory available to new work.",
+        |h| h.memory.available_bytes as f64,
+    ),
+    ("mnist_swap_total_bytes", "Swap space.", |h| {
+        h.memory.swap_total_bytes as f64
+    }),
+    ("mnist_swap_used_bytes", "Swap in use.", |h| {
+        h.memory.swap_used_bytes as f64
+    }),
+    (
+        "mnist_process_resident_memory_bytes",
+        "Resident memory of the mnist-monitor process.",
+        |h| h.process.rss_bytes as f64,
+    ),
+    (
+        "mnist_process_cpu_ratio",
+        "CPU used by the mnist-monitor process, in cores.",
+        |h| h.process.cpu_percent as f64 / 100.0,
+    ),
+    (
+        "mnist_gpu_count",
+        "NVIDIA GPUs NVML reports (0 when there is no driver).",
+        |h| h.gpus.len() as f64,
+    ),
+];
+
+/// Per network interface, labelled `interface` (counters).
+const NETWORK: &[Metric<NetStats>] = &[
+    (
+        "mnist_network_receive_bytes_total",
+        "Bytes received per interface.",
+        |n| n.rx_total_bytes as f64,
+    ),
+    (
+        "mnist_network_transmit_bytes_total",
+        "Bytes sent per interface.",
+        |n| n.tx_total_bytes as f64,
+    ),
+];
+
+/// Per watched file system, labelled `mount` and `device`.
+const DISK: &[Metric<DiskStats>] = &[
+    ("mnist_disk_size_bytes", "Size of the file system.", |d| {
+        d.total_bytes as f64
+    }),
+    (
+        "mnist_disk_available_bytes",
+        "Free space available to this user.",
+        |d| d.available_bytes as f64,
+    ),
+    (
+        "mnist_disk_read_bytes_per_second",
+        "Disk reads over the last sample interval.",
+        |d| d.read_bytes_per_sec,
+    ),
+    (
+        "mnist_disk_write_bytes_per_second",
+        "Disk writes over the last sample interval.",
+        |d| d.write_bytes_per_sec,
+    ),
+];
+
+/// Per GPU, labelled `index` and `uuid`; absent when NVML cannot read it.
+const GPU: &[MaybeMetric<GpuStats>] = &[
+    (
+        "mnist_gpu_utilization_ratio",
+        "GPU busy (kernels running).",
+        |g| g.utilization_percent.map(|v| v as f64 / 100.0),
+    ),
+    (
+        "mnist_gpu_memory_utilization_ratio",
+        "GPU memory bandwidth busy.",
+        |g| g.memory_utilization_percent.map(|v| v as f64 / 100.0),
+    ),
+    ("mnist_gpu_memory_used_bytes", "GPU memory in use.", |g| {
+        g.memory_used_bytes.map(|v| v as f64)
+    }),
+    ("mnist_gpu_memory_total_bytes", "GPU memory.", |g| {
+        g.memory_total_bytes.map(|v| v as f64)
+    }),
+    ("mnist_gpu_temperature_celsius", "GPU temperature.", |g| {
+        g.temperature_celsius.map(|v| v as f64)
+    }),
+    ("mnist_gpu_power_watts", "GPU power draw.", |g| {
+        g.power_watts
+    }),
+    (
+        "mnist_gpu_power_limit_watts",
+        "GPU enforced power limit.",
+        |g| g.power_limit_watts,
+    ),
+    ("mnist_gpu_fan_ratio", "GPU fan speed.", |g| {
+        g.fan_percent.map(|v| v as f64 / 100.0)
+    }),
+    ("mnist_gpu_sm_clock_hertz", "GPU SM clock.", |g| {
+        g.sm_clock_mhz.map(|v| v as f64 * 1e6)
+    }),
+    ("mnist_gpu_memory_clock_hertz", "GPU memory clock.", |g| {
+        g.memory_clock_mhz.map(|v| v as f64 * 1e6)
+    }),
+    (
+        "mnist_gpu_pcie_receive_bytes_per_second",
+        "PCIe traffic to the GPU.",
+        |g| g.pcie_rx_bytes_per_sec,
+    ),
+    (
+        "mnist_gpu_pcie_transmit_bytes_per_second",
+        "PCIe traffic from the GPU.",
+        |g| g.pcie_tx_bytes_per_sec,
+    ),
+    ("mnist_gpu_processes", "Processes using the GPU.", |g| {
+        Some(g.processes.len() as f64)
+    }),
+];
+
 fn training(state: &AppState, x: &mut Exposition) {
+    let active = "Whether a run is training now.";
     let Some(hub) = state.current_hub() else {
-        x.gauge(
-            "mnist_run_active",
-            "Whether a run is training now.",
-            &[],
-            0.0,
-        );
+        x.gauge("mnist_run_active", active, &[], 0.0);
         return;
     };
     let (s, last_batch, evals, alerts) = hub.with_state(|state| {
@@ -53,13 +263,9 @@ fn training(state: &AppState, x: &mut Exposition) {
     });
     x.gauge(
         "mnist_run_active",
-        "Whether a run is training now.",
+        active,
         &[],
-        if s.status == Status::Running {
-            1.0
-        } else {
-            0.0
-        },
+        f64::from(u8::from(s.status == Status::Running)),
     );
     let id = hub.run_id.as_str();
     for status in Status::ALL {
@@ -67,17 +273,18 @@ fn training(state: &AppState, x: &mut Exposition) {
             "mnist_run_status",
             "The shown run's status: 1 for its current status, 0 for the others.",
             &[("run_id", id), ("status", status.as_str())],
-            if s.status == status { 1.0 } else { 0.0 },
+            f64::from(u8::from(s.status == status)),
         );
     }
+    let info = [
+        ("run_id", id),
+        ("backend", s.backend.as_deref().unwrap_or("")),
+        ("device", s.device.as_deref().unwrap_or("")),
+    ];
     x.gauge(
         "mnist_run_info",
         "The shown run's backend and device (value is always 1).",
-        &[
-            ("run_id", id),
-            ("backend", s.backend.as_deref().unwrap_or("")),
-            ("device", s.device.as_deref().unwrap_or("")),
-        ],
+        &info,
         1.0,
     );
     if let Some(p) = s.params {
@@ -88,131 +295,42 @@ fn training(state: &AppState, x: &mut Exposition) {
             p as f64,
         );
     }
-    let last_batch = last_batch.and_then(|e| match &e.kind {
-        EventKind::Batch(b) => Some(b.clone()),
-        _ => None,
-    });
-    if let Some(b) = last_batch {
-        let l = [("run_id", id)];
-        x.gauge(
-            "mnist_train_step",
-            "Optimizer steps taken.",
-            &l,
-            b.step as f64,
-        );
-        x.gauge(
-            "mnist_train_epoch",
-            "Current epoch (1-based).",
-            &l,
-            b.epoch as f64,
-        );
-        x.gauge("mnist_train_loss", "Loss of the last batch.", &l, b.loss);
-        x.gauge(
-            "mnist_train_accuracy_ratio",
-            "Accuracy of the last batch.",
-            &l,
-            b.accuracy,
-        );
-        x.gauge(
-            "mnist_train_f1_macro_ratio",
-            "Macro-F1 of the last batch.",
-            &l,
-            b.f1_macro,
-        );
-        x.gauge(
-            "mnist_train_epoch_loss",
-            "Mean loss over the epoch so far.",
-            &l,
-            b.epoch_loss,
-        );
-        x.gauge(
-            "mnist_train_epoch_accuracy_ratio",
-            "Accuracy over the epoch so far.",
-            &l,
-            b.epoch_accuracy,
-        );
-        x.gauge(
-            "mnist_train_learning_rate",
-            "Current learning rate.",
-            &l,
-            b.lr,
-        );
-        x.gauge(
-            "mnist_train_images_per_second",
-            "Training throughput.",
-            &l,
-            b.images_per_sec,
-        );
-        x.gauge(
-            "mnist_train_elapsed_seconds",
-            "Seconds spent training in this process.",
-            &l,
-            b.elapsed_s,
-        );
+    if let Some(EventKind::Batch(b)) = last_batch.as_deref().map(|e| &e.kind) {
+        for (name, help, read) in BATCH {
+            x.gauge(name, help, &[("run_id", id)], read(b));
+        }
     }
-    for m in evals.into_iter().flatten() {
-        {
-            let l = [("run_id", id), ("split", m.split.as_str())];
+    for m in evals.iter().flatten() {
+        for (name, help, read) in EVAL {
             x.gauge(
-                "mnist_eval_loss",
-                "Loss of the last evaluation.",
-                &l,
-                m.loss,
-            );
-            x.gauge(
-                "mnist_eval_accuracy_ratio",
-                "Accuracy of the last evaluation.",
-                &l,
-                m.accuracy,
-            );
-            x.gauge(
-                "mnist_eval_f1_macro_ratio",
-                "Macro-F1 of the last evaluation.",
-                &l,
-                m.f1_macro,
+                name,
+                help,
+                &[("run_id", id), ("split", m.split.as_str())],
+                read(m),
             );
         }
     }
     for (rule, n) in alerts {
+        let labels = [("run_id", id), ("rule", rule.as_str())];
         x.counter(
             "mnist_alerts_total",
             "Alerts fired in the shown run, by rule.",
-            &[("run_id", id), ("rule", &rule)],
+            &labels,
             n as f64,
         );
     }
 }
 
 fn hardware(h: &HardwareSnapshot, x: &mut Exposition) {
-    x.gauge(
-        "mnist_hardware_up",
-        "Whether hardware samples are available.",
-        &[],
-        1.0,
-    );
-    x.gauge(
-        "mnist_hardware_sample_timestamp_seconds",
-        "When the last hardware sample was taken (Unix time).",
-        &[],
-        h.sampled_at_ms as f64 / 1000.0,
-    );
-    x.gauge(
-        "mnist_cpu_cores",
-        "Logical CPU cores.",
-        &[],
-        h.cpu.cores as f64,
-    );
-    x.gauge(
-        "mnist_cpu_usage_ratio",
-        "CPU busy, all cores together.",
-        &[],
-        h.cpu.usage_percent as f64 / 100.0,
-    );
+    for (name, help, read) in HOST {
+        x.gauge(name, help, &[], read(h));
+    }
     for (i, p) in h.cpu.per_core_percent.iter().enumerate() {
+        let core = i.to_string();
         x.gauge(
             "mnist_cpu_core_usage_ratio",
             "CPU busy, per logical core.",
-            &[("cpu", &i.to_string())],
+            &[("cpu", &core)],
             *p as f64 / 100.0,
         );
     }
@@ -224,191 +342,62 @@ fn hardware(h: &HardwareSnapshot, x: &mut Exposition) {
             v,
         );
     }
-    let m = &h.memory;
-    x.gauge(
-        "mnist_memory_total_bytes",
-        "Host memory.",
-        &[],
-        m.total_bytes as f64,
-    );
-    x.gauge(
-        "mnist_memory_used_bytes",
-        "Host memory in use.",
-        &[],
-        m.used_bytes as f64,
-    );
-    x.gauge(
-        "mnist_memory_available_bytes",
-        "Host memory available to new work.",
-        &[],
-        m.available_bytes as f64,
-    );
-    x.gauge(
-        "mnist_swap_total_bytes",
-        "Swap space.",
-        &[],
-        m.swap_total_bytes as f64,
-    );
-    x.gauge(
-        "mnist_swap_used_bytes",
-        "Swap in use.",
-        &[],
-        m.swap_used_bytes as f64,
-    );
-    x.gauge(
-        "mnist_process_resident_memory_bytes",
-        "Resident memory of the mnist-monitor process.",
-        &[],
-        h.process.rss_bytes as f64,
-    );
-    x.gauge(
-        "mnist_process_cpu_ratio",
-        "CPU used by the mnist-monitor process, in cores.",
-        &[],
-        h.process.cpu_percent as f64 / 100.0,
-    );
     for n in &h.network {
-        let l = [("interface", n.interface.as_str())];
-        x.counter(
-            "mnist_network_receive_bytes_total",
-            "Bytes received per interface.",
-            &l,
-            n.rx_total_bytes as f64,
-        );
-        x.counter(
-            "mnist_network_transmit_bytes_total",
-            "Bytes sent per interface.",
-            &l,
-            n.tx_total_bytes as f64,
-        );
+        for (name, help, read) in NETWORK {
+            x.counter(name, help, &[("interface", n.interface.as_str())], read(n));
+        }
     }
     for d in &h.disks {
-        let l = [("mount", d.mount.as_str()), ("device", d.name.as_str())];
-        x.gauge(
-            "mnist_disk_size_bytes",
-            "Size of the file system.",
-            &l,
-            d.total_bytes as f64,
-        );
-        x.gauge(
-            "mnist_disk_available_bytes",
-            "Free space available to this user.",
-            &l,
-            d.available_bytes as f64,
-        );
-        x.gauge(
-            "mnist_disk_read_bytes_per_second",
-            "Disk reads over the last sample interval.",
-            &l,
-            d.read_bytes_per_sec,
-        );
-        x.gauge(
-            "mnist_disk_write_bytes_per_second",
-            "Disk writes over the last sample interval.",
-            &l,
-            d.write_bytes_per_sec,
-        );
-    }
-    x.gauge(
-        "mnist_gpu_count",
-        "NVIDIA GPUs NVML reports (0 when there is no driver).",
-        &[],
-        h.gpus.len() as f64,
-    );
-    for g in &h.gpus {
-        let index = g.index.to_string();
-        let uuid = g.uuid.clone().unwrap_or_default();
-        let l = [("index", index.as_str()), ("uuid", uuid.as_str())];
-        x.gauge(
-            "mnist_gpu_info",
-            "GPU identity (value is always 1).",
-            &[
-                ("index", &index),
-                ("uuid", &uuid),
-                ("name", g.name.as_deref().unwrap_or("")),
-            ],
-            1.0,
-        );
-        let mut opt = |name: &'static str, help: &'static str, v: Option<f64>| {
-            if let Some(v) = v {
-                x.gauge(name, help, &l, v);
-            }
-        };
-        opt(
-            "mnist_gpu_utilization_ratio",
-            "GPU busy (kernels running).",
-            g.utilization_percent.map(|v| v as f64 / 100.0),
-        );
-        opt(
-            "mnist_gpu_memory_utilization_ratio",
-            "GPU memory bandwidth busy.",
-            g.memory_utilization_percent.map(|v| v as f64 / 100.0),
-        );
-        opt(
-            "mnist_gpu_memory_used_bytes",
-            "GPU memory in use.",
-            g.memory_used_bytes.map(|v| v as f64),
-        );
-        opt(
-            "mnist_gpu_memory_total_bytes",
-            "GPU memory.",
-            g.memory_total_bytes.map(|v| v as f64),
-        );
-        opt(
-            "mnist_gpu_temperature_celsius",
-            "GPU temperature.",
-            g.temperature_celsius.map(|v| v as f64),
-        );
-        opt("mnist_gpu_power_watts", "GPU power draw.", g.power_watts);
-        opt(
-            "mnist_gpu_power_limit_watts",
-            "GPU enforced power limit.",
-            g.power_limit_watts,
-        );
-        opt(
-            "mnist_gpu_fan_ratio",
-            "GPU fan speed.",
-            g.fan_percent.map(|v| v as f64 / 100.0),
-        );
-        opt(
-            "mnist_gpu_sm_clock_hertz",
-            "GPU SM clock.",
-            g.sm_clock_mhz.map(|v| v as f64 * 1e6),
-        );
-        opt(
-            "mnist_gpu_memory_clock_hertz",
-            "GPU memory clock.",
-            g.memory_clock_mhz.map(|v| v as f64 * 1e6),
-        );
-        opt(
-            "mnist_gpu_pcie_receive_bytes_per_second",
-            "PCIe traffic to the GPU.",
-            g.pcie_rx_bytes_per_sec,
-        );
-        opt(
-            "mnist_gpu_pcie_transmit_bytes_per_second",
-            "PCIe traffic from the GPU.",
-            g.pcie_tx_bytes_per_sec,
-        );
-        opt(
-            "mnist_gpu_processes",
-            "Processes using the GPU.",
-            Some(g.processes.len() as f64),
-        );
-        for p in &g.processes {
+        for (name, help, read) in DISK {
             x.gauge(
-                "mnist_gpu_process_memory_bytes",
-                "GPU memory per process, labelled with its owner.",
-                &[
-                    ("index", &index),
-                    ("uuid", &uuid),
-                    ("pid", &p.pid.to_string()),
-                    ("user", p.user.as_deref().unwrap_or("")),
-                    ("command", p.command.as_deref().unwrap_or("")),
-                ],
-                p.gpu_memory_bytes.unwrap_or(0) as f64,
+                name,
+                help,
+                &[("mount", d.mount.as_str()), ("device", d.name.as_str())],
+                read(d),
             );
         }
+    }
+    for g in &h.gpus {
+        gpu(g, x);
+    }
+}
+
+fn gpu(g: &GpuStats, x: &mut Exposition) {
+    let index = g.index.to_string();
+    let uuid = g.uuid.clone().unwrap_or_default();
+    let name = g.name.as_deref().unwrap_or("");
+    let info = [
+        ("index", index.as_str()),
+        ("uuid", uuid.as_str()),
+        ("name", name),
+    ];
+    x.gauge(
+        "mnist_gpu_info",
+        "GPU identity (value is always 1).",
+        &info,
+        1.0,
+    );
+    let labels = [("index", index.as_str()), ("uuid", uuid.as_str())];
+    for (metric, help, read) in GPU {
+        if let Some(v) = read(g) {
+            x.gauge(metric, help, &labels, v);
+        }
+    }
+    for p in &g.processes {
+        let pid = p.pid.to_string();
+        let labels = [
+            ("index", index.as_str()),
+            ("uuid", uuid.as_str()),
+            ("pid", pid.as_str()),
+            ("user", p.user.as_deref().unwrap_or("")),
+            ("command", p.command.as_deref().unwrap_or("")),
+        ];
+        x.gauge(
+            "mnist_gpu_process_memory_bytes",
+            "GPU memory per process, labelled with its owner.",
+            &labels,
+            p.gpu_memory_bytes.unwrap_or(0) as f64,
+        );
     }
 }
 
@@ -420,10 +409,12 @@ pub struct Exposition {
 }
 
 impl Exposition {
+    /// Adds a sample of gauge `name` (a value that may go up or down).
     pub fn gauge(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         self.sample(name, help, "gauge", labels, value)
     }
 
+    /// Adds a sample of counter `name` (a `_total` that only grows).
     pub fn counter(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         self.sample(name, help, "counter", labels, value)
     }
@@ -456,6 +447,8 @@ impl Exposition {
         }
     }
 
+    /// The exposition text: per family, its `# HELP` and `# TYPE` lines,
+    /// then its samples.
     pub fn finish(self) -> String {
         let mut out = String::new();
         for (name, help, kind, lines) in self.families {

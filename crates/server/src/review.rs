@@ -5,6 +5,8 @@
 //! Models and rankings are cached per checkpoint: ranking the 10,000 test
 //! digits takes seconds on a CPU, paging and filtering afterwards is free.
 
+use mnist_events::LockExt;
+use crate::error::{ApiError, ApiResult};
 use crate::history::list_runs;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
@@ -24,6 +26,7 @@ pub struct ReviewCache {
     rankings: Mutex<HashMap<(PathBuf, String), Arc<Vec<Ranked>>>>,
 }
 
+/// Registers the review queue, label override and prediction routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/runs/{id}/review", web::get().to(review))
         .route("/api/overrides", web::get().to(get_overrides))
@@ -31,17 +34,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/predict", web::post().to(predict));
 }
 
-fn bad(field: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::BadRequest()
-        .json(json!({"errors": [{"field": field, "message": message.into()}]}))
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::field(field, message)
 }
 
 fn predictor(
     state: &AppState,
     checkpoint: &std::path::Path,
-) -> Result<Arc<Mutex<Predictor>>, String> {
+) -> Result<Arc<Mutex<Predictor>>, mnist_train::infer::LoadError> {
     let dir = mnist_train::infer::resolve_checkpoint(checkpoint)?;
-    let mut cache = state.review.predictors.lock().unwrap();
+    let mut cache = state.review.predictors.locked();
     if let Some(p) = cache.get(&dir) {
         return Ok(p.clone());
     }
@@ -56,11 +58,11 @@ fn run_checkpoint(
     state: &AppState,
     run_id: &str,
     checkpoint: Option<&str>,
-) -> Result<PathBuf, HttpResponse> {
+) -> Result<PathBuf, ApiError> {
     // Epoch directory names follow the same rule as run ids: no path tricks.
     let valid = crate::valid_run_id;
     if !valid(run_id) {
-        return Err(HttpResponse::NotFound().json(json!({"error": format!("no run {run_id}")})));
+        return Err(ApiError::no_run(run_id));
     }
     let mut dir = state.opts.checkpoints_dir.join(run_id);
     if let Some(c) = checkpoint {
@@ -87,66 +89,57 @@ struct ReviewQuery {
     predicted: Option<u8>,
 }
 
+type Ranking = (Arc<mnist_data::Mnist>, PathBuf, Arc<Vec<Ranked>>);
+
+/// The split ranked by the checkpoint in `dir` (computed once per
+/// checkpoint and split, then cached); blocking: call from `web::block`.
+fn ranking(state: &AppState, dir: &std::path::Path, split: &str) -> Result<Ranking, ApiError> {
+    let data = crate::api::load_data(state).map_err(ApiError::Unavailable)?;
+    let predictor = predictor(state, dir).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let checkpoint = predictor.locked().checkpoint.clone();
+    let key = (checkpoint.clone(), split.to_string());
+    if let Some(r) = state.review.rankings.locked().get(&key).cloned() {
+        return Ok((data, checkpoint, r));
+    }
+    let (pixels, labels) = match split {
+        "train" => (&data.train_images, &data.train_labels),
+        _ => (&data.test_images, &data.test_labels),
+    };
+    let ranked = Arc::new(rank(&predictor.locked(), pixels, labels, 0));
+    state
+        .review
+        .rankings
+        .locked()
+        .insert(key, ranked.clone());
+    Ok((data, checkpoint, ranked))
+}
+
 async fn review(
     state: web::Data<AppState>,
     id: web::Path<String>,
     q: web::Query<ReviewQuery>,
-) -> HttpResponse {
+) -> ApiResult {
     let split = q.split.clone().unwrap_or_else(|| "test".into());
     if split != "test" && split != "train" {
-        return bad(
+        return Err(bad(
             "split",
             format!("must be \"test\" or \"train\" (got {split:?})"),
-        );
+        ));
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return bad("limit", format!("must be in 1..=1000 (got {limit})"));
+        return Err(bad("limit", format!("must be in 1..=1000 (got {limit})")));
     }
     for (field, v) in [("label", q.label), ("predicted", q.predicted)] {
         if v.is_some_and(|v| v > 9) {
-            return bad(field, "must be a digit 0..=9");
+            return Err(bad(field, "must be a digit 0..=9"));
         }
     }
-    let dir = match run_checkpoint(&state, &id, q.checkpoint.as_deref()) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let dir = run_checkpoint(&state, &id, q.checkpoint.as_deref())?;
     let state = state.into_inner();
-    let split2 = split.clone();
-    let worker = state.clone();
-    let result = web::block(move || -> Result<_, (u16, String)> {
-        let data = crate::api::load_data(&worker).map_err(|e| (503, e))?;
-        let predictor = predictor(&worker, &dir).map_err(|e| (404, e))?;
-        let checkpoint = predictor.lock().unwrap().checkpoint.clone();
-        let key = (checkpoint.clone(), split2.clone());
-        let cached = worker.review.rankings.lock().unwrap().get(&key).cloned();
-        let ranked = match cached {
-            Some(r) => r,
-            None => {
-                let (pixels, labels) = match split2.as_str() {
-                    "train" => (&data.train_images, &data.train_labels),
-                    _ => (&data.test_images, &data.test_labels),
-                };
-                let r = Arc::new(rank(&predictor.lock().unwrap(), pixels, labels, 0));
-                worker
-                    .review
-                    .rankings
-                    .lock()
-                    .unwrap()
-                    .insert(key, r.clone());
-                r
-            }
-        };
-        Ok((data, checkpoint, ranked))
-    })
-    .await;
-    let (data, checkpoint, ranked) = match result {
-        Ok(Ok(x)) => x,
-        Ok(Err((404, e))) => return HttpResponse::NotFound().json(json!({"error": e})),
-        Ok(Err((_, e))) => return HttpResponse::ServiceUnavailable().json(json!({"error": e})),
-        Err(e) => return HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
-    };
+    let (worker, split2) = (state.clone(), split.clone());
+    let (data, checkpoint, ranked) =
+        web::block(move || ranking(&worker, &dir, &split2)).await??;
     let decisions =
         LabelOverrides::load(&overrides::path_in(&state.opts.data_dir)).unwrap_or_default();
     let filtered: Vec<&Ranked> = ranked
@@ -184,23 +177,20 @@ async fn review(
         .keys()
         .filter(|k| k.starts_with(&format!("{split}:")))
         .count();
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "run_id": *id,
         "checkpoint": checkpoint.display().to_string(),
         "split": split,
         "total": filtered.len(),
         "reviewed": reviewed,
         "samples": samples,
-    }))
+    })))
 }
 
-async fn get_overrides(state: web::Data<AppState>) -> HttpResponse {
+async fn get_overrides(state: web::Data<AppState>) -> ApiResult {
     let path = overrides::path_in(&state.opts.data_dir);
-    match LabelOverrides::load(&path) {
-        Ok(o) => HttpResponse::Ok()
-            .json(json!({"path": path.display().to_string(), "entries": o.entries})),
-        Err(e) => HttpResponse::InternalServerError().json(json!({"error": e})),
-    }
+    let o = LabelOverrides::load(&path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({"path": path.display().to_string(), "entries": o.entries})))
 }
 
 #[derive(Deserialize)]
@@ -212,31 +202,30 @@ struct OverrideBody {
     by: Option<String>,
 }
 
-async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>) -> HttpResponse {
+async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>) -> ApiResult {
     let b = body.into_inner();
     if b.split != "train" && b.split != "test" {
-        return bad("split", "must be \"train\" or \"test\"");
+        return Err(bad("split", "must be \"train\" or \"test\""));
     }
     match (b.decision, b.label) {
-        (Decision::Relabel, None) => return bad("label", "a relabel needs a label 0..=9"),
-        (_, Some(l)) if l > 9 => return bad("label", format!("must be a digit 0..=9 (got {l})")),
+        (Decision::Relabel, None) => return Err(bad("label", "a relabel needs a label 0..=9")),
+        (_, Some(l)) if l > 9 => {
+            return Err(bad("label", format!("must be a digit 0..=9 (got {l})")))
+        }
         _ => {}
     }
     let state = state.into_inner();
     let saved = web::block(
-        move || -> Result<serde_json::Value, (u16, String, String)> {
-            let data = crate::api::load_data(&state).map_err(|e| (503, "data".into(), e))?;
+        move || -> Result<serde_json::Value, ApiError> {
+            let data = crate::api::load_data(&state).map_err(ApiError::Unavailable)?;
             let labels = if b.split == "train" {
                 &data.train_labels
             } else {
                 &data.test_labels
             };
             let Some(&original) = labels.get(b.index) else {
-                return Err((
-                    400,
-                    "index".into(),
-                    format!("must be below {} for {}", labels.len(), b.split),
-                ));
+                let message = format!("must be below {} for {}", labels.len(), b.split);
+                return Err(bad("index", message));
             };
             let path = overrides::path_in(&state.opts.data_dir);
             let entry = Override {
@@ -262,18 +251,12 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
                     .filter(|k| k.starts_with(&format!("{}:", b.split)))
                     .count()
             })
-            .map_err(|e| (500, "file".into(), e))?;
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok(json!({"key": key, "entry": entry, "reviewed": reviewed}))
         },
     )
-    .await;
-    match saved {
-        Ok(Ok(v)) => HttpResponse::Ok().json(v),
-        Ok(Err((400, field, msg))) => bad(&field, msg),
-        Ok(Err((503, _, msg))) => HttpResponse::ServiceUnavailable().json(json!({"error": msg})),
-        Ok(Err((_, _, msg))) => HttpResponse::InternalServerError().json(json!({"error": msg})),
-        Err(e) => HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
-    }
+    .await??;
+    Ok(HttpResponse::Ok().json(saved))
 }
 
 #[derive(Deserialize)]
@@ -286,45 +269,38 @@ struct PredictBody {
     checkpoint: Option<String>,
 }
 
-async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> HttpResponse {
-    let b = body.into_inner();
-    let input: Vec<u8> = match (&b.pixels, &b.png_base64) {
+/// The 784 MNIST-style pixels a predict request gives, from either form.
+async fn predict_input(b: &PredictBody) -> Result<Vec<u8>, ApiError> {
+    match (&b.pixels, &b.png_base64) {
         (Some(p), None) => {
             if p.len() != 784 {
-                return bad(
-                    "pixels",
-                    format!("must be 784 values (28×28), got {}", p.len()),
-                );
+                let message = format!("must be 784 values (28×28), got {}", p.len());
+                return Err(bad("pixels", message));
             }
             if p.iter().any(|v| !(0.0..=255.0).contains(v)) {
-                return bad("pixels", "values must be in 0..=255");
+                return Err(bad("pixels", "values must be in 0..=255"));
             }
-            p.iter().map(|v| v.round() as u8).collect()
+            Ok(p.iter().map(|v| v.round() as u8).collect())
         }
         (None, Some(png)) => {
-            let bytes = match base64::engine::general_purpose::STANDARD
+            let bytes = base64::engine::general_purpose::STANDARD
                 .decode(png.trim_start_matches("data:image/png;base64,"))
-            {
-                Ok(b) => b,
-                Err(e) => return bad("png_base64", format!("not base64: {e}")),
-            };
+                .map_err(|e| bad("png_base64", format!("not base64: {e}")))?;
             // Decoding is CPU work: keep it off the async workers.
-            match web::block(move || png_to_mnist(&bytes)).await {
-                Ok(Ok(px)) => px,
-                Ok(Err(e)) => return bad("png_base64", e),
-                Err(e) => {
-                    return HttpResponse::InternalServerError()
-                        .json(json!({"error": e.to_string()}))
-                }
-            }
+            web::block(move || png_to_mnist(&bytes))
+                .await?
+                .map_err(|e| bad("png_base64", e.to_string()))
         }
-        _ => {
-            return bad(
-                "body",
-                "give exactly one of \"pixels\" (784 values) or \"png_base64\"",
-            )
-        }
-    };
+        _ => Err(bad(
+            "body",
+            "give exactly one of \"pixels\" (784 values) or \"png_base64\"",
+        )),
+    }
+}
+
+async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> ApiResult {
+    let b = body.into_inner();
+    let input = predict_input(&b).await?;
     // Which model: the given run (or the newest run with checkpoints).
     let run_id = match b.run_id.clone() {
         Some(r) => r,
@@ -335,20 +311,18 @@ async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> Ht
         {
             Some(r) => r,
             None => {
-                return HttpResponse::NotFound()
-                    .json(json!({"error": "no trained checkpoint yet: train a run first"}))
+                return Err(ApiError::NotFound(
+                    "no trained checkpoint yet: train a run first".into(),
+                ))
             }
         },
     };
-    let dir = match run_checkpoint(&state, &run_id, b.checkpoint.as_deref()) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let dir = run_checkpoint(&state, &run_id, b.checkpoint.as_deref())?;
     let state = state.into_inner();
-    let result = web::block(move || -> Result<_, String> {
-        let p = predictor(&state, &dir)?;
+    let (probs, checkpoint, ms, input) = web::block(move || -> Result<_, ApiError> {
+        let p = predictor(&state, &dir).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let started = std::time::Instant::now();
-        let p = p.lock().unwrap();
+        let p = p.locked();
         let probs = p.probabilities(&input).remove(0);
         Ok((
             probs,
@@ -357,17 +331,13 @@ async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> Ht
             input,
         ))
     })
-    .await;
-    match result {
-        Ok(Ok((probs, checkpoint, ms, input))) => HttpResponse::Ok().json(json!({
-            "run_id": run_id,
-            "checkpoint": checkpoint.display().to_string(),
-            "predicted": argmax(&probs),
-            "probs": probs,
-            "input_png_base64": mnist_train::samples::png_base64(&input),
-            "ms": ms,
-        })),
-        Ok(Err(e)) => HttpResponse::NotFound().json(json!({"error": e})),
-        Err(e) => HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
-    }
+    .await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "run_id": run_id,
+        "checkpoint": checkpoint.display().to_string(),
+        "predicted": argmax(&probs),
+        "probs": probs,
+        "input_png_base64": mnist_train::samples::png_base64(&input),
+        "ms": ms,
+    })))
 }

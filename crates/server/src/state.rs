@@ -17,9 +17,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// A process is training it now.
     Running,
+    /// Ran to its last epoch.
     Completed,
+    /// Stopped early at a person's request.
     Stopped,
+    /// Ended by an error, or stopped by `--stop-on-nan`.
     Failed,
     /// The log ends without `run_finished`: the process died (or was
     /// killed) and nothing trains it now.
@@ -27,6 +31,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The snake_case name, as serialised (`running`, `completed`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -50,25 +55,41 @@ impl Status {
 /// The batch metrics of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Point {
+    /// Global optimiser step, from 1.
     pub step: u64,
+    /// Epoch, from 1.
     pub epoch: usize,
     /// Batch within the epoch, from 1.
     pub batch: usize,
+    /// Batches in an epoch.
+    pub batches: usize,
+    /// When the batch was logged, Unix time in milliseconds.
     pub ts_ms: u64,
+    /// Mean cross-entropy loss of the batch.
     pub loss: f64,
+    /// Fraction of the batch classified correctly (0–1).
     pub accuracy: f64,
+    /// Macro-averaged F1 over the classes in the batch (0–1).
     pub f1_macro: f64,
+    /// Learning rate used for this step.
     pub lr: f64,
+    /// Training throughput around this batch, images per second.
     pub images_per_sec: f64,
 }
 
 /// The series the charts draw, by name, and how to read them off a point.
-pub const SERIES: [(&str, fn(&Point) -> f64); 5] = [
+/// `epoch` (the position in epochs: 1.5 is half-way through the second) and
+/// `ts_ms` are the charts' other x axes.
+pub const SERIES: [(&str, fn(&Point) -> f64); 7] = [
     ("loss", |p| p.loss),
     ("accuracy", |p| p.accuracy),
     ("f1_macro", |p| p.f1_macro),
     ("lr", |p| p.lr),
     ("images_per_sec", |p| p.images_per_sec),
+    ("epoch", |p| {
+        (p.epoch as f64 - 1.0) + p.batch as f64 / p.batches.max(1) as f64
+    }),
+    ("ts_ms", |p| p.ts_ms as f64),
 ];
 
 /// Most points per series in a snapshot or a series answer. Longer ranges
@@ -78,20 +99,37 @@ pub const MAX_POINTS: usize = 2000;
 /// One row of the run history.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
+    /// The run's id, as in its `runs/<id>` folder.
     pub run_id: String,
+    /// Where the run stands.
     pub status: Status,
+    /// Unix time of the run's first event, in milliseconds (0 without one).
     pub started_ms: u64,
+    /// The training configuration from `run_started` (null before it).
     pub config: Value,
+    /// Backend used (`cpu`, `wgpu` or `cuda`), from `run_started`.
     pub backend: Option<String>,
+    /// Device name as the backend reports it, from `run_started`.
     pub device: Option<String>,
+    /// The model's total parameter count, from `run_started`.
     pub params: Option<usize>,
+    /// Epochs done: from `run_finished`, else the last checkpointed epoch.
     pub epochs_completed: usize,
+    /// The latest batch's step, 0 before any.
     pub steps: u64,
+    /// The latest batch's loss.
     pub last_loss: Option<f64>,
+    /// Accuracy (0–1) of the latest evaluation not on the test split.
     pub val_accuracy: Option<f64>,
+    /// Accuracy (0–1) of the latest test evaluation.
     pub test_accuracy: Option<f64>,
+    /// Macro-F1 (0–1) of the latest test evaluation.
     pub test_f1_macro: Option<f64>,
+    /// Why the run failed, from `run_finished`.
     pub error: Option<String>,
+    /// The user's name, notes and tags (`meta.json`, filled in by the API).
+    #[serde(flatten)]
+    pub meta: crate::manage::RunMeta,
 }
 
 /// Everything the views need, folded from the events once.
@@ -120,6 +158,7 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// An empty state for `run_id`; `live` when a process is training it.
     pub fn new(run_id: impl Into<String>, live: bool) -> Self {
         Self {
             run_id: run_id.into(),
@@ -150,6 +189,7 @@ impl RunState {
                     step: b.step,
                     epoch: b.epoch,
                     batch: b.batch,
+                    batches: b.batches,
                     ts_ms: event.ts_ms,
                     loss: b.loss,
                     accuracy: b.accuracy,
@@ -220,10 +260,13 @@ impl RunState {
         self.others.iter().rev().find(|e| pick(&e.kind)).cloned()
     }
 
+    /// The id of the run folded here.
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
 
+    /// Whether a process still trains this run (false after `run_finished`
+    /// or [`RunState::abandon`]).
     pub fn is_live(&self) -> bool {
         self.live
     }
@@ -234,10 +277,13 @@ impl RunState {
         self.live = false;
     }
 
+    /// The `seq` of the latest event folded, 0 before any.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
 
+    /// From `run_finished` if the latest attempt has one, else running while
+    /// live, else interrupted.
     pub fn status(&self) -> Status {
         match self.finished.as_deref().map(|e| &e.kind) {
             Some(EventKind::RunFinished(f)) => match f.status {
@@ -250,14 +296,17 @@ impl RunState {
         }
     }
 
+    /// The batch metrics, one point per step, in step order.
     pub fn points(&self) -> &[Point] {
         &self.points
     }
 
+    /// The latest `batch` event, if any.
     pub fn last_batch(&self) -> Option<&Arc<Event>> {
         self.last_batch.as_ref()
     }
 
+    /// The latest attempt's `run_started`, once it arrived.
     pub fn started(&self) -> Option<&mnist_events::RunStarted> {
         match self.started.as_deref().map(|e| &e.kind) {
             Some(EventKind::RunStarted(r)) => Some(r),
@@ -313,6 +362,7 @@ impl RunState {
             test_accuracy: test.map(|m| m.accuracy),
             test_f1_macro: test.map(|m| m.f1_macro),
             error: finished.and_then(|f| f.error.clone()),
+            meta: Default::default(),
         }
     }
 
@@ -356,11 +406,11 @@ impl RunState {
         Value::Object(out)
     }
 
-    /// The first message a viewer gets: every event but batches and
-    /// hardware samples in full, the batch series downsampled.
+    /// The first message a viewer gets (as [`crate::ws::Envelope::Snapshot`]):
+    /// every event but batches and hardware samples in full, the batch
+    /// series downsampled.
     pub fn snapshot(&self) -> Value {
         json!({
-            "type": "snapshot",
             "run_id": self.run_id,
             "live": self.live,
             "status": self.status(),

@@ -19,10 +19,44 @@
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
-use serde::Deserialize;
-use serde_json::json;
+use mnist_events::HardwareSnapshot;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// What the server sends on a websocket besides the run's own events
+/// (which go out as they are, see `mnist_events`): the one definition of
+/// the envelope, tagged by `type` like the events.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Envelope {
+    /// The run so far, folded (see [`crate::state::RunState::snapshot`]).
+    Snapshot(serde_json::Value),
+    /// `/ws/runs/current` while no run exists yet.
+    Idle,
+    /// `current` moved to another run; its snapshot follows.
+    RunChanged {
+        /// The new current run's id; `None` when there is none.
+        run_id: Option<String>,
+    },
+    /// `/ws/runs/{id}` for a run that does not exist.
+    Error {
+        /// What went wrong, for a person (`no run ID`).
+        error: String,
+    },
+    /// `/ws/hardware` when sampling is off (`--hw-interval 0`).
+    HardwareOff,
+    /// `/ws/hardware`'s first message: the last few minutes.
+    HardwareHistory {
+        /// Seconds between samples.
+        interval_s: f64,
+        /// The samples the monitor keeps, oldest first.
+        samples: Vec<Arc<HardwareSnapshot>>,
+    },
+    /// `/ws/hardware`: each new sample.
+    Hardware(Arc<HardwareSnapshot>),
+}
+
+/// Registers `/ws/runs/{id}` (`current` included) and `/ws/hardware`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/runs/{id}", web::get().to(open))
         .route("/ws/hardware", web::get().to(open_hardware));
@@ -45,18 +79,17 @@ async fn open_hardware(
     actix_web::rt::spawn(async move {
         let _open = open;
         let Some(monitor) = monitor else {
-            let _ = send(&mut session, &json!({"type": "hardware_off"})).await;
+            let _ = send(&mut session, &Envelope::HardwareOff).await;
             return;
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let (history, _subscription) = monitor.subscribe_with_history(move |s| {
             let _ = tx.try_send(s.clone());
         });
-        let first = json!({
-            "type": "hardware_history",
-            "interval_s": monitor.interval().as_secs_f64(),
-            "samples": history,
-        });
+        let first = Envelope::HardwareHistory {
+            interval_s: monitor.interval().as_secs_f64(),
+            samples: history,
+        };
         if !send(&mut session, &first).await {
             return;
         }
@@ -64,9 +97,7 @@ async fn open_hardware(
             tokio::select! {
                 sample = rx.recv() => {
                     let Some(sample) = sample else { break };
-                    let mut v = serde_json::to_value(&*sample).expect("serialises");
-                    v["type"] = json!("hardware");
-                    if !send(&mut session, &v).await {
+                    if !send(&mut session, &Envelope::Hardware(sample)).await {
                         return;
                     }
                 }
@@ -159,13 +190,15 @@ async fn serve(
             None if !follow => {
                 let _ = send(
                     &mut session,
-                    &json!({"type": "error", "error": format!("no run {id}")}),
+                    &Envelope::Error {
+                        error: format!("no run {id}"),
+                    },
                 )
                 .await;
                 Next::Close(Some(CloseCode::Normal.into()))
             }
             None => {
-                if !send(&mut session, &json!({"type": "idle"})).await {
+                if !send(&mut session, &Envelope::Idle).await {
                     return;
                 }
                 wait_for_change(&mut changes, &mut closing, &mut stream, &mut session).await
@@ -208,12 +241,7 @@ async fn serve(
             Next::Switch => {
                 since = None;
                 let run_id = state.current_hub().map(|h| h.run_id.clone());
-                if !send(
-                    &mut session,
-                    &json!({"type": "run_changed", "run_id": run_id}),
-                )
-                .await
-                {
+                if !send(&mut session, &Envelope::RunChanged { run_id }).await {
                     return;
                 }
             }

@@ -16,14 +16,18 @@ use serde::Serialize;
 /// A backend that a run can actually use, with its device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
+    /// Burn's `flex` backend on the CPU's threads.
     Cpu,
+    /// A wgpu adapter, selected by its `WgpuDevice`.
     #[cfg(feature = "wgpu")]
     Wgpu(burn::backend::wgpu::WgpuDevice),
+    /// The CUDA device with this index.
     #[cfg(feature = "cuda")]
     Cuda(usize),
 }
 
 impl Resolved {
+    /// The backend's short name (`cpu`, `wgpu` or `cuda`), as logs and summaries report it.
     pub fn name(&self) -> &'static str {
         match self {
             Resolved::Cpu => "cpu",
@@ -38,6 +42,7 @@ impl Resolved {
 /// The backend a run trains on, its device, and why it was picked.
 #[derive(Debug, Clone)]
 pub struct Picked {
+    /// The backend to train on, with its device.
     pub backend: Resolved,
     /// The device as a user knows it (`cpu (16 threads)`, an adapter name).
     pub device: String,
@@ -48,6 +53,7 @@ pub struct Picked {
 /// What the machine offers, for `GET /api/backends` and `--backend auto`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackendStatus {
+    /// The backend: `cuda`, `wgpu` or `cpu`.
     pub name: &'static str,
     /// Compiled into this binary.
     pub compiled: bool,
@@ -295,9 +301,19 @@ pub fn probe_all() -> Vec<BackendStatus> {
     ]
 }
 
+/// The asked-for backend cannot run here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--backend {backend} is not usable here: {reason}")]
+pub struct BackendUnavailable {
+    /// `cuda` or `wgpu`.
+    pub backend: &'static str,
+    /// What the driver or the build said, as a sentence.
+    pub reason: String,
+}
+
 /// Picks the backend for `choice`, with a sentence saying why (for `auto`),
 /// or an error saying why the asked-for one can't be used.
-pub fn resolve(choice: BackendChoice) -> Result<Picked, String> {
+pub fn resolve(choice: BackendChoice) -> Result<Picked, BackendUnavailable> {
     if choice != BackendChoice::Cpu {
         crate::kernel_cache::configure();
     }
@@ -314,14 +330,18 @@ pub fn resolve(choice: BackendChoice) -> Result<Picked, String> {
     match choice {
         BackendChoice::Cpu => Ok(picked(cpu(), "backend cpu (flex)".into())),
         BackendChoice::Cuda => {
-            let found =
-                probe_cuda().map_err(|r| format!("--backend cuda is not usable here: {r}"))?;
+            let found = probe_cuda().map_err(|reason| BackendUnavailable {
+                backend: "cuda",
+                reason,
+            })?;
             let note = format!("backend cuda on {}", found.device);
             Ok(picked(found, note))
         }
         BackendChoice::Wgpu => {
-            let found =
-                probe_wgpu().map_err(|r| format!("--backend wgpu is not usable here: {r}"))?;
+            let found = probe_wgpu().map_err(|reason| BackendUnavailable {
+                backend: "wgpu",
+                reason,
+            })?;
             let note = if found.software {
                 format!(
                     "backend wgpu on {}: warning: this is a software renderer, far slower than --backend cpu",

@@ -11,24 +11,30 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// File of a checkpoint holding the model's weights (Burn's named MessagePack record).
 pub const MODEL_FILE: &str = "model.mpk";
+/// File of a checkpoint holding the optimiser's state (same format), so a resume continues it.
 pub const OPTIM_FILE: &str = "optim.mpk";
+/// File of a checkpoint holding its [`CheckpointState`] as JSON; [`list`] counts only directories that have it.
 pub const STATE_FILE: &str = "state.json";
 
 /// What the trainer needs, beyond the weights, to continue a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointState {
+    /// The run the checkpoint belongs to.
     pub run_id: String,
     /// Epochs completed when this checkpoint was written.
     pub epoch: usize,
     /// Optimiser steps completed.
     pub step: u64,
+    /// The run's configuration; a resumed run uses it instead of the one it was given.
     pub config: TrainConfig,
     /// Validation accuracy after this epoch, when there is a validation set.
     pub val_accuracy: Option<f64>,
     /// The epoch of the best checkpoint so far, and its score (validation
     /// accuracy, or training accuracy without a validation set).
     pub best_epoch: usize,
+    /// The score of `best_epoch`, as a fraction (0–1).
     pub best_score: f64,
     /// Training seconds spent so far, over all resumptions.
     pub train_seconds: f64,
@@ -63,6 +69,27 @@ pub fn list(run_dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
+/// Why a run cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The run has no complete checkpoint (or no checkpoint directory at all).
+    #[error("no checkpoint of run {id} in {} (checkpoints are written after each epoch)", .dir.display())]
+    NoCheckpoint {
+        /// The run id asked to resume.
+        id: String,
+        /// Where its checkpoints were looked for (`<checkpoints_dir>/<run-id>`).
+        dir: PathBuf,
+    },
+    /// Listing the run's checkpoints, or reading the newest one's state, failed.
+    #[error("cannot read the checkpoints in {}: {source}", .dir.display())]
+    Unreadable {
+        /// The run's checkpoint directory.
+        dir: PathBuf,
+        /// The I/O error (`InvalidData` for a malformed `state.json`).
+        source: std::io::Error,
+    },
+}
+
 /// The newest complete checkpoint of a run and its state.
 pub fn latest(run_dir: &Path) -> std::io::Result<Option<(PathBuf, CheckpointState)>> {
     match list(run_dir)?.pop() {
@@ -74,6 +101,7 @@ pub fn latest(run_dir: &Path) -> std::io::Result<Option<(PathBuf, CheckpointStat
     }
 }
 
+/// Reads the [`STATE_FILE`] of the checkpoint directory `checkpoint`; a malformed one is an `InvalidData` error naming the file.
 pub fn read_state(checkpoint: &Path) -> std::io::Result<CheckpointState> {
     let text = std::fs::read_to_string(checkpoint.join(STATE_FILE))?;
     serde_json::from_str(&text).map_err(|e| {

@@ -11,8 +11,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
+    /// Adam (PyTorch's epsilon, 1e-8); ignores `momentum`.
     Adam,
+    /// Stochastic gradient descent, with `momentum` when it is above 0.
     Sgd,
+}
+
+impl OptimizerKind {
+    /// The names the configuration accepts (serde's spelling).
+    pub const NAMES: &'static [&'static str] = &["adam", "sgd"];
 }
 
 /// How the learning rate changes over the run.
@@ -25,18 +32,30 @@ pub enum Schedule {
     Cosine,
 }
 
+impl Schedule {
+    /// The names the configuration accepts (serde's spelling).
+    pub const NAMES: &'static [&'static str] = &["constant", "cosine"];
+}
+
 /// Which compute backend to train on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendChoice {
     /// CUDA if a CUDA device answers, else wgpu if an adapter exists, else CPU.
     Auto,
+    /// Burn's `flex` backend on the CPU; always built.
     Cpu,
+    /// The first wgpu adapter, a GPU before a software renderer; needs the `wgpu` feature.
     Wgpu,
+    /// CUDA device 0; needs the `cuda` feature and the NVIDIA driver.
     Cuda,
 }
 
 impl BackendChoice {
+    /// The names the configuration accepts (serde's spelling).
+    pub const NAMES: &'static [&'static str] = &["auto", "cpu", "wgpu", "cuda"];
+
+    /// Serde's name of this choice.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendChoice::Auto => "auto",
@@ -53,14 +72,19 @@ impl BackendChoice {
 pub struct TrainConfig {
     /// Output channels of the four convolutions, each 1–512.
     pub kernels: [usize; 4],
+    /// The optimiser: Adam or SGD.
     pub optimizer: OptimizerKind,
     /// Learning rate, in (0, 10].
     pub lr: f64,
     /// SGD momentum in [0, 1); 0 is plain SGD. Ignored by Adam.
     pub momentum: f64,
+    /// Images per optimiser step, 1–[`MAX_BATCH_SIZE`]; evaluation batches use it too.
     pub batch_size: usize,
+    /// Passes over the training set, 1–[`MAX_EPOCHS`]; a resumed run continues up to it.
     pub epochs: usize,
+    /// How the learning rate changes from step to step.
     pub schedule: Schedule,
+    /// Where to train; `auto` picks the best backend that answers.
     pub backend: BackendChoice,
     /// Seeds weight initialisation, dropout and shuffling.
     pub seed: u64,
@@ -109,10 +133,12 @@ impl Default for TrainConfig {
 pub struct FieldError {
     /// Field name with underscores (`batch_size`); the CLI flag is `--batch-size`.
     pub field: String,
+    /// What is wrong and what is allowed, as a sentence for the user.
     pub message: String,
 }
 
 impl FieldError {
+    /// An error for `field` (its underscored name) saying `message`.
     pub fn new(field: &str, message: impl Into<String>) -> Self {
         Self {
             field: field.to_string(),
@@ -132,12 +158,265 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Allowed ranges, shared by validation, the CLI help and the web form.
+/// Allowed ranges (the [`FIELDS`] table uses them; so do error messages elsewhere).
 pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Largest `epochs`.
 pub const MAX_EPOCHS: usize = 10_000;
+/// Largest `lr`: the range is (0, `MAX_LR`].
 pub const MAX_LR: f64 = 10.0;
+/// Largest `val_size` (MNIST's training files hold 60,000 images).
 pub const MAX_VAL_SIZE: usize = 50_000;
+/// Largest `keep_checkpoints`.
 pub const MAX_KEEP_CHECKPOINTS: usize = 1_000;
+/// Largest `limit_*` (more than MNIST has is allowed and means "all").
+pub const MAX_LIMIT: u64 = 1 << 32;
+
+/// What values a configuration field takes: the one statement of each
+/// field's type and range, read by validation, the CLI's flags and help, the
+/// TOML file and `GET /api/config/schema` (the web form's limits).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FieldKind {
+    /// An integer in `min..=max`.
+    Integer {
+        /// Smallest allowed value.
+        min: u64,
+        /// Largest allowed value.
+        max: u64,
+    },
+    /// An integer in `min..=max`, or absent (`null`) for "all of them".
+    OptionalInteger {
+        /// Smallest allowed value when present.
+        min: u64,
+        /// Largest allowed value when present.
+        max: u64,
+    },
+    /// A number in `min..max`, each end open or closed.
+    Number {
+        /// Lower end of the range.
+        min: f64,
+        /// Whether `min` itself is allowed.
+        min_inclusive: bool,
+        /// Upper end of the range.
+        max: f64,
+        /// Whether `max` itself is allowed.
+        max_inclusive: bool,
+    },
+    /// One of `choices`.
+    Choice {
+        /// The accepted names, as serde spells them.
+        choices: &'static [&'static str],
+    },
+    /// `true` or `false` (a flag on the command line).
+    Flag,
+    /// Four integers, each in `min..=max` (the convolutions' channels).
+    Kernels {
+        /// Fewest output channels a convolution may have.
+        min: u64,
+        /// Most output channels a convolution may have.
+        max: u64,
+    },
+}
+
+impl FieldKind {
+    /// The allowed values in words, as error messages and help print them.
+    pub fn range(&self) -> String {
+        match *self {
+            FieldKind::Integer { min: 0, max: u64::MAX } => "0..=2^64-1".into(),
+            FieldKind::Integer { min, max } => format!("{min}..={max}"),
+            FieldKind::OptionalInteger { min, max } => {
+                format!("{min}..={max}, or absent for all")
+            }
+            FieldKind::Number {
+                min,
+                min_inclusive,
+                max,
+                max_inclusive,
+            } => format!(
+                "{}{min}, {max}{}",
+                if min_inclusive { '[' } else { '(' },
+                if max_inclusive { ']' } else { ')' }
+            ),
+            FieldKind::Choice { choices } => choices
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            FieldKind::Flag => "true or false".into(),
+            FieldKind::Kernels { min, max } => format!("four integers, each {min}..={max}"),
+        }
+    }
+
+    /// Whether `value` (of the right JSON type) is in range.
+    fn admits(&self, value: &serde_json::Value) -> bool {
+        let in_int = |v: &serde_json::Value, min: u64, max: u64| {
+            v.as_u64().is_some_and(|n| (min..=max).contains(&n))
+        };
+        match *self {
+            FieldKind::Integer { min, max } => in_int(value, min, max),
+            FieldKind::OptionalInteger { min, max } => value.is_null() || in_int(value, min, max),
+            FieldKind::Number {
+                min,
+                min_inclusive,
+                max,
+                max_inclusive,
+            } => value.as_f64().is_some_and(|x| {
+                x.is_finite()
+                    && if min_inclusive { x >= min } else { x > min }
+                    && if max_inclusive { x <= max } else { x < max }
+            }),
+            FieldKind::Choice { choices } => value.as_str().is_some_and(|s| choices.contains(&s)),
+            FieldKind::Flag => value.is_boolean(),
+            FieldKind::Kernels { min, max } => value
+                .as_array()
+                .is_some_and(|ks| ks.len() == 4 && ks.iter().all(|k| in_int(k, min, max))),
+        }
+    }
+}
+
+/// One configuration field: its name (the CLI flag with underscores), what
+/// it means and what it takes. Defaults come from [`TrainConfig::default`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Field {
+    /// The field's name in [`TrainConfig`], JSON and TOML; the CLI flag with `-` for `_`.
+    pub name: &'static str,
+    /// One line saying what it does, for `--help` and the web form.
+    pub help: &'static str,
+    /// The values it takes (flattened into its schema entry as `type` and the bounds).
+    #[serde(flatten)]
+    pub kind: FieldKind,
+}
+
+const fn int(min: u64, max: u64) -> FieldKind {
+    FieldKind::Integer { min, max }
+}
+
+/// Every field of [`TrainConfig`], in the order help and the schema list them.
+pub const FIELDS: &[Field] = &[
+    Field {
+        name: "kernels",
+        help: "Output channels of the four convolutions (small preset: 16,32,32,32)",
+        kind: FieldKind::Kernels {
+            min: *mnist_model::KERNEL_RANGE.start() as u64,
+            max: *mnist_model::KERNEL_RANGE.end() as u64,
+        },
+    },
+    Field {
+        name: "optimizer",
+        help: "Optimiser",
+        kind: FieldKind::Choice {
+            choices: OptimizerKind::NAMES,
+        },
+    },
+    Field {
+        name: "lr",
+        help: "Learning rate",
+        kind: FieldKind::Number {
+            min: 0.0,
+            min_inclusive: false,
+            max: MAX_LR,
+            max_inclusive: true,
+        },
+    },
+    Field {
+        name: "momentum",
+        help: "SGD momentum; 0 is plain SGD, Adam ignores it",
+        kind: FieldKind::Number {
+            min: 0.0,
+            min_inclusive: true,
+            max: 1.0,
+            max_inclusive: false,
+        },
+    },
+    Field {
+        name: "batch_size",
+        help: "Images per batch",
+        kind: int(1, MAX_BATCH_SIZE as u64),
+    },
+    Field {
+        name: "epochs",
+        help: "Passes over the training set",
+        kind: int(1, MAX_EPOCHS as u64),
+    },
+    Field {
+        name: "schedule",
+        help: "Learning-rate schedule (cosine decays to 0 after the last step)",
+        kind: FieldKind::Choice {
+            choices: Schedule::NAMES,
+        },
+    },
+    Field {
+        name: "backend",
+        help: "Compute backend; auto picks CUDA, then a hardware wgpu adapter, then the CPU",
+        kind: FieldKind::Choice {
+            choices: BackendChoice::NAMES,
+        },
+    },
+    Field {
+        name: "seed",
+        help: "Seed for initialisation, dropout and shuffling",
+        kind: int(0, u64::MAX),
+    },
+    Field {
+        name: "val_size",
+        help: "The last N training images form the validation set",
+        kind: int(0, MAX_VAL_SIZE as u64),
+    },
+    Field {
+        name: "limit_train",
+        help: "Train on only the first N training images",
+        kind: FieldKind::OptionalInteger {
+            min: 1,
+            max: MAX_LIMIT,
+        },
+    },
+    Field {
+        name: "limit_val",
+        help: "Validate on only the first N validation images",
+        kind: FieldKind::OptionalInteger {
+            min: 1,
+            max: MAX_LIMIT,
+        },
+    },
+    Field {
+        name: "limit_test",
+        help: "Test on only the first N test images",
+        kind: FieldKind::OptionalInteger {
+            min: 1,
+            max: MAX_LIMIT,
+        },
+    },
+    Field {
+        name: "eval_test_every_epoch",
+        help: "Evaluate on the test set after every epoch, not only after the last",
+        kind: FieldKind::Flag,
+    },
+    Field {
+        name: "keep_checkpoints",
+        help: "Checkpoints to keep: the newest N plus the best",
+        kind: int(1, MAX_KEEP_CHECKPOINTS as u64),
+    },
+    Field {
+        name: "apply_label_overrides",
+        help: "Train on the labels as corrected in <data-dir>/labels-overrides.json (the review page writes it)",
+        kind: FieldKind::Flag,
+    },
+];
+
+/// The table with each field's default, as `GET /api/config/schema` serves
+/// it: `[{name, help, type, ...range, default}]`.
+pub fn schema() -> serde_json::Value {
+    let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
+    FIELDS
+        .iter()
+        .map(|field| {
+            let mut entry = serde_json::to_value(field).expect("field serialises");
+            entry["default"] = defaults[field.name].clone();
+            entry["range"] = field.kind.range().into();
+            entry
+        })
+        .collect()
+}
 
 impl TrainConfig {
     /// The model configuration this training configuration builds.
@@ -145,63 +424,14 @@ impl TrainConfig {
         CnnConfig::new().with_kernels(self.kernels)
     }
 
-    /// Checks every field and returns all the invalid ones.
+    /// Checks every field against [`FIELDS`] and returns all the invalid ones.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        if let Err(msg) = self.model().validate() {
-            errors.push(FieldError::new("kernels", msg));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
-            errors.push(FieldError::new(
-                "lr",
-                format!("must be a number in (0, {MAX_LR}] (got {})", self.lr),
-            ));
-        }
-        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
-            errors.push(FieldError::new(
-                "momentum",
-                format!("must be in [0, 1) (got {})", self.momentum),
-            ));
-        }
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            errors.push(FieldError::new(
-                "batch_size",
-                format!("must be in 1..={MAX_BATCH_SIZE} (got {})", self.batch_size),
-            ));
-        }
-        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
-            errors.push(FieldError::new(
-                "epochs",
-                format!("must be in 1..={MAX_EPOCHS} (got {})", self.epochs),
-            ));
-        }
-        if self.val_size > MAX_VAL_SIZE {
-            errors.push(FieldError::new(
-                "val_size",
-                format!("must be in 0..={MAX_VAL_SIZE} (got {})", self.val_size),
-            ));
-        }
-        for (field, value) in [
-            ("limit_train", self.limit_train),
-            ("limit_val", self.limit_val),
-            ("limit_test", self.limit_test),
-        ] {
-            if value == Some(0) {
-                errors.push(FieldError::new(
-                    field,
-                    "must be at least 1 when given (got 0)",
-                ));
-            }
-        }
-        if !(1..=MAX_KEEP_CHECKPOINTS).contains(&self.keep_checkpoints) {
-            errors.push(FieldError::new(
-                "keep_checkpoints",
-                format!(
-                    "must be in 1..={MAX_KEEP_CHECKPOINTS} (got {})",
-                    self.keep_checkpoints
-                ),
-            ));
-        }
+        let values = serde_json::to_value(self).expect("config serialises");
+        let errors: Vec<FieldError> = FIELDS
+            .iter()
+            .filter(|field| !field.kind.admits(&values[field.name]))
+            .map(|field| out_of_range(field, &values[field.name]))
+            .collect();
         if errors.is_empty() {
             Ok(())
         } else {
@@ -283,24 +513,48 @@ impl TrainConfig {
     }
 }
 
+/// The message for a field whose JSON value has the wrong type.
 fn type_message(key: &str, serde_message: &str) -> String {
-    let expected = match key {
-        "kernels" => "four integers, each in 1..=512, e.g. [32, 64, 64, 64]".to_string(),
-        "optimizer" => "one of \"adam\", \"sgd\"".to_string(),
-        "schedule" => "one of \"constant\", \"cosine\"".to_string(),
-        "backend" => "one of \"auto\", \"cpu\", \"wgpu\", \"cuda\"".to_string(),
-        "lr" | "momentum" => "a number".to_string(),
-        "eval_test_every_epoch" | "apply_label_overrides" => "true or false".to_string(),
-        "limit_train" | "limit_val" | "limit_test" => "a positive integer or null".to_string(),
-        _ => "a non-negative integer".to_string(),
+    let expected = match FIELDS.iter().find(|f| f.name == key).map(|f| f.kind) {
+        Some(kind @ FieldKind::Choice { .. }) => format!("one of {}", kind.range()),
+        Some(FieldKind::Kernels { min, max }) => {
+            format!("four integers, each in {min}..={max}, e.g. [32, 64, 64, 64]")
+        }
+        Some(FieldKind::Number { .. }) => "a number".into(),
+        Some(FieldKind::Flag) => "true or false".into(),
+        Some(FieldKind::OptionalInteger { .. }) => "a positive integer or null".into(),
+        Some(FieldKind::Integer { .. }) | None => "a non-negative integer".into(),
     };
     format!("must be {expected} ({serde_message})")
+}
+
+/// The message for a well-typed value out of its field's range.
+fn out_of_range(field: &Field, value: &serde_json::Value) -> FieldError {
+    let got = match (field.kind, value) {
+        (FieldKind::Kernels { min, max }, serde_json::Value::Array(ks)) => ks
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.as_u64().is_some_and(|k| (min..=max).contains(&k)))
+            .map(|(i, k)| format!("k{} = {k}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (FieldKind::Number { .. }, serde_json::Value::Null) => "not a finite number".into(),
+        _ => value.to_string(),
+    };
+    let message = match field.kind {
+        FieldKind::Kernels { min, max } => {
+            format!("each of the four kernel counts must be in {min}..={max} (got {got})")
+        }
+        FieldKind::Number { .. } => format!("must be a number in {} (got {got})", field.kind.range()),
+        kind => format!("must be in {} (got {got})", kind.range()),
+    };
+    FieldError::new(field.name, message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn defaults_are_valid() {
@@ -344,6 +598,50 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn the_table_names_every_field_once_and_each_choice_as_serde_spells_it() {
+        let defaults = serde_json::to_value(TrainConfig::default()).unwrap();
+        let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+        let mut keys: Vec<&str> = defaults.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        keys.sort();
+        assert_eq!(sorted, keys);
+        for (kind, names) in [
+            (OptimizerKind::NAMES, vec![json!(OptimizerKind::Adam), json!(OptimizerKind::Sgd)]),
+            (Schedule::NAMES, vec![json!(Schedule::Constant), json!(Schedule::Cosine)]),
+            (
+                BackendChoice::NAMES,
+                [BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Wgpu, BackendChoice::Cuda]
+                    .iter()
+                    .map(|b| json!(b.as_str()))
+                    .collect(),
+            ),
+        ] {
+            let spelled: Vec<Value> = kind.iter().map(|n| json!(n)).collect();
+            assert_eq!(spelled, names);
+        }
+        for field in schema().as_array().unwrap() {
+            assert_eq!(field["default"], defaults[field["name"].as_str().unwrap()]);
+        }
+    }
+
+    #[test]
+    fn each_range_end_is_checked_by_the_table() {
+        let at = |f: fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            c.validate().err().map(|e| e[0].field.clone())
+        };
+        assert_eq!(at(|c| c.lr = MAX_LR), None);
+        assert_eq!(at(|c| c.lr = 0.0).as_deref(), Some("lr"));
+        assert_eq!(at(|c| c.momentum = 0.0), None);
+        assert_eq!(at(|c| c.batch_size = MAX_BATCH_SIZE), None);
+        assert_eq!(at(|c| c.batch_size = MAX_BATCH_SIZE + 1).as_deref(), Some("batch_size"));
+        assert_eq!(at(|c| c.val_size = 0), None);
+        assert_eq!(at(|c| c.keep_checkpoints = 0).as_deref(), Some("keep_checkpoints"));
     }
 
     #[test]

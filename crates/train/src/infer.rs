@@ -19,6 +19,7 @@ pub struct Predictor {
     device: burn::tensor::Device<B>,
     /// The epoch directory the weights came from.
     pub checkpoint: PathBuf,
+    /// The checkpoint's `state.json`: its run, epoch and configuration (which builds the model).
     pub state: CheckpointState,
 }
 
@@ -30,19 +31,64 @@ impl std::fmt::Debug for Predictor {
     }
 }
 
+/// Why a checkpoint could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The path is neither an epoch directory nor a run's directory holding any.
+    #[error("{} is not a checkpoint: expected an epoch-NNNN directory (with {}) or a run's checkpoint directory holding them", .0.display(), checkpoint::STATE_FILE)]
+    NotACheckpoint(PathBuf),
+    /// A checkpoint directory or file could not be read.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The directory being read.
+        path: PathBuf,
+        /// The underlying I/O error (`InvalidData` for a malformed `state.json`).
+        source: std::io::Error,
+    },
+    /// `model.mpk` could not be decoded into the model its configuration describes.
+    #[error("cannot load the model in {}: {reason}", .path.display())]
+    Model {
+        /// The epoch directory holding the weights.
+        path: PathBuf,
+        /// The recorder's error message.
+        reason: String,
+    },
+}
+
+/// Why a picture could not become a digit.
+#[derive(Debug, thiserror::Error)]
+pub enum PngError {
+    /// The bytes could not be decoded as a PNG.
+    #[error("not a readable PNG: {0}")]
+    Unreadable(#[from] image::ImageError),
+    /// The header claims more than [`PNG_MAX_SIDE`] a side or [`PNG_MAX_PIXELS`] in all.
+    #[error(
+        "the PNG is {width}×{height} pixels; the limit is {PNG_MAX_SIDE} pixels a side and \
+         {PNG_MAX_PIXELS} pixels in all (2048×2048): scale it down first"
+    )]
+    TooLarge {
+        /// Width the PNG's header claims, in pixels.
+        width: u32,
+        /// Height the PNG's header claims, in pixels.
+        height: u32,
+    },
+    /// The image has no pixels (zero width or height).
+    #[error("the PNG is empty")]
+    Empty,
+}
+
 /// An epoch directory, or a run's checkpoint directory (then its best
 /// checkpoint if it is still there, else the newest).
-pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, String> {
+pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, LoadError> {
     if path.join(checkpoint::STATE_FILE).is_file() {
         return Ok(path.to_path_buf());
     }
-    let all = checkpoint::list(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let all = checkpoint::list(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let Some((_, newest)) = all.last() else {
-        return Err(format!(
-            "{} is not a checkpoint: expected an epoch-NNNN directory (with {}) or a run's checkpoint directory holding them",
-            path.display(),
-            checkpoint::STATE_FILE
-        ));
+        return Err(LoadError::NotACheckpoint(path.to_path_buf()));
     };
     let best = checkpoint::read_state(newest).ok().map(|s| s.best_epoch);
     Ok(all
@@ -53,15 +99,22 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, String> {
 }
 
 impl Predictor {
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// Loads the checkpoint `path` names (see [`resolve_checkpoint`]).
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
         let dir = resolve_checkpoint(path)?;
-        let state = checkpoint::read_state(&dir).map_err(|e| e.to_string())?;
-        let bytes = std::fs::read(dir.join(checkpoint::MODEL_FILE))
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let io = |source| LoadError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let state = checkpoint::read_state(&dir).map_err(io)?;
+        let bytes = std::fs::read(dir.join(checkpoint::MODEL_FILE)).map_err(io)?;
         let device = Default::default();
         let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
             .load(bytes, &device)
-            .map_err(|e| format!("cannot load the model in {}: {e}", dir.display()))?;
+            .map_err(|e| LoadError::Model {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
         let model = state.config.model().init::<B>(&device).load_record(record);
         Ok(Self {
             model,
@@ -100,8 +153,11 @@ impl Predictor {
 pub struct Ranked {
     /// Index in its original file.
     pub index: usize,
+    /// The label the data gives it (0–9).
     pub label: u8,
+    /// The class the model rates most probable.
     pub predicted: u8,
+    /// Softmax probability of each class, summing to 1.
     pub probs: [f32; CLASSES],
     /// Cross-entropy of the label: `-ln p(label)`.
     pub loss: f32,
@@ -144,6 +200,7 @@ pub fn rank(
     ranked
 }
 
+/// Index of the largest value of `p` (the first on ties, 0 when empty): a probability row's predicted class.
 pub fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
@@ -165,7 +222,7 @@ pub const PNG_MAX_PIXELS: u64 = 2048 * 2048;
 /// [`PNG_MAX_PIXELS`] in all, into the MNIST-style 28×28 the model expects
 /// (see [`mnist_data::preprocess`]). Larger images are refused from their
 /// header, before decoding.
-pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, PngError> {
     let open = || {
         let mut reader =
             image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
@@ -180,17 +237,14 @@ pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, String> {
     // The header alone: the size it claims, before any limit applies.
     let (w, h) =
         image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png)
-            .into_dimensions()
-            .map_err(|e| format!("not a readable PNG: {e}"))?;
+            .into_dimensions()?;
     if w > PNG_MAX_SIDE || h > PNG_MAX_SIDE || u64::from(w) * u64::from(h) > PNG_MAX_PIXELS {
-        return Err(format!(
-            "the PNG is {w}×{h} pixels; the limit is {PNG_MAX_SIDE} pixels a side and \
-             {PNG_MAX_PIXELS} pixels in all (2048×2048): scale it down first"
-        ));
+        return Err(PngError::TooLarge {
+            width: w,
+            height: h,
+        });
     }
-    let img = open()
-        .decode()
-        .map_err(|e| format!("not a readable PNG: {e}"))?;
+    let img = open().decode()?;
     // Transparent pixels (a canvas drawing) count as background, not black ink.
     let rgba = img.to_rgba8();
     let (w, h) = rgba.dimensions();
@@ -205,7 +259,7 @@ pub fn png_to_mnist(bytes: &[u8]) -> Result<Vec<u8>, String> {
         })
         .collect();
     if w == 0 || h == 0 {
-        return Err("the PNG is empty".into());
+        return Err(PngError::Empty);
     }
     Ok(mnist_data::preprocess::to_mnist(
         &gray, w as usize, h as usize,

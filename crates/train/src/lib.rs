@@ -19,7 +19,8 @@ pub mod metrics;
 pub mod samples;
 mod trainer;
 
-pub use backend::{probe_all, BackendStatus, Picked, Resolved};
+pub use backend::{probe_all, BackendStatus, BackendUnavailable, Picked, Resolved};
+pub use checkpoint::ResumeError;
 pub use config::{BackendChoice, FieldError, OptimizerKind, Schedule, TrainConfig};
 pub use trainer::{learning_rate, FLUSH_EVERY};
 
@@ -36,6 +37,7 @@ use std::sync::Arc;
 pub struct RunOptions {
     /// Directory holding the four MNIST files.
     pub data_dir: PathBuf,
+    /// Whether to check the files' SHA-256 hashes (`Skip` for custom IDX data sets).
     pub verify: Verify,
     /// Download missing files into `data_dir` before loading.
     pub download: bool,
@@ -88,45 +90,73 @@ impl Default for RunOptions {
 /// The outcome of a run, as `train --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
+    /// The run's id: its directory name under the runs and checkpoints directories.
     pub run_id: String,
+    /// How the run ended: completed, stopped or failed.
     pub status: RunStatus,
+    /// Why the run failed, when it did (left out of the JSON otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The backend trained on: `cpu`, `wgpu` or `cuda`.
     pub backend: String,
+    /// The device as a user knows it (`cpu (16 threads)`, an adapter name).
     pub device: String,
+    /// Parameters of the model the configuration builds.
     pub params: usize,
+    /// Epochs completed, counting those before a resume.
     pub epochs: usize,
+    /// Optimiser steps as of the last completed epoch, counting those before a resume.
     pub steps: u64,
+    /// Test-set accuracy (0–1) of the latest test evaluation; `None` if the run ended before one.
     pub test_accuracy: Option<f64>,
+    /// Test-set macro-F1 (0–1) of the same evaluation.
     pub test_f1_macro: Option<f64>,
+    /// Mean test-set cross-entropy of the same evaluation.
     pub test_loss: Option<f64>,
     /// Seconds spent in training steps (evaluation excluded) in this process.
     pub train_seconds: f64,
     /// Training images per second over those seconds.
     pub images_per_sec: f64,
+    /// Path of the run's `events.jsonl` log.
     pub events: String,
+    /// The run's checkpoint directory (`<checkpoints_dir>/<run-id>`).
     pub checkpoints: String,
+    /// The configuration the run used (a resumed run's stored one).
     pub config: TrainConfig,
 }
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Invalid settings, one error per field (including the webhook URL, the label overrides and a CPU run's memory need).
     #[error("invalid configuration: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Config(Vec<FieldError>),
+    /// The MNIST files could not be downloaded, read, verified or split.
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("{0}")]
-    Backend(String),
+    /// The asked-for backend does not answer on this machine.
+    #[error(transparent)]
+    Backend(#[from] backend::BackendUnavailable),
+    /// The run id (new or to resume) is not a safe directory name.
     #[error("--run-id {0:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'")]
     RunId(String),
+    /// A new run's id is already taken by an earlier run's log or checkpoints.
     #[error("run {id} already exists ({}); continue it with --resume {id}, or pick another --run-id", .path.display())]
-    RunExists { id: String, path: PathBuf },
+    RunExists {
+        /// The id asked for.
+        id: String,
+        /// The existing directory (log or checkpoints) that already uses it.
+        path: PathBuf,
+    },
+    /// The run to resume has no checkpoint that can be read.
     #[error("cannot resume: {0}")]
-    Resume(String),
+    Resume(#[from] checkpoint::ResumeError),
+    /// The run's event log could not be opened for appending.
     #[error("cannot write {}: {source}", .path.display())]
     Io {
+        /// The `events.jsonl` file.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
 }
@@ -190,11 +220,11 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     let webhook = match &opts.alert_webhook {
         Some(url) => Some(
             mnist_alerts::WebhookSink::new(url)
-                .map_err(|e| RunError::Config(vec![FieldError::new("alert_webhook", e)]))?,
+                .map_err(|e| RunError::Config(vec![FieldError::new("alert_webhook", e.to_string())]))?,
         ),
         None => None,
     };
-    let picked = backend::resolve(config.backend).map_err(RunError::Backend)?;
+    let picked = backend::resolve(config.backend)?;
     let (splits, label_overrides) = load_splits(&config, &mut opts)?;
     if picked.backend == Resolved::Cpu {
         let eval = splits.val.len() + splits.test.len();
@@ -273,12 +303,16 @@ fn choose_run(
     if let Some(id) = &opts.resume {
         check_run_id(id)?;
         let dir = opts.checkpoints_dir.join(id);
-        let found = checkpoint::latest(&dir).map_err(|e| RunError::Resume(e.to_string()))?;
+        let found = checkpoint::latest(&dir).map_err(|source| ResumeError::Unreadable {
+            dir: dir.clone(),
+            source,
+        })?;
         let Some((path, state)) = found else {
-            return Err(RunError::Resume(format!(
-                "no checkpoint of run {id} in {} (checkpoints are written after each epoch)",
-                dir.display()
-            )));
+            return Err(ResumeError::NoCheckpoint {
+                id: id.clone(),
+                dir,
+            }
+            .into());
         };
         return Ok((state.config.clone(), id.clone(), Some((path, state))));
     }
@@ -313,7 +347,7 @@ fn load_splits(
     let data = if config.apply_label_overrides {
         let path = mnist_data::overrides::path_in(&opts.data_dir);
         let overrides = mnist_data::overrides::LabelOverrides::load(&path)
-            .map_err(|e| RunError::Config(vec![FieldError::new("apply_label_overrides", e)]))?;
+            .map_err(|e| RunError::Config(vec![FieldError::new("apply_label_overrides", e.to_string())]))?;
         let (applied, used) = overrides.apply(&data, &path);
         label_overrides = Some(mnist_events::LabelOverridesUsed {
             path: used.path,
@@ -332,7 +366,7 @@ fn load_splits(
             limit_val: config.limit_val,
             limit_test: config.limit_test,
         })
-        .map_err(|msg| RunError::Config(vec![FieldError::new("val_size", msg)]))?;
+        .map_err(|e| RunError::Config(vec![FieldError::new("val_size", e.to_string())]))?;
     if splits.train.len() == 0 {
         return Err(RunError::Config(vec![FieldError::new(
             "val_size",

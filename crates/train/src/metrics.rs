@@ -7,13 +7,17 @@
 
 use mnist_events::ClassMetrics;
 
+/// Number of classes: the digits 0–9.
 pub const CLASSES: usize = 10;
 
 /// Per-class counts: enough for accuracy and macro-F1.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ClassCounts {
+    /// Images of each class predicted correctly.
     pub true_positive: [f64; CLASSES],
+    /// Images predicted as each class.
     pub predicted: [f64; CLASSES],
+    /// Images labelled with each class.
     pub actual: [f64; CLASSES],
 }
 
@@ -29,6 +33,7 @@ impl ClassCounts {
         c
     }
 
+    /// Adds `other`'s counts to these (batches into an epoch's totals).
     pub fn add(&mut self, other: &Self) {
         for k in 0..CLASSES {
             self.true_positive[k] += other.true_positive[k];
@@ -37,10 +42,12 @@ impl ClassCounts {
         }
     }
 
+    /// Number of images counted.
     pub fn total(&self) -> f64 {
         self.actual.iter().sum()
     }
 
+    /// Fraction of images predicted correctly (0–1); 0 when none were counted.
     pub fn accuracy(&self) -> f64 {
         let total = self.total();
         if total == 0.0 {
@@ -78,11 +85,15 @@ pub fn f1(tp: f64, predicted: f64, actual: f64) -> f64 {
 /// Metrics of a 10×10 confusion matrix `confusion[true][predicted]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfusionMetrics {
+    /// Fraction of images on the diagonal (0–1).
     pub accuracy: f64,
+    /// Mean F1 over the classes that occur, as [`ClassCounts::f1_macro`].
     pub f1_macro: f64,
+    /// Precision, recall, F1 and support of each of the 10 classes, in order.
     pub per_class: Vec<ClassMetrics>,
 }
 
+/// Accuracy, macro-F1 and per-class metrics of a confusion matrix `confusion[true][predicted]`.
 pub fn from_confusion(confusion: &[Vec<u64>]) -> ConfusionMetrics {
     let mut counts = ClassCounts::default();
     for (t, row) in confusion.iter().enumerate() {

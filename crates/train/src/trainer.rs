@@ -37,15 +37,23 @@ type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
 /// Everything a training job needs besides the device.
 pub(crate) struct Job<'a> {
+    /// The configuration to train with.
     pub config: &'a TrainConfig,
+    /// The training, validation and test splits, on the host.
     pub splits: &'a Splits,
+    /// The run's event stream: metrics, samples, checkpoints and logs go here.
     pub events: &'a mut EventStream,
     /// The label overrides applied to the data, if any.
     pub label_overrides: Option<mnist_events::LabelOverridesUsed>,
+    /// This run's checkpoint directory (`<checkpoints_dir>/<run-id>`).
     pub checkpoint_dir: PathBuf,
+    /// The checkpoint to continue from, and its state; `None` for a new run.
     pub resume: Option<(PathBuf, CheckpointState)>,
+    /// Checked before each batch: once requested, the run stops.
     pub stop: mnist_events::Stop,
+    /// The backend's short name (`cpu`, `wgpu`, `cuda`), for `run_started`.
     pub backend: &'static str,
+    /// The device as a user knows it, for `run_started`.
     pub device_name: String,
     /// Which backend was picked and why, for the run log.
     pub backend_note: String,
@@ -54,16 +62,21 @@ pub(crate) struct Job<'a> {
 /// How a job ended.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
+    /// A stop was requested before the last epoch finished.
     pub stopped: bool,
     /// Why the run could not go on (it ends as failed, keeping its counts).
     pub failure: Option<String>,
+    /// Epochs completed, counting those before a resume.
     pub epochs_completed: usize,
+    /// Optimiser steps as of the last completed epoch, counting those before a resume.
     pub steps: u64,
     /// Seconds spent in training steps in this process.
     pub train_seconds: f64,
     /// Training seconds over all resumptions.
     pub total_train_seconds: f64,
+    /// Training images of the epochs completed in this process.
     pub images_trained: u64,
+    /// The latest test-set evaluation, if one ran.
     pub test: Option<EvalMetrics>,
 }
 

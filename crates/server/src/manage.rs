@@ -1,0 +1,231 @@
+//! Run management: a run's name, notes and tags, and deleting a run to a
+//! trash folder it can be restored from.
+//!
+//! The user's words about a run live in `runs/<id>/meta.json`, beside its
+//! log and never inside it (the log is what the trainer recorded). Deleting
+//! moves `runs/<id>` and `checkpoints/<id>` into `runs/.trash/<id>/` (a
+//! hidden folder, so the runs list skips it); restoring moves them back.
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The user's words about a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunMeta {
+    /// A name to show instead of the run id.
+    pub name: Option<String>,
+    /// Free text, at most [`MAX_NOTES`] characters.
+    pub notes: String,
+    /// Short labels, trimmed: at most [`MAX_TAGS`], each 1..=[`MAX_TAG`]
+    /// characters.
+    pub tags: Vec<String>,
+}
+
+/// Longest name, tag and notes, in characters.
+pub const MAX_NAME: usize = 200;
+/// Longest tag, in characters.
+pub const MAX_TAG: usize = 64;
+/// Most tags on one run.
+pub const MAX_TAGS: usize = 32;
+/// Longest notes, in characters.
+pub const MAX_NOTES: usize = 20_000;
+
+const META_FILE: &str = "meta.json";
+const TRASH: &str = ".trash";
+
+impl RunMeta {
+    /// The run's meta, or the empty one.
+    pub fn load(runs_dir: &Path, run_id: &str) -> Self {
+        std::fs::read(runs_dir.join(run_id).join(META_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, runs_dir: &Path, run_id: &str) -> std::io::Result<()> {
+        let path = runs_dir.join(run_id).join(META_FILE);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serialises"))?;
+        std::fs::rename(&tmp, &path)
+    }
+}
+
+/// Registers `PATCH` and `DELETE /api/runs/{id}`, `GET /api/trash` and
+/// `POST /api/trash/{id}/restore`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/runs/{id}", web::patch().to(patch))
+        .route("/api/runs/{id}", web::delete().to(delete))
+        .route("/api/trash", web::get().to(trash))
+        .route("/api/trash/{id}/restore", web::post().to(restore));
+}
+
+/// `PATCH /api/runs/{id}` with any of `name` (null clears it), `notes`, `tags`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetaPatch {
+    #[serde(default, deserialize_with = "serde_with_null::deserialize")]
+    name: Option<Option<String>>,
+    notes: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+/// Tells "absent" from "null" for `name`.
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+    /// A present `name`, `null` included, as `Some` (an absent one is `None`
+    /// through `#[serde(default)]`).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+fn check_patch(p: &MetaPatch) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if let Some(Some(name)) = &p.name {
+        if name.chars().count() > MAX_NAME {
+            errors.push(mnist_train::FieldError::new(
+                "name",
+                format!("must be at most {MAX_NAME} characters (got {})", name.chars().count()),
+            ));
+        }
+    }
+    if let Some(notes) = &p.notes {
+        if notes.chars().count() > MAX_NOTES {
+            errors.push(mnist_train::FieldError::new(
+                "notes",
+                format!("must be at most {MAX_NOTES} characters"),
+            ));
+        }
+    }
+    if let Some(tags) = &p.tags {
+        let bad = tags
+            .iter()
+            .find(|t| t.trim().is_empty() || t.chars().count() > MAX_TAG);
+        if tags.len() > MAX_TAGS || bad.is_some() {
+            errors.push(mnist_train::FieldError::new(
+                "tags",
+                format!("at most {MAX_TAGS} tags, each 1..={MAX_TAG} characters"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
+}
+
+fn run_dir(state: &AppState, id: &str) -> Result<PathBuf, ApiError> {
+    let dir = state.opts.runs_dir.join(id);
+    if crate::valid_run_id(id) && dir.join("events.jsonl").is_file() {
+        Ok(dir)
+    } else {
+        Err(ApiError::no_run(id))
+    }
+}
+
+async fn patch(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<MetaPatch>,
+) -> ApiResult {
+    let p = body.into_inner();
+    check_patch(&p)?;
+    run_dir(&state, &id)?;
+    let runs_dir = &state.opts.runs_dir;
+    let mut meta = RunMeta::load(runs_dir, &id);
+    if let Some(name) = p.name {
+        meta.name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    }
+    if let Some(notes) = p.notes {
+        meta.notes = notes;
+    }
+    if let Some(tags) = p.tags {
+        let mut tags: Vec<String> = tags.into_iter().map(|t| t.trim().to_string()).collect();
+        tags.dedup();
+        meta.tags = tags;
+    }
+    meta.save(runs_dir, &id)
+        .map_err(|e| ApiError::Internal(format!("cannot save {id}'s {META_FILE}: {e}")))?;
+    Ok(HttpResponse::Ok().json(meta))
+}
+
+fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    if !from.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(from, to)
+}
+
+/// `DELETE /api/runs/{id}`: the run and its checkpoints to the trash.
+async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let dir = run_dir(&state, &id)?;
+    if state.current_hub().is_some_and(|h| h.run_id == *id && !h.is_finished()) {
+        return Err(ApiError::conflict(format!(
+            "run {id} is training: stop it before deleting it"
+        )));
+    }
+    let trash = state.opts.runs_dir.join(TRASH).join(id.as_str());
+    if trash.exists() {
+        return Err(ApiError::conflict(format!(
+            "the trash already holds a run {id}: restore or empty it first"
+        )));
+    }
+    let io = |e: std::io::Error| ApiError::Internal(format!("cannot move run {id} to the trash: {e}"));
+    move_dir(&dir, &trash.join("run")).map_err(io)?;
+    move_dir(
+        &state.opts.checkpoints_dir.join(id.as_str()),
+        &trash.join("checkpoints"),
+    )
+    .map_err(io)?;
+    state.forget_run(&id);
+    Ok(HttpResponse::Ok().json(json!({"run_id": *id, "trashed": true})))
+}
+
+/// `GET /api/trash`: the deleted runs, newest first, with their names.
+async fn trash(state: web::Data<AppState>) -> HttpResponse {
+    let dir = state.opts.runs_dir.join(TRASH);
+    let mut runs: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().into_string().ok()?;
+            let meta = RunMeta::load(&dir.join(&id), "run");
+            Some(json!({"run_id": id, "name": meta.name, "tags": meta.tags}))
+        })
+        .collect();
+    runs.sort_by(|a, b| b["run_id"].as_str().cmp(&a["run_id"].as_str()));
+    HttpResponse::Ok().json(runs)
+}
+
+/// `POST /api/trash/{id}/restore`: back where it was.
+async fn restore(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let trash = state.opts.runs_dir.join(TRASH).join(id.as_str());
+    if !crate::valid_run_id(&id) || !trash.join("run").is_dir() {
+        return Err(ApiError::NotFound(format!("no run {id} in the trash")));
+    }
+    let back = state.opts.runs_dir.join(id.as_str());
+    if back.exists() {
+        return Err(ApiError::conflict(format!(
+            "a run {id} exists again: rename it before restoring"
+        )));
+    }
+    let io = |e: std::io::Error| ApiError::Internal(format!("cannot restore run {id}: {e}"));
+    move_dir(&trash.join("run"), &back).map_err(io)?;
+    move_dir(
+        &trash.join("checkpoints"),
+        &state.opts.checkpoints_dir.join(id.as_str()),
+    )
+    .map_err(io)?;
+    let _ = std::fs::remove_dir(&trash);
+    Ok(HttpResponse::Ok().json(json!({"run_id": *id, "restored": true})))
+}

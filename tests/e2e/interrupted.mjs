@@ -1,0 +1,30 @@
+// A run killed with `kill -9` (its log ends without `run_finished`) shows
+// as interrupted on the page: the status says so, Stop is disabled, and
+// there is no ETA. Usage: node tests/e2e/interrupted.mjs BASE_URL RUN_ID SCREENSHOT.png
+import { createRequire } from 'node:module';
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const [base, runId, screenshot] = process.argv.slice(2);
+const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await page.goto(base + '/', { waitUntil: 'load' });
+  // `serve` shows the newest logged run: the killed one.
+  await page.waitForFunction((id) => document.querySelector('#run-title')?.textContent.includes(id), runId, { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelector('#s-epoch')?.textContent !== '–', null, { timeout: 15000 });
+  const status = await page.textContent('#run-status');
+  if (status !== 'interrupted') fail(`the killed run shows as "${status}"`);
+  if (!(await page.isDisabled('#stop'))) fail('Stop is enabled for a dead run');
+  const eta = await page.textContent('#s-eta');
+  if (eta !== '–') fail(`a dead run shows an ETA: ${eta}`);
+  await page.screenshot({ path: screenshot });
+  console.log(JSON.stringify({ status, eta }));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,130 @@
+// The tracking controls, each exercised in the real page: the y log toggle,
+// the x axis (step, epoch, time since start), the learning-rate and
+// images/s charts, renaming and tagging a run, filtering by tag, deleting
+// it to the trash and restoring it, and the favicon.
+// With LONG_RUN_ID (a run of 20,000 steps with a loss spike at step 12,345):
+// the snapshot keeps the spike, and zooming fetches the range at full
+// resolution.
+// Usage: node tests/e2e/tracking.mjs BASE_URL RUN_ID SCREENSHOT.png [LONG_RUN_ID]
+import { createRequire } from 'node:module';
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const [base, runId, screenshot, longRun] = process.argv.slice(2);
+const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+const out = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+  const notFound = [];
+  page.on('response', (r) => { if (r.status() === 404) notFound.push(r.url()); });
+  await page.goto(base + '/', { waitUntil: 'load' });
+  await page.waitForSelector(`#runs-table tr[data-run="${runId}"]`, { timeout: 15000 });
+  await page.click(`#runs-table tr[data-run="${runId}"] td:nth-child(2)`);
+  await page.waitForFunction((id) => document.querySelector('#run-title')?.textContent.includes(id), runId, { timeout: 15000 });
+  const chart = (key) => page.evaluate((k) => {
+    const u = window.mnistMonitor.charts[k];
+    if (!u) return null;
+    const xs = u.data[0].filter((v) => v != null);
+    return { n: xs.length, first: xs[0], last: xs[xs.length - 1], distr: u.scales.y.distr, points: u.data[1].filter((v) => v != null).length };
+  }, key);
+  await page.waitForFunction(() => (window.mnistMonitor.charts.loss?.data[0].length || 0) > 5, null, { timeout: 15000 });
+  out.step = await chart('loss');
+  for (const k of ['lr', 'images_per_sec']) {
+    const c = await chart(k);
+    if (!c || c.points < 5) fail(`the ${k} chart has no points: ${JSON.stringify(c)}`);
+  }
+
+  await page.selectOption('#y-scale', 'log');
+  await page.waitForFunction(() => window.mnistMonitor.charts.loss?.scales.y.distr === 3, null, { timeout: 5000 });
+  out.log = await chart('loss');
+  if (out.log.points < out.step.points) fail(`log scale lost loss points: ${JSON.stringify(out.log)}`);
+
+  await page.selectOption('#x-axis', 'epoch');
+  await page.waitForFunction(() => (window.mnistMonitor.charts.loss?.data[0].length || 0) > 5, null, { timeout: 5000 });
+  out.epoch = await chart('loss');
+  if (!(out.epoch.last <= 2.0001 && out.epoch.last > 1.5 && out.epoch.first > 0)) fail(`epoch axis of a 2-epoch run: ${JSON.stringify(out.epoch)}`);
+
+  await page.selectOption('#x-axis', 'relative');
+  await page.waitForFunction(() => (window.mnistMonitor.charts.loss?.data[0].length || 0) > 5, null, { timeout: 5000 });
+  out.relative = await chart('loss');
+  if (!(out.relative.first >= 0 && out.relative.first < 5 && out.relative.last > out.relative.first)) fail(`relative time axis: ${JSON.stringify(out.relative)}`);
+  await page.selectOption('#x-axis', 'step');
+  await page.selectOption('#y-scale', 'linear');
+
+  // Rename and tag the run, then filter by the tag.
+  await page.waitForSelector('#run-meta:not([hidden])', { timeout: 5000 });
+  await page.fill('#run-meta input[name=name]', 'baseline <b>bold</b>');
+  await page.fill('#run-meta input[name=tags]', 'small, cnn');
+  await page.fill('#run-meta textarea[name=notes]', 'first try');
+  await page.click('#run-meta button[type=submit]');
+  await page.waitForFunction((id) => document.querySelector(`#runs-table tr[data-run="${id}"]`)?.textContent.includes('baseline <b>bold</b>'), runId, { timeout: 5000 });
+  if (await page.$('#runs-table b')) fail('a run name was written into the page as HTML');
+  await page.fill('#runs-filter', 'small');
+  await page.waitForFunction(() => document.querySelectorAll('#runs-table tr[data-run]').length === 1, null, { timeout: 5000 });
+  out.filtered = await page.$$eval('#runs-table tr[data-run]', (rows) => rows.map((r) => r.dataset.run));
+  if (out.filtered[0] !== runId) fail(`filtering by tag shows ${out.filtered}`);
+  await page.screenshot({ path: screenshot, fullPage: true });
+  await page.fill('#runs-filter', '');
+
+  // Delete to the trash, then restore.
+  const answers = [];
+  page.on('response', async (r) => { if (r.request().method() !== 'GET') answers.push(`${r.request().method()} ${r.url()} ${r.status()} ${await r.text().catch(() => '')}`); });
+  await page.click('#meta-delete');
+  await page.waitForFunction((id) => !document.querySelector(`#runs-table tr[data-run="${id}"]`), runId, { timeout: 5000 })
+    .catch(async () => fail(`the deleted run is still listed; the form says: ${await page.textContent('#meta-error')}; answers: ${answers.join(' | ')}`));
+  await page.waitForSelector(`#trash-table [data-restore="${runId}"]`, { state: 'attached', timeout: 5000 });
+  out.trashed = true;
+  await page.click('#trash summary');
+  await page.click(`#trash-table [data-restore="${runId}"]`);
+  await page.waitForSelector(`#runs-table tr[data-run="${runId}"]`, { timeout: 5000 });
+  out.restored = true;
+
+  if (longRun) await zoomLongRun(page);
+
+  const icon = await page.evaluate(async () => (await fetch('/favicon.svg')).status);
+  if (icon !== 200) fail(`favicon: ${icon}`);
+  if (notFound.length) fail(`the page asked for missing files: ${notFound.join(', ')}`);
+  console.log(JSON.stringify(out));
+} finally {
+  await browser.close();
+}
+
+async function zoomLongRun(page) {
+  await page.click(`#runs-table tr[data-run="${longRun}"] td:nth-child(2)`);
+  await page.waitForFunction((id) => document.querySelector('#run-title')?.textContent.includes(id), longRun, { timeout: 15000 });
+  await page.waitForFunction(() => (window.mnistMonitor.charts.loss?.data[0].length || 0) > 100, null, { timeout: 15000 });
+  const before = await page.evaluate(() => {
+    const s = window.mnistMonitor.view.series;
+    const inRange = s.step.filter((x) => x >= 12000 && x <= 12600).length;
+    return { points: s.step.length, inRange, maxLoss: Math.max(...s.loss.filter((v) => v != null)) };
+  });
+  if (before.maxLoss < 49) fail(`the snapshot's buckets hid the loss spike: ${JSON.stringify(before)}`);
+  if (before.points > 14100) fail(`the snapshot was not reduced: ${before.points} points`);
+  // Drag across steps 12,000..12,600 on the loss chart.
+  const box = await page.evaluate(() => {
+    const u = window.mnistMonitor.charts.loss;
+    const r = u.over.getBoundingClientRect();
+    return { x0: r.left + u.valToPos(12000, 'x'), x1: r.left + u.valToPos(12600, 'x'), y: r.top + r.height / 2 };
+  });
+  const started = Date.now();
+  await page.mouse.move(box.x0, box.y);
+  await page.mouse.down();
+  await page.mouse.move(box.x1, box.y, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction(() => window.mnistMonitor.view.zoomFetches > 0, null, { timeout: 5000 });
+  const after = await page.evaluate(() => {
+    const s = window.mnistMonitor.view.series;
+    const u = window.mnistMonitor.charts.loss;
+    const lo = Math.ceil(u.scales.x.min), hi = Math.floor(u.scales.x.max);
+    return { lo, hi, inRange: s.step.filter((x) => x >= lo && x <= hi).length, xmin: u.scales.x.min, xmax: u.scales.x.max };
+  });
+  out.zoom = { before, after, ms: Date.now() - started };
+  if (after.inRange !== after.hi - after.lo + 1) fail(`zoom should show every step it spans: ${JSON.stringify(out.zoom)}`);
+  if (after.inRange < 10 * before.inRange / 2) fail(`zoom brought no finer data: ${JSON.stringify(out.zoom)}`);
+  if (!(after.xmin > 11900 && after.xmax < 12700)) fail(`the chart did not zoom: ${JSON.stringify(after)}`);
+}
