@@ -374,7 +374,7 @@ fn with_stop_on_nan_false_the_alert_fires_and_the_run_goes_on() {
 fn the_server_streams_hardware_when_idle() {
     let work = tempfile::tempdir().unwrap();
     let runs = work.path().join("runs");
-    let server = spawn_server(&[
+    let server = spawn_server([
         "--hw-interval".as_ref(),
         "0.2".as_ref(),
         "--run-dir".as_ref(),
@@ -405,7 +405,7 @@ fn the_server_streams_hardware_when_idle() {
     assert!(text.contains("mnist_run_active 0"), "{text}");
 
     // With sampling off the page is told so.
-    let off = spawn_server(&[
+    let off = spawn_server([
         "--hw-interval".as_ref(),
         "0".as_ref(),
         "--run-dir".as_ref(),

@@ -734,7 +734,7 @@ fn the_fleet_view_shows_an_up_host_and_a_down_one() {
     let runs = work.path().join("runs");
     let server = spawn_server_with(
         command,
-        &[
+        [
             "--hosts".as_ref(),
             "gpubox,127.0.0.1:1".as_ref(),
             "--fleet-interval".as_ref(),

@@ -417,6 +417,40 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+
+
+/// The `seq`s of `batch`, `eval` and `samples` events that a later resume
+/// superseded: after a run is killed mid-epoch and resumed from its last
+/// checkpoint, the log holds the steps after that checkpoint twice. Every
+/// consumer skips these so that it keeps one value per step (see
+/// [`RunStarted::resumed_from_step`]).
+pub fn superseded<'a, I>(events: I) -> std::collections::HashSet<u64>
+where
+    I: IntoIterator<Item = &'a Event>,
+    I::IntoIter: DoubleEndedIterator,
+{
+    let mut cut = u64::MAX;
+    let mut out = std::collections::HashSet::new();
+    for event in events.into_iter().rev() {
+        match &event.kind {
+            EventKind::RunStarted(r) => {
+                if let Some(step) = r.resumed_from_step {
+                    cut = cut.min(step);
+                }
+            }
+            EventKind::Batch(BatchMetrics { step, .. })
+            | EventKind::Eval(EvalMetrics { step, .. })
+            | EventKind::Samples(Samples { step, .. })
+                if *step > cut =>
+            {
+                out.insert(event.seq);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,36 +491,4 @@ mod tests {
         let event: Event = serde_json::from_str(text).unwrap();
         assert_eq!(event.kind.name(), "log");
     }
-}
-
-/// The `seq`s of `batch`, `eval` and `samples` events that a later resume
-/// superseded: after a run is killed mid-epoch and resumed from its last
-/// checkpoint, the log holds the steps after that checkpoint twice. Every
-/// consumer skips these so that it keeps one value per step (see
-/// [`RunStarted::resumed_from_step`]).
-pub fn superseded<'a, I>(events: I) -> std::collections::HashSet<u64>
-where
-    I: IntoIterator<Item = &'a Event>,
-    I::IntoIter: DoubleEndedIterator,
-{
-    let mut cut = u64::MAX;
-    let mut out = std::collections::HashSet::new();
-    for event in events.into_iter().rev() {
-        match &event.kind {
-            EventKind::RunStarted(r) => {
-                if let Some(step) = r.resumed_from_step {
-                    cut = cut.min(step);
-                }
-            }
-            EventKind::Batch(BatchMetrics { step, .. })
-            | EventKind::Eval(EvalMetrics { step, .. })
-            | EventKind::Samples(Samples { step, .. })
-                if *step > cut =>
-            {
-                out.insert(event.seq);
-            }
-            _ => {}
-        }
-    }
-    out
 }

@@ -19,11 +19,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+/// A ranking's checkpoint directory and split.
+type RankingKey = (PathBuf, String);
+
 /// Loaded models and finished rankings.
 #[derive(Default)]
 pub struct ReviewCache {
     predictors: Mutex<HashMap<PathBuf, Arc<Mutex<Predictor>>>>,
-    rankings: Mutex<HashMap<(PathBuf, String), Arc<Vec<Ranked>>>>,
+    rankings: Mutex<HashMap<RankingKey, Arc<Vec<Ranked>>>>,
 }
 
 /// Registers the review queue, label override and prediction routes.

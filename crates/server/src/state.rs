@@ -77,10 +77,13 @@ pub struct Point {
     pub images_per_sec: f64,
 }
 
+/// How a series reads its value off a point.
+pub type Reading = fn(&Point) -> f64;
+
 /// The series the charts draw, by name, and how to read them off a point.
 /// `epoch` (the position in epochs: 1.5 is half-way through the second) and
 /// `ts_ms` are the charts' other x axes.
-pub const SERIES: [(&str, fn(&Point) -> f64); 7] = [
+pub const SERIES: [(&str, Reading); 7] = [
     ("loss", |p| p.loss),
     ("accuracy", |p| p.accuracy),
     ("f1_macro", |p| p.f1_macro),

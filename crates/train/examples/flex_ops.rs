@@ -19,6 +19,9 @@ use std::time::Instant;
 type B = Autodiff<Flex>;
 
 /// Median seconds of forward and of backward of `f` on a fresh input.
+/// One layer under test: its name, input shape and forward pass.
+type Layer<'a> = Box<dyn Fn(Tensor<B, 4>) -> Tensor<B, 4> + 'a>;
+
 fn time_layer(
     shape: [usize; 4],
     repeats: usize,
@@ -85,7 +88,7 @@ fn main() {
         }
     };
     let relu = |x: Tensor<B, 4>| burn::tensor::activation::relu(x);
-    let rows: Vec<(&str, [usize; 4], Box<dyn Fn(Tensor<B, 4>) -> Tensor<B, 4>>)> = vec![
+    let rows: Vec<(&str, [usize; 4], Layer<'_>)> = vec![
         (
             "conv1 1→32 28→26",
             [batch, 1, 28, 28],

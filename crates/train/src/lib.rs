@@ -367,7 +367,7 @@ fn load_splits(
             limit_test: config.limit_test,
         })
         .map_err(|e| RunError::Config(vec![FieldError::new("val_size", e.to_string())]))?;
-    if splits.train.len() == 0 {
+    if splits.train.is_empty() {
         return Err(RunError::Config(vec![FieldError::new(
             "val_size",
             format!(
@@ -377,7 +377,7 @@ fn load_splits(
             ),
         )]));
     }
-    if splits.test.len() == 0 {
+    if splits.test.is_empty() {
         return Err(RunError::Config(vec![FieldError::new(
             "data_dir",
             format!(

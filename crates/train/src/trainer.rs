@@ -146,7 +146,7 @@ fn full_batch<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> (Tensor<B, 1, Int>, Option<Tensor<B, 2>>) {
-    let idx = order.clone().slice([lo..hi]);
+    let idx = order.clone().slice(s![lo..hi]);
     let real = hi - lo;
     if real == batch {
         return (idx, None);
@@ -751,7 +751,7 @@ fn predict_samples<B: Backend>(
         let (idx, _) = full_batch(&order, lo, hi, batch, &device);
         let logits = model
             .forward(images.clone().select(0, idx))
-            .slice([0..hi - lo]);
+            .slice(s![0..hi - lo]);
         probs.extend(
             burn::tensor::activation::softmax(logits, 1)
                 .into_data()
