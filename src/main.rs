@@ -38,6 +38,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// This binary and this machine, for a run's `run_started`: version, git
+/// commit (from `build.rs`), features, Burn's version, host, command line.
+fn provenance() -> mnist_events::Provenance {
+    let features = [("cuda", cfg!(feature = "cuda")), ("wgpu", cfg!(feature = "wgpu"))];
+    mnist_events::Provenance {
+        version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: option_env!("MNIST_MONITOR_GIT_COMMIT").map(Into::into),
+        git_dirty: option_env!("MNIST_MONITOR_GIT_DIRTY").map(|d| d == "true"),
+        features: features
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| name.to_string())
+            .collect(),
+        burn_version: mnist_train::BURN_VERSION.into(),
+        host: mnist_hardware::host_name(),
+        command_line: std::env::args().collect(),
+        data_sha256: Default::default(),
+    }
+}
+
 fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
     match command {
         cli::Command::Train(args) => train_cmd::run(*args),
@@ -78,6 +98,7 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: args.watch.alert_webhook,
+        provenance: Some(provenance()),
         fleet: (!args.hosts.is_empty()).then(|| {
             mnist_remote::fleet::Fleet::start(
                 args.hosts.clone(),

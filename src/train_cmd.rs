@@ -119,6 +119,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         alerts: Some(mnist_alerts::AlertRules::default()),
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: args.watch.alert_webhook.clone(),
+        provenance: Some(crate::provenance()),
     };
     if args.resume.is_some() && config != TrainConfig::default() {
         eprintln!("note: --resume continues with the run's stored configuration; other training flags are ignored");
@@ -189,6 +190,7 @@ fn serve_run(
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: None,
         fleet: None,
+        provenance: None,
     });
     let hub = mnist_server::hub::RunHub::live(run_id);
     state.set_current(mnist_server::CurrentRun {

@@ -19,7 +19,7 @@ const browser = await chromium.launch({
 });
 const out = {};
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 }, acceptDownloads: true });
   const notFound = [];
   page.on('response', (r) => { if (r.status() === 404) notFound.push(r.url()); });
   await page.goto(base + '/', { waitUntil: 'load' });
@@ -34,6 +34,13 @@ try {
   }, key);
   await page.waitForFunction(() => (window.mnistMonitor.charts.loss?.data[0].length || 0) > 5, null, { timeout: 15000 });
   out.step = await chart('loss');
+  // How to train it again, and what produced it.
+  out.reproduce = await page.textContent('#repro-cmd');
+  for (const part of ['mnist-monitor train', '--kernels 4,4,4,4', '--seed 42', '--batch-size 20', '--epochs 2']) {
+    if (!out.reproduce.includes(part)) fail(`the reproduce command lacks ${part}: ${out.reproduce}`);
+  }
+  const prov = await page.textContent('#prov-info');
+  if (!prov.includes('started by') || !prov.includes('--run-id')) fail(`provenance: ${prov}`);
   for (const k of ['lr', 'images_per_sec']) {
     const c = await chart(k);
     if (!c || c.points < 5) fail(`the ${k} chart has no points: ${JSON.stringify(c)}`);
@@ -83,6 +90,14 @@ try {
   await page.click(`#trash-table [data-restore="${runId}"]`);
   await page.waitForSelector(`#runs-table tr[data-run="${runId}"]`, { timeout: 5000 });
   out.restored = true;
+
+  // Each chart as a PNG.
+  const downloads = [];
+  page.on('download', (d) => downloads.push(d.suggestedFilename()));
+  await page.click('#save-charts');
+  await page.waitForFunction(() => true, null, { timeout: 1000 });
+  for (let i = 0; i < 50 && downloads.length < 5; i++) await page.waitForTimeout(100);
+  if (downloads.length !== 5 || !downloads.every((n) => n.endsWith('.png'))) fail(`chart PNGs: ${downloads}`);
 
   if (longRun) await zoomLongRun(page);
 

@@ -73,17 +73,20 @@ fn last_step(events: &[mnist_events::Event]) -> u64 {
 fn kill_9_mid_epoch_with_a_torn_line_then_resume_keeps_one_value_per_step() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    write_synthetic(&data, 1100, 200);
+    // 80 steps an epoch: a wide window to kill it inside epoch 2 however
+    // slow the machine is to notice.
+    write_synthetic(&data, 4100, 200);
     let log = work.path().join("runs/torn/events.jsonl");
     let mut child = tiny_train(&data, work.path(), &["--epochs", "3", "--run-id", "torn"])
         .spawn()
         .unwrap();
     wait_for(&log, &mut child, "steps into epoch 2", |e| {
-        last_step(e) >= 27
+        last_step(e) >= 90
     });
     child.kill().unwrap();
     child.wait().unwrap();
     let killed_at = last_step(&mnist_events::read_events(&log).unwrap());
+    assert!(killed_at < 160, "killed at step {killed_at}, after epoch 2 ended");
     // The process died while writing its next line.
     let fragment = b"{\"seq\":999,\"ts_ms\":1,\"run_id\":\"torn\",\"type\":\"ba";
     std::fs::OpenOptions::new()
@@ -130,8 +133,8 @@ fn kill_9_mid_epoch_with_a_torn_line_then_resume_keeps_one_value_per_step() {
         .collect();
     assert_eq!(
         csv_steps,
-        (1..=60).collect::<Vec<u64>>(),
-        "CSV: 3 epochs × 20 steps, once each"
+        (1..=240).collect::<Vec<u64>>(),
+        "CSV: 3 epochs × 80 steps, once each"
     );
     let mut ws = ws_connect(&server.base, "/ws/runs/torn");
     let snapshot = next_message(&mut ws).unwrap();
@@ -141,7 +144,7 @@ fn kill_9_mid_epoch_with_a_torn_line_then_resume_keeps_one_value_per_step() {
         .iter()
         .map(|p| p[0].as_f64().unwrap() as u64)
         .collect();
-    assert_eq!(xs, (1..=60).collect::<Vec<u64>>(), "chart series");
+    assert_eq!(xs, (1..=240).collect::<Vec<u64>>(), "chart series");
     assert_eq!(snapshot["status"], "completed");
     let (_, list) = get(&format!("{}/api/runs", server.base));
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();

@@ -149,6 +149,24 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     }
+    // What produced it is in its run_started: this binary, this command.
+    let started = read_events(&work.path().join("runs/tracked/events.jsonl"))
+        .into_iter()
+        .find_map(|e| match e.kind {
+            mnist_events::EventKind::RunStarted(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let prov = started.provenance.expect("provenance recorded");
+    assert_eq!(prov.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(prov.command_line[1], "train");
+    assert!(prov.command_line.contains(&"tracked".to_string()), "{:?}", prov.command_line);
+    assert_eq!(prov.burn_version, "0.21.0");
+    assert!(!prov.host.is_empty());
+    assert!(prov.data_sha256.is_empty(), "--skip-verify checks no hash");
+    if std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists() {
+        assert_eq!(prov.git_commit.as_deref().map(str::len), Some(40), "{prov:?}");
+    }
     write_long_run(&work.path().join("runs"), "other", "long", 20_000);
     let log = work.path().join("runs/tracked/events.jsonl");
     let log_before = std::fs::read(&log).unwrap();

@@ -48,6 +48,7 @@ function resetRun(runId) {
   $('#confusion').innerHTML = '';
   $('#per-class').innerHTML = '';
   $('#eval-title').textContent = '';
+  $('#provenance').hidden = true;
   renderStatus();
   scheduleDraw();
 }
@@ -141,6 +142,7 @@ function apply(e) {
       if (e.resumed_from_step != null) cutAfter(e.resumed_from_step);
       $('#run-title').textContent = `run ${e.run_id}`;
       renderModel(e.model);
+      renderProvenance(e);
       loadRuns();
       break;
     case 'batch':
@@ -173,11 +175,69 @@ function apply(e) {
     case 'run_finished':
       view.status = e.status;
       if (e.error) log('error', e.error);
+      notifyEnd(e);
       loadRuns();
       break;
   }
   scheduleStatus();
 }
+
+// The command that trains this run again (same config, same seed), and
+// what produced it: version, commit, host, the command line, data hashes.
+function reproduceCommand(config) {
+  const flags = Object.entries(config || {}).flatMap(([k, v]) => {
+    const flag = `--${k.replace(/_/g, '-')}`;
+    if (v === null || v === false) return [];
+    if (v === true) return [flag];
+    return [flag, Array.isArray(v) ? v.join(',') : String(v)];
+  });
+  return ['mnist-monitor', 'train', ...flags].join(' ');
+}
+
+function renderProvenance(e) {
+  $('#provenance').hidden = false;
+  $('#repro-cmd').textContent = reproduceCommand(e.config);
+  const p = e.provenance;
+  const rows = p ? [
+    ['version', `${p.version}${p.git_commit ? ` (${p.git_commit.slice(0, 12)}${p.git_dirty ? ', uncommitted changes' : ''})` : ''}`],
+    ['built with', `Burn ${p.burn_version}${p.features.length ? `, ${p.features.join(', ')}` : ''}`],
+    ['host', p.host],
+    ['started by', p.command_line.join(' ')],
+    ['data', Object.keys(p.data_sha256 || {}).length ? 'MNIST, SHA-256 checked' : 'not checked (--skip-verify)'],
+  ] : [['provenance', 'not recorded (a run from an older version)']];
+  $('#prov-info').innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('');
+}
+$('#copy-repro').addEventListener('click', async () => {
+  try { await navigator.clipboard.writeText($('#repro-cmd').textContent); $('#copy-repro').textContent = 'copied'; } catch (_) { /* no clipboard on plain http off loopback */ }
+});
+
+// A browser notification when a run ends, if the user allowed them (and
+// only for an end seen live, not one replayed from a run's history).
+function notifyEnd(e) {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  if (Date.now() - e.ts_ms > 60000) return;
+  const acc = e.test_accuracy != null ? `, test accuracy ${pct(e.test_accuracy)}` : '';
+  new Notification(`mnist-monitor: run ${e.status}`, { body: `${view.runId}${acc}${e.error ? ` — ${e.error}` : ''}`, tag: `run-${view.runId}` });
+}
+if ('Notification' in window && Notification.permission === 'default') {
+  $('#notify').hidden = false;
+  $('#notify').addEventListener('click', async () => {
+    await Notification.requestPermission();
+    $('#notify').hidden = Notification.permission !== 'default';
+  });
+}
+
+// Each chart as a PNG file (the canvas uPlot drew, with its title).
+$('#save-charts').addEventListener('click', () => {
+  for (const [key] of METRICS) {
+    const u = charts[key];
+    if (!u) continue;
+    const a = document.createElement('a');
+    a.href = u.ctx.canvas.toDataURL('image/png');
+    a.download = `${view.runId || 'run'}-${key}.png`;
+    a.click();
+  }
+});
 
 // Drops the points after `step`, which a resumed run trains again.
 function cutAfter(step) {

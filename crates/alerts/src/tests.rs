@@ -27,6 +27,7 @@ fn started(backend: &str) -> EventKind {
         resumed_from_epoch: None,
         resumed_from_step: None,
         label_overrides: None,
+        provenance: None,
     })
 }
 

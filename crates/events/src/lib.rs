@@ -157,6 +157,37 @@ pub struct RunStarted {
     /// The label corrections this run trained with (`--apply-label-overrides`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_overrides: Option<LabelOverridesUsed>,
+    /// What produced the run, to reproduce it (absent in older logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// What produced a run: the program, the machine, how it was started and
+/// the data it read. With the run's config (seed included) this is what
+/// rerunning it takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// mnist-monitor's version.
+    pub version: String,
+    /// The git commit the binary was built from, when built from a checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// Whether that checkout had uncommitted changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
+    /// The Cargo features the binary was built with (`cuda`, `wgpu`).
+    pub features: Vec<String>,
+    /// The Burn version it trains with.
+    pub burn_version: String,
+    /// The machine's host name.
+    pub host: String,
+    /// The command line (`argv`), or `["POST /api/runs"]` for a run started
+    /// from the web page.
+    pub command_line: Vec<String>,
+    /// SHA-256 of each data file's decompressed content, by file name, when
+    /// checked against MNIST's (`--skip-verify` leaves it empty).
+    #[serde(default)]
+    pub data_sha256: std::collections::BTreeMap<String, String>,
 }
 
 /// A model description that needs no tensor library to read.

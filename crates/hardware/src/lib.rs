@@ -32,6 +32,11 @@ pub fn snapshot_once(watch: Vec<PathBuf>) -> HardwareSnapshot {
     sampler.sample()
 }
 
+/// This machine's host name (`localhost` when the OS does not say).
+pub fn host_name() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|| "localhost".into())
+}
+
 /// The model names of this machine's NVIDIA GPUs, in index order (empty
 /// where NVML is missing).
 pub fn gpu_names() -> Vec<String> {

@@ -255,6 +255,10 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
         alerts: Some(mnist_alerts::AlertRules::default()),
         stop_on_nan: state.opts.stop_on_nan,
         alert_webhook: state.opts.alert_webhook.clone(),
+        provenance: state.opts.provenance.clone().map(|mut p| {
+            p.command_line = vec!["POST /api/runs".into()];
+            p
+        }),
     };
     let thread_hub = hub.clone();
     let spawned = std::thread::Builder::new()

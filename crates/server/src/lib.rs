@@ -63,6 +63,9 @@ pub struct ServerOptions {
     pub alert_webhook: Option<String>,
     /// GPU hosts polled over SSH for the fleet view (`serve --hosts`).
     pub fleet: Option<Arc<mnist_remote::fleet::Fleet>>,
+    /// The binary's provenance, recorded (with `POST /api/runs` as the
+    /// command line) in the runs this server starts.
+    pub provenance: Option<mnist_events::Provenance>,
 }
 
 /// A run being trained by (or watched from) this process.

@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub stop_on_nan: bool,
     /// POST every alert as JSON to this URL.
     pub alert_webhook: Option<String>,
+    /// What started the run (the binary fills it in; the data hashes are
+    /// added here when the files were checked).
+    pub provenance: Option<mnist_events::Provenance>,
 }
 
 impl Default for RunOptions {
@@ -83,6 +86,7 @@ impl Default for RunOptions {
             alerts: Some(mnist_alerts::AlertRules::default()),
             stop_on_nan: true,
             alert_webhook: None,
+            provenance: None,
         }
     }
 }
@@ -160,6 +164,10 @@ pub enum RunError {
         source: std::io::Error,
     },
 }
+
+/// The Burn version this crate trains with (pinned `=0.21.0` in the
+/// workspace's Cargo.toml), for a run's provenance.
+pub const BURN_VERSION: &str = "0.21.0";
 
 /// A fresh run id: UTC date and time plus four random hex digits.
 pub fn new_run_id() -> String {
@@ -242,11 +250,22 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
             stream.emit(EventKind::Hardware((**snapshot).clone()));
         })
     });
+    let provenance = opts.provenance.take().map(|mut p| {
+        // Checked against MNIST's hashes on loading (here or by the server).
+        if opts.verify == Verify::Sha256 {
+            p.data_sha256 = mnist_data::FILES
+                .iter()
+                .map(|f| (f.name.to_string(), f.sha256.to_string()))
+                .collect();
+        }
+        p
+    });
     let job = trainer::Job {
         config: &config,
         splits: &splits,
         events: &mut stream,
         label_overrides,
+        provenance,
         checkpoint_dir: checkpoint_dir.clone(),
         resume,
         stop: opts.stop.clone(),

@@ -45,6 +45,8 @@ pub(crate) struct Job<'a> {
     pub events: &'a mut EventStream,
     /// The label overrides applied to the data, if any.
     pub label_overrides: Option<mnist_events::LabelOverridesUsed>,
+    /// What produced the run, for `run_started`.
+    pub provenance: Option<mnist_events::Provenance>,
     /// This run's checkpoint directory (`<checkpoints_dir>/<run-id>`).
     pub checkpoint_dir: PathBuf,
     /// The checkpoint to continue from, and its state; `None` for a new run.
@@ -357,6 +359,7 @@ where
             resumed_from_epoch: resume.map(|s| s.epoch),
             resumed_from_step: resume.map(|s| s.step),
             label_overrides: self.job.label_overrides.clone(),
+            provenance: self.job.provenance.clone(),
         }));
         events.emit(EventKind::Log(LogMessage {
             level: LogLevel::Info,
