@@ -6,4 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${1:-20000}"
-time cargo test --release -p mnist-data -p mnist-events -p mnist-train fuzz -- --test-threads 2
+# --workspace, not -p: the same features as `cargo test --release --workspace`,
+# so nothing is rebuilt (selecting packages would build Burn without its GPU
+# features, a second full build).
+time cargo test --release --workspace --lib fuzz -- --test-threads 2
