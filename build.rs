@@ -14,8 +14,8 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     if let Some(commit) = git(&["rev-parse", "HEAD"]) {
         println!("cargo:rustc-env=MNIST_MONITOR_GIT_COMMIT={commit}");
-        let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-            .is_some_and(|s| !s.is_empty());
+        let dirty =
+            git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         println!("cargo:rustc-env=MNIST_MONITOR_GIT_DIRTY={dirty}");
     }
     // A new commit: look again (the dirty flag is as of that build).

@@ -370,8 +370,16 @@ fn flag_for(field: &'static Field, default: &serde_json::Value) -> Arg {
     let help = match kind {
         FieldKind::Flag => format!("{}.", field.help),
         FieldKind::Choice { .. } => format!("{} [default: {shown_default}].", field.help),
-        FieldKind::Kernels { .. } => format!("{}: {} [default: {shown_default}].", field.help, kind.range()),
-        _ => format!("{}, in {} [default: {shown_default}].", field.help, kind.range()),
+        FieldKind::Kernels { .. } => format!(
+            "{}: {} [default: {shown_default}].",
+            field.help,
+            kind.range()
+        ),
+        _ => format!(
+            "{}, in {} [default: {shown_default}].",
+            field.help,
+            kind.range()
+        ),
     };
     // clap keeps flag names as &'static str; these few are made once per process.
     let long: &'static str = Box::leak(field.name.replace('_', "-").into_boxed_str());
@@ -387,29 +395,27 @@ fn flag_for(field: &'static Field, default: &serde_json::Value) -> Arg {
         FieldKind::Kernels { .. } => arg
             .value_name("K1,K2,K3,K4")
             .value_parser(|s: &str| parse_kernels(s).map(|k| serde_json::json!(k))),
-        FieldKind::Number { .. } => arg
-            .allow_negative_numbers(true)
-            .value_parser(|s: &str| {
-                s.parse::<f64>()
-                    .map(serde_json::Value::from)
-                    .map_err(|_| format!("{s:?} is not a number"))
-            }),
-        FieldKind::Integer { .. } | FieldKind::OptionalInteger { .. } => arg
-            .value_name("N")
-            .value_parser(|s: &str| {
+        FieldKind::Number { .. } => arg.allow_negative_numbers(true).value_parser(|s: &str| {
+            s.parse::<f64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("{s:?} is not a number"))
+        }),
+        FieldKind::Integer { .. } | FieldKind::OptionalInteger { .. } => {
+            arg.value_name("N").value_parser(|s: &str| {
                 s.parse::<u64>()
                     .map(serde_json::Value::from)
                     .map_err(|_| format!("{s:?} is not a non-negative integer"))
-            }),
+            })
+        }
     }
 }
 
 impl clap::Args for ConfigFlags {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
-        FIELDS
-            .iter()
-            .fold(cmd, |cmd, field| cmd.arg(flag_for(field, &defaults[field.name])))
+        FIELDS.iter().fold(cmd, |cmd, field| {
+            cmd.arg(flag_for(field, &defaults[field.name]))
+        })
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
 /// This binary and this machine, for a run's `run_started`: version, git
 /// commit (from `build.rs`), features, Burn's version, host, command line.
 fn provenance() -> mnist_events::Provenance {
-    let features = [("cuda", cfg!(feature = "cuda")), ("wgpu", cfg!(feature = "wgpu"))];
+    let features = [
+        ("cuda", cfg!(feature = "cuda")),
+        ("wgpu", cfg!(feature = "wgpu")),
+    ];
     mnist_events::Provenance {
         version: env!("CARGO_PKG_VERSION").into(),
         git_commit: option_env!("MNIST_MONITOR_GIT_COMMIT").map(Into::into),

@@ -320,7 +320,15 @@ async fn watch_async(
     let session = Arc::new(connect(&target, &opts).await?);
     let (port, token) = match args.port {
         Some(p) => (p, None),
-        None => watched_run(&session, &args.ssh.remote_dir, args.run.as_deref(), &target.alias).await?,
+        None => {
+            watched_run(
+                &session,
+                &args.ssh.remote_dir,
+                args.run.as_deref(),
+                &target.alias,
+            )
+            .await?
+        }
     };
     let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
     let listener = bind_local(args.ssh.local_port).await?;
@@ -383,12 +391,19 @@ async fn watched_run(
         Some(id) => id.to_string(),
         None => mnist_remote::run::newest_run(session, dir)
             .await?
-            .ok_or_else(|| anyhow!("no run to watch on {alias} (nothing in {dir}/remote/); {start_one}"))?,
+            .ok_or_else(|| {
+                anyhow!("no run to watch on {alias} (nothing in {dir}/remote/); {start_one}")
+            })?,
     };
     let files = RunFiles::new(dir, &id);
     let ready = mnist_remote::run::read_ready(session, &files)
         .await?
-        .ok_or_else(|| anyhow!("no run {id} on {alias} (no {}); {start_one}", files.file("ready")))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "no run {id} on {alias} (no {}); {start_one}",
+                files.file("ready")
+            )
+        })?;
     // The run's token sits beside its ready file (private to its owner).
     let token = exec_capture(session, &format!("cat {}", files.quoted("token")))
         .await

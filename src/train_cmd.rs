@@ -33,7 +33,11 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         }
     };
     let flag_errors = |errors: Vec<mnist_train::FieldError>| {
-        lines(errors.iter().map(|e| format!("{}: {}", e.flag(), e.message)))
+        lines(
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.flag(), e.message)),
+        )
     };
     let config = args.fields.apply(&base).map_err(flag_errors)?;
     config.validate().map_err(|errors| {

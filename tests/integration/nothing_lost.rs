@@ -86,7 +86,10 @@ fn kill_9_mid_epoch_with_a_torn_line_then_resume_keeps_one_value_per_step() {
     child.kill().unwrap();
     child.wait().unwrap();
     let killed_at = last_step(&mnist_events::read_events(&log).unwrap());
-    assert!(killed_at < 160, "killed at step {killed_at}, after epoch 2 ended");
+    assert!(
+        killed_at < 160,
+        "killed at step {killed_at}, after epoch 2 ended"
+    );
     // The process died while writing its next line.
     let fragment = b"{\"seq\":999,\"ts_ms\":1,\"run_id\":\"torn\",\"type\":\"ba";
     std::fs::OpenOptions::new()

@@ -143,7 +143,12 @@ fn prometheus_scrapes_training_and_hardware_gauges() {
     let gpus = std::process::Command::new("nvidia-smi")
         .arg("--list-gpus")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("GPU ")).count())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("GPU "))
+                .count()
+        })
         .unwrap_or(0) as f64;
     wait_for(&prom, "mnist_gpu_count", |v| v == gpus);
 

@@ -50,7 +50,14 @@ fn the_config_schema_is_the_tables_and_errors_have_one_shape() {
         assert!(!f["help"].as_str().unwrap().is_empty(), "{name}");
     }
     let batch = fields.iter().find(|f| f["name"] == "batch_size").unwrap();
-    assert_eq!((batch["type"].as_str(), batch["min"].as_u64(), batch["max"].as_u64()), (Some("integer"), Some(1), Some(65536)));
+    assert_eq!(
+        (
+            batch["type"].as_str(),
+            batch["min"].as_u64(),
+            batch["max"].as_u64()
+        ),
+        (Some("integer"), Some(1), Some(65536))
+    );
     let optimizer = fields.iter().find(|f| f["name"] == "optimizer").unwrap();
     assert_eq!(optimizer["choices"], json!(["adam", "sgd"]));
 
@@ -65,7 +72,10 @@ fn the_config_schema_is_the_tables_and_errors_have_one_shape() {
     let missing: Value = serde_json::from_str(&missing).unwrap();
     assert_eq!(missing["errors"], json!([]), "{missing}");
     assert!(missing["error"].as_str().unwrap().contains("no-such-run"));
-    let (code, stop) = post(&format!("{}/api/runs/no-such-run/stop", server.base), &json!({}));
+    let (code, stop) = post(
+        &format!("{}/api/runs/no-such-run/stop", server.base),
+        &json!({}),
+    );
     assert_eq!((code, stop["errors"].clone()), (404, json!([])), "{stop}");
 }
 

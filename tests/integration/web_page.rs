@@ -139,8 +139,23 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
     write_synthetic(&data, 1200, 100);
     for id in ["tracked", "other"] {
         let out = bin()
-            .args(["train", "--run-id", id, "--epochs", "2", "--kernels", "4,4,4,4"])
-            .args(["--batch-size", "20", "--val-size", "100", "--backend", "cpu"])
+            .args([
+                "train",
+                "--run-id",
+                id,
+                "--epochs",
+                "2",
+                "--kernels",
+                "4,4,4,4",
+            ])
+            .args([
+                "--batch-size",
+                "20",
+                "--val-size",
+                "100",
+                "--backend",
+                "cpu",
+            ])
             .args(["--quiet", "--skip-verify", "--hw-interval", "0"])
             .arg("--data-dir")
             .arg(&data)
@@ -160,12 +175,20 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
     let prov = started.provenance.expect("provenance recorded");
     assert_eq!(prov.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(prov.command_line[1], "train");
-    assert!(prov.command_line.contains(&"tracked".to_string()), "{:?}", prov.command_line);
+    assert!(
+        prov.command_line.contains(&"tracked".to_string()),
+        "{:?}",
+        prov.command_line
+    );
     assert_eq!(prov.burn_version, "0.21.0");
     assert!(!prov.host.is_empty());
     assert!(prov.data_sha256.is_empty(), "--skip-verify checks no hash");
     if std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists() {
-        assert_eq!(prov.git_commit.as_deref().map(str::len), Some(40), "{prov:?}");
+        assert_eq!(
+            prov.git_commit.as_deref().map(str::len),
+            Some(40),
+            "{prov:?}"
+        );
     }
     write_long_run(&work.path().join("runs"), "other", "long", 20_000);
     let log = work.path().join("runs/tracked/events.jsonl");
@@ -176,18 +199,25 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
     let shot = work.path().join("tracking.png");
     let out = run_e2e(
         "tracking.mjs",
-        [server.base.as_str(), "tracked", shot.to_str().unwrap(), "long"],
+        [
+            server.base.as_str(),
+            "tracked",
+            shot.to_str().unwrap(),
+            "long",
+        ],
     );
     assert!(out.contains("\"restored\":true"), "{out}");
     // The user's words sit beside the log, which is untouched.
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(work.path().join("runs/tracked/meta.json")).unwrap(),
-    )
-    .unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("runs/tracked/meta.json")).unwrap())
+            .unwrap();
     assert_eq!(meta["name"], "baseline <b>bold</b>");
     assert_eq!(meta["tags"], serde_json::json!(["small", "cnn"]));
     assert_eq!(std::fs::read(&log).unwrap(), log_before);
-    assert!(work.path().join("ckpt/tracked").is_dir(), "checkpoints restored");
+    assert!(
+        work.path().join("ckpt/tracked").is_dir(),
+        "checkpoints restored"
+    );
     assert!(!work.path().join("runs/.trash/tracked").exists());
     let (code, runs) = get(&format!("{}/api/runs", server.base));
     assert_eq!(code, 200);
@@ -199,7 +229,10 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
 /// of long runs without training one.
 pub fn write_long_run(runs: &std::path::Path, template: &str, id: &str, steps: u64) {
     let text = std::fs::read_to_string(runs.join(template).join("events.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let started = events.iter().find(|e| e["type"] == "run_started").unwrap();
     let batch = events.iter().find(|e| e["type"] == "batch").unwrap();
     let finished = events.iter().find(|e| e["type"] == "run_finished").unwrap();
@@ -219,7 +252,11 @@ pub fn write_long_run(runs: &std::path::Path, template: &str, id: &str, steps: u
         b["batch"] = (1 + (step - 1) % 1000).into();
         b["batches"] = 1000.into();
         b["ts_ms"] = (t0 + step * 10).into();
-        let loss = if step == 12_345 { 50.0 } else { 2.0 / (1.0 + step as f64 / 500.0) };
+        let loss = if step == 12_345 {
+            50.0
+        } else {
+            2.0 / (1.0 + step as f64 / 500.0)
+        };
         b["loss"] = loss.into();
         push(b, step + 1);
     }

@@ -448,8 +448,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-
-
 /// The `seq`s of `batch`, `eval` and `samples` events that a later resume
 /// superseded: after a run is killed mid-epoch and resumed from its last
 /// checkpoint, the log holds the steps after that checkpoint twice. Every

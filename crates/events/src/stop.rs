@@ -56,10 +56,7 @@ impl Stop {
 
     /// Why, once requested.
     pub fn reason(&self) -> Option<StopReason> {
-        self.0
-            .reason
-            .locked()
-            .clone()
+        self.0.reason.locked().clone()
     }
 }
 

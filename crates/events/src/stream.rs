@@ -126,9 +126,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink_seen = seen.clone();
         let stream = EventStream::new("run", 41);
-        stream.add_sink(FnSink(move |e: &Event| {
-            sink_seen.locked().push(e.seq)
-        }));
+        stream.add_sink(FnSink(move |e: &Event| sink_seen.locked().push(e.seq)));
         for _ in 0..3 {
             stream.emit(EventKind::Log(LogMessage {
                 level: LogLevel::Info,

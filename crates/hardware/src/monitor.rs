@@ -3,9 +3,9 @@
 //! same samples, so the machine is sampled once however many consumers there
 //! are.
 
-use mnist_events::LockExt;
 use crate::sampler::Sampler;
 use mnist_events::HardwareSnapshot;
+use mnist_events::LockExt;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};

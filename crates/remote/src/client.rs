@@ -1,8 +1,8 @@
 //! Connecting: host key policy, then authentication (agent, key files,
 //! password), never putting a secret in argv, logs or events.
 
-use mnist_events::LockExt;
 use crate::target::{home, Target};
+use mnist_events::LockExt;
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use std::path::{Path, PathBuf};

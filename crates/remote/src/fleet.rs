@@ -3,11 +3,11 @@
 //! host, kept open between polls; a host that is down is retried with
 //! backoff and shown as down meanwhile.
 
-use mnist_events::LockExt;
 use crate::client::{connect, ConnectOptions, Session};
 use crate::exec::{exec_capture, shell_quote};
 use crate::target::Target;
 use mnist_events::HardwareSnapshot;
+use mnist_events::LockExt;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,10 +88,7 @@ impl Fleet {
 
     /// Every host's status now, in the order the hosts were given.
     pub fn snapshot(&self) -> Vec<HostStatus> {
-        self.hosts
-            .iter()
-            .map(|h| h.locked().clone())
-            .collect()
+        self.hosts.iter().map(|h| h.locked().clone()).collect()
     }
 }
 

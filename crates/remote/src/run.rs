@@ -91,7 +91,11 @@ pub enum NotReady {
 
 /// Reads the run's ready file, if it is there and whole.
 pub async fn read_ready(session: &Session, files: &RunFiles) -> Result<Option<Ready>, SshError> {
-    let out = exec_capture(session, &format!("cat {} 2>/dev/null", files.quoted("ready"))).await?;
+    let out = exec_capture(
+        session,
+        &format!("cat {} 2>/dev/null", files.quoted("ready")),
+    )
+    .await?;
     Ok(serde_json::from_str(out.stdout.trim()).ok())
 }
 

@@ -1,11 +1,11 @@
 //! The JSON HTTP API.
 
-use mnist_events::LockExt;
+use crate::error::{ApiError, ApiResult};
 use crate::history::list_runs;
 use crate::hub::{HubSink, RunHub};
-use crate::error::{ApiError, ApiResult};
 use crate::{AppState, CurrentRun};
 use actix_web::{web, HttpResponse};
+use mnist_events::LockExt;
 use mnist_events::{EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
 use mnist_train::{BackendChoice, RunOptions, TrainConfig};
 use serde::Deserialize;

@@ -9,8 +9,8 @@
 //! browser can never slow training: the trainer only ever takes a short
 //! lock and never awaits.
 
-use mnist_events::LockExt;
 use crate::state::RunState;
+use mnist_events::LockExt;
 use mnist_events::{Event, EventKind, EventSink};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;

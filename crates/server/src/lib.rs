@@ -13,8 +13,8 @@
 //! ([`guard`]).
 
 mod api;
-pub mod error;
 mod assets;
+pub mod error;
 pub mod guard;
 pub mod history;
 pub mod hub;
@@ -24,10 +24,10 @@ mod review;
 pub mod state;
 pub mod ws;
 
-use mnist_events::LockExt;
 use actix_web::{web, App, HttpServer};
 use hub::RunHub;
 use mnist_data::Mnist;
+use mnist_events::LockExt;
 use mnist_train::BackendStatus;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -166,10 +166,7 @@ impl AppState {
 
     /// The hub of the run the server shows now, if any.
     pub fn current_hub(&self) -> Option<Arc<RunHub>> {
-        self.current
-            .locked()
-            .as_ref()
-            .map(|c| c.hub.clone())
+        self.current.locked().as_ref().map(|c| c.hub.clone())
     }
 
     /// Probing GPU backends initialises drivers, so do it once.

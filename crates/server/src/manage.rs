@@ -79,7 +79,9 @@ mod serde_with_null {
     use serde::{Deserialize, Deserializer};
     /// A present `name`, `null` included, as `Some` (an absent one is `None`
     /// through `#[serde(default)]`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }
@@ -90,7 +92,10 @@ fn check_patch(p: &MetaPatch) -> Result<(), ApiError> {
         if name.chars().count() > MAX_NAME {
             errors.push(mnist_train::FieldError::new(
                 "name",
-                format!("must be at most {MAX_NAME} characters (got {})", name.chars().count()),
+                format!(
+                    "must be at most {MAX_NAME} characters (got {})",
+                    name.chars().count()
+                ),
             ));
         }
     }
@@ -168,7 +173,10 @@ fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// `DELETE /api/runs/{id}`: the run and its checkpoints to the trash.
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     let dir = run_dir(&state, &id)?;
-    if state.current_hub().is_some_and(|h| h.run_id == *id && !h.is_finished()) {
+    if state
+        .current_hub()
+        .is_some_and(|h| h.run_id == *id && !h.is_finished())
+    {
         return Err(ApiError::conflict(format!(
             "run {id} is training: stop it before deleting it"
         )));
@@ -179,7 +187,8 @@ async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
             "the trash already holds a run {id}: restore or empty it first"
         )));
     }
-    let io = |e: std::io::Error| ApiError::Internal(format!("cannot move run {id} to the trash: {e}"));
+    let io =
+        |e: std::io::Error| ApiError::Internal(format!("cannot move run {id} to the trash: {e}"));
     move_dir(&dir, &trash.join("run")).map_err(io)?;
     move_dir(
         &state.opts.checkpoints_dir.join(id.as_str()),

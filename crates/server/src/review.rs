@@ -5,13 +5,13 @@
 //! Models and rankings are cached per checkpoint: ranking the 10,000 test
 //! digits takes seconds on a CPU, paging and filtering afterwards is free.
 
-use mnist_events::LockExt;
 use crate::error::{ApiError, ApiResult};
 use crate::history::list_runs;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use mnist_data::overrides::{self, Decision, LabelOverrides, Override};
+use mnist_events::LockExt;
 use mnist_train::infer::{argmax, png_to_mnist, rank, Predictor, Ranked};
 use serde::Deserialize;
 use serde_json::json;
@@ -109,11 +109,7 @@ fn ranking(state: &AppState, dir: &std::path::Path, split: &str) -> Result<Ranki
         _ => (&data.test_images, &data.test_labels),
     };
     let ranked = Arc::new(rank(&predictor.locked(), pixels, labels, 0));
-    state
-        .review
-        .rankings
-        .locked()
-        .insert(key, ranked.clone());
+    state.review.rankings.locked().insert(key, ranked.clone());
     Ok((data, checkpoint, ranked))
 }
 
@@ -141,8 +137,7 @@ async fn review(
     let dir = run_checkpoint(&state, &id, q.checkpoint.as_deref())?;
     let state = state.into_inner();
     let (worker, split2) = (state.clone(), split.clone());
-    let (data, checkpoint, ranked) =
-        web::block(move || ranking(&worker, &dir, &split2)).await??;
+    let (data, checkpoint, ranked) = web::block(move || ranking(&worker, &dir, &split2)).await??;
     let decisions =
         LabelOverrides::load(&overrides::path_in(&state.opts.data_dir)).unwrap_or_default();
     let filtered: Vec<&Ranked> = ranked
@@ -218,46 +213,44 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
         _ => {}
     }
     let state = state.into_inner();
-    let saved = web::block(
-        move || -> Result<serde_json::Value, ApiError> {
-            let data = crate::api::load_data(&state).map_err(ApiError::Unavailable)?;
-            let labels = if b.split == "train" {
-                &data.train_labels
+    let saved = web::block(move || -> Result<serde_json::Value, ApiError> {
+        let data = crate::api::load_data(&state).map_err(ApiError::Unavailable)?;
+        let labels = if b.split == "train" {
+            &data.train_labels
+        } else {
+            &data.test_labels
+        };
+        let Some(&original) = labels.get(b.index) else {
+            let message = format!("must be below {} for {}", labels.len(), b.split);
+            return Err(bad("index", message));
+        };
+        let path = overrides::path_in(&state.opts.data_dir);
+        let entry = Override {
+            decision: b.decision,
+            label: if b.decision == Decision::Relabel {
+                b.label
             } else {
-                &data.test_labels
-            };
-            let Some(&original) = labels.get(b.index) else {
-                let message = format!("must be below {} for {}", labels.len(), b.split);
-                return Err(bad("index", message));
-            };
-            let path = overrides::path_in(&state.opts.data_dir);
-            let entry = Override {
-                decision: b.decision,
-                label: if b.decision == Decision::Relabel {
-                    b.label
-                } else {
-                    None
-                },
-                original,
-                by: b
-                    .by
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "web".into()),
-                at_ms: mnist_events::now_ms(),
-            };
-            let key = overrides::key(&b.split, b.index);
-            // Locked across processes: another server may share the data dir.
-            let reviewed = LabelOverrides::update(&path, |all| {
-                all.entries.insert(key.clone(), entry.clone());
-                all.entries
-                    .keys()
-                    .filter(|k| k.starts_with(&format!("{}:", b.split)))
-                    .count()
-            })
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(json!({"key": key, "entry": entry, "reviewed": reviewed}))
-        },
-    )
+                None
+            },
+            original,
+            by: b
+                .by
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "web".into()),
+            at_ms: mnist_events::now_ms(),
+        };
+        let key = overrides::key(&b.split, b.index);
+        // Locked across processes: another server may share the data dir.
+        let reviewed = LabelOverrides::update(&path, |all| {
+            all.entries.insert(key.clone(), entry.clone());
+            all.entries
+                .keys()
+                .filter(|k| k.starts_with(&format!("{}:", b.split)))
+                .count()
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(json!({"key": key, "entry": entry, "reviewed": reviewed}))
+    })
     .await??;
     Ok(HttpResponse::Ok().json(saved))
 }

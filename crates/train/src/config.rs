@@ -222,7 +222,10 @@ impl FieldKind {
     /// The allowed values in words, as error messages and help print them.
     pub fn range(&self) -> String {
         match *self {
-            FieldKind::Integer { min: 0, max: u64::MAX } => "0..=2^64-1".into(),
+            FieldKind::Integer {
+                min: 0,
+                max: u64::MAX,
+            } => "0..=2^64-1".into(),
             FieldKind::Integer { min, max } => format!("{min}..={max}"),
             FieldKind::OptionalInteger { min, max } => {
                 format!("{min}..={max}, or absent for all")
@@ -545,7 +548,9 @@ fn out_of_range(field: &Field, value: &serde_json::Value) -> FieldError {
         FieldKind::Kernels { min, max } => {
             format!("each of the four kernel counts must be in {min}..={max} (got {got})")
         }
-        FieldKind::Number { .. } => format!("must be a number in {} (got {got})", field.kind.range()),
+        FieldKind::Number { .. } => {
+            format!("must be a number in {} (got {got})", field.kind.range())
+        }
         kind => format!("must be in {} (got {got})", kind.range()),
     };
     FieldError::new(field.name, message)
@@ -604,20 +609,36 @@ mod tests {
     fn the_table_names_every_field_once_and_each_choice_as_serde_spells_it() {
         let defaults = serde_json::to_value(TrainConfig::default()).unwrap();
         let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
-        let mut keys: Vec<&str> = defaults.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = defaults
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut sorted = names.clone();
         sorted.sort();
         keys.sort();
         assert_eq!(sorted, keys);
         for (kind, names) in [
-            (OptimizerKind::NAMES, vec![json!(OptimizerKind::Adam), json!(OptimizerKind::Sgd)]),
-            (Schedule::NAMES, vec![json!(Schedule::Constant), json!(Schedule::Cosine)]),
+            (
+                OptimizerKind::NAMES,
+                vec![json!(OptimizerKind::Adam), json!(OptimizerKind::Sgd)],
+            ),
+            (
+                Schedule::NAMES,
+                vec![json!(Schedule::Constant), json!(Schedule::Cosine)],
+            ),
             (
                 BackendChoice::NAMES,
-                [BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Wgpu, BackendChoice::Cuda]
-                    .iter()
-                    .map(|b| json!(b.as_str()))
-                    .collect(),
+                [
+                    BackendChoice::Auto,
+                    BackendChoice::Cpu,
+                    BackendChoice::Wgpu,
+                    BackendChoice::Cuda,
+                ]
+                .iter()
+                .map(|b| json!(b.as_str()))
+                .collect(),
             ),
         ] {
             let spelled: Vec<Value> = kind.iter().map(|n| json!(n)).collect();
@@ -639,9 +660,15 @@ mod tests {
         assert_eq!(at(|c| c.lr = 0.0).as_deref(), Some("lr"));
         assert_eq!(at(|c| c.momentum = 0.0), None);
         assert_eq!(at(|c| c.batch_size = MAX_BATCH_SIZE), None);
-        assert_eq!(at(|c| c.batch_size = MAX_BATCH_SIZE + 1).as_deref(), Some("batch_size"));
+        assert_eq!(
+            at(|c| c.batch_size = MAX_BATCH_SIZE + 1).as_deref(),
+            Some("batch_size")
+        );
         assert_eq!(at(|c| c.val_size = 0), None);
-        assert_eq!(at(|c| c.keep_checkpoints = 0).as_deref(), Some("keep_checkpoints"));
+        assert_eq!(
+            at(|c| c.keep_checkpoints = 0).as_deref(),
+            Some("keep_checkpoints")
+        );
     }
 
     #[test]

@@ -226,10 +226,9 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     let (config, run_id, resume) = choose_run(config, &opts)?;
     config.validate().map_err(RunError::Config)?;
     let webhook = match &opts.alert_webhook {
-        Some(url) => Some(
-            mnist_alerts::WebhookSink::new(url)
-                .map_err(|e| RunError::Config(vec![FieldError::new("alert_webhook", e.to_string())]))?,
-        ),
+        Some(url) => Some(mnist_alerts::WebhookSink::new(url).map_err(|e| {
+            RunError::Config(vec![FieldError::new("alert_webhook", e.to_string())])
+        })?),
         None => None,
     };
     let picked = backend::resolve(config.backend)?;
@@ -365,8 +364,12 @@ fn load_splits(
     let mut label_overrides = None;
     let data = if config.apply_label_overrides {
         let path = mnist_data::overrides::path_in(&opts.data_dir);
-        let overrides = mnist_data::overrides::LabelOverrides::load(&path)
-            .map_err(|e| RunError::Config(vec![FieldError::new("apply_label_overrides", e.to_string())]))?;
+        let overrides = mnist_data::overrides::LabelOverrides::load(&path).map_err(|e| {
+            RunError::Config(vec![FieldError::new(
+                "apply_label_overrides",
+                e.to_string(),
+            )])
+        })?;
         let (applied, used) = overrides.apply(&data, &path);
         label_overrides = Some(mnist_events::LabelOverridesUsed {
             path: used.path,
