@@ -1,17 +1,10 @@
 // A run killed with `kill -9` (its log ends without `run_finished`) shows
 // as interrupted on the page: the status says so, Stop is disabled, and
 // there is no ETA. Usage: node tests/e2e/interrupted.mjs BASE_URL RUN_ID SCREENSHOT.png
-import { createRequire } from 'node:module';
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { fail, launch } from './browser.mjs';
 
 const [base, runId, screenshot] = process.argv.slice(2);
-const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   await page.goto(base + '/', { waitUntil: 'load' });

@@ -1,18 +1,11 @@
 // End-to-end test of the page in a real headless Chromium (Debian's), driven
 // by playwright-core. Usage: node tests/e2e/page.mjs BASE_URL SCREENSHOT.png
 // Exits non-zero with a message on the first failed expectation.
-import { createRequire } from 'node:module';
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { fail, launch } from './browser.mjs';
 
 const [base, screenshot] = process.argv.slice(2);
-const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1500, height: 1250 } });
   const errors = [];

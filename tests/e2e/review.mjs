@@ -1,16 +1,10 @@
 // The review page in a real headless Chromium: relabels the most suspicious
 // sample with the keyboard and draws a digit on the sandbox canvas.
 // Usage: node tests/e2e/review.mjs URL SCREENSHOT.png; prints "relabelled N".
-import { createRequire } from 'node:module';
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { fail, launch } from './browser.mjs';
 
 const [url, screenshot] = process.argv.slice(2);
-const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 950 } });
   const errors = [];

@@ -6,17 +6,10 @@
 // the snapshot keeps the spike, and zooming fetches the range at full
 // resolution.
 // Usage: node tests/e2e/tracking.mjs BASE_URL RUN_ID SCREENSHOT.png [LONG_RUN_ID]
-import { createRequire } from 'node:module';
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { fail, launch } from './browser.mjs';
 
 const [base, runId, screenshot, longRun] = process.argv.slice(2);
-const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const out = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1300 }, acceptDownloads: true });
