@@ -359,10 +359,13 @@ function fillByInterpolation(xs, ys) {
   const known = [];
   ys.forEach((y, i) => { if (y != null) known.push(i); });
   if (!known.length) return ys;
+  // One pass: `k` is the first known index after i (the gaps are walked in order).
+  let k = 0;
   return ys.map((y, i) => {
     if (y != null) return y;
-    const k = known.findIndex((j) => j > i);
-    if (k <= 0) return ys[known[k < 0 ? known.length - 1 : 0]];
+    while (k < known.length && known[k] < i) k++;
+    if (k === 0) return ys[known[0]];
+    if (k === known.length) return ys[known[known.length - 1]];
     const a = known[k - 1], b = known[k];
     return ys[a] + (ys[b] - ys[a]) * (xs[i] - xs[a]) / (xs[b] - xs[a]);
   });
@@ -401,6 +404,13 @@ function smooth(values, alpha) {
   return out;
 }
 
+// y ticks with three significant digits: uPlot's default rounds a learning
+// rate's 0.0015 and 0.002 to the same "0.002".
+function yTick(v) {
+  if (v == null) return '';
+  return Math.abs(v) >= 1000 ? Math.round(v).toLocaleString() : String(Number(v.toPrecision(3)));
+}
+
 function makeChart(key, title, el) {
   const mode = $('#x-axis').value;
   const logY = $('#y-scale').value === 'log';
@@ -420,7 +430,7 @@ function makeChart(key, title, el) {
     scales: { x: { time: mode === 'wall' }, y: logY ? { distr: 3 } : {} },
     axes: [
       { stroke: '#8a96a3', grid: { stroke: '#232b34' }, label: xLabel, ...(xValues ? { values: xValues } : {}) },
-      { stroke: '#8a96a3', grid: { stroke: '#232b34' }, size: 52 },
+      { stroke: '#8a96a3', grid: { stroke: '#232b34' }, size: 62, values: (u, splits) => splits.map(yTick) },
     ],
     legend: { live: false },
     cursor: { drag: { x: true, y: false } },
