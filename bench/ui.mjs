@@ -6,7 +6,7 @@
 // drawn, time from a zoom drag to the range drawn at full resolution, and
 // the page's JS heap.
 //
-//   node bench/ui.mjs [--bin target/release/mnist-monitor] [--steps 200000]
+//   node bench/ui.mjs [--bin target/release/mnist-monitor] [--steps 200000] [--compare-steps 20000]
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,6 +42,22 @@ for (let step = 1; step <= steps; step++) {
 lines.push(JSON.stringify({ ...finished, run_id: 'long', seq: steps + 2, ts_ms: started.ts_ms + steps * 10 + 5 }));
 mkdirSync(join(work, 'runs/long'));
 writeFileSync(join(work, 'runs/long/events.jsonl'), lines.join('\n') + '\n');
+// Twenty more runs of --compare-steps steps each, for the 20-run overlay
+// (each loss curve its own; the page gets min/max buckets, never the logs).
+const compareSteps = Number(arg('compare-steps', '20000'));
+for (let r = 0; r < 20; r++) {
+  const id = `c${String(r).padStart(2, '0')}`;
+  const cfg = { ...started.config, lr: [1e-3, 3e-4, 2e-3, 5e-4][r % 4], kernels: [4 * (1 + (r % 5)), 8, 8, 8] };
+  const out = [JSON.stringify({ ...started, config: cfg, run_id: id, seq: 1 })];
+  for (let step = 1; step <= compareSteps; step++) {
+    out.push(JSON.stringify({ ...batch, run_id: id, seq: step + 1, step, epoch: 1 + Math.floor((step - 1) / 1000),
+      batch: 1 + (step - 1) % 1000, batches: 1000, ts_ms: started.ts_ms + step * 10,
+      loss: (2 + r / 10) / (1 + step / (300 + 20 * r)) + 0.05 * Math.sin(step * (r + 1)) }));
+  }
+  out.push(JSON.stringify({ ...finished, run_id: id, seq: compareSteps + 2, ts_ms: started.ts_ms + compareSteps * 10 + 5 }));
+  mkdirSync(join(work, 'runs', id));
+  writeFileSync(join(work, 'runs', id, 'events.jsonl'), out.join('\n') + '\n');
+}
 
 const server = spawn(bin, ['serve', '--bind', '127.0.0.1:0', '--hw-interval', '0', '--data-dir', data, ...dirs]);
 const base = await new Promise((resolve, reject) => {
@@ -64,6 +80,10 @@ try {
   let t = Date.now();
   await fetch(`${base}/api/runs/long`);
   const foldMs = Date.now() - t;
+  // And the 20 compare runs (the run list folds every log once).
+  t = Date.now();
+  await fetch(`${base}/api/runs`);
+  const foldListMs = Date.now() - t;
   t = Date.now();
   await page.goto(`${base}/?run=long`, { waitUntil: 'load' });
   await page.click('#runs-table tr[data-run="long"] td:nth-child(2)');
@@ -92,11 +112,31 @@ try {
     zoomMs.push(Date.now() - t);
   }
   const shown = await page.evaluate(([lo, hi]) => window.mnistMonitor.view.series.step.filter((x) => x >= lo && x <= hi).length, [spike - 250, spike + 250]);
+  const zoomed = await page.evaluate(() => [window.mnistMonitor.view.zoom, window.mnistMonitor.view.series.step.length]);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Performance.enable');
-  const { metrics } = await cdp.send('Performance.getMetrics');
-  const heap = metrics.find((m) => m.name === 'JSHeapUsedSize').value;
-  console.log(JSON.stringify({ steps, fold_ms: foldMs, open_ms: openMs, zoom_ms: zoomMs, steps_shown_of_501_around_spike: shown, js_heap_mb: +(heap / 2 ** 20).toFixed(1) }));
+  const heapMb = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    const { metrics } = await cdp.send('Performance.getMetrics');
+    return +(metrics.find((m) => m.name === 'JSHeapUsedSize').value / 2 ** 20).toFixed(1);
+  };
+  const heap = await heapMb();
+  // Overlay 20 runs ("compare all shown" on a filter that shows them).
+  await page.locator('#runs-filter').scrollIntoViewIfNeeded();
+  await page.fill('#runs-filter', 'c');
+  await page.waitForFunction(() => document.querySelectorAll('#runs-table tr[data-run^="c"]').length === 20, null, { timeout: 10000 });
+  t = Date.now();
+  await page.click('#compare-shown');
+  await page.waitForFunction(() => window.mnistMonitor.view.compare.size === 20 &&
+    [...window.mnistMonitor.view.compare.values()].every((c) => c.series.step.length > 0) &&
+    window.mnistMonitor.charts.loss?.series.length === 25, null, { timeout: 60000 });
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  const overlayMs = Date.now() - t;
+  const heap20 = await heapMb();
+  const { metrics: m20 } = await cdp.send('Performance.getMetrics');
+  console.log(JSON.stringify({ steps, fold_ms: foldMs, fold_list_ms: foldListMs, open_ms: openMs, zoom_ms: zoomMs, steps_shown_of_501_around_spike: shown, zoomed_to: zoomed, js_heap_mb: heap,
+    compare_runs: 20, compare_steps_each: compareSteps, overlay_ms: overlayMs, js_heap_mb_20_overlaid: heap20,
+    js_heap_total_mb_20_overlaid: +(m20.find((m) => m.name === 'JSHeapTotalSize').value / 2 ** 20).toFixed(1) }));
 } finally {
   await browser.close();
   server.kill();

@@ -39,6 +39,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// The machine now: CPU, memory, disks, network and NVIDIA GPUs with their users (gpustat-style).
     Stats(StatsArgs),
+    /// Write a run as one self-contained HTML file (curves, evaluation, config, provenance; opens offline).
+    Report(ReportArgs),
     /// Print the model's layers, output shapes and parameter counts.
     Model {
         /// Output channels of the four convolutions (each 1-512).
@@ -124,6 +126,18 @@ pub struct PredictArgs {
     /// PNG files.
     #[arg(required = true, value_name = "IMAGE.png")]
     pub images: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The run's id (its folder in --runs-dir).
+    pub run_id: String,
+    /// The file to write (default RUN_ID-report.html; - for standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Folder of run logs.
+    #[arg(long, default_value = "runs", value_name = "DIR")]
+    pub runs_dir: PathBuf,
 }
 
 #[derive(Args)]

@@ -72,6 +72,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Remote(cli::RemoteCommand::Watch(args)) => remote_cmd::watch(args),
         cli::Command::Backends { json } => Ok(backends(json)),
         cli::Command::Model { kernels, json } => model(kernels, json),
+        cli::Command::Report(args) => report(args),
     }
 }
 
@@ -143,6 +144,23 @@ fn backends(json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `report RUN_ID -o FILE`: the run's self-contained HTML report.
+fn report(args: cli::ReportArgs) -> anyhow::Result<ExitCode> {
+    let html = mnist_server::report::from_runs_dir(&args.runs_dir, &args.run_id)?;
+    let output = args
+        .output
+        .unwrap_or_else(|| format!("{}-report.html", args.run_id).into());
+    if output.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(html.as_bytes())?;
+    } else {
+        std::fs::write(&output, &html)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
+        eprintln!("wrote {} ({} KB)", output.display(), html.len() / 1024);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn model(kernels: [usize; 4], json: bool) -> anyhow::Result<ExitCode> {

@@ -53,6 +53,22 @@ try {
   // Drawn series: uPlot keeps the data; the loss chart must hold points.
   const points = await page.evaluate(() => window.mnistMonitor.charts.loss.data[0].length);
   if (points < 5) fail(`the loss chart holds ${points} points`);
+  // The moving average the page continued on live batches is the server's,
+  // computed on every step: the curve cannot change where the snapshot
+  // and the live tail meet.
+  const smooth = await page.evaluate(async () => {
+    const v = window.mnistMonitor.view, s = v.series;
+    const body = await (await fetch(`/api/runs/${encodeURIComponent(v.runId)}/series?points=20000&smoothing=${s.alpha}`)).json();
+    const server = new Map(body.step.map((x, i) => [x, body.smoothed.loss[i]]));
+    let compared = 0, worst = 0;
+    s.step.forEach((x, i) => {
+      if (!server.has(x) || s.s_loss[i] == null) return;
+      compared++;
+      worst = Math.max(worst, Math.abs(s.s_loss[i] - server.get(x)) / Math.max(1e-12, Math.abs(server.get(x))));
+    });
+    return { compared, worst };
+  });
+  if (smooth.compared < 5 || smooth.worst > 1e-9) fail(`the page's smoothing differs from the server's: ${JSON.stringify(smooth)}`);
   await page.screenshot({ path: screenshot, fullPage: true });
   if (errors.length) fail(`page errors: ${errors.join('; ')}`);
   console.log('page e2e ok');

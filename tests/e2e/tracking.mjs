@@ -15,8 +15,18 @@ try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1300 }, acceptDownloads: true });
   const notFound = [];
   page.on('response', (r) => { if (r.status() === 404) notFound.push(r.url()); });
+  page.on('pageerror', (e) => fail(`the page threw: ${e.message}\n${e.stack}`));
   await page.goto(base + '/', { waitUntil: 'load' });
   await page.waitForSelector(`#runs-table tr[data-run="${runId}"]`, { timeout: 15000 });
+  // Editing the form: the Model panel shows the form's model, and follows it.
+  await page.fill('input[name=k1]', '7');
+  await page.waitForFunction(() => document.querySelector('#model-source')?.textContent.includes('preview') &&
+    document.querySelector('#model-table')?.textContent.includes('1→7'), null, { timeout: 5000 })
+    .catch(async () => fail(`the preview did not follow the kernels: ${await page.textContent('#model-table')}`));
+  await page.fill('input[name=k1]', '0');
+  await page.waitForFunction(() => document.querySelector('#model-source')?.textContent.includes('1..=512'), null, { timeout: 5000 })
+    .catch(async () => fail(`a bad kernel count is not explained: ${await page.textContent('#model-source')}`));
+  await page.fill('input[name=k1]', '32');
   await page.click(`#runs-table tr[data-run="${runId}"] td:nth-child(2)`);
   await page.waitForFunction((id) => document.querySelector('#run-title')?.textContent.includes(id), runId, { timeout: 15000 });
   const chart = (key) => page.evaluate((k) => {
@@ -92,6 +102,8 @@ try {
   for (let i = 0; i < 50 && downloads.length < 5; i++) await page.waitForTimeout(100);
   if (downloads.length !== 5 || !downloads.every((n) => n.endsWith('.png'))) fail(`chart PNGs: ${downloads}`);
 
+  await compareTwenty(page);
+  await reportOffline(page);
   if (longRun) await zoomLongRun(page);
 
   const icon = await page.evaluate(async () => (await fetch('/favicon.svg')).status);
@@ -100,6 +112,79 @@ try {
   console.log(JSON.stringify(out));
 } finally {
   await browser.close();
+}
+
+// Every run the filter shows (20 of 21) overlaid: one curve each in its own
+// colour, the table of what differs, the parallel coordinates; sorting.
+async function compareTwenty(page) {
+  await page.fill('#runs-filter', '');
+  await page.click(`#runs-table tr[data-run="${runId}"] td:nth-child(2)`);
+  await page.click('#compare-shown');
+  await page.waitForFunction(() => {
+    const c = window.mnistMonitor.view.compare;
+    return c.size === 20 && [...c.values()].every((x) => x.series.step.length > 0);
+  }, null, { timeout: 15000 }).catch(async () => fail(`compare: ${await page.evaluate(() => window.mnistMonitor.view.compare.size)} runs`));
+  await page.waitForFunction(() => window.mnistMonitor.charts.loss?.series.length === 25, null, { timeout: 5000 });
+  const c = await page.evaluate(() => {
+    const u = window.mnistMonitor.charts.loss;
+    const colours = new Set(u.series.slice(5).map((s) => s._stroke || s.stroke));
+    const drawn = u.data.slice(5).filter((col) => col.some((v) => v != null)).length;
+    return { colours: colours.size, drawn };
+  });
+  if (c.colours !== 20 || c.drawn !== 20) fail(`20 overlaid runs need 20 colours and curves: ${JSON.stringify(c)}`);
+  const head = await page.$$eval('#diff-table tr:first-child th', (t) => t.map((x) => x.textContent));
+  const rows = await page.$$eval('#diff-table tr[data-diff]', (r) => r.length);
+  if (!head.includes('lr') || !head.includes('kernels') || head.includes('optimizer') || rows < 20) fail(`diff table: ${head} with ${rows} rows`);
+  const lines = await page.$$eval('#parallel polyline', (p) => p.length);
+  if (lines < 20) fail(`parallel coordinates: ${lines} lines`);
+  out.compareHeapMB = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize / 2 ** 20 : null));
+  if (out.compareHeapMB != null && out.compareHeapMB > 300) fail(`20 overlaid runs use ${out.compareHeapMB} MB`);
+  // Sort by learning rate, both ways.
+  const lrs = async () => page.$$eval('#runs-table tr[data-run]', (r) => r.map((x) => Number(x.children[4].textContent)));
+  await page.click('#runs-table th[data-sort="lr"]');
+  const up = await lrs();
+  await page.click('#runs-table th[data-sort="lr"]');
+  const down = await lrs();
+  const sorted = (a, dir) => a.every((v, i) => i === 0 || (v - a[i - 1]) * dir >= 0);
+  if (!sorted(up, 1) || !sorted(down, -1) || up[0] === up[up.length - 1]) fail(`sorting by lr: ${up} / ${down}`);
+  // The filter reads config columns too.
+  await page.fill('#runs-filter', '0.0003');
+  const shown = await page.$$eval('#runs-table tr[data-run]', (r) => r.length);
+  if (!(shown >= 6 && shown < 21)) fail(`filtering by lr shows ${shown}`);
+  await page.fill('#runs-filter', '');
+  // Another smoothing: every overlaid run and the viewed one asked again.
+  await page.fill('#smoothing', '0.3');
+  await page.dispatchEvent('#smoothing', 'input');
+  await page.waitForFunction(() => window.mnistMonitor.view.series.alpha === 0.3 &&
+    [...window.mnistMonitor.view.compare.values()].every((x) => x.series.alpha === 0.3), null, { timeout: 10000 });
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-compare.png'), fullPage: true });
+  await page.click('#compare-clear');
+  await page.waitForFunction(() => window.mnistMonitor.charts.loss?.series.length === 5, null, { timeout: 5000 });
+  out.compared = 20;
+}
+
+// The report the page offers, saved and opened from disk with every
+// network request refused: the curves are there.
+async function reportOffline(page) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#meta-report')]);
+  const file = screenshot.replace(/\.png$/, '-report.html');
+  await download.saveAs(file);
+  const offline = await browser.newPage();
+  const asked = [];
+  offline.on('request', (r) => { if (!r.url().startsWith('file:') && !r.url().startsWith('data:')) asked.push(r.url()); });
+  await offline.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort()));
+  await offline.goto('file://' + file);
+  await offline.waitForSelector('body[data-ready=true]', { timeout: 10000 }).catch(() => fail('the report did not render offline'));
+  const r = await offline.evaluate(() => ({
+    points: window.reportCharts.loss.data[1].filter((v) => v != null).length,
+    title: document.querySelector('#title').textContent,
+    samples: document.querySelectorAll('#samples img').length,
+    confusion: document.querySelectorAll('#confusion td').length,
+  }));
+  if (asked.length) fail(`the report fetched ${asked}`);
+  if (r.points < 5 || r.samples < 1 || r.confusion !== 100 || !r.title.includes('baseline')) fail(`report: ${JSON.stringify(r)}`);
+  out.report = r;
+  await offline.close();
 }
 
 async function zoomLongRun(page) {
@@ -114,6 +199,7 @@ async function zoomLongRun(page) {
   if (before.maxLoss < 49) fail(`the snapshot's buckets hid the loss spike: ${JSON.stringify(before)}`);
   if (before.points > 14100) fail(`the snapshot was not reduced: ${before.points} points`);
   // Drag across steps 12,000..12,600 on the loss chart.
+  await page.$eval('#chart-loss', (el) => el.scrollIntoView());
   const box = await page.evaluate(() => {
     const u = window.mnistMonitor.charts.loss;
     const r = u.over.getBoundingClientRect();

@@ -191,6 +191,15 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
         );
     }
     write_long_run(&work.path().join("runs"), "other", "long", 20_000);
+    // Eighteen more, with other learning rates and kernels, for a 20-run compare.
+    for i in 0..18 {
+        write_variant(
+            &work.path().join("runs"),
+            "other",
+            &format!("sweep-{i:02}"),
+            i,
+        );
+    }
     let log = work.path().join("runs/tracked/events.jsonl");
     let log_before = std::fs::read(&log).unwrap();
     let mut args = serve_in(&data, work.path());
@@ -222,6 +231,71 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
     let (code, runs) = get(&format!("{}/api/runs", server.base));
     assert_eq!(code, 200);
     assert!(runs.contains("\"notes\":\"first try\""), "{runs}");
+    // Every run in one CSV, one column per config field.
+    let (code, csv) = get(&format!("{}/api/runs.csv", server.base));
+    assert_eq!(code, 200);
+    let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for field in [
+        "run_id",
+        "name",
+        "kernels",
+        "lr",
+        "batch_size",
+        "test_accuracy",
+    ] {
+        assert!(head.contains(&field), "{head:?}");
+    }
+    assert_eq!(csv.lines().count(), 1 + 21, "{csv}");
+    assert!(csv.contains("\nsweep-07,"), "{csv}");
+    // The report the page downloaded, from the command line too.
+    let file = work.path().join("tracked.html");
+    let out = bin()
+        .args(["report", "tracked", "-o"])
+        .arg(&file)
+        .arg("--runs-dir")
+        .arg(work.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        html.contains("baseline \\u003cb>bold\\u003c/b>"),
+        "the name, escaped"
+    );
+    let out = bin()
+        .args(["report", "nope", "--runs-dir"])
+        .arg(work.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no run nope"), "{}", stderr(&out));
+}
+
+/// A copy of `template`'s run as `id`, with the `i`-th learning rate and
+/// kernels of a small grid and a test accuracy that follows them.
+fn write_variant(runs: &std::path::Path, template: &str, id: &str, i: usize) {
+    let text = std::fs::read_to_string(runs.join(template).join("events.jsonl")).unwrap();
+    let lr = [1e-3, 3e-4, 2e-3][i % 3];
+    let k = [4, 8, 16][(i / 3) % 3];
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
+        e["run_id"] = id.into();
+        if e["type"] == "run_started" {
+            e["config"]["lr"] = lr.into();
+            e["config"]["kernels"] = serde_json::json!([k, k, 8, 8]);
+        }
+        if e["type"] == "batch" {
+            e["loss"] = (e["loss"].as_f64().unwrap() * (1.0 + i as f64 / 10.0)).into();
+        }
+        if e["type"] == "eval" {
+            e["accuracy"] = (0.9 + i as f64 / 200.0).into();
+        }
+        out += &e.to_string();
+        out.push('\n');
+    }
+    std::fs::create_dir_all(runs.join(id)).unwrap();
+    std::fs::write(runs.join(id).join("events.jsonl"), out).unwrap();
 }
 
 /// A run of `steps` batches made from `template`'s events (its first batch

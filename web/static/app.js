@@ -5,7 +5,7 @@
 import { hardware, startHardware } from './hardware.js';
 import { fleet, startFleet } from './fleet.js';
 
-import { $, esc, fmt, pct, dur } from './util.js';
+import { $, esc, fmt, pct, dur, reproduceCommand } from './util.js';
 
 // ---------- run state ----------
 // Every batch series the server folds (see SERIES in crates/server/src/state.rs):
@@ -21,13 +21,14 @@ const view = {
   started: null,       // run_started payload
   status: null,
   last: null,          // last batch
-  series: emptySeries(),
+  series: null,        // the viewed run's series (see fromServer), set below
   evals: [],           // eval events
-  compare: null,       // {runId, series}
+  compare: new Map(),  // runId -> {runId, color, series}: runs overlaid
   phase: null,         // what a run does before its first batch
   alerts: 0,           // alerts seen for this run
   zoom: null,          // [min, max] of the x axis the user zoomed to
   zoomFetches: 0,      // finer series fetched for a zoom (the e2e test reads it)
+  seriesReady: null,   // the pending refetchSeries, if any
   exited: false,       // the monitor said it is exiting
 };
 
@@ -106,7 +107,9 @@ function handle(msg) {
     case 'snapshot': {
       resetRun(msg.run_id);
       for (const e of msg.events) apply(e);
-      view.series = alignSeries(msg.series);
+      view.series = fromServer(msg.series);
+      // The snapshot is smoothed with the server's default: ask for ours.
+      if (view.series.alpha !== smoothing()) refetchSeries();
       if (msg.last_batch) view.last = msg.last_batch;
       view.lastSeq = msg.last_seq;
       // The server's word on the status: a log without `run_finished`
@@ -141,13 +144,14 @@ function apply(e) {
       // A resume re-trains the steps after its checkpoint: keep one value per step.
       if (e.resumed_from_step != null) cutAfter(e.resumed_from_step);
       $('#run-title').textContent = `run ${e.run_id}`;
-      renderModel(e.model);
+      renderModel(e.model, `the model of run ${e.run_id}`);
+      view.modelFromRun = true;
       renderProvenance(e);
       loadRuns();
       break;
     case 'batch':
       view.last = e;
-      pushBatch(view.series, e);
+      pushRow(view.series, batchRow(e));
       scheduleDraw();
       break;
     case 'eval':
@@ -180,18 +184,6 @@ function apply(e) {
       break;
   }
   scheduleStatus();
-}
-
-// The command that trains this run again (same config, same seed), and
-// what produced it: version, commit, host, the command line, data hashes.
-function reproduceCommand(config) {
-  const flags = Object.entries(config || {}).flatMap(([k, v]) => {
-    const flag = `--${k.replace(/_/g, '-')}`;
-    if (v === null || v === false) return [];
-    if (v === true) return [flag];
-    return [flag, Array.isArray(v) ? v.join(',') : String(v)];
-  });
-  return ['mnist-monitor', 'train', ...flags].join(' ');
 }
 
 function renderProvenance(e) {
@@ -242,7 +234,11 @@ $('#save-charts').addEventListener('click', () => {
 // Drops the points after `step`, which a resumed run trains again.
 function cutAfter(step) {
   const keep = view.series.step.findIndex((x) => x > step);
-  if (keep >= 0) for (const k of Object.keys(view.series)) view.series[k].length = keep;
+  if (keep >= 0) {
+    for (const k of ['step', ...ALL_KEYS]) view.series[k].length = keep;
+    // The moving average went through the dropped steps: the server's again.
+    refetchSeries();
+  }
   view.evals = view.evals.filter((e) => e.step <= step);
   if (view.last && view.last.step > step) view.last = null;
 }
@@ -322,53 +318,93 @@ const METRICS = [
   ['lr', 'Learning rate', 'chart-lr'],
   ['images_per_sec', 'Images/s', 'chart-ips'],
 ];
+// The smoothed series (SMOOTHED in crates/server/src/state.rs), kept as `s_<key>`.
+const SMOOTH_KEYS = METRICS.map(([k]) => k);
+const SM = (k) => `s_${k}`;
+const ALL_KEYS = [...SERIES_KEYS, ...SMOOTH_KEYS.map(SM)];
+// Past this many points the live tail is bucketed (min/max per metric), so
+// the page stays smooth after a day of training.
+const LIVE_LIMIT = 8000, BUCKET = 32;
+// Distinct colours for compared runs (the viewed run is blue).
+const PALETTE = ['#c678dd', '#e5c07b', '#56b6c2', '#e06c75', '#98c379', '#d19a66', '#61afef', '#ff79c6', '#8be9fd', '#f1fa8c',
+  '#bd93f9', '#ffb86c', '#50fa7b', '#ff5555', '#a9dc76', '#fc9867', '#78dce8', '#ab9df2', '#ffd866', '#7f9f7f'];
 
-function emptySeries() {
-  const s = { step: [] };
-  for (const k of SERIES_KEYS) s[k] = [];
+function smoothing() { return Number($('#smoothing').value); }
+
+function emptySeries(alpha = smoothing()) {
+  const s = { step: [], alpha, ema: {} };
+  for (const k of ALL_KEYS) s[k] = [];
+  for (const k of SMOOTH_KEYS) s.ema[k] = [0, 0];
   return s;
 }
 
-function pushBatch(series, e) {
-  series.step.push(e.step);
-  series.loss.push(e.loss);
-  series.accuracy.push(e.accuracy);
-  series.f1_macro.push(e.f1_macro);
-  series.lr.push(e.lr);
-  series.images_per_sec.push(e.images_per_sec);
-  series.epoch.push(e.epoch - 1 + e.batch / Math.max(1, e.batches));
-  series.ts_ms.push(e.ts_ms);
-}
-
-// The server's min/max buckets keep each series' own extremes, so their
-// steps differ: put them on the union of steps, null where a series has no
-// point (lines span the gaps), and the x axes (epoch, time) interpolated.
-function alignSeries(body) {
-  const steps = new Set();
-  for (const k of SERIES_KEYS) for (const p of body[k] || []) steps.add(p[0]);
-  const out = { step: [...steps].sort((a, b) => a - b) };
-  for (const k of SERIES_KEYS) {
-    const m = new Map((body[k] || []).map((p) => [p[0], p[1]]));
-    out[k] = out.step.map((x) => (m.has(x) ? m.get(x) : null));
+// A `series` answer (or a snapshot's series): every series on one step
+// axis, the moving average computed by the server on every step, and its
+// state after the last one, which live batches continue.
+function fromServer(body) {
+  const s = emptySeries(body.smoothing);
+  s.step = body.step || [];
+  for (const k of SERIES_KEYS) s[k] = body[k] || [];
+  for (const k of SMOOTH_KEYS) {
+    s[SM(k)] = (body.smoothed && body.smoothed[k]) || [];
+    s.ema[k] = (body.ema && body.ema[k]) ? [...body.ema[k]] : [0, 0];
   }
-  for (const k of ['epoch', 'ts_ms']) out[k] = fillByInterpolation(out.step, out[k]);
-  return out;
+  return s;
 }
 
-function fillByInterpolation(xs, ys) {
-  const known = [];
-  ys.forEach((y, i) => { if (y != null) known.push(i); });
-  if (!known.length) return ys;
-  // One pass: `k` is the first known index after i (the gaps are walked in order).
-  let k = 0;
-  return ys.map((y, i) => {
-    if (y != null) return y;
-    while (k < known.length && known[k] < i) k++;
-    if (k === 0) return ys[known[0]];
-    if (k === known.length) return ys[known[known.length - 1]];
-    const a = known[k - 1], b = known[k];
-    return ys[a] + (ys[b] - ys[a]) * (xs[i] - xs[a]) / (xs[b] - xs[a]);
-  });
+// TensorBoard's debiased moving average, continued one value at a time.
+function emaPush(series, key, v) {
+  if (v == null || !isFinite(v)) return null;
+  const st = series.ema[key], a = series.alpha;
+  st[0] = st[0] * a + (1 - a) * v;
+  st[1] = st[1] * a + (1 - a);
+  return st[0] / st[1];
+}
+
+// A batch event as a row of the series: the epoch axis is the position in
+// epochs (1.5 is half-way through the second).
+function batchRow(e) {
+  const row = { step: e.step, ts_ms: e.ts_ms, epoch: e.epoch - 1 + e.batch / Math.max(1, e.batches) };
+  for (const k of SMOOTH_KEYS) row[k] = e[k];
+  return row;
+}
+
+function rowAt(series, i) {
+  const row = { step: series.step[i] };
+  for (const k of SERIES_KEYS) row[k] = series[k][i];
+  return row;
+}
+
+function pushRow(series, row) {
+  const n = series.step.length;
+  if (n && row.step <= series.step[n - 1]) return;   // already in the series
+  series.step.push(row.step);
+  for (const k of SERIES_KEYS) series[k].push(row[k]);
+  for (const k of SMOOTH_KEYS) series[SM(k)].push(emaPush(series, k, row[k]));
+  if (series.step.length > (view.zoom ? 2 * LIVE_LIMIT : LIVE_LIMIT)) compact(series);
+}
+
+// Buckets of BUCKET steps keep the steps where any metric has its minimum
+// or maximum (the server's rule), with every series' value there.
+function compact(series) {
+  const n = series.step.length, keep = [];
+  for (let lo = 0; lo < n; lo += BUCKET) {
+    const hi = Math.min(n, lo + BUCKET), picked = new Set([hi - 1]);
+    for (const k of SMOOTH_KEYS) {
+      const ys = series[k];
+      let imin = -1, imax = -1;
+      for (let i = lo; i < hi; i++) {
+        const v = ys[i];
+        if (v == null) { imax = i; continue; }   // a NaN loss stays visible
+        if (imin < 0 || v < ys[imin]) imin = i;
+        if (imax < 0 || (ys[imax] != null && v > ys[imax])) imax = i;
+      }
+      if (imin >= 0) picked.add(imin);
+      if (imax >= 0) picked.add(imax);
+    }
+    keep.push(...[...picked].sort((a, b) => a - b));
+  }
+  for (const k of ['step', ...ALL_KEYS]) series[k] = keep.map((i) => series[k][i]);
 }
 
 // The chosen x axis for a step of `series`: step, epoch, wall time (s since
@@ -390,25 +426,16 @@ function xMapper(series) {
   };
 }
 
-function smooth(values, alpha) {
-  // TensorBoard-style debiased exponential moving average.
-  const out = new Array(values.length);
-  let last = 0, weight = 0;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v == null || !isFinite(v)) { out[i] = null; continue; }
-    last = last * alpha + (1 - alpha) * v;
-    weight = weight * alpha + (1 - alpha);
-    out[i] = last / weight;
-  }
-  return out;
-}
-
 // y ticks with three significant digits: uPlot's default rounds a learning
 // rate's 0.0015 and 0.002 to the same "0.002".
 function yTick(v) {
   if (v == null) return '';
   return Math.abs(v) >= 1000 ? Math.round(v).toLocaleString() : String(Number(v.toPrecision(3)));
+}
+
+function runLabel(runId) {
+  const r = (view.runs || []).find((x) => x.run_id === runId);
+  return r && r.name ? r.name : runId;
 }
 
 function makeChart(key, title, el) {
@@ -420,7 +447,7 @@ function makeChart(key, title, el) {
     { label: 'smoothed', stroke: '#4aa3ff', width: 2, points: { show: false } },
     { label: 'val', stroke: '#f5b041', width: 0, points: { show: true, size: 8, fill: '#f5b041' } },
     { label: 'test', stroke: '#3ecf8e', width: 0, points: { show: true, size: 9, fill: '#3ecf8e' } },
-    { label: 'compare', stroke: '#c678dd', width: 2, points: { show: false } },
+    ...[...view.compare.values()].map((c) => ({ label: runLabel(c.runId), stroke: c.color, width: 1.5, points: { show: false } })),
   ].map((s, i) => (i ? { ...s, spanGaps: true } : s));
   const xLabel = { step: 'step', epoch: 'epoch', wall: 'time', relative: 'time since start' }[mode];
   const xValues = mode === 'relative' ? (u, splits) => splits.map((v) => dur(v)) : undefined;
@@ -432,14 +459,17 @@ function makeChart(key, title, el) {
       { stroke: '#8a96a3', grid: { stroke: '#232b34' }, label: xLabel, ...(xValues ? { values: xValues } : {}) },
       { stroke: '#8a96a3', grid: { stroke: '#232b34' }, size: 62, values: (u, splits) => splits.map(yTick) },
     ],
-    legend: { live: false },
+    legend: { live: false, show: view.compare.size === 0 },
     cursor: { drag: { x: true, y: false } },
     hooks: { setSelect: [(u) => { if (u.select.width > 2) zoomTo(u.posToVal(u.select.left, 'x'), u.posToVal(u.select.left + u.select.width, 'x')); }] },
-  }, [[], [], [], [], [], []], el);
+  }, series.map(() => []), el);
+  chart.compareKey = compareKey();
   // Double-click: back to the whole run.
   el.addEventListener('dblclick', () => { view.zoom = null; scheduleDraw(); });
   return chart;
 }
+
+function compareKey() { return [...view.compare.keys()].join('\n'); }
 
 let drawQueued = false;
 function scheduleDraw() {
@@ -452,75 +482,113 @@ function evalPoints(split, key) {
   return view.evals.filter((e) => e.split === split).map((e) => [e.step, e[key]]);
 }
 
+// Columns of (x, y) pairs, each sorted by x, onto one x axis (uPlot's
+// data): a merge that puts the columns' equal x values on one row, while a
+// column's own repeated x (batches logged in the same millisecond) keeps a
+// row each.
+function joinColumns(cols) {
+  const heads = cols.map(() => 0);
+  const ux = [], out = cols.map(() => []);
+  for (;;) {
+    let x = Infinity;
+    for (let k = 0; k < cols.length; k++) {
+      const xs = cols[k].xs;
+      while (heads[k] < xs.length && (xs[heads[k]] == null || Number.isNaN(xs[heads[k]]))) heads[k]++;
+      if (heads[k] < xs.length && xs[heads[k]] < x) x = xs[heads[k]];
+    }
+    if (x === Infinity) break;
+    ux.push(x);
+    cols.forEach((c, k) => {
+      if (heads[k] < c.xs.length && c.xs[heads[k]] === x) { out[k].push(c.ys[heads[k]]); heads[k]++; } else out[k].push(null);
+    });
+  }
+  return [ux, ...out];
+}
+
 function draw() {
-  const alpha = Number($('#smoothing').value);
-  const xs = view.series.step;
-  const toX = xMapper(view.series);
-  const cmpX = view.compare ? xMapper(view.compare.series) : null;
+  const s = view.series;
+  const toX = xMapper(s);
   const logY = $('#y-scale').value === 'log';
   // A log axis has no place for zero or less.
   const y = (arr) => (logY ? arr.map((v) => (v != null && v > 0 ? v : null)) : arr);
+  const ownX = s.step.map(toX);
+  const cmps = [...view.compare.values()].map((c) => ({ ...c, xs: c.series.step.map(xMapper(c.series)) }));
   for (const [key, title, id] of METRICS) {
+    if (charts[key] && charts[key].compareKey !== compareKey()) { charts[key].destroy(); delete charts[key]; }
     if (!charts[key]) charts[key] = makeChart(key, title, document.getElementById(id));
-    const raw = view.series[key];
-    const sm = smooth(raw, alpha);
-    // Evaluations land on the step after which they ran; merge their x values in.
-    const val = new Map(evalPoints('val', key));
-    const test = new Map(evalPoints('test', key));
-    const cmp = view.compare ? view.compare.series : null;
-    const cmpMap = cmp && cmp.smoothed[key] ? new Map(cmp.step.map((x, i) => [x, cmp.smoothed[key][i]])) : null;
-    let x = xs;
-    const extra = [...val.keys(), ...test.keys(), ...(cmp ? cmp.step : [])].filter((s) => !xsHas(xs, s));
-    let idx = null;
-    if (extra.length) {
-      const all = Array.from(new Set([...xs, ...extra])).sort((a, b) => a - b);
-      const pos = new Map(xs.map((s, i) => [s, i]));
-      idx = all.map((s) => pos.get(s));
-      x = all;
-    }
-    const pick = (arr) => (idx ? idx.map((i) => (i == null ? null : arr[i])) : arr);
-    // Compare points sit at their own run's x (its own time, its own epochs).
-    const own = new Set([...xs, ...val.keys(), ...test.keys()]);
-    const xv = x.map((s) => (own.has(s) || !cmpX ? toX(s) : cmpX(s)));
-    const order = xv.map((_, i) => i).sort((a, b) => xv[a] - xv[b]);
-    const sorted = (arr) => order.map((i) => arr[i]);
-    const data = [
-      sorted(xv),
-      sorted(y(pick(raw))),
-      sorted(y(pick(sm))),
-      sorted(y(x.map((s) => (val.has(s) ? val.get(s) : null)))),
-      sorted(y(x.map((s) => (test.has(s) ? test.get(s) : null)))),
-      sorted(y(x.map((s) => (cmpMap && cmpMap.has(s) ? cmpMap.get(s) : null)))),
-    ];
+    // Evaluations land on the step after which they ran.
+    const ev = (split) => {
+      const pts = evalPoints(split, key);
+      return { xs: pts.map((p) => toX(p[0])), ys: y(pts.map((p) => p[1])) };
+    };
+    const data = joinColumns([
+      { xs: ownX, ys: y(s[key]) },
+      { xs: ownX, ys: y(s[SM(key)]) },
+      ev('val'),
+      ev('test'),
+      ...cmps.map((c) => ({ xs: c.xs, ys: y(c.series[SM(key)]) })),
+    ]);
     charts[key].setData(data);
     // Keep the zoom while live points arrive (setData rescales to all).
     if (view.zoom) charts[key].setScale('x', { min: view.zoom[0], max: view.zoom[1] });
   }
 }
 
+async function fetchSeries(runId, query) {
+  const q = new URLSearchParams({ smoothing: smoothing(), ...query });
+  const res = await fetch(`/api/runs/${encodeURIComponent(runId)}/series?${q}`);
+  if (!res.ok) throw new Error(`series of ${runId}: ${res.status}`);
+  return fromServer(await res.json());
+}
+
+// The viewed run's whole series again (another smoothing, or after a
+// resume cut it): the live batches that arrived meanwhile are kept.
+function refetchSeries() {
+  view.seriesReady = refetchNow();
+  return view.seriesReady;
+}
+
+async function refetchNow() {
+  const runId = view.runId;
+  if (!runId) return;
+  let fresh;
+  try { fresh = await fetchSeries(runId, {}); } catch (_) { return; }
+  if (view.runId !== runId) return;
+  const old = view.series;
+  const last = fresh.step.length ? fresh.step[fresh.step.length - 1] : -1;
+  for (let i = 0; i < old.step.length; i++) {
+    if (old.step[i] > last) pushRow(fresh, rowAt(old, i));
+  }
+  view.series = fresh;
+  scheduleDraw();
+  // The finer points of a zoom went with the old series: fetch them again.
+  if (view.zoom) zoomTo(...view.zoom, false);
+}
+
 // Zoom: every chart to the range; on the step axis, the server's series for
 // the range at full resolution (or min/max buckets of it) replaces the
 // coarser points there, so no spike the buckets kept is lost and every
 // point inside shows once zoomed in far enough.
-async function zoomTo(min, max) {
+async function zoomTo(min, max, wait = true) {
   view.zoom = [min, max];
   scheduleDraw();
   if ($('#x-axis').value !== 'step' || !view.runId) return;
+  // A series asked again (another smoothing) first, so both agree.
+  if (wait && view.seriesReady) await view.seriesReady;
   const from = Math.max(0, Math.floor(min)), to = Math.ceil(max);
   const runId = view.runId;
-  let body;
-  try {
-    body = await (await fetch(`/api/runs/${encodeURIComponent(runId)}/series?from=${from}&to=${to}&points=2000`)).json();
-  } catch (_) { return; }
-  if (view.runId !== runId || !body.loss) return;
-  view.series = mergeRange(view.series, alignSeries(body), from, to);
+  let inner;
+  try { inner = await fetchSeries(runId, { from, to, points: 2000 }); } catch (_) { return; }
+  if (view.runId !== runId || inner.alpha !== view.series.alpha) return;
+  view.series = mergeRange(view.series, inner, from, to);
   view.zoomFetches++;
   scheduleDraw();
 }
 
 function mergeRange(outer, inner, from, to) {
-  const out = emptySeries();
-  const copy = (src, i) => { out.step.push(src.step[i]); for (const k of SERIES_KEYS) out[k].push(src[k][i]); };
+  const out = emptySeries(outer.alpha);
+  out.ema = outer.ema;
+  const copy = (src, i) => { out.step.push(src.step[i]); for (const k of ALL_KEYS) out[k].push(src[k][i]); };
   let i = 0;
   for (; i < outer.step.length && outer.step[i] < from; i++) copy(outer, i);
   for (let j = 0; j < inner.step.length; j++) copy(inner, j);
@@ -528,21 +596,12 @@ function mergeRange(outer, inner, from, to) {
   return out;
 }
 
-function xsHas(xs, s) {
-  // xs is sorted: binary search.
-  let lo = 0, hi = xs.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] === s) return true;
-    if (xs[mid] < s) lo = mid + 1; else hi = mid - 1;
-  }
-  return false;
-}
-
+let smoothingTimer = null;
 $('#smoothing').addEventListener('input', (e) => {
   $('#smoothing-value').textContent = Number(e.target.value).toFixed(2);
-  if (view.compare) view.compare.series.smoothed = smoothAll(view.compare.series);
-  scheduleDraw();
+  // The server smooths every step; ask again once the slider rests.
+  clearTimeout(smoothingTimer);
+  smoothingTimer = setTimeout(() => { refetchSeries(); refetchCompare(); }, 150);
 });
 // Scales are fixed when a uPlot chart is made: remake the charts.
 for (const id of ['#x-axis', '#y-scale']) {
@@ -555,6 +614,8 @@ for (const id of ['#x-axis', '#y-scale']) {
 window.addEventListener('resize', () => {
   for (const [key, , id] of METRICS) if (charts[key]) charts[key].setSize({ width: document.getElementById(id).clientWidth, height: 220 });
 });
+
+view.series = emptySeries();
 
 // ---------- evaluation panels ----------
 function renderSamples(e) {
@@ -587,18 +648,44 @@ function renderEval(e) {
     e.per_class.map((c) => `<tr><td>${esc(c.class)}</td><td>${fmt(c.precision, 3)}</td><td>${fmt(c.recall, 3)}</td><td>${fmt(c.f1, 3)}</td><td>${esc(c.support)}</td></tr>`).join('');
 }
 
-function renderModel(m) {
+function renderModel(m, source) {
+  $('#model-source').textContent = source;
   $('#model-total').textContent = `${m.total_params.toLocaleString()} parameters`;
   $('#model-table').innerHTML = '<tr><th>layer</th><th>kind</th><th>output</th><th>params</th></tr>' +
     m.layers.map((l) => `<tr><td>${esc(l.name)}</td><td style="text-align:left">${esc(l.kind)}</td><td>${esc(l.output_shape.join('×'))}</td><td>${l.params.toLocaleString()}</td></tr>`).join('') +
     `<tr><th>total</th><th></th><th></th><th>${m.total_params.toLocaleString()}</th></tr>`;
 }
 
+// The model of the configuration in the form, before a run starts: the
+// server builds its summary (shapes, parameters, activation memory) from
+// the same table the run would use. Edits show it, a run's start replaces it.
+let previewTimer = null;
+async function previewModel() {
+  let res, body;
+  try {
+    res = await fetch('/api/model', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(formConfig()) });
+    body = await res.json();
+  } catch (_) { return; }
+  if (!res.ok) {
+    const bad = (body.errors || []).find((e) => e.field === 'kernels');
+    if (bad) { $('#model-source').textContent = `the form's kernels: ${bad.message}`; $('#model-table').innerHTML = ''; $('#model-total').textContent = ''; }
+    return;
+  }
+  view.modelFromRun = false;
+  renderModel(body.model, `preview of the form's configuration · training needs about ${body.memory} of memory`);
+}
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(previewModel, 200);
+}
+
 // ---------- form ----------
 const form = $('#run-form');
+form.addEventListener('input', schedulePreview);
 for (const b of document.querySelectorAll('[data-preset]')) {
   b.addEventListener('click', () => {
     b.dataset.preset.split(',').forEach((v, i) => { form.elements[`k${i + 1}`].value = v; });
+    schedulePreview();
   });
 }
 
@@ -687,6 +774,7 @@ async function loadSchema() {
     else if (field.type !== 'choice' && field.default !== null) el.value = field.default;
     else if (field.type === 'choice' && field.name !== 'backend') el.value = field.default;
   }
+  if (!view.modelFromRun) previewModel();
 }
 
 function clearErrors() {
@@ -743,57 +831,211 @@ async function loadBackends() {
 }
 
 // ---------- run history and comparison ----------
+// The runs table's columns: header, how to read the value (for sorting and
+// filtering), how to show it.
+const num = (v, d = 4) => (v == null ? '–' : fmt(v, d));
+const RUN_COLUMNS = [
+  ['status', (r) => r.status],
+  ['kernels', (r) => (r.config?.kernels || []).join(',')],
+  ['opt', (r) => r.config?.optimizer],
+  ['lr', (r) => r.config?.lr, (v) => (v == null ? '–' : String(v))],
+  ['batch', (r) => r.config?.batch_size],
+  ['epochs', (r) => r.epochs_completed, (v, r) => `${v}/${r.config?.epochs ?? '?'}`],
+  ['backend', (r) => r.backend],
+  ['params', (r) => r.params, (v) => (v == null ? '–' : v.toLocaleString())],
+  ['loss', (r) => r.last_loss, (v) => num(v)],
+  ['acc', (r) => r.test_accuracy ?? r.val_accuracy, (v) => pct(v)],
+  ['F1', (r) => r.test_f1_macro, (v) => num(v, 3)],
+  ['started', (r) => r.started_ms, (v) => (v ? new Date(v).toLocaleString() : '–')],
+];
+view.sort = { col: 'started', dir: -1 };
+
 async function loadRuns() {
   let runs;
   try { runs = await (await fetch('/api/runs')).json(); } catch (_) { return; }
   view.runs = runs;
-  const filter = $('#runs-filter').value.trim().toLowerCase();
-  const matches = (r) => !filter || [r.run_id, r.name || '', ...(r.tags || [])].some((t) => t.toLowerCase().includes(filter));
-  const rows = runs.filter(matches).map((r) => {
-    const cfg = r.config || {};
+  renderRuns();
+  showMeta();
+  loadTrash();
+  renderComparePanel();
+}
+
+// The runs the filter lets through: every word must appear in the run's id,
+// name, tags or any column (`adam 0.001`, `cnn`, `failed`).
+function shownRuns() {
+  const words = $('#runs-filter').value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+  const text = (r) => [r.run_id, r.name || '', ...(r.tags || []), ...RUN_COLUMNS.map(([, get]) => String(get(r) ?? ''))].join(' ').toLowerCase();
+  const rows = (view.runs || []).filter((r) => { const t = text(r); return words.every((w) => t.includes(w)); });
+  const col = RUN_COLUMNS.find(([name]) => name === view.sort.col);
+  if (col) {
+    const get = col[1];
+    rows.sort((a, b) => {
+      const x = get(a), y = get(b);
+      if (x == null && y == null) return 0;
+      if (x == null) return 1;
+      if (y == null) return -1;
+      return (typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true })) * view.sort.dir;
+    });
+  }
+  return rows;
+}
+
+function renderRuns() {
+  const rows = shownRuns().map((r) => {
     const sel = r.run_id === view.runId ? ' class="selected"' : '';
-    const checked = view.compare && view.compare.runId === r.run_id ? ' checked' : '';
+    const c = view.compare.get(r.run_id);
     const id = esc(r.run_id);
     const title = r.name ? `${esc(r.name)} <span class="muted">${id}</span>` : id;
     const tags = (r.tags || []).map((t) => `<span class="tag">${esc(t)}</span>`).join('');
-    return `<tr${sel} data-run="${id}"><td><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${checked}> ${title} ${tags}</td>` +
-      `<td>${esc(r.status)}</td><td>${esc((cfg.kernels || []).join(','))}</td><td>${esc(cfg.optimizer)}</td><td>${esc(r.epochs_completed)}</td><td>${pct(r.test_accuracy ?? r.val_accuracy)}</td></tr>`;
+    const swatch = c ? `<span class="swatch" style="background:${c.color}"></span>` : '';
+    const cells = RUN_COLUMNS.map(([, get, show]) => { const v = get(r); return `<td>${esc(show ? show(v, r) : (v ?? '–'))}</td>`; });
+    return `<tr${sel} data-run="${id}"><td><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${c ? ' checked' : ''}>${swatch} ${title} ${tags}</td>${cells.join('')}</tr>`;
   });
-  showMeta();
-  loadTrash();
-  $('#runs-table').innerHTML = '<tr><th>run</th><th>status</th><th>kernels</th><th>opt</th><th>ep</th><th>acc</th></tr>' + rows.join('');
+  const head = RUN_COLUMNS.map(([name]) => {
+    const arrow = view.sort.col === name ? (view.sort.dir > 0 ? ' ▲' : ' ▼') : '';
+    return `<th data-sort="${name}">${name}${arrow}</th>`;
+  }).join('');
+  $('#runs-table').innerHTML = `<tr><th data-sort="">run</th>${head}</tr>${rows.join('')}`;
+  $('#runs-count').textContent = `${rows.length} of ${(view.runs || []).length}`;
 }
 
-function smoothAll(series) {
-  const alpha = Number($('#smoothing').value);
-  const out = {};
-  for (const [key] of METRICS) out[key] = smooth(series[key], alpha);
-  return out;
+function nextColor() {
+  const used = new Set([...view.compare.values()].map((c) => c.color));
+  return PALETTE.find((c) => !used.has(c)) || PALETTE[view.compare.size % PALETTE.length];
 }
 
-async function setCompare(runId) {
-  if (!runId) { view.compare = null; $('#compare-label').textContent = ''; scheduleDraw(); return; }
-  // The server's folded series (min/max buckets), not the run's whole log.
-  const body = await (await fetch(`/api/runs/${encodeURIComponent(runId)}/series`)).json();
-  const series = alignSeries(body);
-  series.smoothed = smoothAll(series);
-  view.compare = { runId, series };
-  $('#compare-label').textContent = `purple: ${runId}`;
+// Compared runs carry the server's series (min/max buckets, fewer points
+// when many are overlaid), never the runs' whole logs.
+async function addCompare(runId) {
+  if (view.compare.has(runId)) return;
+  const entry = { runId, color: nextColor(), series: emptySeries() };
+  view.compare.set(runId, entry);
+  try { entry.series = await fetchSeries(runId, { points: comparePoints() }); } catch (err) { log('warn', err.message); }
+  afterCompareChange();
+}
+
+function comparePoints() { return view.compare.size > 4 ? 600 : 2000; }
+
+function removeCompare(runId) {
+  view.compare.delete(runId);
+  afterCompareChange();
+}
+
+async function refetchCompare() {
+  await Promise.all([...view.compare.values()].map(async (c) => {
+    try { c.series = await fetchSeries(c.runId, { points: comparePoints() }); } catch (_) { /* keeps the old curve */ }
+  }));
   scheduleDraw();
+}
+
+function afterCompareChange() {
+  $('#compare-label').textContent = view.compare.size ? `${view.compare.size} run${view.compare.size > 1 ? 's' : ''} overlaid` : '';
+  renderRuns();
+  renderComparePanel();
+  scheduleDraw();
+}
+
+// The compared runs (and the viewed one): their colours, the configuration
+// fields that differ between them, their results, and the parallel
+// coordinates of hyperparameters against test accuracy.
+function renderComparePanel() {
+  const byId = new Map((view.runs || []).map((r) => [r.run_id, r]));
+  const picked = [...view.compare.values()].map((c) => ({ run: byId.get(c.runId), color: c.color })).filter((x) => x.run);
+  const viewed = byId.get(view.runId);
+  if (viewed && !view.compare.has(view.runId)) picked.unshift({ run: viewed, color: '#4aa3ff' });
+  $('#compare-card').hidden = !(view.runs || []).length;
+  const keys = [...new Set(picked.flatMap((p) => Object.keys(p.run.config || {})))].sort();
+  const differ = keys.filter((k) => new Set(picked.map((p) => JSON.stringify(p.run.config?.[k] ?? null))).size > 1);
+  const show = (v) => (v == null ? '–' : Array.isArray(v) ? v.join(',') : String(v));
+  $('#diff-table').innerHTML = picked.length < 2
+    ? '<tr><td class="muted">Tick two or more runs to see what differs between them.</td></tr>'
+    : `<tr><th>run</th>${differ.map((k) => `<th>${esc(k)}</th>`).join('')}<th>steps</th><th>loss</th><th>test acc</th></tr>` +
+      picked.map(({ run, color }) => `<tr data-diff="${esc(run.run_id)}"><td><span class="swatch" style="background:${color}"></span> ${esc(run.name || run.run_id)}</td>` +
+        differ.map((k) => `<td>${esc(show(run.config?.[k]))}</td>`).join('') +
+        `<td>${esc(run.steps)}</td><td>${num(run.last_loss)}</td><td>${pct(run.test_accuracy)}</td></tr>`).join('') +
+      (differ.length ? '' : `<tr><td class="muted" colspan="4">same configuration</td></tr>`);
+  drawParallel(picked.length >= 2 ? picked : shownRuns().map((run) => ({ run, color: null })));
+}
+
+// Parallel coordinates: one vertical axis per hyperparameter (log where it
+// spans decades), one line per run, coloured by test accuracy.
+const PAR_AXES = [
+  ['conv1', (r) => r.config?.kernels?.[0], 'log'],
+  ['conv2', (r) => r.config?.kernels?.[1], 'log'],
+  ['conv3', (r) => r.config?.kernels?.[2], 'log'],
+  ['conv4', (r) => r.config?.kernels?.[3], 'log'],
+  ['lr', (r) => r.config?.lr, 'log'],
+  ['batch', (r) => r.config?.batch_size, 'log'],
+  ['optimizer', (r) => r.config?.optimizer, 'cat'],
+  ['epochs', (r) => r.config?.epochs, 'lin'],
+  ['test acc', (r) => r.test_accuracy ?? r.val_accuracy, 'lin'],
+];
+
+function drawParallel(items) {
+  const svg = $('#parallel');
+  const W = svg.clientWidth || 900, H = 220, top = 24, bottom = 20, left = 40, right = 40;
+  const runs = items.filter((i) => i.run.config && i.run.config.kernels);
+  const step = (W - left - right) / (PAR_AXES.length - 1);
+  const scales = PAR_AXES.map(([, get, kind]) => {
+    const vals = runs.map((i) => get(i.run)).filter((v) => v != null);
+    if (kind === 'cat') {
+      const cats = [...new Set(vals)].sort();
+      return { ticks: cats.map((c, i) => [c, cats.length > 1 ? i / (cats.length - 1) : 0.5]), at: (v) => (cats.length > 1 ? cats.indexOf(v) / (cats.length - 1) : 0.5) };
+    }
+    const f = kind === 'log' ? (v) => Math.log10(v) : (v) => v;
+    const lo = Math.min(...vals.map(f)), hi = Math.max(...vals.map(f));
+    const at = (v) => (hi > lo ? (f(v) - lo) / (hi - lo) : 0.5);
+    const label = (v) => (kind === 'log' ? String(Number(v.toPrecision(2))) : String(Number(v.toPrecision(3))));
+    return { ticks: vals.length ? [[label(Math.min(...vals)), 0], [label(Math.max(...vals)), 1]] : [], at };
+  });
+  const yOf = (t) => top + (1 - t) * (H - top - bottom);
+  const accColor = (a) => {
+    if (a == null) return '#555';
+    const t = Math.max(0, Math.min(1, (a - 0.9) / 0.1));   // 90 %..100 % from red to green
+    return `hsl(${Math.round(t * 130)}, 70%, 55%)`;
+  };
+  let out = '';
+  PAR_AXES.forEach(([name], i) => {
+    const x = left + i * step;
+    out += `<line x1="${x}" y1="${top}" x2="${x}" y2="${H - bottom}" stroke="#3a4450"/>`;
+    out += `<text x="${x}" y="${top - 8}" text-anchor="middle" class="par-axis">${esc(name)}</text>`;
+    for (const [label, t] of scales[i].ticks) out += `<text x="${x + 4}" y="${yOf(t) + 4}" class="par-tick">${esc(label)}</text>`;
+  });
+  for (const { run, color } of runs) {
+    const pts = PAR_AXES.map(([, get], i) => { const v = get(run); return v == null ? null : `${(left + i * step).toFixed(1)},${yOf(scales[i].at(v)).toFixed(1)}`; });
+    const d = pts.filter(Boolean).join(' ');
+    const stroke = color || accColor(run.test_accuracy ?? run.val_accuracy);
+    out += `<polyline data-par="${esc(run.run_id)}" points="${d}" fill="none" stroke="${stroke}" stroke-width="1.6" opacity="0.85"><title>${esc(run.name || run.run_id)}: test ${pct(run.test_accuracy)}</title></polyline>`;
+  }
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.innerHTML = out;
+  $('#parallel-note').textContent = items.length && items[0].color ? `${runs.length} compared runs` : `${runs.length} runs shown, coloured by test accuracy (90 % red → 100 % green)`;
 }
 
 $('#runs-table').addEventListener('click', (ev) => {
   const box = ev.target.closest('[data-compare]');
   if (box) {
-    for (const other of document.querySelectorAll('[data-compare]')) if (other !== box) other.checked = false;
-    setCompare(box.checked ? box.dataset.compare : null);
+    if (box.checked) addCompare(box.dataset.compare); else removeCompare(box.dataset.compare);
+    return;
+  }
+  const th = ev.target.closest('[data-sort]');
+  if (th) {
+    const col = th.dataset.sort;
+    if (!col) return;
+    view.sort = view.sort.col === col ? { col, dir: -view.sort.dir } : { col, dir: 1 };
+    renderRuns();
     return;
   }
   const row = ev.target.closest('[data-run]');
   if (row) reconnectTo(false, row.dataset.run);
 });
+$('#compare-shown').addEventListener('click', async () => {
+  for (const r of shownRuns().slice(0, PALETTE.length)) if (!view.compare.has(r.run_id)) addCompare(r.run_id);
+});
+$('#compare-clear').addEventListener('click', () => { view.compare.clear(); afterCompareChange(); });
 $('#refresh-runs').addEventListener('click', loadRuns);
-$('#runs-filter').addEventListener('input', loadRuns);
+$('#runs-filter').addEventListener('input', () => { renderRuns(); renderComparePanel(); });
+window.addEventListener('resize', renderComparePanel);
 
 // ---------- run management: name, tags, notes, trash ----------
 function showMeta() {
@@ -803,6 +1045,7 @@ function showMeta() {
   if (!run || form.dataset.run === run.run_id) return;
   form.dataset.run = run.run_id;
   $('#meta-run').textContent = run.run_id;
+  $('#meta-report').href = `/api/runs/${encodeURIComponent(run.run_id)}/report.html`;
   form.elements.name.value = run.name || '';
   form.elements.tags.value = (run.tags || []).join(', ');
   form.elements.notes.value = run.notes || '';

@@ -16,3 +16,15 @@ export const dur = (s) => {
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
   return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(r).padStart(2, '0')}s` : `${r}s`;
 };
+
+// The command that trains a run again (same config, same seed); the page's
+// "Reproduce this run" and the HTML report show it.
+export const reproduceCommand = (config) => {
+  const flags = Object.entries(config || {}).flatMap(([k, v]) => {
+    const flag = `--${k.replace(/_/g, '-')}`;
+    if (v === null || v === false) return [];
+    if (v === true) return [flag];
+    return [flag, Array.isArray(v) ? v.join(',') : String(v)];
+  });
+  return ['mnist-monitor', 'train', ...flags].join(' ');
+};

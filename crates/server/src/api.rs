@@ -19,13 +19,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/backends", web::get().to(backends))
         .route("/api/config/schema", web::get().to(config_schema))
         .route("/api/fleet", web::get().to(fleet))
+        .route("/api/model", web::post().to(model_preview))
         .route("/api/runs", web::get().to(list))
+        .route("/api/runs.csv", web::get().to(runs_csv))
         .route("/api/runs", web::post().to(start))
         .route("/api/runs/{id}", web::get().to(show))
         .route("/api/runs/{id}/stop", web::post().to(stop))
         .route("/api/runs/{id}/events", web::get().to(events))
         .route("/api/runs/{id}/series", web::get().to(series))
-        .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv));
+        .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv))
+        .route("/api/runs/{id}/report.html", web::get().to(report));
 }
 
 /// Malformed JSON bodies get the same error shape as invalid fields.
@@ -88,28 +91,82 @@ async fn backends(state: web::Data<AppState>) -> HttpResponse {
 
 async fn list(state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
-    let runs = web::block(move || {
-        let current = state.current_hub();
-        let runs_dir = &state.opts.runs_dir;
-        let mut rows: Vec<_> = list_runs(runs_dir)
-            .into_iter()
-            .filter_map(|(id, _)| {
-                let mut row = state.hub(&id)?.with_state(|s| s.summary());
-                row.meta = crate::manage::RunMeta::load(runs_dir, &id);
-                Some(row)
-            })
-            .collect();
-        // A live run whose log isn't on disk yet still belongs in the list.
-        if let Some(hub) = current.filter(|h| h.with_state(|s| s.is_live())) {
-            if !rows.iter().any(|r| r.run_id == hub.run_id) {
-                rows.insert(0, hub.with_state(|s| s.summary()));
-            }
-        }
-        rows
-    })
-    .await
-    .unwrap_or_default();
+    let runs = web::block(move || run_rows(&state))
+        .await
+        .unwrap_or_default();
     HttpResponse::Ok().json(runs)
+}
+
+/// `GET /api/runs.csv`: every run, one row each: its name and tags, status,
+/// every configuration field (one column per field of the config table)
+/// and its results.
+async fn runs_csv(state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    let rows = web::block(move || run_rows(&state))
+        .await
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/csv")
+        .insert_header((
+            "content-disposition",
+            "attachment; filename=\"mnist-monitor-runs.csv\"",
+        ))
+        .body(crate::state::runs_csv(&rows))
+}
+
+/// `POST /api/model`: the model a configuration would train (the form's
+/// preview), checked like `POST /api/runs`, and its activation memory.
+async fn model_preview(body: web::Json<serde_json::Value>) -> ApiResult {
+    let config = TrainConfig::from_json(&body).map_err(ApiError::Invalid)?;
+    let train = config.limit_train.unwrap_or(60_000).min(60_000);
+    let test = config.limit_test.unwrap_or(10_000).min(10_000);
+    let bytes = mnist_train::memory::estimate(&config, train, test);
+    Ok(HttpResponse::Ok().json(json!({
+        "model": config.model().summary(),
+        "memory_bytes": bytes,
+        "memory": mnist_train::memory::gib(bytes),
+    })))
+}
+
+/// `GET /api/runs/{id}/report.html`: the run as one self-contained HTML
+/// file (see [`crate::report`]), as a download.
+async fn report(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
+    let meta = crate::manage::RunMeta::load(&state.opts.runs_dir, &id);
+    let html = hub.with_state(|s| crate::report::html(s, &meta));
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("content-security-policy", crate::report::REPORT_CSP))
+        .insert_header((
+            "content-disposition",
+            format!(
+                "attachment; filename=\"{}-report.html\"",
+                file_name_safe(&id)
+            ),
+        ))
+        .body(html))
+}
+
+/// The run list's rows, newest folder order as `list_runs` gives them, with
+/// each run's name, notes and tags.
+fn run_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
+    let current = state.current_hub();
+    let runs_dir = &state.opts.runs_dir;
+    let mut rows: Vec<_> = list_runs(runs_dir)
+        .into_iter()
+        .filter_map(|(id, _)| {
+            let mut row = state.hub(&id)?.with_state(|s| s.summary());
+            row.meta = crate::manage::RunMeta::load(runs_dir, &id);
+            Some(row)
+        })
+        .collect();
+    // A live run whose log isn't on disk yet still belongs in the list.
+    if let Some(hub) = current.filter(|h| h.with_state(|s| s.is_live())) {
+        if !rows.iter().any(|r| r.run_id == hub.run_id) {
+            rows.insert(0, hub.with_state(|s| s.summary()));
+        }
+    }
+    rows
 }
 
 async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
@@ -124,11 +181,13 @@ struct SeriesQuery {
     from: Option<u64>,
     to: Option<u64>,
     points: Option<usize>,
+    smoothing: Option<f64>,
 }
 
-/// `GET /api/runs/{id}/series?from=STEP&to=STEP&points=N`: the batch
-/// series between two steps at full resolution, or reduced to N points by
-/// min/max buckets (no spike is hidden): what the page fetches on zoom and
+/// `GET /api/runs/{id}/series?from=STEP&to=STEP&points=N&smoothing=A`: the
+/// batch series between two steps at full resolution, or reduced to about N
+/// points by min/max buckets (no spike is hidden), with their moving
+/// average computed on every step: what the page fetches on zoom and
 /// what compare overlays, without the run's whole log.
 async fn series(
     state: web::Data<AppState>,
@@ -142,7 +201,12 @@ async fn series(
     }
     let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
     let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX));
-    Ok(HttpResponse::Ok().json(hub.with_state(|s| s.series(from, to, points))))
+    let smoothing = q.smoothing.unwrap_or(crate::state::DEFAULT_SMOOTHING);
+    if !(0.0..=0.999).contains(&smoothing) {
+        let message = format!("must be in 0..=0.999 (got {smoothing})");
+        return Err(ApiError::field("smoothing", message));
+    }
+    Ok(HttpResponse::Ok().json(hub.with_state(|s| s.series(from, to, points, smoothing))))
 }
 
 #[derive(Deserialize)]

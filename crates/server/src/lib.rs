@@ -20,6 +20,7 @@ pub mod history;
 pub mod hub;
 pub mod manage;
 pub mod metrics;
+pub mod report;
 mod review;
 pub mod state;
 pub mod ws;

@@ -263,6 +263,12 @@ impl RunState {
         self.others.iter().rev().find(|e| pick(&e.kind)).cloned()
     }
 
+    /// Every event but batches and hardware samples, in order (the
+    /// snapshot's `events`).
+    pub fn events(&self) -> impl Iterator<Item = &Arc<Event>> {
+        self.others.iter()
+    }
+
     /// The id of the run folded here.
     pub fn run_id(&self) -> &str {
         &self.run_id
@@ -392,20 +398,52 @@ impl RunState {
         })
     }
 
-    /// The series between steps `from` and `to` (inclusive), each reduced
-    /// to at most `max` points by min/max buckets: `{"step": [...], "loss":
-    /// [...], …}` with every series on the same steps.
-    pub fn series(&self, from: u64, to: u64, max: usize) -> Value {
+    /// The series between steps `from` and `to` (inclusive) on one shared
+    /// step axis, reduced to about `max` points: each bucket keeps the
+    /// steps where any chart metric has its minimum or maximum, so no spike
+    /// is ever hidden. `smoothed` holds the debiased exponential moving
+    /// average (weight `smoothing`) computed on every step from the run's
+    /// first, so it is the same curve at any zoom; `ema` is its state after
+    /// the range's last step, which the page continues on live batches.
+    pub fn series(&self, from: u64, to: u64, max: usize, smoothing: f64) -> Value {
         let lo = self.points.partition_point(|p| p.step < from);
         let hi = self.points.partition_point(|p| p.step <= to);
-        let points = &self.points[lo..hi];
+        let keep = bucket_extremes(&self.points[lo..hi], max);
+        let emas: Vec<(&str, Ema)> = SMOOTHED
+            .iter()
+            .map(|&(name, read)| (name, Ema::over(&self.points[..lo], smoothing, read)))
+            .collect();
         let mut out = serde_json::Map::new();
         out.insert("total".into(), json!(self.points.len()));
-        out.insert("in_range".into(), json!(points.len()));
-        for (name, value) in SERIES {
-            let xy: Vec<[f64; 2]> = points.iter().map(|p| [p.step as f64, value(p)]).collect();
-            out.insert(name.into(), json!(downsample_minmax(&xy, max)));
+        out.insert("in_range".into(), json!(hi - lo));
+        out.insert("smoothing".into(), json!(smoothing));
+        let picked: Vec<&Point> = keep.iter().map(|&i| &self.points[lo + i]).collect();
+        out.insert(
+            "step".into(),
+            json!(picked.iter().map(|p| p.step).collect::<Vec<_>>()),
+        );
+        for (name, read) in SERIES {
+            out.insert(
+                name.into(),
+                json!(picked.iter().map(|p| read(p)).collect::<Vec<_>>()),
+            );
         }
+        let mut smoothed = serde_json::Map::new();
+        let mut states = serde_json::Map::new();
+        for ((name, read), (_, mut ema)) in SMOOTHED.iter().zip(emas) {
+            let mut values = Vec::with_capacity(keep.len());
+            let mut next = keep.iter().peekable();
+            for (i, p) in self.points[lo..hi].iter().enumerate() {
+                let v = ema.push(read(p));
+                if next.next_if(|&&k| k == i).is_some() {
+                    values.push(v);
+                }
+            }
+            smoothed.insert((*name).into(), json!(values));
+            states.insert((*name).into(), json!([ema.sum, ema.weight]));
+        }
+        out.insert("smoothed".into(), Value::Object(smoothed));
+        out.insert("ema".into(), Value::Object(states));
         Value::Object(out)
     }
 
@@ -421,7 +459,7 @@ impl RunState {
             "batch_count": self.points.len(),
             "events": self.others,
             "last_batch": self.last_batch,
-            "series": self.series(0, u64::MAX, MAX_POINTS),
+            "series": self.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
         })
     }
 
@@ -462,6 +500,84 @@ impl RunState {
     }
 }
 
+/// Every run as CSV, one row each (`GET /api/runs.csv`): identity, the
+/// user's name and tags, status, one column per configuration field (the
+/// config table, `mnist_train::config::FIELDS`) and the results.
+pub fn runs_csv(rows: &[RunSummary]) -> String {
+    let fields: Vec<&str> = mnist_train::config::FIELDS.iter().map(|f| f.name).collect();
+    let mut head = vec!["run_id", "name", "tags", "status", "started_ms"];
+    head.extend(&fields);
+    head.extend([
+        // The config's `backend` is what was asked (`auto`); this is what ran.
+        "ran_on",
+        "device",
+        "params",
+        "epochs_completed",
+        "steps",
+        "last_loss",
+        "val_accuracy",
+        "test_accuracy",
+        "test_f1_macro",
+        "error",
+    ]);
+    let mut out = head.join(",") + "\n";
+    for r in rows {
+        let config_cell = |name: &str| match r.config.get(name) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Some(v) => v.to_string(),
+        };
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        let mut cells = vec![
+            r.run_id.clone(),
+            r.meta.name.clone().unwrap_or_default(),
+            r.meta.tags.join(" "),
+            r.status.as_str().to_string(),
+            r.started_ms.to_string(),
+        ];
+        cells.extend(fields.iter().map(|f| config_cell(f)));
+        cells.extend([
+            r.backend.clone().unwrap_or_default(),
+            r.device.clone().unwrap_or_default(),
+            r.params.map_or(String::new(), |p| p.to_string()),
+            r.epochs_completed.to_string(),
+            r.steps.to_string(),
+            opt(r.last_loss),
+            opt(r.val_accuracy),
+            opt(r.test_accuracy),
+            opt(r.test_f1_macro),
+            r.error.clone().unwrap_or_default(),
+        ]);
+        out += &cells
+            .iter()
+            .map(|c| csv_cell(c))
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push('\n');
+    }
+    out
+}
+
+/// A CSV cell, quoted when it holds a comma, quote or line break; a cell a
+/// spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a `'`.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '@']) || (s.starts_with('-') && s.parse::<f64>().is_err()) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
     format!(
         "eval,{},{},,{},{},{},{},{},,,{}\n",
@@ -476,39 +592,91 @@ fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
     )
 }
 
-/// Reduces `points` (in x order) to at most `max` points, keeping each
-/// bucket's minimum and maximum in their original order.
-pub fn downsample_minmax(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
-    if points.len() <= max || max < 2 {
-        return points.to_vec();
+/// The indices of `points` to keep for about `max` points: all of them
+/// when they fit, else, per bucket of consecutive steps, those where a
+/// chart metric ([`SMOOTHED`]) has its minimum or maximum (NaN counts as a
+/// maximum, so a NaN loss stays visible), in step order. A bucket keeps at
+/// most ten, so the answer stays under 2.5 × `max`.
+pub fn bucket_extremes(points: &[Point], max: usize) -> Vec<usize> {
+    if points.len() <= max || max < 4 {
+        return (0..points.len()).collect();
     }
-    let buckets = max / 2;
-    let mut out = Vec::with_capacity(buckets * 2);
+    let buckets = max / 4;
+    let mut out = Vec::with_capacity(max * 2);
     for b in 0..buckets {
         let lo = b * points.len() / buckets;
         let hi = ((b + 1) * points.len() / buckets).max(lo + 1);
         let bucket = &points[lo..hi];
-        let (mut imin, mut imax) = (0, 0);
-        for (i, p) in bucket.iter().enumerate() {
-            // NaN losses are kept visible as the bucket's "max".
-            if p[1] < bucket[imin][1] {
-                imin = i;
+        let mut picked: Vec<usize> = Vec::with_capacity(10);
+        for (_, read) in SMOOTHED {
+            let (mut imin, mut imax) = (0, 0);
+            for (i, p) in bucket.iter().enumerate() {
+                let v = read(p);
+                let min = read(&bucket[imin]);
+                if v < min || (min.is_nan() && !v.is_nan()) {
+                    imin = i;
+                }
+                if v > read(&bucket[imax]) || (v.is_nan() && !read(&bucket[imax]).is_nan()) {
+                    imax = i;
+                }
             }
-            if p[1] > bucket[imax][1] || p[1].is_nan() {
-                imax = i;
-            }
+            picked.extend([imin, imax]);
         }
-        let (a, b) = if imin <= imax {
-            (imin, imax)
-        } else {
-            (imax, imin)
-        };
-        out.push(bucket[a]);
-        if b != a {
-            out.push(bucket[b]);
-        }
+        picked.sort_unstable();
+        picked.dedup();
+        out.extend(picked.into_iter().map(|i| lo + i));
     }
     out
+}
+
+/// The smoothing the snapshot's series carry (the page's default; it asks
+/// `series` again for another).
+pub const DEFAULT_SMOOTHING: f64 = 0.8;
+
+/// The series the page smooths, and how to read them off a point.
+pub const SMOOTHED: [(&str, Reading); 5] = [
+    ("loss", |p| p.loss),
+    ("accuracy", |p| p.accuracy),
+    ("f1_macro", |p| p.f1_macro),
+    ("lr", |p| p.lr),
+    ("images_per_sec", |p| p.images_per_sec),
+];
+
+/// TensorBoard's debiased exponential moving average: `sum / weight` is the
+/// smoothed value; non-finite values are skipped (they'd poison the rest).
+#[derive(Debug, Clone, Copy)]
+pub struct Ema {
+    alpha: f64,
+    /// The weighted sum of the values so far.
+    pub sum: f64,
+    /// The sum of the weights so far (debiases the start).
+    pub weight: f64,
+}
+
+impl Ema {
+    /// The average after `points`, read by `read`.
+    pub fn over(points: &[Point], alpha: f64, read: Reading) -> Self {
+        let mut ema = Ema {
+            alpha,
+            sum: 0.0,
+            weight: 0.0,
+        };
+        for p in points {
+            ema.push(read(p));
+        }
+        ema
+    }
+
+    /// Adds a value; the smoothed value after it (None while there is none,
+    /// or for a non-finite value).
+    pub fn push(&mut self, v: f64) -> Option<f64> {
+        if !v.is_finite() {
+            return None;
+        }
+        self.sum = self.sum * self.alpha + (1.0 - self.alpha) * v;
+        self.weight = self.weight * self.alpha + (1.0 - self.alpha);
+        Some(self.sum / self.weight)
+    }
 }
 
 #[cfg(test)]
@@ -603,6 +771,29 @@ mod tests {
     }
 
     #[test]
+    fn the_runs_csv_has_a_column_per_config_field_and_quotes_user_text() {
+        let mut s = RunState::new("r", false);
+        s.fold(&started(1, None));
+        let mut row = s.summary();
+        row.config = json!({"kernels": [4, 8, 8, 8], "lr": 0.001, "optimizer": "adam"});
+        row.meta.name = Some("=cmd|' /C calc'!A0, \"quoted\"".into());
+        row.meta.tags = vec!["a".into(), "b".into()];
+        let csv = runs_csv(&[row]);
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        for f in mnist_train::config::FIELDS {
+            assert!(head.contains(&f.name), "no column for {}", f.name);
+        }
+        let line = lines.next().unwrap();
+        assert!(
+            line.starts_with("r,\"'=cmd|' /C calc'!A0, \"\"quoted\"\"\",a b,interrupted,"),
+            "{line}"
+        );
+        assert!(line.contains(",4 8 8 8,"), "{line}");
+        assert!(line.contains(",0.001,"), "{line}");
+    }
+
+    #[test]
     fn a_live_run_is_running_until_it_finishes() {
         let mut s = RunState::new("r", true);
         s.fold(&started(1, None));
@@ -610,6 +801,15 @@ mod tests {
         s.fold(&finished(2, RunStatus::Stopped));
         assert_eq!(s.status(), Status::Stopped);
         assert!(!s.is_live());
+    }
+
+    fn loss_series(v: &Value) -> Vec<f64> {
+        v["loss"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect()
     }
 
     #[test]
@@ -623,32 +823,80 @@ mod tests {
             };
             s.fold(&batch(step, step, loss));
         }
-        let all = s.series(0, u64::MAX, MAX_POINTS);
-        let loss = all["loss"].as_array().unwrap();
-        assert!(loss.len() <= MAX_POINTS);
-        assert!(loss.iter().any(|p| p[1] == 1e6), "the spike survives");
-        let zoom = s.series(54_000, 54_999, MAX_POINTS);
-        assert_eq!(zoom["in_range"], 1000);
-        assert_eq!(
-            zoom["loss"].as_array().unwrap().len(),
-            1000,
-            "full resolution"
+        let all = s.series(0, u64::MAX, MAX_POINTS, 0.9);
+        let steps = all["step"].as_array().unwrap();
+        assert!(steps.len() <= MAX_POINTS * 5 / 2);
+        assert!(
+            steps.windows(2).all(|w| w[0].as_u64() < w[1].as_u64()),
+            "steps increase"
         );
+        assert!(loss_series(&all).contains(&1e6), "the spike survives");
+        for key in ["accuracy", "lr", "epoch", "ts_ms"] {
+            assert_eq!(
+                all[key].as_array().unwrap().len(),
+                steps.len(),
+                "{key} on the same steps"
+            );
+        }
+        let zoom = s.series(54_000, 54_999, MAX_POINTS, 0.9);
+        assert_eq!(zoom["in_range"], 1000);
+        assert_eq!(loss_series(&zoom).len(), 1000, "full resolution");
         assert_eq!(zoom["lr"].as_array().unwrap().len(), 1000);
     }
 
     #[test]
-    fn downsampling_bounds_points_and_keeps_extremes() {
-        let points: Vec<[f64; 2]> = (0..100_000).map(|i| [i as f64, (i % 7) as f64]).collect();
-        let mut with_spike = points.clone();
-        with_spike[54_321][1] = 1e6;
-        let out = downsample_minmax(&with_spike, MAX_POINTS);
-        assert!(out.len() <= MAX_POINTS);
-        assert!(out.iter().any(|p| p[1] == 1e6), "the spike survives");
-        assert!(
-            out.windows(2).all(|w| w[0][0] < w[1][0]),
-            "x stays increasing"
-        );
-        assert_eq!(downsample_minmax(&points[..10], MAX_POINTS).len(), 10);
+    fn smoothing_is_computed_at_full_resolution_whatever_the_zoom() {
+        let mut s = RunState::new("r", false);
+        for step in 1..=50_000u64 {
+            s.fold(&batch(step, step, ((step * 7919) % 1000) as f64 / 100.0));
+        }
+        // The reference: the average over every step, by hand.
+        let mut ema = Ema {
+            alpha: 0.95,
+            sum: 0.0,
+            weight: 0.0,
+        };
+        let reference: Vec<f64> = s
+            .points()
+            .iter()
+            .map(|p| ema.push(p.loss).unwrap())
+            .collect();
+        let check = |v: &Value| {
+            let steps = v["step"].as_array().unwrap();
+            let smoothed = v["smoothed"]["loss"].as_array().unwrap();
+            assert_eq!(steps.len(), smoothed.len());
+            for (step, y) in steps.iter().zip(smoothed) {
+                let want = reference[step.as_u64().unwrap() as usize - 1];
+                assert!((y.as_f64().unwrap() - want).abs() < 1e-9, "step {step}");
+            }
+        };
+        let whole = s.series(0, u64::MAX, MAX_POINTS, 0.95);
+        check(&whole);
+        check(&s.series(30_000, 30_500, MAX_POINTS, 0.95));
+        // The state after the last step continues the curve on live batches.
+        let end = &whole["ema"]["loss"];
+        let (sum, weight) = (end[0].as_f64().unwrap(), end[1].as_f64().unwrap());
+        assert!((sum / weight - reference[49_999]).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bucket_extremes_keep_every_metrics_extremes_in_order() {
+        let mut s = RunState::new("r", false);
+        for step in 1..=10_000u64 {
+            s.fold(&batch(
+                step,
+                step,
+                if step == 777 {
+                    f64::NAN
+                } else {
+                    (step % 13) as f64
+                },
+            ));
+        }
+        let keep = bucket_extremes(s.points(), 400);
+        assert!(keep.len() <= 1000 && keep.len() >= 100);
+        assert!(keep.windows(2).all(|w| w[0] < w[1]));
+        assert!(keep.contains(&776), "the NaN loss is kept");
+        assert_eq!(bucket_extremes(&s.points()[..10], MAX_POINTS).len(), 10);
     }
 }
