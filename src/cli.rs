@@ -162,15 +162,50 @@ pub struct WatchArgs {
     /// Seconds between hardware samples (0 turns sampling off, else 0.2-3600).
     #[arg(long, default_value_t = 1.0, value_parser = parse_hw_interval, value_name = "SECS")]
     pub hw_interval: f64,
-    /// POST every alert as JSON to this URL (Slack-compatible `text` field included).
+    /// POST every alert and the run's end (completed, failed, stopped) to this URL.
     #[arg(long, value_name = "URL")]
     pub alert_webhook: Option<String>,
+    /// The webhook's body: slack, discord, json, or auto (Slack for hooks.slack.com, Discord for discord.com/api/webhooks, else JSON).
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    pub webhook_format: mnist_alerts::WebhookFormat,
+    /// Alert (and notify) when a training run makes no progress for this many minutes (0 turns it off; 0.5-1440).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_stall_minutes, value_name = "MIN")]
+    pub stall_minutes: f64,
     /// Stop a run (as failed) when its loss becomes NaN or infinite.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
     pub stop_on_nan: bool,
 }
 
+fn parse_stall_minutes(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of minutes"))?;
+    if v == 0.0 || (0.5..=1440.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: 0 (off) or 0.5..=1440 minutes"
+        ))
+    }
+}
+
 impl WatchArgs {
+    /// `--alert-webhook` with its format, checked (an http(s) URL).
+    pub fn webhook(&self) -> Result<Option<mnist_alerts::Webhook>, mnist_alerts::WebhookError> {
+        self.alert_webhook
+            .as_deref()
+            .map(|url| mnist_alerts::Webhook::new(url, self.webhook_format))
+            .transpose()
+    }
+
+    /// The alert rules, with `--stall-minutes`.
+    pub fn rules(&self) -> mnist_alerts::AlertRules {
+        mnist_alerts::AlertRules {
+            stall_seconds: self.stall_minutes * 60.0,
+            ..Default::default()
+        }
+    }
+
     /// Starts the sampler, or `None` with `--hw-interval 0`.
     pub fn monitor(&self, watch: Vec<PathBuf>) -> Option<std::sync::Arc<mnist_hardware::Monitor>> {
         (self.hw_interval > 0.0).then(|| {
@@ -304,8 +339,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
     /// Continue RUN_ID from its newest checkpoint, with its stored configuration.
-    #[arg(long, value_name = "RUN_ID")]
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "reproduce")]
     pub resume: Option<String>,
+    /// Train RUN_ID again as a new run, with its stored configuration and seed (flags given
+    /// override it, e.g. --epochs 1), and say whether the first epoch matches (exit code 4 if not).
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "config")]
+    pub reproduce: Option<String>,
     /// Directory with the four MNIST IDX files, gzipped or raw.
     #[arg(long, default_value = "datasets/mnist")]
     pub data_dir: PathBuf,

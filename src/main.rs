@@ -7,6 +7,7 @@ mod cli;
 mod predict_cmd;
 mod progress;
 mod remote_cmd;
+mod reproduce;
 mod stats_cmd;
 mod train_cmd;
 
@@ -82,10 +83,8 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         mnist_data::Verify::Sha256
     };
-    if let Some(url) = &args.watch.alert_webhook {
-        // Checked now, not when the first run starts.
-        mnist_alerts::WebhookSink::new(url)?;
-    }
+    // Checked now, not when the first run starts.
+    let webhook = args.watch.webhook()?;
     let token = args.access.token().map_err(anyhow::Error::msg)?;
     let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
     let hardware = args
@@ -101,7 +100,8 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         can_start_runs: true,
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
-        alert_webhook: args.watch.alert_webhook,
+        alert_webhook: webhook,
+        alert_rules: args.watch.rules(),
         provenance: Some(provenance()),
         fleet: (!args.hosts.is_empty()).then(|| {
             mnist_remote::fleet::Fleet::start(

@@ -2,6 +2,7 @@
 
 use crate::cli::TrainArgs;
 use crate::progress::Progress;
+use crate::reproduce::Original;
 use anyhow::Context;
 use mnist_data::{missing_files, Verify};
 use mnist_events::RunStatus;
@@ -14,8 +15,9 @@ use std::sync::Arc;
 /// The configuration `args` describe: the `--config` file (if any) with the
 /// flags on top, validated; the error names every bad field and where it
 /// came from (the flag, or the file when no flag replaced it).
-fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
+fn config_from(args: &TrainArgs, original: Option<&Original>) -> anyhow::Result<TrainConfig> {
     let base = match &args.config {
+        None if original.is_some() => original.map(|o| o.config.clone()).unwrap_or_default(),
         None => TrainConfig::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -57,6 +59,14 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     Ok(config)
 }
 
+/// The run `--reproduce` names, read from its log.
+fn original_of(args: &TrainArgs) -> anyhow::Result<Option<Original>> {
+    args.reproduce
+        .as_deref()
+        .map(|id| crate::reproduce::load(&args.run_dir, id))
+        .transpose()
+}
+
 /// Several problems as one error, one `error:` line each when printed.
 fn lines(problems: impl Iterator<Item = String>) -> anyhow::Error {
     anyhow::anyhow!(problems.collect::<Vec<_>>().join("\nerror: "))
@@ -65,7 +75,20 @@ fn lines(problems: impl Iterator<Item = String>) -> anyhow::Error {
 /// Exit codes: 0 completed, 1 failed, 130 stopped (Ctrl-C, SIGTERM);
 /// bad input is an error (2, from `main`).
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let config = config_from(&args)?;
+    let original = original_of(&args)?;
+    let config = config_from(&args, original.as_ref())?;
+    if let Some(o) = &original {
+        eprintln!(
+            "reproducing run {} with its configuration and seed {}{}",
+            o.run_id,
+            config.seed,
+            if config == o.config {
+                String::new()
+            } else {
+                " (changed by the flags given)".into()
+            }
+        );
+    }
 
     // Ctrl-C, and SIGTERM or SIGHUP (what `kill`, systemd, Docker and a
     // closed terminal send), stop after the current batch with a proper
@@ -120,9 +143,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         sinks,
         data: None,
         hardware,
-        alerts: Some(mnist_alerts::AlertRules::default()),
+        alerts: Some(args.watch.rules()),
         stop_on_nan: args.watch.stop_on_nan,
-        alert_webhook: args.watch.alert_webhook.clone(),
+        alert_webhook: args.watch.webhook()?,
         provenance: Some(crate::provenance()),
     };
     if args.resume.is_some() && config != TrainConfig::default() {
@@ -134,11 +157,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         server.shutdown(std::time::Duration::from_secs(5));
     }
     let summary = result.map_err(run_error)?;
+    let comparison = original.as_ref().map(|o| {
+        let log = args.run_dir.join(&summary.run_id).join("events.jsonl");
+        let rerun = mnist_events::read_events(&log).unwrap_or_default();
+        let c = crate::reproduce::compare(o, &summary.run_id, &rerun);
+        eprintln!("{}", c.describe());
+        c
+    });
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).expect("summary serialises")
-        );
+        let mut out = serde_json::to_value(&summary).expect("summary serialises");
+        if let Some(c) = &comparison {
+            out["reproduce"] = serde_json::to_value(c).expect("comparison serialises");
+        }
+        println!("{out}");
+    }
+    if comparison.is_some_and(|c| !c.matches) && summary.status == RunStatus::Completed {
+        return Ok(ExitCode::from(4));
     }
     Ok(match summary.status {
         RunStatus::Completed => ExitCode::SUCCESS,
@@ -193,6 +227,7 @@ fn serve_run(
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: None,
+        alert_rules: args.watch.rules(),
         fleet: None,
         provenance: None,
     });
@@ -221,7 +256,8 @@ fn serve_run(
 /// `mnist_train::kernel_cache`): the next run of this configuration reaches
 /// its first batch in seconds.
 pub fn warmup(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let config = config_from(&args)?;
+    let original = original_of(&args)?;
+    let config = config_from(&args, original.as_ref())?;
     let config = TrainConfig {
         epochs: 1,
         limit_train: Some(config.batch_size + 1),

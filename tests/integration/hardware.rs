@@ -352,6 +352,79 @@ fn nan_loss_fires_an_alert_posts_the_webhook_and_stops_the_run() {
     assert_eq!(body["alert"]["rule"], "loss_not_finite");
     assert_eq!(body["run_id"], s["run_id"]);
     assert!(body["text"].as_str().unwrap().contains("loss is"), "{body}");
+    // Then the run's end, failed, with the reason.
+    let end = bodies
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the run's end was posted");
+    assert_eq!(end["event"], "run_finished", "{end}");
+    assert_eq!(end["run_finished"]["status"], "failed");
+    assert!(end["text"].as_str().unwrap().contains("failed"), "{end}");
+}
+
+#[test]
+fn a_runs_end_is_posted_as_a_discord_or_slack_message() {
+    for (format, check) in [("discord", "embeds"), ("slack", "blocks")] {
+        let work = tempfile::tempdir().unwrap();
+        let (url, bodies) = webhook_receiver();
+        let out = bin()
+            .args([
+                "train",
+                "--json",
+                "--quiet",
+                "--backend",
+                "cpu",
+                "--epochs",
+                "1",
+                "--kernels",
+                "4,4,4,4",
+            ])
+            .args([
+                "--limit-train",
+                "200",
+                "--limit-val",
+                "50",
+                "--limit-test",
+                "50",
+                "--batch-size",
+                "50",
+            ])
+            .args(["--alert-webhook", &url, "--webhook-format", format])
+            .arg("--data-dir")
+            .arg(real_mnist_dir())
+            .args(work_dirs(work.path()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let run_id = summary(&out)["run_id"].as_str().unwrap().to_string();
+        let body = bodies
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the run's end was posted");
+        assert!(body.get(check).is_some(), "{format}: {body}");
+        let title = match format {
+            "discord" => body["embeds"][0]["title"].as_str().unwrap().to_string(),
+            _ => body["text"].as_str().unwrap().to_string(),
+        };
+        assert!(
+            title.contains(&format!("run {run_id} completed")),
+            "{format}: {body}"
+        );
+    }
+    let out = bin()
+        .args([
+            "train",
+            "--alert-webhook",
+            "http://127.0.0.1:9/x",
+            "--webhook-format",
+            "teams",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--webhook-format"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -454,3 +454,101 @@ fn help_states_every_fields_range_and_the_configs_default() {
         }
     }
 }
+
+/// Trains `args` in `work` (synthetic data, CPU) and returns its `--json` summary.
+fn train_json(
+    work: &std::path::Path,
+    data: &std::path::Path,
+    args: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = bin()
+        .arg("train")
+        .args(args)
+        .args([
+            "--backend",
+            "cpu",
+            "--json",
+            "--quiet",
+            "--skip-verify",
+            "--hw-interval",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(work_dirs(work))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), json, err)
+}
+
+#[test]
+fn reproduce_reruns_a_run_with_its_config_and_seed_and_compares_the_first_epoch() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 300, 60);
+    let (code, first, err) = train_json(
+        work.path(),
+        &data,
+        &[
+            "--run-id",
+            "orig",
+            "--kernels",
+            "4,4,4,4",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--val-size",
+            "60",
+            "--seed",
+            "7",
+            "--lr",
+            "0.003",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // Same configuration and seed, one epoch: the first epoch matches.
+    let (code, again, err) = train_json(
+        work.path(),
+        &data,
+        &["--reproduce", "orig", "--epochs", "1"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the first epoch matches"), "{err}");
+    let r = &again["reproduce"];
+    assert_eq!(r["matches"], true, "{again}");
+    assert_eq!(r["steps_compared"], 15, "{again}");
+    assert_eq!(again["config"]["kernels"], first["config"]["kernels"]);
+    assert_eq!(again["config"]["seed"], 7);
+    assert_eq!(again["config"]["lr"], 0.003);
+    assert_ne!(again["run_id"], "orig", "a new run");
+    // A log that no longer matches what training gives is reported, exit 4.
+    let log = work.path().join("runs/orig/events.jsonl");
+    let tampered: String = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+            if e["type"] == "batch" && e["step"] == 5 {
+                e["loss"] = (e["loss"].as_f64().unwrap() * 1.01).into();
+            }
+            e.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&log, tampered).unwrap();
+    let (code, differs, err) = train_json(
+        work.path(),
+        &data,
+        &["--reproduce", "orig", "--epochs", "1"],
+    );
+    assert_eq!(code, Some(4), "{err}");
+    assert_eq!(differs["reproduce"]["matches"], false);
+    assert_eq!(differs["reproduce"]["worst_at"], "step 5 loss", "{differs}");
+    assert!(err.contains("the first epoch differs"), "{err}");
+    // Nothing to reproduce: said, exit 2.
+    let (code, _, err) = train_json(work.path(), &data, &["--reproduce", "nope"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no run nope"), "{err}");
+}

@@ -12,14 +12,18 @@
 //! * `gpu_temperature` — a GPU is hotter than the threshold;
 //! * `gpu_memory`, `host_memory` — more than 95% used;
 //! * `gpu_idle` — every GPU under 10% busy for 30 s while a GPU run trains;
-//! * `disk_full` — a disk holding runs or checkpoints is over 95% full.
+//! * `disk_full` — a disk holding runs or checkpoints is over 95% full;
+//! * `stalled` — no batch (nor evaluation, nor phase change) for
+//!   [`AlertRules::stall_seconds`] while the run trains; checked on each
+//!   hardware sample, so it needs the sampler on (`--hw-interval` > 0).
 //!
-//! [`WebhookSink`] POSTs each alert as JSON to a URL from a thread of its
-//! own, so a slow endpoint never slows training.
+//! [`WebhookSink`] POSTs each alert and the run's end to a URL, as Slack,
+//! Discord or plain JSON ([`WebhookFormat`]), from a thread of its own, so
+//! a slow endpoint never slows training.
 
 mod webhook;
 
-pub use webhook::WebhookSink;
+pub use webhook::{body as webhook_body, Webhook, WebhookError, WebhookFormat, WebhookSink};
 
 use mnist_events::{
     Alert, AlertSeverity, BatchMetrics, EvalMetrics, Event, EventKind, GpuStats, HardwareSnapshot,
@@ -44,6 +48,9 @@ pub struct AlertRules {
     pub loss_rising_evals: usize,
     /// Used/total above which a watched disk alerts.
     pub disk_ratio: f64,
+    /// Seconds without progress (a batch, an evaluation, a phase) after
+    /// which a training run is `stalled`; 0 turns the rule off.
+    pub stall_seconds: f64,
 }
 
 impl Default for AlertRules {
@@ -55,6 +62,7 @@ impl Default for AlertRules {
             gpu_idle_seconds: 30.0,
             loss_rising_evals: 3,
             disk_ratio: 0.95,
+            stall_seconds: 600.0,
         }
     }
 }
@@ -73,6 +81,9 @@ pub struct AlertEngine {
     val_losses: Vec<f64>,
     /// When every GPU went idle during training (ms).
     idle_since_ms: Option<u64>,
+    /// When the run last made progress (ms): its start, a batch, an
+    /// evaluation or a phase change; and the step it had reached.
+    progress: (u64, u64),
 }
 
 impl AlertEngine {
@@ -87,6 +98,7 @@ impl AlertEngine {
             training: false,
             val_losses: Vec::new(),
             idle_since_ms: None,
+            progress: (0, 0),
         }
     }
 
@@ -104,6 +116,14 @@ impl AlertEngine {
     /// The alerts `event` fires.
     pub fn check(&mut self, event: &Event) -> Vec<Alert> {
         match &event.kind {
+            EventKind::Batch(b) => self.progress = (event.ts_ms, b.step),
+            EventKind::RunStarted(_) | EventKind::Eval(_) | EventKind::Phase(_) => {
+                self.progress.0 = event.ts_ms;
+                self.edge("stalled".into(), false);
+            }
+            _ => {}
+        }
+        match &event.kind {
             EventKind::RunStarted(r) => {
                 self.training = true;
                 self.gpu_run = r.backend != "cpu";
@@ -114,7 +134,10 @@ impl AlertEngine {
                 self.training = false;
                 Vec::new()
             }
-            EventKind::Batch(b) => self.check_batch(b).into_iter().collect(),
+            EventKind::Batch(b) => {
+                self.edge("stalled".into(), false);
+                self.check_batch(b).into_iter().collect()
+            }
             EventKind::Eval(m) if m.split == Split::Val => self.check_val(m).into_iter().collect(),
             EventKind::Hardware(h) => self.check_hardware(h),
             _ => Vec::new(),
@@ -171,7 +194,24 @@ impl AlertEngine {
         out.extend(self.check_host_memory(h));
         out.extend(self.check_disks(h));
         out.extend(self.check_gpu_idle(h));
+        out.extend(self.check_stalled(h.sampled_at_ms));
         out
+    }
+
+    /// No progress for `stall_seconds` while training (a hung data loader,
+    /// a deadlocked GPU, a process stopped with SIGSTOP, a full disk).
+    fn check_stalled(&mut self, now_ms: u64) -> Option<Alert> {
+        let limit = self.rules.stall_seconds;
+        let (since, step) = self.progress;
+        let quiet_s = now_ms.saturating_sub(since) as f64 / 1000.0;
+        let holds = self.training && limit > 0.0 && since > 0 && quiet_s >= limit;
+        self.edge("stalled".into(), holds).then(|| {
+            let message = format!(
+                "no batch for {} (last at step {step}): the run may be stuck",
+                minutes(quiet_s)
+            );
+            Self::warning("stalled", message, quiet_s, limit)
+        })
     }
 
     fn warning(rule: &str, message: String, value: f64, threshold: f64) -> Alert {
@@ -260,6 +300,14 @@ impl AlertEngine {
             );
             Self::warning("gpu_idle", message, idle_s, seconds)
         })
+    }
+}
+
+fn minutes(seconds: f64) -> String {
+    if seconds >= 120.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{seconds:.0} s")
     }
 }
 

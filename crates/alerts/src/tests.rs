@@ -229,3 +229,137 @@ fn idle_gpu_only_counts_while_a_gpu_run_trains() {
         "a busy sample resets the idle clock"
     );
 }
+
+#[test]
+fn a_run_without_batches_for_the_stall_time_is_stalled_once_and_rearms() {
+    let rules_60s = AlertRules {
+        stall_seconds: 60.0,
+        ..AlertRules::default()
+    };
+    let mut e = AlertEngine::new(rules_60s, None);
+    let t0 = 1_000_000;
+    let _ = e.check(&ev(1, t0, started("cpu")));
+    let _ = e.check(&ev(2, t0 + 1000, batch(1.0)));
+    let samples = |from: u64, to: u64| -> Vec<(u64, EventKind)> {
+        (from..to)
+            .step_by(10)
+            .map(|s| (t0 + s * 1000, hw(t0 + s * 1000, 0, 40, 10)))
+            .collect()
+    };
+    assert!(rules(&mut e, samples(0, 60)).is_empty(), "under a minute");
+    let fired = e
+        .check(&ev(3, t0 + 70_000, hw(t0 + 70_000, 0, 40, 10)))
+        .into_iter()
+        .map(|a| a.message)
+        .collect::<Vec<_>>();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(
+        fired[0].contains("no batch for 69 s (last at step 3)"),
+        "{fired:?}"
+    );
+    assert!(rules(&mut e, samples(71, 200)).is_empty(), "fires once");
+    // Progress re-arms it; another silence fires again.
+    let _ = e.check(&ev(4, t0 + 200_000, batch(1.0)));
+    assert!(rules(&mut e, samples(201, 250)).is_empty());
+    assert_eq!(rules(&mut e, samples(261, 300)), vec!["stalled"]);
+    // A finished run is not stalled.
+    let mut done = AlertEngine::new(
+        AlertRules {
+            stall_seconds: 60.0,
+            ..AlertRules::default()
+        },
+        None,
+    );
+    let _ = done.check(&ev(1, t0, started("cpu")));
+    let _ = done.check(&ev(
+        2,
+        t0 + 1000,
+        EventKind::RunFinished(RunFinished {
+            status: RunStatus::Completed,
+            error: None,
+            epochs_completed: 1,
+            steps: 3,
+            train_seconds: 1.0,
+            test_accuracy: Some(0.99),
+            test_f1_macro: Some(0.99),
+            test_loss: Some(0.01),
+        }),
+    ));
+    assert!(rules(&mut done, samples(0, 300)).is_empty());
+}
+
+fn finished(status: RunStatus, error: Option<&str>) -> Event {
+    ev(
+        9,
+        5,
+        EventKind::RunFinished(RunFinished {
+            status,
+            error: error.map(str::to_string),
+            epochs_completed: 3,
+            steps: 300,
+            train_seconds: 42.0,
+            test_accuracy: error.is_none().then_some(0.9912),
+            test_f1_macro: error.is_none().then_some(0.991),
+            test_loss: None,
+        }),
+    )
+}
+
+#[test]
+fn webhook_bodies_follow_slack_discord_or_json() {
+    assert_eq!(
+        WebhookFormat::Auto.for_url("https://hooks.slack.com/services/T/B/x"),
+        WebhookFormat::Slack
+    );
+    assert_eq!(
+        WebhookFormat::Auto.for_url("https://discord.com/api/webhooks/1/abc"),
+        WebhookFormat::Discord
+    );
+    assert_eq!(
+        WebhookFormat::Auto.for_url("https://discordapp.com/api/webhooks/1/abc"),
+        WebhookFormat::Discord
+    );
+    assert_eq!(
+        WebhookFormat::Auto.for_url("https://evil.example/hooks.slack.com"),
+        WebhookFormat::Json
+    );
+    assert_eq!(
+        WebhookFormat::Auto.for_url("https://discord.com/channels/1"),
+        WebhookFormat::Json
+    );
+    assert_eq!(
+        WebhookFormat::Discord.for_url("http://127.0.0.1:9/x"),
+        WebhookFormat::Discord
+    );
+    assert!("teams"
+        .parse::<WebhookFormat>()
+        .unwrap_err()
+        .contains("slack, discord"));
+
+    let done = finished(RunStatus::Completed, None);
+    let slack = webhook_body(WebhookFormat::Slack, &done).unwrap();
+    assert_eq!(
+        slack["text"],
+        "mnist-monitor run r completed: test accuracy 99.12%"
+    );
+    assert_eq!(slack["blocks"][0]["type"], "section");
+    assert!(slack["blocks"][1]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["text"] == "*test accuracy*\n99.12%"));
+    let failed = finished(RunStatus::Failed, Some("out of memory"));
+    let discord = webhook_body(WebhookFormat::Discord, &failed).unwrap();
+    assert_eq!(discord["embeds"][0]["title"], "mnist-monitor run r failed");
+    assert_eq!(discord["embeds"][0]["description"], "out of memory");
+    assert_eq!(discord["embeds"][0]["color"], 0xff5d5d);
+    assert!(discord.get("content").is_none() || discord["content"].is_null());
+    let stopped = webhook_body(WebhookFormat::Json, &finished(RunStatus::Stopped, None)).unwrap();
+    assert_eq!(stopped["event"], "run_finished");
+    assert_eq!(stopped["run_finished"]["status"], "stopped");
+    assert!(stopped["text"].as_str().unwrap().contains("stopped"));
+    assert!(
+        webhook_body(WebhookFormat::Slack, &ev(1, 1, batch(1.0))).is_none(),
+        "batches are not notifications"
+    );
+}

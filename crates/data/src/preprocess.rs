@@ -41,6 +41,13 @@ pub fn to_mnist(gray: &[u8], width: usize, height: usize) -> Vec<u8> {
         return vec![0; IMAGE_PIXELS];
     }
     let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
+    // Already an MNIST digit (28×28, light on dark, its ink within 20×20):
+    // cropping it at the ink threshold and scaling it again would cut its
+    // faint edge and stretch it, and shift a weak model's answers. Keep it,
+    // moved only if its centre of mass is more than a pixel off.
+    if (width, height) == (IMAGE_SIDE, IMAGE_SIDE) && bw.max(bh) <= 20 {
+        return recentre(&img);
+    }
     // Fit the longer side to 20 pixels.
     let scale = 20.0 / bw.max(bh) as f64;
     let (sw, sh) = (
@@ -72,6 +79,45 @@ pub fn to_mnist(gray: &[u8], width: usize, height: usize) -> Vec<u8> {
     for y in 0..sh {
         for x in 0..sw {
             out[(oy + y) * IMAGE_SIDE + ox + x] = small[y * sw + x];
+        }
+    }
+    out
+}
+
+/// Where MNIST puts a digit's centre of mass, in pixel indices (measured
+/// on the 10,000 test digits: 14.0 ± 0.5 on both axes, see the test).
+const MNIST_CENTRE: f64 = 14.0;
+
+/// A 28×28 picture moved by whole pixels so that its centre of mass is
+/// within a pixel of MNIST's; unchanged when it already is.
+fn recentre(img: &[u8]) -> Vec<u8> {
+    let (mut mass, mut cx, mut cy) = (0.0, 0.0, 0.0);
+    for (i, &v) in img.iter().enumerate() {
+        let v = v as f64;
+        mass += v;
+        cx += v * (i % IMAGE_SIDE) as f64;
+        cy += v * (i / IMAGE_SIDE) as f64;
+    }
+    let shift = |c: f64| {
+        let d = MNIST_CENTRE - c / mass;
+        if d.abs() <= 1.0 {
+            0
+        } else {
+            d.round() as i64
+        }
+    };
+    let (dx, dy) = (shift(cx), shift(cy));
+    if (dx, dy) == (0, 0) {
+        return img.to_vec();
+    }
+    let side = IMAGE_SIDE as i64;
+    let mut out = vec![0u8; IMAGE_PIXELS];
+    for y in 0..side {
+        for x in 0..side {
+            let (sx, sy) = (x - dx, y - dy);
+            if (0..side).contains(&sx) && (0..side).contains(&sy) {
+                out[(y * side + x) as usize] = img[(sy * side + sx) as usize];
+            }
         }
     }
     out
@@ -172,6 +218,30 @@ mod tests {
         assert!(to_mnist(&vec![255u8; 50 * 50], 50, 50)
             .iter()
             .all(|&v| v == 0));
+    }
+
+    #[test]
+    fn real_mnist_digits_go_through_unchanged() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist");
+        let Ok(data) = crate::load_dir(&dir, crate::Verify::Skip) else {
+            eprintln!("skipped: no MNIST in {}", dir.display());
+            return;
+        };
+        let (mut same, mut sum) = (0, (0.0, 0.0));
+        let n = data.test_labels.len();
+        for digit in data.test_images.chunks(IMAGE_PIXELS) {
+            let (cx, cy) = centre_of_mass(digit);
+            sum = (sum.0 + cx, sum.1 + cy);
+            if to_mnist(digit, 28, 28) == digit {
+                same += 1;
+            }
+        }
+        let mean = (sum.0 / n as f64, sum.1 / n as f64);
+        assert!(
+            (mean.0 - MNIST_CENTRE).abs() < 0.5 && (mean.1 - MNIST_CENTRE).abs() < 0.5,
+            "MNIST's centre of mass is {mean:?}"
+        );
+        assert!(same * 1000 >= n * 995, "{same} of {n} unchanged");
     }
 
     #[test]

@@ -316,7 +316,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
         sinks: vec![Box::new(HubSink(hub.clone()))],
         data: Some(data),
         hardware: state.opts.hardware.clone(),
-        alerts: Some(mnist_alerts::AlertRules::default()),
+        alerts: Some(state.opts.alert_rules.clone()),
         stop_on_nan: state.opts.stop_on_nan,
         alert_webhook: state.opts.alert_webhook.clone(),
         provenance: state.opts.provenance.clone().map(|mut p| {

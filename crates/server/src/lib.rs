@@ -61,7 +61,9 @@ pub struct ServerOptions {
     /// Stop runs started here when their loss becomes NaN.
     pub stop_on_nan: bool,
     /// POST alerts of runs started here to this URL.
-    pub alert_webhook: Option<String>,
+    pub alert_webhook: Option<mnist_alerts::Webhook>,
+    /// The alert rules of runs started here (`--stall-minutes`).
+    pub alert_rules: mnist_alerts::AlertRules,
     /// GPU hosts polled over SSH for the fleet view (`serve --hosts`).
     pub fleet: Option<Arc<mnist_remote::fleet::Fleet>>,
     /// The binary's provenance, recorded (with `POST /api/runs` as the

@@ -63,7 +63,7 @@ pub struct RunOptions {
     /// Stop the run (as failed) when the loss becomes NaN or infinite.
     pub stop_on_nan: bool,
     /// POST every alert as JSON to this URL.
-    pub alert_webhook: Option<String>,
+    pub alert_webhook: Option<mnist_alerts::Webhook>,
     /// What started the run (the binary fills it in; the data hashes are
     /// added here when the files were checked).
     pub provenance: Option<mnist_events::Provenance>,
@@ -226,7 +226,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
     let (config, run_id, resume) = choose_run(config, &opts)?;
     config.validate().map_err(RunError::Config)?;
     let webhook = match &opts.alert_webhook {
-        Some(url) => Some(mnist_alerts::WebhookSink::new(url).map_err(|e| {
+        Some(hook) => Some(mnist_alerts::WebhookSink::new(hook).map_err(|e| {
             RunError::Config(vec![FieldError::new("alert_webhook", e.to_string())])
         })?),
         None => None,
