@@ -116,6 +116,9 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         }),
     });
     state.show_latest_run();
+    // Runs written by other processes (a shell's `train`, a Slurm job)
+    // appear and stream live, like TensorBoard's logdir.
+    mnist_server::follow::start(state.clone()).context("cannot start following the runs folder")?;
     let token = state.opts.token.clone();
     mnist_server::run_blocking(state, args.bind, |addr| {
         let query = token.map(|_| "?token=<your token>").unwrap_or_default();

@@ -85,9 +85,12 @@ pub struct Comparison {
     pub matches: bool,
 }
 
+/// A loss and an accuracy.
+type LossAccuracy = (f64, f64);
+
 /// Epoch 1 of a log: (loss, accuracy) by step (a resumed attempt's value
 /// replaces the killed one's) and the validation evaluation.
-fn first_epoch(events: &[Event]) -> (BTreeMap<u64, (f64, f64)>, Option<(f64, f64)>) {
+fn first_epoch(events: &[Event]) -> (BTreeMap<u64, LossAccuracy>, Option<LossAccuracy>) {
     let mut steps = BTreeMap::new();
     let mut val = None;
     for e in events {

@@ -141,11 +141,11 @@ fn kill_9_mid_epoch_with_a_torn_line_then_resume_keeps_one_value_per_step() {
     );
     let mut ws = ws_connect(&server.base, "/ws/runs/torn");
     let snapshot = next_message(&mut ws).unwrap();
-    let xs: Vec<u64> = snapshot["series"]["loss"]
+    let xs: Vec<u64> = snapshot["series"]["step"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p[0].as_f64().unwrap() as u64)
+        .map(|s| s.as_u64().unwrap())
         .collect();
     assert_eq!(xs, (1..=240).collect::<Vec<u64>>(), "chart series");
     assert_eq!(snapshot["status"], "completed");

@@ -340,3 +340,79 @@ pub fn write_long_run(runs: &std::path::Path, template: &str, id: &str, steps: u
     std::fs::create_dir_all(runs.join(id)).unwrap();
     std::fs::write(runs.join(id).join("events.jsonl"), out).unwrap();
 }
+
+/// `serve` follows the runs folder: a `train` started from a shell into
+/// the same folder shows on the open page within a moment, streams its
+/// batches live and ends there as completed; the server cannot stop it
+/// (another process trains it) and says so.
+#[test]
+fn a_train_started_from_a_shell_appears_on_the_page_and_streams_live() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 6000, 100);
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    args.extend(["--hw-interval".into(), "0".into()]);
+    let server = spawn_server(args);
+    let bin_path = env!("CARGO_BIN_EXE_mnist-monitor");
+    let runs = work.path().join("runs");
+    let shot = work.path().join("follow.png");
+    let mut e2e_args: Vec<std::ffi::OsString> = vec![
+        server.base.clone().into(),
+        runs.clone().into(),
+        shot.into(),
+        "--".into(),
+        bin_path.into(),
+    ];
+    for a in [
+        "train",
+        "--run-id",
+        "from-shell",
+        "--epochs",
+        "3",
+        "--kernels",
+        "4,4,4,4",
+        "--batch-size",
+        "10",
+        "--val-size",
+        "100",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--skip-verify",
+        "--hw-interval",
+        "0",
+    ] {
+        e2e_args.push(a.into());
+    }
+    e2e_args.extend(["--data-dir".into(), data.into_os_string()]);
+    e2e_args.extend(work_dirs(work.path()));
+    let out = run_e2e("follow.mjs", e2e_args);
+    let result: serde_json::Value =
+        serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(result["streamed"], true, "{out}");
+    assert!(result["batches_on_page"].as_u64().unwrap() >= 100, "{out}");
+    assert_eq!(result["stop"][0], 409, "{out}");
+    assert!(
+        result["stop"][1]
+            .as_str()
+            .unwrap()
+            .contains("another process"),
+        "{out}"
+    );
+    eprintln!(
+        "the shell run appeared on the page {} ms after its log",
+        result["appear_ms"]
+    );
+    // The server's run list has it, completed, with its results.
+    let (_, list) = get(&format!("{}/api/runs", server.base));
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == "from-shell")
+        .unwrap();
+    assert_eq!(row["status"], "completed", "{row}");
+    assert!(row["test_accuracy"].is_number(), "{row}");
+}

@@ -126,6 +126,12 @@ function handle(msg) {
     case 'run_changed':
       loadRuns();
       break;
+    case 'runs_changed':
+      // A run appeared in the runs folder (a `train` from a shell), left it
+      // or changed status: list them again, once per burst.
+      clearTimeout(view.runsTimer);
+      view.runsTimer = setTimeout(loadRuns, 100);
+      break;
     case 'error':
       setConn(msg.error, 'bad');
       break;
@@ -850,9 +856,15 @@ const RUN_COLUMNS = [
 ];
 view.sort = { col: 'started', dir: -1 };
 
+let runsAsked = 0, runsShown = 0;
 async function loadRuns() {
+  // Answers can come back out of order: never show an older list over a newer one.
+  const ask = ++runsAsked;
+  view.runsLoads = (view.runsLoads || 0) + 1;
   let runs;
   try { runs = await (await fetch('/api/runs')).json(); } catch (_) { return; }
+  if (ask < runsShown) return;
+  runsShown = ask;
   view.runs = runs;
   renderRuns();
   showMeta();

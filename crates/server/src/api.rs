@@ -246,6 +246,11 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> ApiRe
 }
 
 async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    if state.is_followed(&id) {
+        return Err(ApiError::conflict(format!(
+            "run {id} is trained by another process (followed in the runs folder): stop it there (Ctrl-C, or kill -TERM its process)"
+        )));
+    }
     // Decide under the lock, answer after it: `state.hub()` takes the same
     // lock, so calling it while holding the guard would deadlock the server.
     let current = {

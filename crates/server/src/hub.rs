@@ -127,6 +127,16 @@ impl RunHub {
         since_in(&self.lock().events, since)
     }
 
+    /// Marks whether a process still trains this run (a followed log that
+    /// went quiet is not; one that grows again is). A finished run stays
+    /// as it ended.
+    pub fn set_live(&self, live: bool) {
+        let mut inner = self.lock();
+        if !inner.finished {
+            inner.state.set_live(live);
+        }
+    }
+
     /// Whether no more events will come: `run_finished` was pushed, or the
     /// hub was folded from a log.
     pub fn is_finished(&self) -> bool {

@@ -15,6 +15,7 @@
 mod api;
 mod assets;
 pub mod error;
+pub mod follow;
 pub mod guard;
 pub mod history;
 pub mod hub;
@@ -97,6 +98,11 @@ pub struct AppState {
     closing: watch::Sender<bool>,
     /// Websockets still open (see [`Serving::shutdown`]).
     open_sockets: AtomicUsize,
+    /// Runs followed in the runs folder ([`follow`]).
+    followed: Mutex<follow::Followed>,
+    /// Bumped when a run appears, leaves or changes status in the runs
+    /// folder: every websocket tells its page (`runs_changed`).
+    runs_changed: watch::Sender<u64>,
 }
 
 type LogStamp = (u64, Option<std::time::SystemTime>);
@@ -117,6 +123,8 @@ impl AppState {
             logged: Mutex::new(Default::default()),
             closing: watch::channel(false).0,
             open_sockets: AtomicUsize::new(0),
+            followed: Mutex::new(Default::default()),
+            runs_changed: watch::channel(0).0,
         })
     }
 
@@ -167,6 +175,17 @@ impl AppState {
         }
     }
 
+    /// Whether run `id` is one this server follows in the runs folder
+    /// (written by another process), see [`follow`].
+    pub fn is_followed(&self, id: &str) -> bool {
+        self.followed.locked().hub(id).is_some()
+    }
+
+    /// Wakes when runs appear in, leave or change status in the runs folder.
+    pub(crate) fn runs_changed(&self) -> watch::Receiver<u64> {
+        self.runs_changed.subscribe()
+    }
+
     /// The hub of the run the server shows now, if any.
     pub fn current_hub(&self) -> Option<Arc<RunHub>> {
         self.current.locked().as_ref().map(|c| c.hub.clone())
@@ -181,6 +200,9 @@ impl AppState {
     /// while the log does not change).
     pub fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
         if let Some(hub) = self.current_hub().filter(|h| h.run_id == run_id) {
+            return Some(hub);
+        }
+        if let Some(hub) = self.followed.locked().hub(run_id) {
             return Some(hub);
         }
         if !valid_run_id(run_id) {

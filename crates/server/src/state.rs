@@ -286,6 +286,11 @@ impl RunState {
         self.live = false;
     }
 
+    /// Whether a process trains this run (a followed log: it grows).
+    pub fn set_live(&mut self, live: bool) {
+        self.live = live && self.finished.is_none();
+    }
+
     /// The `seq` of the latest event folded, 0 before any.
     pub fn last_seq(&self) -> u64 {
         self.last_seq

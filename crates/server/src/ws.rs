@@ -8,6 +8,8 @@
 //! * `{"type":"idle"}` when following `current` and no run exists yet;
 //! * `{"type":"run_changed","run_id":…}` when `current` moves to a new run
 //!   (a snapshot of the new run follows);
+//! * `{"type":"runs_changed"}` when a run appears in, leaves or changes
+//!   status in the runs folder (see [`crate::follow`]);
 //! * the socket closes with reason `lagged` if the client fell more than
 //!   [`crate::hub::VIEWER_QUEUE`] events behind: reconnect with `?since=` the
 //!   last `seq` received and nothing is lost.
@@ -38,6 +40,9 @@ pub enum Envelope {
         /// The new current run's id; `None` when there is none.
         run_id: Option<String>,
     },
+    /// A run appeared in, left or changed status in the runs folder (a
+    /// `train` from a shell, a deletion): the page lists the runs again.
+    RunsChanged,
     /// `/ws/runs/{id}` for a run that does not exist.
     Error {
         /// What went wrong, for a person (`no run ID`).
@@ -173,14 +178,17 @@ async fn serve(
     mut stream: MessageStream,
 ) {
     let follow = id == "current";
-    let mut changes = state.current_id.subscribe();
-    let mut closing = state.closing();
+    let mut wakers = Wakers {
+        changes: state.current_id.subscribe(),
+        closing: state.closing(),
+        runs: state.runs_changed(),
+    };
     // On `current`, `since` only applies to the run the client last saw.
     if follow && run.is_some() && run != state.current_hub().map(|h| h.run_id.clone()) {
         since = None;
     }
     loop {
-        changes.borrow_and_update();
+        wakers.changes.borrow_and_update();
         let hub = if follow {
             state.current_hub()
         } else {
@@ -201,7 +209,7 @@ async fn serve(
                 if !send(&mut session, &Envelope::Idle).await {
                     return;
                 }
-                wait_for_change(&mut changes, &mut closing, &mut stream, &mut session).await
+                wait_for_change(&mut wakers, &mut stream, &mut session).await
             }
             Some(hub) => {
                 let (ok, rx) = match since {
@@ -221,16 +229,7 @@ async fn serve(
                 if !ok {
                     return;
                 }
-                stream_live(
-                    &hub,
-                    rx,
-                    follow,
-                    &mut changes,
-                    &mut closing,
-                    &mut stream,
-                    &mut session,
-                )
-                .await
+                stream_live(&hub, rx, follow, &mut wakers, &mut stream, &mut session).await
             }
         };
         match next {
@@ -249,17 +248,31 @@ async fn serve(
     }
 }
 
+/// What wakes a websocket besides its run's events.
+struct Wakers {
+    /// The run `current` shows changed.
+    changes: tokio::sync::watch::Receiver<Option<String>>,
+    /// The server is closing.
+    closing: tokio::sync::watch::Receiver<bool>,
+    /// The runs folder changed (see [`crate::follow`]).
+    runs: tokio::sync::watch::Receiver<u64>,
+}
+
 /// Forwards live events until the run ends, the viewer lags, the client
 /// leaves, the server closes or (when following) the current run changes.
 async fn stream_live(
     hub: &crate::hub::RunHub,
     rx: Option<tokio::sync::mpsc::Receiver<Arc<mnist_events::Event>>>,
     follow: bool,
-    changes: &mut tokio::sync::watch::Receiver<Option<String>>,
-    closing: &mut tokio::sync::watch::Receiver<bool>,
+    wakers: &mut Wakers,
     stream: &mut MessageStream,
     session: &mut Session,
 ) -> Next {
+    let Wakers {
+        changes,
+        closing,
+        runs,
+    } = wakers;
     if let Some(mut rx) = rx {
         loop {
             tokio::select! {
@@ -279,6 +292,11 @@ async fn stream_live(
                 },
                 msg = stream.recv() => {
                     if !client_alive(msg, session).await {
+                        return Next::Close(None);
+                    }
+                }
+                Ok(()) = runs.changed() => {
+                    if !send(session, &Envelope::RunsChanged).await {
                         return Next::Close(None);
                     }
                 }
@@ -302,24 +320,33 @@ async fn stream_live(
     }
     // The run is over: a `current` viewer waits for the next one.
     if follow {
-        wait_for_change(changes, closing, stream, session).await
+        wait_for_change(wakers, stream, session).await
     } else {
         Next::Close(Some(CloseCode::Normal.into()))
     }
 }
 
 async fn wait_for_change(
-    changes: &mut tokio::sync::watch::Receiver<Option<String>>,
-    closing: &mut tokio::sync::watch::Receiver<bool>,
+    wakers: &mut Wakers,
     stream: &mut MessageStream,
     session: &mut Session,
 ) -> Next {
+    let Wakers {
+        changes,
+        closing,
+        runs,
+    } = wakers;
     loop {
         tokio::select! {
             changed = changes.changed() => {
                 return if changed.is_ok() { Next::Switch } else { Next::Close(None) };
             }
             _ = closing.wait_for(|c| *c) => return Next::Close(Some(server_exiting())),
+            Ok(()) = runs.changed() => {
+                if !send(session, &Envelope::RunsChanged).await {
+                    return Next::Close(None);
+                }
+            }
             msg = stream.recv() => {
                 if !client_alive(msg, session).await {
                     return Next::Close(None);
