@@ -163,6 +163,8 @@ function apply(e) {
     case 'eval':
       view.evals.push(e);
       renderEval(e);
+      // The runs table and the compare panel show the latest results.
+      if (Date.now() - e.ts_ms < 60000) loadRuns();
       scheduleDraw();
       break;
     case 'samples':
@@ -985,7 +987,7 @@ const PAR_AXES = [
 
 function drawParallel(items) {
   const svg = $('#parallel');
-  const W = svg.clientWidth || 900, H = 220, top = 24, bottom = 20, left = 40, right = 40;
+  const W = svg.clientWidth || 900, H = 230, top = 34, bottom = 20, left = 40, right = 40;
   const runs = items.filter((i) => i.run.config && i.run.config.kernels);
   const step = (W - left - right) / (PAR_AXES.length - 1);
   const scales = PAR_AXES.map(([, get, kind]) => {
@@ -1010,7 +1012,7 @@ function drawParallel(items) {
   PAR_AXES.forEach(([name], i) => {
     const x = left + i * step;
     out += `<line x1="${x}" y1="${top}" x2="${x}" y2="${H - bottom}" stroke="#3a4450"/>`;
-    out += `<text x="${x}" y="${top - 8}" text-anchor="middle" class="par-axis">${esc(name)}</text>`;
+    out += `<text x="${x}" y="14" text-anchor="middle" class="par-axis">${esc(name)}</text>`;
     for (const [label, t] of scales[i].ticks) out += `<text x="${x + 4}" y="${yOf(t) + 4}" class="par-tick">${esc(label)}</text>`;
   });
   for (const { run, color } of runs) {
