@@ -119,6 +119,7 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     // Runs written by other processes (a shell's `train`, a Slurm job)
     // appear and stream live, like TensorBoard's logdir.
     mnist_server::follow::start(state.clone()).context("cannot start following the runs folder")?;
+    state.dispatch_queue();
     let token = state.opts.token.clone();
     mnist_server::run_blocking(state, args.bind, |addr| {
         let query = token.map(|_| "?token=<your token>").unwrap_or_default();

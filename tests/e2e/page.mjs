@@ -34,6 +34,14 @@ try {
     const legend = document.querySelectorAll('#chart-loss .u-over');
     return legend.length && document.querySelector('#s-batch').textContent.includes('/');
   }, null, { timeout: 60000 });
+  // Start pressed again while it trains: the run is queued, shown, cancelled.
+  await page.click('#start');
+  await page.waitForFunction(() => document.querySelector('#form-message').textContent.includes('queued (position 1)'), null, { timeout: 10000 })
+    .catch(async () => fail(`a second start was not queued: ${await page.textContent('#form-message')}`));
+  await page.waitForSelector('#queue-table tr[data-queued]', { timeout: 5000 });
+  await page.click('#queue-table [data-cancel]');
+  await page.waitForFunction(() => document.querySelector('#queue-box').hidden, null, { timeout: 5000 })
+    .catch(() => fail('cancelling the queued run left it in the queue'));
   await page.waitForFunction(() => Number((document.querySelector('#s-batch').textContent.split('/')[0] || '0').trim()) >= 5, null, { timeout: 60000 });
   if ((await page.textContent('#s-backend')).indexOf('cpu') < 0) fail('backend not shown');
   // Sample images and the confusion matrix after the first evaluation.

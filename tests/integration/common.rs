@@ -175,10 +175,17 @@ pub fn ws_connect(base: &str, path: &str) -> Ws {
 }
 
 /// Next JSON message, or None when the server closed the socket.
+/// `runs_changed` (the runs folder changed, a hint to list the runs again)
+/// can come between any two messages and is skipped.
 pub fn next_message(ws: &mut Ws) -> Option<Value> {
     loop {
         match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] != "runs_changed" {
+                    return Some(v);
+                }
+            }
             Ok(tungstenite::Message::Close(_)) => return None,
             Ok(_) => continue,
             Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {

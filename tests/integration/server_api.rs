@@ -134,18 +134,17 @@ fn a_run_streams_over_the_websocket_and_resumes_by_seq_without_gaps() {
     assert_eq!(code, 201, "{body}");
     let run_id = body["run_id"].as_str().unwrap().to_string();
 
-    // One run at a time.
+    // One run at a time: a second one waits in the queue; cancel it.
     let (code, body) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
-    if code != 201 {
-        assert_eq!(code, 409, "{body}");
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("one run at a time"),
-            "{body}"
-        );
-    }
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["position"], 1, "{body}");
+    let queued = body["run_id"].as_str().unwrap().to_string();
+    let cancelled = ureq::delete(&format!("{}/api/queue/{queued}", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let (_, q) = get(&format!("{}/api/queue", server.base));
+    assert!(!q.contains(&queued), "{q}");
 
     // First connection: everything from the start, then hang up early.
     let mut ws = ws_connect(&server.base, &format!("/ws/runs/{run_id}?since=0"));
@@ -326,4 +325,109 @@ fn train_serve_viewers_get_the_end_of_the_run_before_it_exits() {
     assert_eq!(last["status"], "completed", "the viewer saw the run finish");
     assert_eq!(close_reason(&mut ws), "server exiting");
     assert!(child.wait().unwrap().success());
+}
+
+/// Polls `GET /api/runs/{id}` until the run (queued, then training) ends.
+fn wait_ended(base: &str, run_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let (_, body) = get(&format!("{base}/api/runs/{run_id}"));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if ["completed", "failed", "stopped"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {run_id} did not end: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn first_ts(v: &Value) -> u64 {
+    v["summary"]["started_ms"].as_u64().unwrap()
+}
+
+#[test]
+fn two_runs_posted_back_to_back_both_complete_the_second_queued() {
+    let server = start_server();
+    let (code, a) = post(&format!("{}/api/runs", server.base), &tiny_config(2));
+    assert_eq!(code, 201, "{a}");
+    let (code, b) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
+    assert_eq!(code, 202, "{b}");
+    assert_eq!(b["queued"], true);
+    assert_eq!(b["position"], 1);
+    let (code, c) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
+    assert_eq!(code, 202, "{c}");
+    assert_eq!(c["position"], 2);
+    // Reorder: the third goes first; a bad position names the field.
+    let c_id = c["run_id"].as_str().unwrap();
+    let (code, moved) = post(
+        &format!("{}/api/queue/{c_id}/move", server.base),
+        &json!({"position": 1}),
+    );
+    assert_eq!(code, 200, "{moved}");
+    assert_eq!(moved["queued"][0]["run_id"], c_id);
+    let (code, bad) = post(
+        &format!("{}/api/queue/{c_id}/move", server.base),
+        &json!({"position": 9}),
+    );
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["errors"][0]["field"], "position");
+    let a = wait_ended(&server.base, a["run_id"].as_str().unwrap());
+    let c = wait_ended(&server.base, c_id);
+    let b = wait_ended(&server.base, b["run_id"].as_str().unwrap());
+    for run in [&a, &c, &b] {
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    assert!(
+        first_ts(&a) < first_ts(&c) && first_ts(&c) < first_ts(&b),
+        "one after another, in queue order"
+    );
+    let (_, q) = get(&format!("{}/api/queue", server.base));
+    assert_eq!(
+        serde_json::from_str::<Value>(&q).unwrap()["queued"],
+        json!([])
+    );
+}
+
+#[test]
+fn the_queue_survives_a_server_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 3000, 200);
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let server = spawn_server(args.clone());
+    let (code, long) = post(&format!("{}/api/runs", server.base), &tiny_config(50));
+    assert_eq!(code, 201, "{long}");
+    let (code, next) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
+    assert_eq!(code, 202, "{next}");
+    let next_id = next["run_id"].as_str().unwrap().to_string();
+    // The server dies (kill -9) with a run training and one queued.
+    let long_id = long["run_id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while get(&format!("{}/api/runs/{long_id}", server.base))
+        .1
+        .contains("\"steps\":0")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never trained"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(server);
+    let file = std::fs::read_to_string(work.path().join("runs/.queue.json")).unwrap();
+    assert!(file.contains(&next_id), "{file}");
+    let server = spawn_server(args);
+    let done = wait_ended(&server.base, &next_id);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, killed) = get(&format!(
+        "{}/api/runs/{}",
+        server.base,
+        long["run_id"].as_str().unwrap()
+    ));
+    let killed: Value = serde_json::from_str(&killed).unwrap();
+    assert_eq!(killed["status"], "interrupted", "{killed}");
 }

@@ -789,6 +789,7 @@ function clearErrors() {
   for (const el of document.querySelectorAll('[data-error]')) el.textContent = '';
   for (const el of form.querySelectorAll('.invalid')) el.classList.remove('invalid');
   $('#form-message').textContent = '';
+  $('#form-message').classList.remove('note');
 }
 
 form.addEventListener('submit', async (ev) => {
@@ -800,6 +801,10 @@ form.addEventListener('submit', async (ev) => {
     const body = await res.json().catch(() => ({}));
     if (res.status === 201) {
       if (!view.follow) reconnectTo(true, null);
+    } else if (res.status === 202) {
+      $('#form-message').textContent = `queued (position ${body.position}): it starts when the runs before it end`;
+      $('#form-message').classList.add('note');
+      loadQueue();
     } else if (res.status === 400 && body.errors) {
       for (const err of body.errors) {
         const slot = document.querySelector(`[data-error="${err.field}"]`) || $('#form-message');
@@ -871,8 +876,37 @@ async function loadRuns() {
   renderRuns();
   showMeta();
   loadTrash();
+  loadQueue();
   renderComparePanel();
 }
+
+// ---------- the run queue ----------
+async function loadQueue() {
+  let body;
+  try { body = await send('GET', '/api/queue'); } catch (_) { return; }
+  const items = body.queued || [];
+  view.queue = items;
+  $('#queue-box').hidden = !items.length;
+  const show = (v) => (Array.isArray(v) ? v.join(',') : v);
+  $('#queue-table').innerHTML = '<tr><th>#</th><th>run</th><th>kernels</th><th>opt</th><th>lr</th><th>batch</th><th>epochs</th><th>sweep</th><th></th></tr>' +
+    items.map((q) => `<tr data-queued="${esc(q.run_id)}"><td>${q.position}</td><td>${esc(q.run_id)}</td><td>${esc(show(q.config.kernels))}</td>` +
+      `<td>${esc(q.config.optimizer)}</td><td>${esc(q.config.lr)}</td><td>${esc(q.config.batch_size)}</td><td>${esc(q.config.epochs)}</td><td>${esc(q.sweep || '')}</td>` +
+      `<td>${q.position > 1 ? `<button type="button" class="link" data-up="${esc(q.run_id)}" title="start it sooner">↑</button>` : ''}` +
+      `<button type="button" class="link" data-cancel="${esc(q.run_id)}">cancel</button></td></tr>`).join('');
+}
+
+$('#queue-table').addEventListener('click', async (ev) => {
+  const up = ev.target.closest('[data-up]'), cancel = ev.target.closest('[data-cancel]');
+  try {
+    if (up) {
+      const q = (view.queue || []).find((x) => x.run_id === up.dataset.up);
+      await send('POST', `/api/queue/${encodeURIComponent(up.dataset.up)}/move`, { position: q.position - 1 });
+    } else if (cancel) {
+      await send('DELETE', `/api/queue/${encodeURIComponent(cancel.dataset.cancel)}`);
+    } else return;
+  } catch (err) { log('warn', err.message); }
+  loadQueue();
+});
 
 // The runs the filter lets through: every word must appear in the run's id,
 // name, tags or any column (`adam 0.001`, `cnn`, `failed`).

@@ -273,6 +273,8 @@ async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     }
 }
 
+/// `POST /api/runs`: 201 with the run's id when it starts now; 202 with
+/// its id and queue position while another run trains (see [`crate::queue`]).
 async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -> ApiResult {
     if !state.opts.can_start_runs {
         return Err(ApiError::Forbidden(
@@ -282,33 +284,131 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
     let config = TrainConfig::from_json(&body).map_err(ApiError::Invalid)?;
     let state = state.into_inner();
     // Backend and data checks can block (driver probes, reading 50 MB).
-    let data = {
+    {
         let state = state.clone();
         let config = config.clone();
-        web::block(move || prepare(&state, &config)).await??
-    };
+        web::block(move || prepare(&state, &config)).await??;
+    }
+    let (run_id, position) = enqueue(&state, &config, None)?;
+    dispatch(&state);
+    let started = state.current_hub().is_some_and(|h| h.run_id == run_id);
+    if started {
+        return Ok(HttpResponse::Created().json(json!({ "run_id": run_id })));
+    }
+    state.runs_changed.send_modify(|v| *v += 1);
+    let position = state
+        .queue
+        .locked()
+        .items()
+        .iter()
+        .position(|q| q.run_id == run_id)
+        .map_or(position, |p| p + 1);
+    Ok(HttpResponse::Accepted().json(json!({
+        "run_id": run_id,
+        "queued": true,
+        "position": position,
+    })))
+}
 
-    let run_id = mnist_train::new_run_id();
-    let hub = RunHub::live(run_id.clone());
-    let stop = mnist_events::Stop::new();
-    {
-        let mut current = state.current.locked();
-        if let Some(run) = current.as_ref().filter(|r| !r.hub.is_finished()) {
-            return Err(ApiError::Conflict {
-                message: format!(
-                    "run {} is still training; stop it first (one run at a time per server)",
-                    run.hub.run_id
-                ),
-                run_id: Some(run.hub.run_id.clone()),
-            });
+/// Puts a checked configuration at the end of the queue under a fresh run
+/// id; the id and its position.
+pub(crate) fn enqueue(
+    state: &AppState,
+    config: &TrainConfig,
+    sweep: Option<String>,
+) -> Result<(String, usize), ApiError> {
+    let mut queue = state.queue.locked();
+    let mut run_id = mnist_train::new_run_id();
+    while queue.contains(&run_id) || state.opts.runs_dir.join(&run_id).exists() {
+        run_id = mnist_train::new_run_id();
+    }
+    let item = crate::queue::Queued {
+        run_id: run_id.clone(),
+        config: serde_json::to_value(config).expect("config serialises"),
+        queued_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        sweep,
+    };
+    let position = queue
+        .push(item)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((run_id, position))
+}
+
+/// Starts the next queued run if nothing trains: after a `POST /api/runs`,
+/// when a run ends, when a run another process trained in the runs folder
+/// ends, and when the server starts (a queue left by a restart).
+pub fn dispatch(state: &Arc<AppState>) {
+    if state.queue.locked().items().is_empty() {
+        return;
+    }
+    let data = match load_data(state) {
+        Ok(data) => data,
+        Err(e) => {
+            tracing::error!("queued runs wait: {e}");
+            return;
         }
+    };
+    let (item, hub, stop) = {
+        let mut current = state.current.locked();
+        // A run trains while its hub is live: this server's, or one another
+        // process writes in the runs folder (the CPU runs one at a time).
+        if current
+            .as_ref()
+            .is_some_and(|r| r.hub.with_state(|s| s.is_live()))
+        {
+            return;
+        }
+        let Some(item) = state.queue.locked().pop() else {
+            return;
+        };
+        let hub = RunHub::live(item.run_id.clone());
+        let stop = mnist_events::Stop::new();
         *current = Some(CurrentRun {
             hub: hub.clone(),
             stop: stop.clone(),
         });
+        (item, hub, stop)
+    };
+    state.current_id.send_replace(Some(item.run_id.clone()));
+    state.runs_changed.send_modify(|v| *v += 1);
+    if let Some(sweep) = &item.sweep {
+        let meta = crate::manage::RunMeta {
+            tags: vec![sweep.clone()],
+            ..Default::default()
+        };
+        if let Err(e) = meta.save(&state.opts.runs_dir, &item.run_id) {
+            tracing::warn!("run {}: cannot tag it with its sweep: {e}", item.run_id);
+        }
     }
-    state.current_id.send_replace(Some(run_id.clone()));
+    let config = match TrainConfig::from_json(&item.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            fail_hub(
+                &hub,
+                format!(
+                    "its queued configuration is no longer valid: {}",
+                    why.join("; ")
+                ),
+            );
+            return dispatch(state);
+        }
+    };
+    launch(state, config, hub, stop, data);
+}
 
+/// Trains `config` on a thread of its own into `hub`; when it ends, the
+/// next queued run starts.
+fn launch(
+    state: &Arc<AppState>,
+    config: TrainConfig,
+    hub: Arc<RunHub>,
+    stop: mnist_events::Stop,
+    data: Arc<mnist_data::Mnist>,
+) {
+    let run_id = hub.run_id.clone();
     let opts = RunOptions {
         data_dir: state.opts.data_dir.clone(),
         verify: state.opts.verify,
@@ -330,6 +430,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
         }),
     };
     let thread_hub = hub.clone();
+    let thread_state = state.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("train-{run_id}"))
         .spawn(move || {
@@ -347,11 +448,12 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
                 }
                 Err(_) => {}
             }
+            thread_state.runs_changed.send_modify(|v| *v += 1);
+            dispatch(&thread_state);
         });
     if let Err(e) = spawned {
         fail_hub(&hub, format!("cannot start the training thread: {e}"));
     }
-    Ok(HttpResponse::Created().json(json!({ "run_id": run_id })))
 }
 
 /// Ends a run whose trainer could not start (or died without ending its

@@ -64,7 +64,7 @@ pub fn start(state: Arc<AppState>) -> std::io::Result<std::thread::JoinHandle<()
 }
 
 /// One look at the runs folder (see the module doc).
-pub fn scan(state: &AppState) {
+pub fn scan(state: &Arc<AppState>) {
     // A run this server trains is fed by its own sink, not its log.
     let own = state
         .current_hub()
@@ -131,6 +131,8 @@ pub fn scan(state: &AppState) {
     }
     if changed {
         state.runs_changed.send_modify(|v| *v += 1);
+        // A run another process trained may have ended: the queue goes on.
+        state.dispatch_queue();
     }
 }
 

@@ -21,6 +21,7 @@ pub mod history;
 pub mod hub;
 pub mod manage;
 pub mod metrics;
+pub mod queue;
 pub mod report;
 mod review;
 pub mod state;
@@ -100,6 +101,8 @@ pub struct AppState {
     open_sockets: AtomicUsize,
     /// Runs followed in the runs folder ([`follow`]).
     followed: Mutex<follow::Followed>,
+    /// Runs waiting for their turn ([`queue`]).
+    queue: Mutex<queue::Queue>,
     /// Bumped when a run appears, leaves or changes status in the runs
     /// folder: every websocket tells its page (`runs_changed`).
     runs_changed: watch::Sender<u64>,
@@ -113,6 +116,7 @@ const LOGGED_CACHE: usize = 64;
 impl AppState {
     /// Fresh state: no current run, nothing loaded or cached yet.
     pub fn new(opts: ServerOptions) -> Arc<Self> {
+        let queue = queue::Queue::load(&opts.runs_dir);
         Arc::new(Self {
             opts,
             current: Mutex::new(None),
@@ -124,6 +128,7 @@ impl AppState {
             closing: watch::channel(false).0,
             open_sockets: AtomicUsize::new(0),
             followed: Mutex::new(Default::default()),
+            queue: Mutex::new(queue),
             runs_changed: watch::channel(0).0,
         })
     }
@@ -173,6 +178,12 @@ impl AppState {
             self.current_id.send_replace(None);
             self.show_latest_run();
         }
+    }
+
+    /// Starts the next queued run if nothing trains (a server started with
+    /// runs left in its queue file goes on with them).
+    pub fn dispatch_queue(self: &Arc<Self>) {
+        api::dispatch(self);
     }
 
     /// Whether run `id` is one this server follows in the runs folder
@@ -293,6 +304,7 @@ pub fn bind(
             .wrap(actix_web::middleware::from_fn(guard::guard))
             .configure(api::routes)
             .configure(manage::routes)
+            .configure(queue::routes)
             .configure(ws::routes)
             .configure(metrics::routes)
             .configure(review::routes)

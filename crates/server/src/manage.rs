@@ -47,7 +47,7 @@ impl RunMeta {
             .unwrap_or_default()
     }
 
-    fn save(&self, runs_dir: &Path, run_id: &str) -> std::io::Result<()> {
+    pub(crate) fn save(&self, runs_dir: &Path, run_id: &str) -> std::io::Result<()> {
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = runs_dir.join(run_id).join(META_FILE);
         // A name of this write's own: two PATCHes at once never share one.

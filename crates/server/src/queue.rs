@@ -1,0 +1,236 @@
+//! The run queue: runs posted while another trains wait here, in order, in
+//! a file beside the runs (`runs/.queue.json`, rewritten atomically), so a
+//! restarted server picks up where it stopped. The CPU (and, for now, each
+//! server's one device) trains one run at a time: when a run ends the next
+//! one starts ([`crate::api::dispatch`]).
+//!
+//! `GET /api/queue` lists it; `DELETE /api/queue/{id}` cancels a queued
+//! run; `POST /api/queue/{id}/move` with `{"position": N}` (1 is next)
+//! reorders it.
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use actix_web::{web, HttpResponse};
+use mnist_events::LockExt;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A run waiting for its turn.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Queued {
+    /// The id it will train under.
+    pub run_id: String,
+    /// Its configuration, validated when it was queued.
+    pub config: serde_json::Value,
+    /// When it was queued, Unix time in milliseconds.
+    pub queued_ms: u64,
+    /// The sweep it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<String>,
+}
+
+/// The queue and its file.
+#[derive(Debug)]
+pub struct Queue {
+    path: PathBuf,
+    items: Vec<Queued>,
+}
+
+/// Why the queue file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the run queue {path}: {source}")]
+pub struct QueueWriteError {
+    path: String,
+    source: std::io::Error,
+}
+
+impl Queue {
+    /// The queue kept in `runs_dir/.queue.json` (empty if there is none; a
+    /// file that cannot be read is set aside as `.queue.json.bad`, never
+    /// lost).
+    pub fn load(runs_dir: &Path) -> Self {
+        let path = runs_dir.join(".queue.json");
+        let items = match std::fs::read(&path) {
+            Err(_) => Vec::new(),
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!("{}: {e}; kept as .queue.json.bad", path.display());
+                let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                Vec::new()
+            }),
+        };
+        Self { path, items }
+    }
+
+    fn save(&self) -> Result<(), QueueWriteError> {
+        let err = |source| QueueWriteError {
+            path: self.path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self
+            .path
+            .with_extension(format!("json.{}.tmp", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&self.items).expect("serialises"),
+        )
+        .map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)
+    }
+
+    /// Adds `item` at the end; its position (1 is next).
+    pub fn push(&mut self, item: Queued) -> Result<usize, QueueWriteError> {
+        self.items.push(item);
+        if let Err(e) = self.save() {
+            self.items.pop();
+            return Err(e);
+        }
+        Ok(self.items.len())
+    }
+
+    /// Takes the next run off the queue.
+    pub fn pop(&mut self) -> Option<Queued> {
+        if self.items.is_empty() {
+            return None;
+        }
+        let item = self.items.remove(0);
+        if let Err(e) = self.save() {
+            tracing::error!("{e}");
+        }
+        Some(item)
+    }
+
+    /// The queued runs, next first.
+    pub fn items(&self) -> &[Queued] {
+        &self.items
+    }
+
+    /// Whether `run_id` waits here.
+    pub fn contains(&self, run_id: &str) -> bool {
+        self.items.iter().any(|q| q.run_id == run_id)
+    }
+
+    fn remove(&mut self, run_id: &str) -> Result<Option<Queued>, QueueWriteError> {
+        let Some(at) = self.items.iter().position(|q| q.run_id == run_id) else {
+            return Ok(None);
+        };
+        let item = self.items.remove(at);
+        self.save()?;
+        Ok(Some(item))
+    }
+
+    fn move_to(&mut self, run_id: &str, position: usize) -> Result<bool, QueueWriteError> {
+        let Some(at) = self.items.iter().position(|q| q.run_id == run_id) else {
+            return Ok(false);
+        };
+        let item = self.items.remove(at);
+        let to = position.saturating_sub(1).min(self.items.len());
+        self.items.insert(to, item);
+        self.save()?;
+        Ok(true)
+    }
+}
+
+/// Registers the queue's endpoints.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/queue", web::get().to(list))
+        .route("/api/queue/{id}", web::delete().to(cancel))
+        .route("/api/queue/{id}/move", web::post().to(reorder));
+}
+
+fn listing(queue: &Queue) -> serde_json::Value {
+    let items: Vec<_> = queue
+        .items()
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut v = serde_json::to_value(q).expect("serialises");
+            v["position"] = (i + 1).into();
+            v
+        })
+        .collect();
+    serde_json::json!({ "queued": items })
+}
+
+async fn list(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(listing(&state.queue.locked()))
+}
+
+async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let removed = state
+        .queue
+        .locked()
+        .remove(&id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match removed {
+        Some(_) => {
+            state.runs_changed.send_modify(|v| *v += 1);
+            Ok(HttpResponse::Ok().json(listing(&state.queue.locked())))
+        }
+        None => Err(ApiError::NotFound(format!("no queued run {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Move {
+    position: usize,
+}
+
+async fn reorder(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<Move>,
+) -> ApiResult {
+    let len = state.queue.locked().items().len();
+    if !(1..=len.max(1)).contains(&body.position) {
+        let message = format!("must be in 1..={} (got {})", len.max(1), body.position);
+        return Err(ApiError::field("position", message));
+    }
+    let moved = state
+        .queue
+        .locked()
+        .move_to(&id, body.position)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !moved {
+        return Err(ApiError::NotFound(format!("no queued run {id}")));
+    }
+    state.runs_changed.send_modify(|v| *v += 1);
+    Ok(HttpResponse::Ok().json(listing(&state.queue.locked())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str) -> Queued {
+        Queued {
+            run_id: id.into(),
+            config: serde_json::json!({}),
+            queued_ms: 0,
+            sweep: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_keeps_its_order_in_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::load(dir.path());
+        for id in ["a", "b", "c"] {
+            q.push(item(id)).unwrap();
+        }
+        assert!(q.move_to("c", 1).unwrap());
+        assert_eq!(q.remove("b").unwrap().unwrap().run_id, "b");
+        let again = Queue::load(dir.path());
+        let ids: Vec<_> = again.items().iter().map(|q| q.run_id.as_str()).collect();
+        assert_eq!(ids, ["c", "a"], "a restarted server reads the same queue");
+        std::fs::write(dir.path().join(".queue.json"), "{not json").unwrap();
+        assert!(Queue::load(dir.path()).items().is_empty());
+        assert!(
+            dir.path().join(".queue.json.bad").is_file(),
+            "a bad file is set aside, not lost"
+        );
+    }
+}
