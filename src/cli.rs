@@ -39,6 +39,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// The machine now: CPU, memory, disks, network and NVIDIA GPUs with their users (gpustat-style).
     Stats(StatsArgs),
+    /// Train every combination of a grid of settings (or N drawn at random), one after another
+    /// here, or queued on a running `serve` (--server); the runs share a sweep id (a tag).
+    Sweep(SweepArgs),
     /// Write a run as one self-contained HTML file (curves, evaluation, config, provenance; opens offline).
     Report(ReportArgs),
     /// Print the model's layers, output shapes and parameter counts.
@@ -126,6 +129,28 @@ pub struct PredictArgs {
     /// PNG files.
     #[arg(required = true, value_name = "IMAGE.png")]
     pub images: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// A swept field and its values, FIELD=V1,V2,… (kernels: 16,32,32,32:32,64,64,64); repeat for more fields.
+    #[arg(long = "grid", value_name = "FIELD=VALUES", required = true)]
+    pub grid: Vec<String>,
+    /// Train N of the grid's combinations drawn at random (no repeats) instead of all of them.
+    #[arg(long, value_name = "N")]
+    pub random: Option<usize>,
+    /// Seed of --random's draw.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub random_seed: u64,
+    /// Queue the runs on the `serve` at URL (its page and queue show them) instead of training here.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// With --server: the server's token (or MNIST_MONITOR_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// `train` flags for every run, after `--`: the base configuration (any field not swept), the data and run folders, the webhook.
+    #[arg(last = true, value_name = "TRAIN FLAGS")]
+    pub train: Vec<String>,
 }
 
 #[derive(Args)]

@@ -9,6 +9,7 @@ mod progress;
 mod remote_cmd;
 mod reproduce;
 mod stats_cmd;
+mod sweep_cmd;
 mod train_cmd;
 
 use anyhow::Context;
@@ -74,6 +75,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Backends { json } => Ok(backends(json)),
         cli::Command::Model { kernels, json } => model(kernels, json),
         cli::Command::Report(args) => report(args),
+        cli::Command::Sweep(args) => sweep_cmd::run(args),
     }
 }
 

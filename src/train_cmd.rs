@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// The configuration `args` describe: the `--config` file (if any) with the
 /// flags on top, validated; the error names every bad field and where it
 /// came from (the flag, or the file when no flag replaced it).
-fn config_from(args: &TrainArgs, original: Option<&Original>) -> anyhow::Result<TrainConfig> {
+pub fn config_from(args: &TrainArgs, original: Option<&Original>) -> anyhow::Result<TrainConfig> {
     let base = match &args.config {
         None if original.is_some() => original.map(|o| o.config.clone()).unwrap_or_default(),
         None => TrainConfig::default(),
@@ -105,13 +105,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         eprintln!("stopping after this batch (Ctrl-C again to quit at once)");
     });
 
-    let verify = if args.skip_verify {
-        Verify::Skip
-    } else {
-        Verify::Sha256
-    };
-    let download =
-        !args.no_download && verify == Verify::Sha256 && !missing_files(&args.data_dir).is_empty();
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
     if !args.quiet {
         sinks.push(Box::new(Progress::new()));
@@ -131,23 +124,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         sinks.push(sink);
         serving = Some(server);
     }
-    let opts = RunOptions {
-        data_dir: args.data_dir.clone(),
-        verify,
-        download,
-        runs_dir: args.run_dir.clone(),
-        checkpoints_dir: args.checkpoint_dir.clone(),
-        run_id: Some(run_id),
-        resume: args.resume.clone(),
-        stop,
-        sinks,
-        data: None,
-        hardware,
-        alerts: Some(args.watch.rules()),
-        stop_on_nan: args.watch.stop_on_nan,
-        alert_webhook: args.watch.webhook()?,
-        provenance: Some(crate::provenance()),
-    };
+    let opts = run_options(&args, run_id, stop, sinks, hardware)?;
     if args.resume.is_some() && config != TrainConfig::default() {
         eprintln!("note: --resume continues with the run's stored configuration; other training flags are ignored");
     }
@@ -187,9 +164,44 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The options of a run of `args` (where it reads and writes, what watches
+/// it), for `train` and each run of a local `sweep`.
+pub fn run_options(
+    args: &TrainArgs,
+    run_id: String,
+    stop: Stop,
+    sinks: Vec<Box<dyn mnist_events::EventSink>>,
+    hardware: Option<Arc<mnist_hardware::Monitor>>,
+) -> anyhow::Result<RunOptions> {
+    let verify = if args.skip_verify {
+        Verify::Skip
+    } else {
+        Verify::Sha256
+    };
+    let download =
+        !args.no_download && verify == Verify::Sha256 && !missing_files(&args.data_dir).is_empty();
+    Ok(RunOptions {
+        data_dir: args.data_dir.clone(),
+        verify,
+        download,
+        runs_dir: args.run_dir.clone(),
+        checkpoints_dir: args.checkpoint_dir.clone(),
+        run_id: Some(run_id),
+        resume: args.resume.clone(),
+        stop,
+        sinks,
+        data: None,
+        hardware,
+        alerts: Some(args.watch.rules()),
+        stop_on_nan: args.watch.stop_on_nan,
+        alert_webhook: args.watch.webhook()?,
+        provenance: Some(crate::provenance()),
+    })
+}
+
 /// A run that could not start, as the error `main` prints: invalid fields
 /// by their flags.
-fn run_error(e: RunError) -> anyhow::Error {
+pub fn run_error(e: RunError) -> anyhow::Error {
     match e {
         RunError::Config(errors) => lines(
             errors

@@ -11,5 +11,6 @@ mod remote;
 mod review;
 mod security;
 mod server_api;
+mod sweep;
 mod train_cli;
 mod web_page;

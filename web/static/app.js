@@ -878,6 +878,36 @@ async function loadRuns() {
   loadTrash();
   loadQueue();
   renderComparePanel();
+  overlaySweep();
+}
+
+// ---------- sweeps ----------
+// The form's configuration with each combination of the grid, queued as
+// one sweep; the page then shows the sweep's runs, overlaid as they come.
+$('#sweep-start').addEventListener('click', async () => {
+  $('#sweep-error').textContent = '';
+  const specs = $('#sweep-grid').value.split('\n').map((l) => l.trim()).filter(Boolean);
+  const random = $('#sweep-random').value === '' ? undefined : Number($('#sweep-random').value);
+  try {
+    const body = await send('POST', '/api/sweeps', { base: formConfig(), specs, random });
+    focusSweep(body.sweep_id);
+    $('#form-message').textContent = `sweep ${body.sweep_id}: ${body.runs.length} runs queued`;
+    $('#form-message').classList.add('note');
+  } catch (err) { $('#sweep-error').textContent = err.message; }
+});
+
+// Shows a sweep: the runs filter on its id (each run is tagged with it) and
+// every run of it overlaid, those that start later too.
+function focusSweep(id) {
+  view.sweepFocus = id;
+  history.replaceState(null, '', `?sweep=${encodeURIComponent(id)}`);
+  $('#runs-filter').value = id;
+  loadRuns();
+}
+
+function overlaySweep() {
+  if (!view.sweepFocus) return;
+  for (const r of shownRuns().slice(0, PALETTE.length)) if (!view.compare.has(r.run_id)) addCompare(r.run_id);
 }
 
 // ---------- the run queue ----------
@@ -1147,6 +1177,8 @@ $('#follow').addEventListener('click', () => reconnectTo(true, null));
 // For the end-to-end test and the curious: the page's state from the console.
 window.mnistMonitor = { view, charts, hardware, fleet };
 
+const sweepParam = new URLSearchParams(location.search).get('sweep');
+if (sweepParam) { view.sweepFocus = sweepParam; $('#runs-filter').value = sweepParam; }
 loadSchema();
 loadBackends();
 loadRuns();

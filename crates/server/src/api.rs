@@ -373,15 +373,6 @@ pub fn dispatch(state: &Arc<AppState>) {
     };
     state.current_id.send_replace(Some(item.run_id.clone()));
     state.runs_changed.send_modify(|v| *v += 1);
-    if let Some(sweep) = &item.sweep {
-        let meta = crate::manage::RunMeta {
-            tags: vec![sweep.clone()],
-            ..Default::default()
-        };
-        if let Err(e) = meta.save(&state.opts.runs_dir, &item.run_id) {
-            tracing::warn!("run {}: cannot tag it with its sweep: {e}", item.run_id);
-        }
-    }
     let config = match TrainConfig::from_json(&item.config) {
         Ok(config) => config,
         Err(errors) => {
@@ -396,7 +387,23 @@ pub fn dispatch(state: &Arc<AppState>) {
             return dispatch(state);
         }
     };
-    launch(state, config, hub, stop, data);
+    launch(state, config, hub, stop, data, item.sweep);
+}
+
+/// Tags a run with its sweep once it started (`meta.json` beside its log,
+/// where the page's tags live; its folder exists from then on).
+fn sweep_tagger(runs_dir: std::path::PathBuf, sweep: String) -> impl mnist_events::EventSink {
+    mnist_events::FnSink(move |e: &mnist_events::Event| {
+        if matches!(e.kind, EventKind::RunStarted(_)) {
+            let meta = crate::manage::RunMeta {
+                tags: vec![sweep.clone()],
+                ..Default::default()
+            };
+            if let Err(err) = meta.save(&runs_dir, &e.run_id) {
+                tracing::warn!("run {}: cannot tag it with its sweep: {err}", e.run_id);
+            }
+        }
+    })
 }
 
 /// Trains `config` on a thread of its own into `hub`; when it ends, the
@@ -407,8 +414,13 @@ fn launch(
     hub: Arc<RunHub>,
     stop: mnist_events::Stop,
     data: Arc<mnist_data::Mnist>,
+    sweep: Option<String>,
 ) {
     let run_id = hub.run_id.clone();
+    let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(HubSink(hub.clone()))];
+    if let Some(sweep) = sweep {
+        sinks.push(Box::new(sweep_tagger(state.opts.runs_dir.clone(), sweep)));
+    }
     let opts = RunOptions {
         data_dir: state.opts.data_dir.clone(),
         verify: state.opts.verify,
@@ -418,7 +430,7 @@ fn launch(
         run_id: Some(run_id.clone()),
         resume: None,
         stop,
-        sinks: vec![Box::new(HubSink(hub.clone()))],
+        sinks,
         data: Some(data),
         hardware: state.opts.hardware.clone(),
         alerts: Some(state.opts.alert_rules.clone()),
@@ -480,7 +492,10 @@ fn fail_hub(hub: &Arc<RunHub>, error: String) {
 }
 
 /// Checks the backend and loads (once) the data set.
-fn prepare(state: &AppState, config: &TrainConfig) -> Result<Arc<mnist_data::Mnist>, ApiError> {
+pub(crate) fn prepare(
+    state: &AppState,
+    config: &TrainConfig,
+) -> Result<Arc<mnist_data::Mnist>, ApiError> {
     if config.backend != BackendChoice::Auto {
         let name = config.backend.as_str();
         if let Some(b) = state

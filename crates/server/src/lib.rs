@@ -25,6 +25,7 @@ pub mod queue;
 pub mod report;
 mod review;
 pub mod state;
+mod sweeps;
 pub mod ws;
 
 use actix_web::{web, App, HttpServer};
@@ -305,6 +306,7 @@ pub fn bind(
             .configure(api::routes)
             .configure(manage::routes)
             .configure(queue::routes)
+            .configure(sweeps::routes)
             .configure(ws::routes)
             .configure(metrics::routes)
             .configure(review::routes)

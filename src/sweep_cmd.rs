@@ -1,0 +1,203 @@
+//! `mnist-monitor sweep`: every combination of a grid of settings (or N
+//! drawn at random), trained here one after another, or queued on a
+//! running `serve`. The runs are named `<sweep id>-NN` and tagged with the
+//! sweep id, so the page's compare view shows them together
+//! (`/?sweep=ID`).
+
+use crate::cli::{Cli, Command, SweepArgs, TrainArgs};
+use crate::progress::Progress;
+use anyhow::Context;
+use clap::Parser;
+use mnist_events::{RunStatus, Stop, StopReason};
+use mnist_sweep::Grid;
+use std::process::ExitCode;
+
+/// Exit codes: 0 when every run completed, 1 when one failed, 130 when
+/// stopped (Ctrl-C stops the run in progress and the sweep).
+pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    let train = train_args(&args.train)?;
+    let mut grid = Grid::default();
+    for spec in &args.grid {
+        grid.add_spec(spec)?;
+    }
+    for (field, _) in &grid.0 {
+        if train.fields.sets(field) {
+            anyhow::bail!(
+                "--{} is swept (--grid {field}=…): remove it from the train flags",
+                field.replace('_', "-")
+            );
+        }
+    }
+    let base = crate::train_cmd::config_from(&train, None)?;
+    let configs = mnist_sweep::expand(&base, &grid, args.random, args.random_seed)?;
+    match &args.server {
+        Some(url) => queue_on_server(url, &args, &base, &grid),
+        None => train_here(&train, configs),
+    }
+}
+
+/// The `train` flags after `--`, parsed (and checked) as `train` would.
+fn train_args(flags: &[String]) -> anyhow::Result<TrainArgs> {
+    let argv = ["mnist-monitor", "train"]
+        .into_iter()
+        .map(String::from)
+        .chain(flags.iter().cloned());
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Train(args),
+        }) => {
+            if args.resume.is_some()
+                || args.reproduce.is_some()
+                || args.run_id.is_some()
+                || args.serve.is_some()
+            {
+                anyhow::bail!("the train flags of a sweep cannot name a run (--run-id, --resume, --reproduce) or --serve it");
+            }
+            Ok(*args)
+        }
+        Ok(_) => unreachable!("parsed as train"),
+        Err(e) => anyhow::bail!(
+            "the train flags after `--`: {}",
+            e.render().to_string().trim()
+        ),
+    }
+}
+
+/// Trains the configurations one after another in this process.
+fn train_here(
+    train: &TrainArgs,
+    configs: Vec<mnist_train::TrainConfig>,
+) -> anyhow::Result<ExitCode> {
+    let sweep_id = mnist_sweep::new_sweep_id();
+    eprintln!("{sweep_id}: {} runs, one after another", configs.len());
+    let stop = Stop::new();
+    let handler_stop = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        handler_stop.request(StopReason::User);
+        eprintln!("stopping the sweep after this batch");
+    });
+    let hardware = train
+        .watch
+        .monitor(vec![train.run_dir.clone(), train.checkpoint_dir.clone()]);
+    let mut failed = 0;
+    for (i, config) in configs.into_iter().enumerate() {
+        let run_id = format!("{sweep_id}-{:02}", i + 1);
+        let mut sinks: Vec<Box<dyn mnist_events::EventSink>> =
+            vec![Box::new(tagger(&train.run_dir, &sweep_id))];
+        if !train.quiet {
+            sinks.push(Box::new(Progress::new()));
+        }
+        let mut opts = crate::train_cmd::run_options(
+            train,
+            run_id.clone(),
+            stop.clone(),
+            sinks,
+            hardware.clone(),
+        )?;
+        opts.provenance = opts.provenance.map(|mut p| {
+            p.command_line = std::env::args().collect();
+            p
+        });
+        let summary = mnist_train::run(config, opts).map_err(crate::train_cmd::run_error)?;
+        eprintln!(
+            "{run_id}: {}{}",
+            match summary.status {
+                RunStatus::Completed => "completed",
+                RunStatus::Stopped => "stopped",
+                RunStatus::Failed => "failed",
+            },
+            summary.test_accuracy.map_or(String::new(), |a| format!(
+                ", test accuracy {:.2}%",
+                a * 100.0
+            ))
+        );
+        if train.json {
+            println!(
+                "{}",
+                serde_json::to_string(&summary).expect("summary serialises")
+            );
+        }
+        match summary.status {
+            RunStatus::Completed => {}
+            RunStatus::Failed => failed += 1,
+            RunStatus::Stopped => return Ok(ExitCode::from(130)),
+        }
+    }
+    eprintln!("{sweep_id}: done; compare its runs on the page at /?sweep={sweep_id}");
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A sink that tags each run with its sweep once it started
+/// (`runs/<id>/meta.json`, beside the log, where the page's tags live).
+fn tagger(runs_dir: &std::path::Path, sweep_id: &str) -> impl mnist_events::EventSink {
+    let (runs_dir, sweep_id) = (runs_dir.to_path_buf(), sweep_id.to_string());
+    mnist_events::FnSink(move |e: &mnist_events::Event| {
+        if matches!(e.kind, mnist_events::EventKind::RunStarted(_)) {
+            let meta = serde_json::json!({"name": null, "notes": "", "tags": [sweep_id]});
+            let path = runs_dir.join(&e.run_id).join("meta.json");
+            if let Err(err) = std::fs::write(&path, meta.to_string()) {
+                eprintln!("warning: cannot tag {} with its sweep: {err}", e.run_id);
+            }
+        }
+    })
+}
+
+/// Sends the sweep to a running `serve`, which queues its runs.
+fn queue_on_server(
+    url: &str,
+    args: &SweepArgs,
+    base: &mnist_train::TrainConfig,
+    grid: &Grid,
+) -> anyhow::Result<ExitCode> {
+    let grid_json: serde_json::Map<String, serde_json::Value> = grid
+        .0
+        .iter()
+        .map(|(f, v)| (f.clone(), serde_json::Value::Array(v.clone())))
+        .collect();
+    let body = serde_json::json!({
+        "base": base,
+        "grid": grid_json,
+        "random": args.random,
+        "seed": args.random_seed,
+    });
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("MNIST_MONITOR_TOKEN").ok(),
+    };
+    let endpoint = format!("{}/api/sweeps", url.trim_end_matches('/'));
+    let mut request = ureq::post(&endpoint).set("content-type", "application/json");
+    if let Some(t) = &token {
+        request = request.set("authorization", &format!("Bearer {t}"));
+    }
+    let answer: serde_json::Value = match request.send_string(&body.to_string()) {
+        Ok(r) => serde_json::from_str(&r.into_string()?)?,
+        Err(ureq::Error::Status(code, r)) => {
+            let body: serde_json::Value =
+                serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or_default();
+            anyhow::bail!(
+                "{endpoint} answered {code}: {}",
+                body["error"].as_str().unwrap_or("?")
+            );
+        }
+        Err(e) => anyhow::bail!("cannot reach {endpoint}: {e}"),
+    };
+    let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+    eprintln!(
+        "{}: {} runs queued on {url}; watch them at {}{}",
+        answer["sweep_id"].as_str().unwrap_or("?"),
+        runs.len(),
+        url.trim_end_matches('/'),
+        answer["compare"].as_str().unwrap_or("/")
+    );
+    println!("{answer}");
+    Ok(ExitCode::SUCCESS)
+}
