@@ -42,6 +42,8 @@ pub enum Command {
     /// Train every combination of a grid of settings (or N drawn at random), one after another
     /// here, or queued on a running `serve` (--server); the runs share a sweep id (a tag).
     Sweep(SweepArgs),
+    /// Serve only /metrics (this machine and the runs in --run-dir) for a Prometheus to scrape: one per GPU host.
+    Exporter(ExporterArgs),
     /// Write a run as one self-contained HTML file (curves, evaluation, config, provenance; opens offline).
     Report(ReportArgs),
     /// Print the model's layers, output shapes and parameter counts.
@@ -129,6 +131,21 @@ pub struct PredictArgs {
     /// PNG files.
     #[arg(required = true, value_name = "IMAGE.png")]
     pub images: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExporterArgs {
+    /// Address to listen on. Anything but loopback requires a token.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// The runs whose training it exports (followed as they are written).
+    #[arg(long, default_value = "runs")]
+    pub run_dir: PathBuf,
+    /// Seconds between hardware samples (0.2-3600).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_hw_interval, value_name = "SECS")]
+    pub hw_interval: f64,
 }
 
 #[derive(Args)]
@@ -295,6 +312,12 @@ pub struct ServeArgs {
     /// mnist-monitor on the fleet hosts: a path, or a name on their PATH.
     #[arg(long, default_value = "mnist-monitor", value_name = "PATH")]
     pub fleet_remote_bin: String,
+    /// Build the fleet table from this Prometheus (its base URL) instead of SSH: one query for every host's `exporter`.
+    #[arg(long, value_name = "URL", conflicts_with = "hosts")]
+    pub fleet_prometheus: Option<String>,
+    /// With --fleet-prometheus: the scrape job of the exporters.
+    #[arg(long, default_value = "mnist-monitor", value_name = "JOB")]
+    pub fleet_job: String,
 }
 
 /// Who may use the web server: its token and the origins it trusts.

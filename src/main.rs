@@ -76,6 +76,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Model { kernels, json } => model(kernels, json),
         cli::Command::Report(args) => report(args),
         cli::Command::Sweep(args) => sweep_cmd::run(args),
+        cli::Command::Exporter(args) => exporter(args),
     }
 }
 
@@ -105,6 +106,14 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         alert_webhook: webhook,
         alert_rules: args.watch.rules(),
         provenance: Some(provenance()),
+        fleet_prometheus: args.fleet_prometheus.clone().map(|url| {
+            mnist_server::prom_fleet::PromFleet::start(
+                url,
+                args.fleet_job.clone(),
+                std::time::Duration::from_secs_f64(args.fleet_interval),
+            )
+        }),
+        exporter: false,
         fleet: (!args.hosts.is_empty()).then(|| {
             mnist_remote::fleet::Fleet::start(
                 args.hosts.clone(),
@@ -126,6 +135,43 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     mnist_server::run_blocking(state, args.bind, |addr| {
         let query = token.map(|_| "?token=<your token>").unwrap_or_default();
         eprintln!("mnist-monitor serving on http://{addr}/{query}");
+    })
+    .with_context(|| format!("--bind {}", args.bind))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mnist-monitor exporter`: `/metrics` only, for a Prometheus to scrape
+/// (the fleet view reads it back with `serve --fleet-prometheus`).
+fn exporter(args: cli::ExporterArgs) -> anyhow::Result<ExitCode> {
+    let token = args.access.token().map_err(anyhow::Error::msg)?;
+    let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
+    let hardware = (args.hw_interval > 0.0).then(|| {
+        mnist_hardware::Monitor::start(
+            std::time::Duration::from_secs_f64(args.hw_interval),
+            vec![args.run_dir.clone()],
+        )
+    });
+    let state = mnist_server::AppState::new(mnist_server::ServerOptions {
+        data_dir: "datasets/mnist".into(),
+        runs_dir: args.run_dir.clone(),
+        checkpoints_dir: "checkpoints".into(),
+        verify: mnist_data::Verify::Skip,
+        token,
+        allowed_origins,
+        can_start_runs: false,
+        hardware,
+        stop_on_nan: false,
+        alert_webhook: None,
+        alert_rules: Default::default(),
+        provenance: None,
+        fleet: None,
+        fleet_prometheus: None,
+        exporter: true,
+    });
+    state.show_latest_run();
+    mnist_server::follow::start(state.clone()).context("cannot start following the runs folder")?;
+    mnist_server::run_blocking(state, args.bind, |addr| {
+        eprintln!("mnist-monitor exporter serving on http://{addr}/metrics");
     })
     .with_context(|| format!("--bind {}", args.bind))?;
     Ok(ExitCode::SUCCESS)

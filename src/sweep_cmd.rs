@@ -79,6 +79,20 @@ fn train_here(
     let hardware = train
         .watch
         .monitor(vec![train.run_dir.clone(), train.checkpoint_dir.clone()]);
+    // Read (and check) the data set once for every run.
+    let data = if mnist_data::missing_files(&train.data_dir).is_empty() {
+        let verify = if train.skip_verify {
+            mnist_data::Verify::Skip
+        } else {
+            mnist_data::Verify::Sha256
+        };
+        Some(std::sync::Arc::new(mnist_data::load_dir(
+            &train.data_dir,
+            verify,
+        )?))
+    } else {
+        None
+    };
     let mut failed = 0;
     for (i, config) in configs.into_iter().enumerate() {
         let run_id = format!("{sweep_id}-{:02}", i + 1);
@@ -94,6 +108,7 @@ fn train_here(
             sinks,
             hardware.clone(),
         )?;
+        opts.data = data.clone();
         opts.provenance = opts.provenance.map(|mut p| {
             p.command_line = std::env::args().collect();
             p

@@ -241,6 +241,8 @@ fn serve_run(
         alert_webhook: None,
         alert_rules: args.watch.rules(),
         fleet: None,
+        fleet_prometheus: None,
+        exporter: false,
         provenance: None,
     });
     let hub = mnist_server::hub::RunHub::live(run_id);

@@ -47,11 +47,9 @@ try {
   await page.waitForFunction(() => window.mnistMonitor.view.status === 'completed', null, { timeout: 15000 })
     .catch(async () => fail(`the end did not reach the page: ${await page.evaluate(() => window.mnistMonitor.view.status)}`));
   out.batches_on_page = await page.evaluate(() => window.mnistMonitor.view.series.step.length);
-  const row = await page.textContent(`#runs-table tr[data-run="${runId}"]`);
-  if (!row.includes('completed')) {
-    const api = await page.evaluate(async () => JSON.stringify([(await (await fetch('/api/runs')).json()).map((r) => [r.run_id, r.status]), window.mnistMonitor.view.runsLoads, window.mnistMonitor.view.runs.map((r) => r.status)]));
-    fail(`the runs table says: ${row}; /api/runs says ${api}`);
-  }
+  // The runs table follows (its list is fetched again when the run ends).
+  await page.waitForFunction((id) => document.querySelector(`#runs-table tr[data-run="${id}"]`)?.textContent.includes('completed'), runId, { timeout: 10000 })
+    .catch(async () => fail(`the runs table says: ${await page.textContent(`#runs-table tr[data-run="${runId}"]`)}`));
   // Stopping it from the page is refused with the reason: another process trains it.
   const stop = await page.evaluate(async (id) => { const r = await fetch(`/api/runs/${id}/stop`, { method: 'POST' }); return [r.status, (await r.json()).error]; }, runId);
   out.stop = stop;

@@ -159,3 +159,194 @@ fn prometheus_scrapes_training_and_hardware_gauges() {
     assert_eq!(code, 202);
     wait_for(&prom, r#"mnist_run_status{status="stopped"}"#, |v| v == 1.0);
 }
+
+/// An exporter process, killed when dropped (a failed assertion included).
+struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An `exporter` started like `serve`: its address from its first line.
+fn spawn_exporter(runs: &std::path::Path) -> (Exporter, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .args([
+            "exporter",
+            "--bind",
+            "127.0.0.1:0",
+            "--hw-interval",
+            "0.5",
+            "--run-dir",
+        ])
+        .arg(runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let url = line
+        .split("serving on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches("/metrics")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (Exporter(child), url)
+}
+
+/// The fleet table built from a real Prometheus scraping two exporters on
+/// loopback (`serve --fleet-prometheus`), one of which then goes away; and
+/// the shipped Prometheus config and Grafana dashboard are valid.
+#[test]
+fn the_fleet_table_comes_from_prometheus_scraping_two_exporters() {
+    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 300, 60);
+    // Host A has a finished run in its folder; host B none.
+    let runs_a = work.path().join("a/runs");
+    let out = bin()
+        .args([
+            "train",
+            "--run-id",
+            "on-a",
+            "--epochs",
+            "1",
+            "--kernels",
+            "4,4,4,4",
+            "--batch-size",
+            "20",
+            "--val-size",
+            "60",
+        ])
+        .args([
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--skip-verify",
+            "--hw-interval",
+            "0",
+            "--checkpoint-dir",
+        ])
+        .arg(work.path().join("a/ckpt"))
+        .arg("--run-dir")
+        .arg(&runs_a)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, url_a) = spawn_exporter(&runs_a);
+    let (b, url_b) = spawn_exporter(&work.path().join("b/runs"));
+    // An exporter serves /metrics (once it has a sample) and nothing else.
+    assert_eq!(get(&format!("{url_a}/api/health")).0, 404);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get(&format!("{url_a}/metrics"))
+        .1
+        .contains("mnist_cpu_usage_ratio")
+    {
+        assert!(Instant::now() < deadline, "the exporter never had a sample");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let port = free_port();
+    let targets = [&url_a, &url_b]
+        .map(|u| format!("'{}'", u.trim_start_matches("http://")))
+        .join(", ");
+    let config = work.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mnist-monitor\n    static_configs:\n      - targets: [{targets}]\n"),
+    )
+    .unwrap();
+    let _prom = Prometheus(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let prom = format!("http://127.0.0.1:{port}");
+    let mut args = serve_in(&data, work.path());
+    args.extend([
+        "--fleet-prometheus".into(),
+        prom.clone().into(),
+        "--fleet-interval".into(),
+        "1".into(),
+    ]);
+    let server = spawn_server(args);
+    let fleet = |want: &dyn Fn(&[Value]) -> bool| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (_, body) = get(&format!("{}/api/fleet", server.base));
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["source"], "prometheus", "{v}");
+            let hosts = v["hosts"].as_array().cloned().unwrap_or_default();
+            if want(&hosts) {
+                return hosts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fleet never became as expected: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let hosts = fleet(&|h| {
+        h.len() == 2
+            && h.iter()
+                .all(|h| h["state"] == "up" && h["stats"]["memory"]["total_bytes"].is_number())
+    });
+    let host_a = hosts
+        .iter()
+        .find(|h| h["host"] == url_a.trim_start_matches("http://"))
+        .unwrap();
+    assert_eq!(host_a["run"]["run_id"], "on-a", "{host_a}");
+    assert_eq!(host_a["run"]["active"], false, "{host_a}");
+    // Host B goes away: Prometheus says so, and so does the table.
+    drop(b);
+    let gone = url_b.trim_start_matches("http://").to_string();
+    fleet(&|h| {
+        h.iter()
+            .any(|h| h["host"] == gone.as_str() && h["state"] == "down")
+    });
+    drop(a);
+
+    // The shipped files.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let promtool = std::path::Path::new(&prometheus).with_file_name("promtool");
+    if promtool.exists() {
+        let out = Command::new(&promtool)
+            .args(["check", "config"])
+            .arg(root.join("deploy/prometheus/prometheus.yml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/mnist-fleet.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    for p in panels {
+        let expr = p["targets"][0]["expr"].as_str().unwrap();
+        assert!(expr.contains("job=\"mnist-monitor\""), "{expr}");
+    }
+}

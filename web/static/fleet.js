@@ -8,7 +8,8 @@ export const fleet = { hosts: [] };
 function render(hosts) {
   let html = '<table class="fleet-table"><tr><th>host</th><th>GPU</th><th>state</th><th>util</th><th>memory GiB</th><th>temp</th><th>users</th></tr>';
   for (const h of hosts) {
-    const pill = `<span class="pill ${h.state === 'up' ? 'ok' : h.state === 'down' ? 'bad' : ''}">${h.state}</span>`;
+    const pill = `<span class="pill ${h.state === 'up' ? 'ok' : h.state === 'down' ? 'bad' : ''}">${h.state}</span>`
+      + (h.run && h.run.run_id ? `<div class="muted">${h.run.active ? 'training' : 'last run'} ${esc(h.run.run_id)}${h.run.step != null ? ` · step ${h.run.step}` : ''}${h.run.loss != null ? ` · loss ${Number(h.run.loss).toFixed(3)}` : ''}</div>` : '');
     const s = h.stats;
     if (h.state !== 'up' || !s) {
       html += `<tr data-host="${esc(h.host)}"><td>${esc(h.host)} ${pill}</td><td colspan="6" class="muted">${esc(h.error || 'connecting…')}</td></tr>`;
@@ -36,7 +37,10 @@ async function poll() {
     const r = await fetch('/api/fleet');
     const body = await r.json();
     fleet.hosts = body.hosts;
-    if (body.hosts.length) {
+    fleet.source = body.source;
+    $('#fleet-source').textContent = body.source === 'prometheus'
+      ? `from Prometheus ${body.prometheus || ''}${body.error ? ` — ${body.error}` : ''}` : 'polled over SSH';
+    if (body.hosts.length || body.source === 'prometheus') {
       $('#fleet').hidden = false;
       render(body.hosts);
     }

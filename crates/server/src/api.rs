@@ -63,8 +63,11 @@ async fn config_schema() -> HttpResponse {
 /// Every `--hosts` host: up/down, its last stats snapshot (GPUs, their
 /// processes and users), or why it is down.
 async fn fleet(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(f) = &state.opts.fleet_prometheus {
+        return HttpResponse::Ok().json(f.snapshot());
+    }
     match &state.opts.fleet {
-        Some(f) => HttpResponse::Ok().json(json!({ "hosts": f.snapshot() })),
+        Some(f) => HttpResponse::Ok().json(json!({ "source": "ssh", "hosts": f.snapshot() })),
         None => HttpResponse::Ok().json(json!({ "hosts": [] })),
     }
 }
@@ -76,7 +79,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "current_run": current.as_ref().map(|h| h.run_id.clone()),
         "training": current.is_some_and(|h| !h.is_finished()),
-        "fleet": state.opts.fleet.is_some(),
+        "fleet": state.opts.fleet.is_some() || state.opts.fleet_prometheus.is_some(),
         "can_start_runs": state.opts.can_start_runs,
     }))
 }

@@ -21,6 +21,7 @@ pub mod history;
 pub mod hub;
 pub mod manage;
 pub mod metrics;
+pub mod prom_fleet;
 pub mod queue;
 pub mod report;
 mod review;
@@ -69,6 +70,10 @@ pub struct ServerOptions {
     pub alert_rules: mnist_alerts::AlertRules,
     /// GPU hosts polled over SSH for the fleet view (`serve --hosts`).
     pub fleet: Option<Arc<mnist_remote::fleet::Fleet>>,
+    /// The fleet read from Prometheus instead (`serve --fleet-prometheus`).
+    pub fleet_prometheus: Option<Arc<prom_fleet::PromFleet>>,
+    /// Serve `/metrics` only (`mnist-monitor exporter`).
+    pub exporter: bool,
     /// The binary's provenance, recorded (with `POST /api/runs` as the
     /// command line) in the runs this server starts.
     pub provenance: Option<mnist_events::Provenance>,
@@ -293,8 +298,9 @@ pub fn bind(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let access = web::Data::new(access);
     let data = web::Data::from(state.clone());
+    let exporter = state.opts.exporter;
     let server = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(data.clone())
             .app_data(access.clone())
             .app_data(
@@ -303,12 +309,20 @@ pub fn bind(
                     .error_handler(api::json_error),
             )
             .wrap(actix_web::middleware::from_fn(guard::guard))
-            .configure(api::routes)
+            .configure(metrics::routes);
+        if exporter {
+            // `mnist-monitor exporter`: /metrics and nothing else.
+            return app.default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(error::ApiError::NotFound(
+                    "this is an exporter: only /metrics is served".into(),
+                ))
+            }));
+        }
+        app.configure(api::routes)
             .configure(manage::routes)
             .configure(queue::routes)
             .configure(sweeps::routes)
             .configure(ws::routes)
-            .configure(metrics::routes)
             .configure(review::routes)
             .default_service(web::to(assets::serve))
     })
