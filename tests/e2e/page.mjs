@@ -55,6 +55,11 @@ try {
   await page.waitForFunction(() => /\d+% · load/.test(document.querySelector('#hw-cpu').textContent)
     && window.mnistMonitor.hardware.samples.length >= 2, null, { timeout: 20000 });
   if (!/GiB/.test(await page.textContent('#hw-mem'))) fail('memory tile is empty');
+  // The machine over the run, on the charts' x axis (steps here).
+  await page.waitForFunction(() => (window.mnistMonitor.hwCharts.cpu_percent?.data[0].length || 0) >= 2, null, { timeout: 20000 })
+    .catch(() => fail('no CPU chart over the run'));
+  const hwX = await page.evaluate(() => { const d = window.mnistMonitor.hwCharts.rss_bytes.data; return { x: d[0][d[0].length - 1], y: d[1][d[1].length - 1], steps: window.mnistMonitor.view.series.step.slice(-1)[0] }; });
+  if (!(hwX.y > 0.01 && hwX.x >= 1 && hwX.x <= hwX.steps + 1)) fail(`the memory chart is not on the step axis: ${JSON.stringify(hwX)}`);
   const gpuText = await page.textContent('#hw-gpus');
   if (!gpuText.includes('no NVIDIA GPU') && !(await page.$('.gpu-table tr[data-gpu]'))) fail(`GPU panel: "${gpuText}"`);
 

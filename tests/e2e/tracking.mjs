@@ -6,6 +6,7 @@
 // the snapshot keeps the spike, and zooming fetches the range at full
 // resolution.
 // Usage: node tests/e2e/tracking.mjs BASE_URL RUN_ID SCREENSHOT.png [LONG_RUN_ID]
+import { readFileSync } from 'node:fs';
 import { fail, launch } from './browser.mjs';
 
 const [base, runId, screenshot, longRun] = process.argv.slice(2);
@@ -63,6 +64,12 @@ try {
   await page.waitForFunction(() => (window.mnistMonitor.charts.loss?.data[0].length || 0) > 5, null, { timeout: 5000 });
   out.relative = await chart('loss');
   if (!(out.relative.first >= 0 && out.relative.first < 5 && out.relative.last > out.relative.first)) fail(`relative time axis: ${JSON.stringify(out.relative)}`);
+  // Log x too (time since start begins at 0, which a log axis drops).
+  await page.selectOption('#x-scale', 'log');
+  await page.waitForFunction(() => window.mnistMonitor.charts.loss?.scales.x.distr === 3, null, { timeout: 5000 });
+  out.logX = await chart('loss');
+  if (!(out.logX.n > 5 && out.logX.first > 0)) fail(`log x: ${JSON.stringify(out.logX)}`);
+  await page.selectOption('#x-scale', 'linear');
   await page.selectOption('#x-axis', 'step');
   await page.selectOption('#y-scale', 'linear');
 
@@ -101,6 +108,12 @@ try {
   await page.waitForFunction(() => true, null, { timeout: 1000 });
   for (let i = 0; i < 50 && downloads.length < 5; i++) await page.waitForTimeout(100);
   if (downloads.length !== 5 || !downloads.every((n) => n.endsWith('.png'))) fail(`chart PNGs: ${downloads}`);
+  // And as SVGs: vectors, one polyline per drawn line.
+  const svgs = [];
+  page.on('download', async (d) => { if (d.suggestedFilename().endsWith('.svg')) svgs.push(readFileSync(await d.path(), 'utf8')); });
+  await page.click('#save-svgs');
+  for (let i = 0; i < 50 && svgs.length < 5; i++) await page.waitForTimeout(100);
+  if (svgs.length !== 5 || !svgs.every((s) => s.startsWith('<svg') && s.includes('<polyline'))) fail(`chart SVGs: ${svgs.length} ${svgs.map((s) => s.slice(0, 60))}`);
 
   await compareTwenty(page);
   await reportOffline(page);

@@ -27,6 +27,7 @@ const view = {
   phase: null,         // what a run does before its first batch
   alerts: 0,           // alerts seen for this run
   zoom: null,          // [min, max] of the x axis the user zoomed to
+  hw: [],              // the run's hardware samples ({ts_ms, cpu_percent, rss_bytes, gpu_percent, gpu_memory_bytes})
   zoomFetches: 0,      // finer series fetched for a zoom (the e2e test reads it)
   seriesReady: null,   // the pending refetchSeries, if any
   exited: false,       // the monitor said it is exiting
@@ -41,6 +42,7 @@ function resetRun(runId) {
   view.series = emptySeries();
   view.evals = [];
   view.zoom = null;
+  view.hw = [];
   $('#log').innerHTML = '';
   view.alerts = 0;
   view.phase = null;
@@ -108,6 +110,7 @@ function handle(msg) {
       resetRun(msg.run_id);
       for (const e of msg.events) apply(e);
       view.series = fromServer(msg.series);
+      view.hw = msg.hardware || [];
       // The snapshot is smoothed with the server's default: ask for ours.
       if (view.series.alpha !== smoothing()) refetchSeries();
       if (msg.last_batch) view.last = msg.last_batch;
@@ -184,6 +187,9 @@ function apply(e) {
     case 'alert':
       showAlert(e);
       break;
+    case 'hardware':
+      pushHw(e);
+      break;
     case 'run_finished':
       view.status = e.status;
       if (e.error) log('error', e.error);
@@ -236,6 +242,51 @@ $('#save-charts').addEventListener('click', () => {
     a.href = u.ctx.canvas.toDataURL('image/png');
     a.download = `${view.runId || 'run'}-${key}.png`;
     a.click();
+  }
+});
+
+// Each chart as an SVG file: its lines and points as vectors, the axes'
+// ticks and the legend as text, for papers and slides.
+function chartSvg(u, title) {
+  const { left, top, width, height } = u.bbox;
+  const r = devicePixelRatio || 1;
+  const W = Math.round((left + width) / r) + 20, H = Math.round((top + height) / r) + 40;
+  const px = (v, axis) => u.valToPos(v, axis);
+  let body = `<rect width="${W}" height="${H}" fill="#171d24"/><text x="${W / 2}" y="16" fill="#dde3ea" font-size="13" text-anchor="middle">${esc(title)}</text>`;
+  body += `<rect x="${left / r}" y="${top / r}" width="${width / r}" height="${height / r}" fill="none" stroke="#2a323c"/>`;
+  const [xMin, xMax] = [u.scales.x.min, u.scales.x.max], [yMin, yMax] = [u.scales.y.min, u.scales.y.max];
+  for (const [v, axis] of [[xMin, 'x'], [xMax, 'x'], [yMin, 'y'], [yMax, 'y']]) {
+    const p = px(v, axis);
+    body += axis === 'x'
+      ? `<text x="${(left / r) + p}" y="${(top + height) / r + 14}" fill="#8a96a3" font-size="10" text-anchor="middle">${esc(yTick(v))}</text>`
+      : `<text x="${left / r - 4}" y="${(top / r) + p + 3}" fill="#8a96a3" font-size="10" text-anchor="end">${esc(yTick(v))}</text>`;
+  }
+  u.series.forEach((s, i) => {
+    if (i === 0 || !s.show) return;
+    const xs = u.data[0], ys = u.data[i];
+    const pts = [];
+    for (let j = 0; j < xs.length; j++) {
+      if (ys[j] == null || xs[j] < xMin || xs[j] > xMax) continue;
+      pts.push([(left / r) + px(xs[j], 'x'), (top / r) + px(ys[j], 'y')]);
+    }
+    const stroke = typeof s._stroke === 'string' ? s._stroke : (typeof s.stroke === 'function' ? s.stroke(u, i) : s.stroke);
+    if (s.width === 0) body += pts.map(([x, y]) => `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${stroke}"/>`).join('');
+    else body += `<polyline fill="none" stroke="${stroke}" stroke-width="${s.width || 1}" points="${pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' ')}"/>`;
+    body += `<text x="${left / r + 8 + (i - 1) * 90}" y="${H - 6}" fill="${stroke}" font-size="10">${esc(s.label)}</text>`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">${body}</svg>`;
+}
+
+$('#save-svgs').addEventListener('click', () => {
+  for (const [key, title] of METRICS) {
+    const u = charts[key];
+    if (!u) continue;
+    const blob = new Blob([chartSvg(u, title)], { type: 'image/svg+xml' });
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = `${view.runId || 'run'}-${key}.svg`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   }
 });
 
@@ -462,7 +513,7 @@ function makeChart(key, title, el) {
   const width = el.clientWidth || 400;
   const chart = new uPlot({
     title, width, height: 220, series,
-    scales: { x: { time: mode === 'wall' }, y: logY ? { distr: 3 } : {} },
+    scales: { x: { time: mode === 'wall', ...($('#x-scale').value === 'log' && mode !== 'wall' ? { distr: 3 } : {}) }, y: logY ? { distr: 3 } : {} },
     axes: [
       { stroke: '#8a96a3', grid: { stroke: '#232b34' }, label: xLabel, ...(xValues ? { values: xValues } : {}) },
       { stroke: '#8a96a3', grid: { stroke: '#232b34' }, size: 62, values: (u, splits) => splits.map(yTick) },
@@ -478,6 +529,84 @@ function makeChart(key, title, el) {
 }
 
 function compareKey() { return [...view.compare.keys()].join('\n'); }
+
+// ---------- the machine over the run ----------
+// The run's hardware samples on the charts' x axis (a sample's time mapped
+// to the step, epoch or time of the batches around it).
+const HW_METRICS = [
+  ['cpu_percent', 'CPU %', 'chart-cpu', (v) => v],
+  ['rss_bytes', 'Process memory (GiB)', 'chart-rss', (v) => v / 2 ** 30],
+  ['gpu_percent', 'GPU busy % (busiest)', 'chart-gpu', (v) => v],
+  ['gpu_memory_bytes', 'GPU memory (GiB)', 'chart-gpumem', (v) => v / 2 ** 30],
+];
+const hwCharts = {};
+
+// The same fold as HwPoint::of in crates/server/src/state.rs.
+function pushHw(h) {
+  const gpus = h.gpus || [];
+  view.hw.push({
+    ts_ms: h.sampled_at_ms,
+    cpu_percent: h.cpu.usage_percent,
+    rss_bytes: h.process.rss_bytes,
+    gpu_percent: gpus.length ? Math.max(0, ...gpus.map((g) => g.utilization_percent ?? 0)) : null,
+    gpu_memory_bytes: gpus.length ? gpus.reduce((a, g) => a + (g.memory_used_bytes ?? 0), 0) : null,
+  });
+  // A day of samples: halve by keeping the larger of each pair.
+  if (view.hw.length > 6000) {
+    const out = [];
+    for (let i = 0; i + 1 < view.hw.length; i += 2) {
+      const a = view.hw[i], b = view.hw[i + 1], mx = (x, y) => (x == null ? y : y == null ? x : Math.max(x, y));
+      out.push({ ts_ms: b.ts_ms, cpu_percent: mx(a.cpu_percent, b.cpu_percent), rss_bytes: mx(a.rss_bytes, b.rss_bytes), gpu_percent: mx(a.gpu_percent, b.gpu_percent), gpu_memory_bytes: mx(a.gpu_memory_bytes, b.gpu_memory_bytes) });
+    }
+    view.hw = out;
+  }
+  scheduleDraw();
+}
+
+// A time (ms) on the chosen x axis, through the batches' times.
+function tsMapper(series) {
+  const mode = $('#x-axis').value;
+  const ts = series.ts_ms, t0 = ts.length ? ts[0] : 0;
+  if (mode === 'wall') return (t) => t / 1000;
+  if (mode === 'relative') return (t) => (t - t0) / 1000;
+  const ys = mode === 'epoch' ? series.epoch : series.step;
+  return (t) => {
+    if (!ts.length) return null;
+    if (t <= ts[0]) return ys[0];
+    if (t >= ts[ts.length - 1]) return ys[ys.length - 1];
+    let lo = 0, hi = ts.length - 1;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (ts[mid] < t) lo = mid + 1; else hi = mid; }
+    const a = lo - 1;
+    return ys[a] + (ys[lo] - ys[a]) * (t - ts[a]) / Math.max(1, ts[lo] - ts[a]);
+  };
+}
+
+function drawHardware() {
+  const has = (k) => view.hw.some((p) => p[k] != null);
+  $('#hw-charts-title').hidden = !view.hw.length;
+  const toX = tsMapper(view.series);
+  const logX = $('#x-scale').value === 'log';
+  for (const [key, title, id, scale] of HW_METRICS) {
+    const el = document.getElementById(id);
+    el.hidden = !has(key);
+    if (el.hidden) continue;
+    if (!hwCharts[key]) {
+      hwCharts[key] = new uPlot({
+        title, width: el.clientWidth || 400, height: 160,
+        series: [{}, { label: title, stroke: '#8be9fd', width: 1.5, points: { show: false }, spanGaps: true }],
+        scales: { x: { time: $('#x-axis').value === 'wall', ...(logX && $('#x-axis').value !== 'wall' ? { distr: 3 } : {}) } },
+        axes: [{ stroke: '#8a96a3', grid: { stroke: '#232b34' } }, { stroke: '#8a96a3', grid: { stroke: '#232b34' }, size: 62, values: (u, s) => s.map(yTick) }],
+        legend: { show: false },
+        cursor: { drag: { x: true, y: false } },
+        hooks: { setSelect: [(u) => { if (u.select.width > 2) zoomTo(u.posToVal(u.select.left, 'x'), u.posToVal(u.select.left + u.select.width, 'x')); }] },
+      }, [[], []], el);
+      el.addEventListener('dblclick', () => { view.zoom = null; scheduleDraw(); });
+    }
+    const pts = view.hw.filter((p) => p[key] != null).map((p) => [toX(p.ts_ms), scale(p[key])]).filter(([x]) => x != null && (!logX || x > 0));
+    hwCharts[key].setData([pts.map((p) => p[0]), pts.map((p) => p[1])]);
+    if (view.zoom) hwCharts[key].setScale('x', { min: view.zoom[0], max: view.zoom[1] });
+  }
+}
 
 let drawQueued = false;
 function scheduleDraw() {
@@ -495,6 +624,8 @@ function evalPoints(split, key) {
 // column's own repeated x (batches logged in the same millisecond) keeps a
 // row each.
 function joinColumns(cols) {
+  // A log x axis has no place for zero or less (time since start begins at 0).
+  if ($('#x-scale').value === 'log') cols = cols.map((c) => ({ xs: c.xs.map((x) => (x > 0 ? x : null)), ys: c.ys }));
   const heads = cols.map(() => 0);
   const ux = [], out = cols.map(() => []);
   for (;;) {
@@ -540,6 +671,7 @@ function draw() {
     // Keep the zoom while live points arrive (setData rescales to all).
     if (view.zoom) charts[key].setScale('x', { min: view.zoom[0], max: view.zoom[1] });
   }
+  drawHardware();
 }
 
 async function fetchSeries(runId, query) {
@@ -612,10 +744,11 @@ $('#smoothing').addEventListener('input', (e) => {
   smoothingTimer = setTimeout(() => { refetchSeries(); refetchCompare(); }, 150);
 });
 // Scales are fixed when a uPlot chart is made: remake the charts.
-for (const id of ['#x-axis', '#y-scale']) {
+for (const id of ['#x-axis', '#y-scale', '#x-scale']) {
   $(id).addEventListener('change', () => {
     view.zoom = null;
     for (const k of Object.keys(charts)) { charts[k].destroy(); delete charts[k]; }
+    for (const k of Object.keys(hwCharts)) { hwCharts[k].destroy(); delete hwCharts[k]; }
     scheduleDraw();
   });
 }
@@ -1175,7 +1308,7 @@ $('#trash-table').addEventListener('click', async (ev) => {
 $('#follow').addEventListener('click', () => reconnectTo(true, null));
 
 // For the end-to-end test and the curious: the page's state from the console.
-window.mnistMonitor = { view, charts, hardware, fleet };
+window.mnistMonitor = { view, charts, hwCharts, hardware, fleet };
 
 const sweepParam = new URLSearchParams(location.search).get('sweep');
 if (sweepParam) { view.sweepFocus = sweepParam; $('#runs-filter').value = sweepParam; }

@@ -56,6 +56,7 @@ pub fn data(state: &RunState, meta: &RunMeta) -> Value {
         "samples": samples,
         "alerts": state.alert_counts(),
         "series": state.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
+        "hardware": state.hardware(MAX_POINTS),
         "generated_ms": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),

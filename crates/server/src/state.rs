@@ -77,6 +77,45 @@ pub struct Point {
     pub images_per_sec: f64,
 }
 
+/// One hardware sample of a run, as the charts draw it over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HwPoint {
+    /// When it was sampled, Unix time in milliseconds.
+    pub ts_ms: u64,
+    /// The machine's CPU busy, percent.
+    pub cpu_percent: f64,
+    /// The process's resident memory, bytes.
+    pub rss_bytes: f64,
+    /// The busiest GPU's utilisation, percent (None without GPUs).
+    pub gpu_percent: Option<f64>,
+    /// GPU memory used, summed over the GPUs, bytes.
+    pub gpu_memory_bytes: Option<f64>,
+}
+
+impl HwPoint {
+    fn of(h: &mnist_events::HardwareSnapshot) -> Self {
+        let gpus = !h.gpus.is_empty();
+        Self {
+            ts_ms: h.sampled_at_ms,
+            cpu_percent: h.cpu.usage_percent as f64,
+            rss_bytes: h.process.rss_bytes as f64,
+            gpu_percent: gpus.then(|| {
+                h.gpus
+                    .iter()
+                    .filter_map(|g| g.utilization_percent)
+                    .max()
+                    .unwrap_or(0) as f64
+            }),
+            gpu_memory_bytes: gpus.then(|| {
+                h.gpus
+                    .iter()
+                    .filter_map(|g| g.memory_used_bytes)
+                    .sum::<u64>() as f64
+            }),
+        }
+    }
+}
+
 /// How a series reads its value off a point.
 pub type Reading = fn(&Point) -> f64;
 
@@ -146,6 +185,8 @@ pub struct RunState {
     /// `run_finished` of the latest attempt (cleared by a resumption).
     finished: Option<Arc<Event>>,
     points: Vec<Point>,
+    /// The hardware samples taken while it trained.
+    hardware: Vec<HwPoint>,
     /// The events the snapshot carries in full (all but batches and
     /// hardware samples), in order.
     others: Vec<Arc<Event>>,
@@ -170,6 +211,7 @@ impl RunState {
             started: None,
             finished: None,
             points: Vec::new(),
+            hardware: Vec::new(),
             others: Vec::new(),
             last_batch: None,
             last_val: None,
@@ -203,7 +245,10 @@ impl RunState {
                 self.last_batch = Some(event.clone());
                 return;
             }
-            EventKind::Hardware(_) => return,
+            EventKind::Hardware(h) => {
+                self.hardware.push(HwPoint::of(h));
+                return;
+            }
             EventKind::RunStarted(r) => {
                 if let Some(step) = r.resumed_from_step {
                     self.cut_after(step);
@@ -452,6 +497,32 @@ impl RunState {
         Value::Object(out)
     }
 
+    /// The run's hardware samples, at most `max`: per bucket of consecutive
+    /// samples the largest of each (a short spike stays visible), at the
+    /// bucket's last sample's time.
+    pub fn hardware(&self, max: usize) -> Vec<HwPoint> {
+        let n = self.hardware.len();
+        if n <= max || max == 0 {
+            return self.hardware.clone();
+        }
+        let max_of = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        (0..max)
+            .map(|b| {
+                let bucket = &self.hardware[b * n / max..((b + 1) * n / max).max(b * n / max + 1)];
+                bucket.iter().skip(1).fold(bucket[0], |acc, p| HwPoint {
+                    ts_ms: p.ts_ms,
+                    cpu_percent: acc.cpu_percent.max(p.cpu_percent),
+                    rss_bytes: acc.rss_bytes.max(p.rss_bytes),
+                    gpu_percent: max_of(acc.gpu_percent, p.gpu_percent),
+                    gpu_memory_bytes: max_of(acc.gpu_memory_bytes, p.gpu_memory_bytes),
+                })
+            })
+            .collect()
+    }
+
     /// The first message a viewer gets (as [`crate::ws::Envelope::Snapshot`]):
     /// every event but batches and hardware samples in full, the batch
     /// series downsampled.
@@ -465,6 +536,7 @@ impl RunState {
             "events": self.others,
             "last_batch": self.last_batch,
             "series": self.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
+            "hardware": self.hardware(MAX_POINTS),
         })
     }
 
