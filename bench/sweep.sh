@@ -31,8 +31,8 @@ curl -s "$URL/api/health" >/dev/null
 t3=$(now)
 "$BIN" sweep --grid lr=0.001,0.003 --grid kernels=8,16,16,16:16,32,32,32 --server "$URL" -- "${FLAGS[@]}" >/dev/null 2>&1
 while :; do
-  done=$(curl -s "$URL/api/runs" | grep -o '"status":"completed"' | wc -l)
-  queued=$(curl -s "$URL/api/queue" | grep -o '"run_id"' | wc -l)
+  done=$(curl -s "$URL/api/runs" | { grep -o '"status":"completed"' || true; } | wc -l)
+  queued=$(curl -s "$URL/api/queue" | { grep -o '"run_id"' || true; } | wc -l)
   [ "$done" -ge 4 ] && [ "$queued" -eq 0 ] && break
   sleep 0.2
 done
