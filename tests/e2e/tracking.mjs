@@ -117,6 +117,7 @@ try {
 
   await compareTwenty(page);
   await reportOffline(page);
+  await sweepFromPage(page);
   if (longRun) await zoomLongRun(page);
 
   const icon = await page.evaluate(async () => (await fetch('/favicon.svg')).status);
@@ -198,6 +199,31 @@ async function reportOffline(page) {
   if (r.points < 5 || r.samples < 1 || r.confusion !== 100 || !r.title.includes('baseline')) fail(`report: ${JSON.stringify(r)}`);
   out.report = r;
   await offline.close();
+}
+
+// A 2-run sweep from the page's form: queued, tagged, and the page opens on
+// it (the filter on the sweep id, its runs overlaid as they start).
+async function sweepFromPage(page) {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  for (let i = 1; i <= 4; i++) await page.fill(`input[name=k${i}]`, '4');
+  await page.fill('input[name=epochs]', '1');
+  await page.fill('input[name=batch_size]', '20');
+  await page.selectOption('select[name=backend]', 'cpu');
+  await page.click('#more-fields summary');
+  await page.fill('#more-fields [name=val_size]', '100');
+  await page.click('#sweep summary');
+  await page.fill('#sweep-grid', 'lr=0.001,0.002');
+  await page.click('#sweep-start');
+  await page.waitForFunction(() => /sweep .*: 2 runs queued/.test(document.querySelector('#form-message').textContent), null, { timeout: 15000 })
+    .catch(async () => fail(`the sweep was not queued: ${await page.textContent('#form-message')} ${await page.textContent('#sweep-error')}`));
+  const id = await page.evaluate(() => new URLSearchParams(location.search).get('sweep'));
+  if (!id || !id.startsWith('sweep-') || (await page.inputValue('#runs-filter')) !== id) fail(`the page did not open on the sweep: ${id}`);
+  await page.waitForFunction(() => window.mnistMonitor.view.compare.size === 2 &&
+    document.querySelectorAll('#runs-table tr[data-run]').length === 2, null, { timeout: 60000 })
+    .catch(async () => fail(`the sweep's runs were not overlaid: ${await page.evaluate(() => window.mnistMonitor.view.compare.size)}`));
+  out.sweep = id;
+  await page.click('#compare-clear');
+  await page.fill('#runs-filter', '');
 }
 
 async function zoomLongRun(page) {

@@ -245,7 +245,16 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
     ] {
         assert!(head.contains(&field), "{head:?}");
     }
-    assert_eq!(csv.lines().count(), 1 + 21, "{csv}");
+    // The 21 written here and the page's 2-run sweep.
+    assert_eq!(csv.lines().count(), 1 + 23, "{csv}");
+    let sweep = out
+        .split("\"sweep\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(csv.matches(&format!(",{sweep},")).count(), 2, "{csv}");
     assert!(csv.contains("\nsweep-07,"), "{csv}");
     // The report the page downloaded, from the command line too.
     let file = work.path().join("tracked.html");

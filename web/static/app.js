@@ -1023,6 +1023,8 @@ $('#sweep-start').addEventListener('click', async () => {
   const random = $('#sweep-random').value === '' ? undefined : Number($('#sweep-random').value);
   try {
     const body = await send('POST', '/api/sweeps', { base: formConfig(), specs, random });
+    // Follow what trains now: its start and end refresh the sweep's runs.
+    if (!view.follow) reconnectTo(true, null);
     focusSweep(body.sweep_id);
     $('#form-message').textContent = `sweep ${body.sweep_id}: ${body.runs.length} runs queued`;
     $('#form-message').classList.add('note');
