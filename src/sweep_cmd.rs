@@ -96,8 +96,9 @@ fn train_here(
     let mut failed = 0;
     for (i, config) in configs.into_iter().enumerate() {
         let run_id = format!("{sweep_id}-{:02}", i + 1);
-        let mut sinks: Vec<Box<dyn mnist_events::EventSink>> =
-            vec![Box::new(tagger(&train.run_dir, &sweep_id))];
+        let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(
+            mnist_server::manage::sweep_tagger(train.run_dir.clone(), sweep_id.clone()),
+        )];
         if !train.quiet {
             sinks.push(Box::new(Progress::new()));
         }
@@ -143,21 +144,6 @@ fn train_here(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-/// A sink that tags each run with its sweep once it started
-/// (`runs/<id>/meta.json`, beside the log, where the page's tags live).
-fn tagger(runs_dir: &std::path::Path, sweep_id: &str) -> impl mnist_events::EventSink {
-    let (runs_dir, sweep_id) = (runs_dir.to_path_buf(), sweep_id.to_string());
-    mnist_events::FnSink(move |e: &mnist_events::Event| {
-        if matches!(e.kind, mnist_events::EventKind::RunStarted(_)) {
-            let meta = serde_json::json!({"name": null, "notes": "", "tags": [sweep_id]});
-            let path = runs_dir.join(&e.run_id).join("meta.json");
-            if let Err(err) = std::fs::write(&path, meta.to_string()) {
-                eprintln!("warning: cannot tag {} with its sweep: {err}", e.run_id);
-            }
-        }
     })
 }
 

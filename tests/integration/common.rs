@@ -224,6 +224,23 @@ pub fn wait_finished(base: &str, run_id: &str) -> Value {
     }
 }
 
+/// Polls `GET /api/runs/{id}` until the run (queued, then training) ends.
+pub fn wait_ended(base: &str, run_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let (_, body) = get(&format!("{base}/api/runs/{run_id}"));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if ["completed", "failed", "stopped"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {run_id} did not end: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs a `tests/e2e/*.mjs` browser script (playwright-core driving
 /// Debian's Chromium) with `args`; panics with its output if it fails.
 pub fn run_e2e<S: AsRef<std::ffi::OsStr>>(

@@ -23,6 +23,40 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `prometheus` scraping `targets` (host:port) every second as job
+/// `mnist-monitor`, its data in `work`; the process (killed when dropped)
+/// and its base URL.
+fn start_prometheus(
+    prometheus: &str,
+    work: &std::path::Path,
+    targets: &[&str],
+) -> (Prometheus, String) {
+    let port = free_port();
+    let targets = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = work.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mnist-monitor\n    static_configs:\n      - targets: [{targets}]\n"),
+    )
+    .unwrap();
+    let child = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            work.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    (Prometheus(child), format!("http://127.0.0.1:{port}"))
+}
+
 /// The value of an instant query's single series, once it has one.
 fn query(prom: &str, q: &str) -> Option<(Value, f64)> {
     // Prometheus takes a moment to listen: a refused connection is "not yet".
@@ -76,28 +110,8 @@ fn prometheus_scrapes_training_and_hardware_gauges() {
     assert_eq!(code, 201, "{body}");
     let run_id = body["run_id"].as_str().unwrap().to_string();
 
-    let port = free_port();
     let target = server.base.trim_start_matches("http://");
-    let config = work.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mnist-monitor\n    static_configs:\n      - targets: ['{target}']\n"),
-    )
-    .unwrap();
-    let _prom = Prometheus(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
-    let prom = format!("http://127.0.0.1:{port}");
+    let (_prom, prom) = start_prometheus(&prometheus, work.path(), &[target]);
 
     // The scrape succeeds: Prometheus parsed our exposition format.
     let (labels, _) = wait_for(&prom, r#"up{job="mnist-monitor"}"#, |v| v == 1.0);
@@ -255,30 +269,8 @@ fn the_fleet_table_comes_from_prometheus_scraping_two_exporters() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let port = free_port();
-    let targets = [&url_a, &url_b]
-        .map(|u| format!("'{}'", u.trim_start_matches("http://")))
-        .join(", ");
-    let config = work.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mnist-monitor\n    static_configs:\n      - targets: [{targets}]\n"),
-    )
-    .unwrap();
-    let _prom = Prometheus(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
-    let prom = format!("http://127.0.0.1:{port}");
+    let targets = [&url_a, &url_b].map(|u| u.trim_start_matches("http://"));
+    let (_prom, prom) = start_prometheus(&prometheus, work.path(), &targets);
     let mut args = serve_in(&data, work.path());
     args.extend([
         "--fleet-prometheus".into(),

@@ -327,23 +327,6 @@ fn train_serve_viewers_get_the_end_of_the_run_before_it_exits() {
     assert!(child.wait().unwrap().success());
 }
 
-/// Polls `GET /api/runs/{id}` until the run (queued, then training) ends.
-fn wait_ended(base: &str, run_id: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    loop {
-        let (_, body) = get(&format!("{base}/api/runs/{run_id}"));
-        let v: Value = serde_json::from_str(&body).unwrap();
-        if ["completed", "failed", "stopped"].contains(&v["status"].as_str().unwrap_or("")) {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "run {run_id} did not end: {v}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 fn first_ts(v: &Value) -> u64 {
     v["summary"]["started_ms"].as_u64().unwrap()
 }

@@ -156,19 +156,7 @@ fn a_sweep_queued_on_a_server_runs_one_after_another() {
     assert_eq!(more.len(), 2);
     let mut started = Vec::new();
     for id in runs.iter().chain(&more) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let run = loop {
-            let (_, b) = get(&format!("{}/api/runs/{id}", server.base));
-            let v: Value = serde_json::from_str(&b).unwrap();
-            if v["status"] == "completed" || v["status"] == "failed" {
-                break v;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{id} did not finish: {v}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        };
+        let run = wait_ended(&server.base, id);
         assert_eq!(run["status"], "completed", "{run}");
         started.push(run["summary"]["started_ms"].as_u64().unwrap());
     }

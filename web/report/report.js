@@ -1,6 +1,6 @@
 // The report's script: draws a run from the JSON inside this file (no
-// network). The helpers above it ($, esc, fmt, pct, dur, reproduceCommand)
-// are web/static/util.js, inlined.
+// network). The helpers above it ($, esc, fmt, pct, dur, reproduceCommand,
+// the table builders) are web/static/util.js, inlined.
 const run = JSON.parse(document.getElementById('run-data').textContent);
 const started = run.started || {};
 const summary = run.summary || {};
@@ -69,20 +69,12 @@ const evals = run.evals || [];
 const last = evals.filter((e) => e.split === 'test').pop() || evals[evals.length - 1];
 if (last) {
   $('#eval-title').textContent = `${last.split} after epoch ${last.epoch}: accuracy ${pct(last.accuracy)}, F1 ${fmt(last.f1_macro)}, loss ${fmt(last.loss)}`;
-  const max = Math.max(1, ...last.confusion.flatMap((row, t) => row.filter((_, p) => p !== t)));
-  const diagMax = Math.max(1, ...last.confusion.map((row, t) => row[t]));
-  $('#confusion').innerHTML = '<tr><th></th>' + [...Array(10).keys()].map((k) => `<th>${k}</th>`).join('') + '</tr>' +
-    last.confusion.map((row, t) => `<tr><th>${t}</th>` + row.map((n, p) => {
-      const a = p === t ? 0.15 + 0.7 * (n / diagMax) : n ? 0.15 + 0.85 * (n / max) : 0;
-      return `<td style="background:${p === t ? `rgba(62,207,142,${a})` : `rgba(255,93,93,${a})`}">${n || ''}</td>`;
-    }).join('') + '</tr>').join('');
-  $('#per-class').innerHTML = '<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>n</th></tr>' +
-    last.per_class.map((c) => `<tr><td>${esc(c.class)}</td><td>${fmt(c.precision, 3)}</td><td>${fmt(c.recall, 3)}</td><td>${fmt(c.f1, 3)}</td><td>${esc(c.support)}</td></tr>`).join('');
+  $('#confusion').innerHTML = confusionHtml(last.confusion);
+  $('#per-class').innerHTML = perClassHtml(last.per_class);
 }
 $('#evals').innerHTML = '<tr><th>split</th><th>epoch</th><th>step</th><th>loss</th><th>accuracy</th><th>macro F1</th></tr>' +
   evals.map((e) => `<tr><td>${esc(e.split)}</td><td>${esc(e.epoch)}</td><td>${esc(e.step)}</td><td>${fmt(e.loss)}</td><td>${pct(e.accuracy)}</td><td>${fmt(e.f1_macro)}</td></tr>`).join('');
-$('#samples').innerHTML = ((run.samples && run.samples.samples) || []).map((s) =>
-  `<div class="sample ${s.label === s.predicted ? 'right' : 'wrong'}" title="test #${esc(s.index)}: label ${esc(s.label)}"><img alt="digit ${esc(s.label)}" src="data:image/png;base64,${esc(s.png_base64)}"><div>${esc(s.predicted)} · ${(100 * s.confidence).toFixed(0)}%</div></div>`).join('');
+$('#samples').innerHTML = ((run.samples && run.samples.samples) || []).map(sampleHtml).join('');
 
 // ---------- configuration, model, provenance ----------
 const show = (v) => (v == null ? '–' : Array.isArray(v) ? v.join(',') : String(v));
@@ -91,16 +83,10 @@ $('#repro').textContent = reproduceCommand(started.config);
 const model = started.model;
 if (model) {
   $('#model-total').textContent = `${model.total_params.toLocaleString()} parameters`;
-  $('#model').innerHTML = '<tr><th>layer</th><th>kind</th><th>output</th><th>params</th></tr>' +
-    model.layers.map((l) => `<tr><td>${esc(l.name)}</td><td>${esc(l.kind)}</td><td>${esc(l.output_shape.join('×'))}</td><td>${l.params.toLocaleString()}</td></tr>`).join('');
+  $('#model').innerHTML = modelRowsHtml(model);
 }
 const p = started.provenance;
-const prov = p ? [
-  ['version', `${p.version}${p.git_commit ? ` (${p.git_commit.slice(0, 12)}${p.git_dirty ? ', uncommitted changes' : ''})` : ''}`],
-  ['built with', `Burn ${p.burn_version}${p.features.length ? `, ${p.features.join(', ')}` : ''}`],
-  ['host', p.host],
-  ['started by', p.command_line.join(' ')],
-  ...Object.entries(p.data_sha256 || {}).map(([f, h]) => [f, `SHA-256 ${h}`]),
-] : [['provenance', 'not recorded (a run from an older version)']];
-$('#provenance').innerHTML = prov.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('');
+const prov = provenanceRows(p);
+for (const [file, hash] of Object.entries((p && p.data_sha256) || {})) prov.push([file, `SHA-256 ${hash}`]);
+$('#provenance').innerHTML = dlHtml(prov);
 document.body.dataset.ready = 'true';

@@ -5,7 +5,7 @@
 import { hardware, startHardware } from './hardware.js';
 import { fleet, startFleet } from './fleet.js';
 
-import { $, esc, fmt, pct, dur, reproduceCommand } from './util.js';
+import { $, esc, fmt, pct, dur, reproduceCommand, confusionHtml, perClassHtml, sampleHtml, modelRowsHtml, provenanceRows, dlHtml } from './util.js';
 
 // ---------- run state ----------
 // Every batch series the server folds (see SERIES in crates/server/src/state.rs):
@@ -204,14 +204,9 @@ function renderProvenance(e) {
   $('#provenance').hidden = false;
   $('#repro-cmd').textContent = reproduceCommand(e.config);
   const p = e.provenance;
-  const rows = p ? [
-    ['version', `${p.version}${p.git_commit ? ` (${p.git_commit.slice(0, 12)}${p.git_dirty ? ', uncommitted changes' : ''})` : ''}`],
-    ['built with', `Burn ${p.burn_version}${p.features.length ? `, ${p.features.join(', ')}` : ''}`],
-    ['host', p.host],
-    ['started by', p.command_line.join(' ')],
-    ['data', Object.keys(p.data_sha256 || {}).length ? 'MNIST, SHA-256 checked' : 'not checked (--skip-verify)'],
-  ] : [['provenance', 'not recorded (a run from an older version)']];
-  $('#prov-info').innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('');
+  const rows = provenanceRows(p);
+  if (p) rows.push(['data', Object.keys(p.data_sha256 || {}).length ? 'MNIST, SHA-256 checked' : 'not checked (--skip-verify)']);
+  $('#prov-info').innerHTML = dlHtml(rows);
 }
 $('#copy-repro').addEventListener('click', async () => {
   try { await navigator.clipboard.writeText($('#repro-cmd').textContent); $('#copy-repro').textContent = 'copied'; } catch (_) { /* no clipboard on plain http off loopback */ }
@@ -760,40 +755,19 @@ view.series = emptySeries();
 
 // ---------- evaluation panels ----------
 function renderSamples(e) {
-  const box = $('#samples');
-  box.innerHTML = '';
-  for (const s of e.samples) {
-    const ok = s.label === s.predicted;
-    const div = document.createElement('div');
-    div.className = 'sample ' + (ok ? 'right' : 'wrong');
-    div.title = `test #${s.index}: label ${s.label}, predicted ${s.predicted} (${(100 * s.confidence).toFixed(1)}%)`;
-    div.innerHTML = `<img alt="digit ${esc(s.label)}" src="data:image/png;base64,${esc(s.png_base64)}"><div>${esc(s.predicted)} · ${(100 * s.confidence).toFixed(0)}%</div>`;
-    box.appendChild(div);
-  }
+  $('#samples').innerHTML = e.samples.map(sampleHtml).join('');
 }
 
 function renderEval(e) {
   $('#eval-title').textContent = `${e.split} after epoch ${e.epoch}: accuracy ${pct(e.accuracy)}, F1 ${fmt(e.f1_macro)}, loss ${fmt(e.loss)}, MSE ${fmt(e.mse, 5)}`;
-  const max = Math.max(1, ...e.confusion.flatMap((row, t) => row.filter((_, p) => p !== t)));
-  const diagMax = Math.max(1, ...e.confusion.map((row, t) => row[t]));
-  let html = '<tr><th></th>' + [...Array(10).keys()].map((k) => `<th>${k}</th>`).join('') + '</tr>';
-  e.confusion.forEach((row, t) => {
-    html += `<tr><th>${t}</th>` + row.map((n, p) => {
-      const a = p === t ? 0.15 + 0.7 * (n / diagMax) : n ? 0.15 + 0.85 * (n / max) : 0;
-      const color = p === t ? `rgba(62,207,142,${a})` : `rgba(255,93,93,${a})`;
-      return `<td style="background:${color}" title="true ${t}, predicted ${p}: ${n}">${n || ''}</td>`;
-    }).join('') + '</tr>';
-  });
-  $('#confusion').innerHTML = html;
-  $('#per-class').innerHTML = '<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>n</th></tr>' +
-    e.per_class.map((c) => `<tr><td>${esc(c.class)}</td><td>${fmt(c.precision, 3)}</td><td>${fmt(c.recall, 3)}</td><td>${fmt(c.f1, 3)}</td><td>${esc(c.support)}</td></tr>`).join('');
+  $('#confusion').innerHTML = confusionHtml(e.confusion);
+  $('#per-class').innerHTML = perClassHtml(e.per_class);
 }
 
 function renderModel(m, source) {
   $('#model-source').textContent = source;
   $('#model-total').textContent = `${m.total_params.toLocaleString()} parameters`;
-  $('#model-table').innerHTML = '<tr><th>layer</th><th>kind</th><th>output</th><th>params</th></tr>' +
-    m.layers.map((l) => `<tr><td>${esc(l.name)}</td><td style="text-align:left">${esc(l.kind)}</td><td>${esc(l.output_shape.join('×'))}</td><td>${l.params.toLocaleString()}</td></tr>`).join('') +
+  $('#model-table').innerHTML = modelRowsHtml(m) +
     `<tr><th>total</th><th></th><th></th><th>${m.total_params.toLocaleString()}</th></tr>`;
 }
 

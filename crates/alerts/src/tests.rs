@@ -271,20 +271,7 @@ fn a_run_without_batches_for_the_stall_time_is_stalled_once_and_rearms() {
         None,
     );
     let _ = done.check(&ev(1, t0, started("cpu")));
-    let _ = done.check(&ev(
-        2,
-        t0 + 1000,
-        EventKind::RunFinished(RunFinished {
-            status: RunStatus::Completed,
-            error: None,
-            epochs_completed: 1,
-            steps: 3,
-            train_seconds: 1.0,
-            test_accuracy: Some(0.99),
-            test_f1_macro: Some(0.99),
-            test_loss: Some(0.01),
-        }),
-    ));
+    let _ = done.check(&finished(RunStatus::Completed, None));
     assert!(rules(&mut done, samples(0, 300)).is_empty());
 }
 

@@ -393,22 +393,6 @@ pub fn dispatch(state: &Arc<AppState>) {
     launch(state, config, hub, stop, data, item.sweep);
 }
 
-/// Tags a run with its sweep once it started (`meta.json` beside its log,
-/// where the page's tags live; its folder exists from then on).
-fn sweep_tagger(runs_dir: std::path::PathBuf, sweep: String) -> impl mnist_events::EventSink {
-    mnist_events::FnSink(move |e: &mnist_events::Event| {
-        if matches!(e.kind, EventKind::RunStarted(_)) {
-            let meta = crate::manage::RunMeta {
-                tags: vec![sweep.clone()],
-                ..Default::default()
-            };
-            if let Err(err) = meta.save(&runs_dir, &e.run_id) {
-                tracing::warn!("run {}: cannot tag it with its sweep: {err}", e.run_id);
-            }
-        }
-    })
-}
-
 /// Trains `config` on a thread of its own into `hub`; when it ends, the
 /// next queued run starts.
 fn launch(
@@ -422,7 +406,10 @@ fn launch(
     let run_id = hub.run_id.clone();
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(HubSink(hub.clone()))];
     if let Some(sweep) = sweep {
-        sinks.push(Box::new(sweep_tagger(state.opts.runs_dir.clone(), sweep)));
+        sinks.push(Box::new(crate::manage::sweep_tagger(
+            state.opts.runs_dir.clone(),
+            sweep,
+        )));
     }
     let opts = RunOptions {
         data_dir: state.opts.data_dir.clone(),

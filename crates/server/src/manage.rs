@@ -26,6 +26,24 @@ pub struct RunMeta {
     pub tags: Vec<String>,
 }
 
+/// A sink that tags each run with its sweep once it started (`meta.json`
+/// beside its log, where the page's tags live; the run's folder exists
+/// from then on, and must not before: a taken run id is refused). The
+/// server's queue and `mnist-monitor sweep` both use it.
+pub fn sweep_tagger(runs_dir: std::path::PathBuf, sweep: String) -> impl mnist_events::EventSink {
+    mnist_events::FnSink(move |e: &mnist_events::Event| {
+        if matches!(e.kind, mnist_events::EventKind::RunStarted(_)) {
+            let meta = RunMeta {
+                tags: vec![sweep.clone()],
+                ..Default::default()
+            };
+            if let Err(err) = meta.save(&runs_dir, &e.run_id) {
+                tracing::warn!("run {}: cannot tag it with its sweep: {err}", e.run_id);
+            }
+        }
+    })
+}
+
 /// Longest name, tag and notes, in characters.
 pub const MAX_NAME: usize = 200;
 /// Longest tag, in characters.
