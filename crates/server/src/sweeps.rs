@@ -35,7 +35,7 @@ fn sweep_error(e: SweepError) -> ApiError {
     match e {
         SweepError::Invalid(errors) => ApiError::Invalid(errors),
         SweepError::Spec { .. } => ApiError::field("grid", e.to_string()),
-        SweepError::Size(m) if m.contains("--random") => ApiError::field("random", m),
+        SweepError::Random(m) => ApiError::field("random", m),
         SweepError::Size(m) => ApiError::field("grid", m),
     }
 }

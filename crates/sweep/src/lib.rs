@@ -38,9 +38,12 @@ pub enum SweepError {
     /// A combination the configuration table refuses.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
-    /// Nothing to sweep, or too much.
+    /// Nothing to sweep, or too much: the grid's size.
     #[error("{0}")]
     Size(String),
+    /// `random` out of its range.
+    #[error("{0}")]
+    Random(String),
 }
 
 impl Grid {
@@ -152,7 +155,7 @@ pub fn expand(
         }
         None => (0..total).collect(),
         Some(n) if n == 0 || n > total.min(MAX_RUNS) => {
-            return Err(SweepError::Size(format!(
+            return Err(SweepError::Random(format!(
                 "--random must be in 1..={} (the grid's combinations, at most {MAX_RUNS}; got {n})",
                 total.min(MAX_RUNS)
             )))
