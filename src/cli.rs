@@ -160,14 +160,83 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub random_seed: u64,
     /// Queue the runs on the `serve` at URL (its page and queue show them) instead of training here.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "executor")]
     pub server: Option<String>,
+    /// Where the runs train: here, one after another; or `slurm`: one sbatch job array, a task
+    /// per configuration, writing into the runs folder (on the cluster's shared filesystem).
+    #[arg(long, value_enum, default_value = "here")]
+    pub executor: Executor,
+    /// The Slurm job's options (with --executor slurm).
+    #[command(flatten)]
+    pub slurm: SlurmFlags,
     /// With --server: the server's token (or MNIST_MONITOR_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// `train` flags for every run, after `--`: the base configuration (any field not swept), the data and run folders, the webhook.
     #[arg(last = true, value_name = "TRAIN FLAGS")]
     pub train: Vec<String>,
+}
+
+/// Where a sweep's runs train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    /// In this process, one after another.
+    Here,
+    /// As a Slurm job array (sbatch), one task per configuration.
+    Slurm,
+}
+
+/// `sbatch` options for `sweep --executor slurm`, checked before anything is submitted.
+#[derive(Args, Clone, Debug)]
+pub struct SlurmFlags {
+    /// Slurm partition(s) to run in.
+    #[arg(long, value_name = "P", help_heading = "Slurm (--executor slurm)")]
+    pub partition: Option<String>,
+    /// Generic resources per task, e.g. gpu:1 (one GPU each; Slurm sets CUDA_VISIBLE_DEVICES).
+    #[arg(long, value_name = "SPEC", help_heading = "Slurm (--executor slurm)")]
+    pub gres: Option<String>,
+    /// Each task's time limit: minutes, H:M:S or D-H[:M[:S]].
+    #[arg(long, value_name = "LIMIT", help_heading = "Slurm (--executor slurm)")]
+    pub time: Option<String>,
+    /// CPUs per task.
+    #[arg(long, value_name = "N", help_heading = "Slurm (--executor slurm)")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, e.g. 16G.
+    #[arg(long, value_name = "SIZE", help_heading = "Slurm (--executor slurm)")]
+    pub mem: Option<String>,
+    /// Account to charge.
+    #[arg(long, value_name = "NAME", help_heading = "Slurm (--executor slurm)")]
+    pub account: Option<String>,
+    /// Run at most N tasks at once (--array=0-K%N).
+    #[arg(long, value_name = "N", help_heading = "Slurm (--executor slurm)")]
+    pub max_parallel: Option<u32>,
+}
+
+impl SlurmFlags {
+    /// Whether any Slurm option was given.
+    pub fn any(&self) -> bool {
+        self.partition.is_some()
+            || self.gres.is_some()
+            || self.time.is_some()
+            || self.cpus_per_task.is_some()
+            || self.mem.is_some()
+            || self.account.is_some()
+            || self.max_parallel.is_some()
+    }
+}
+
+/// A sweep id as `train --sweep` takes it: what `sweep` makes (letters,
+/// digits, `-` and `_`), at most 64 characters, so it is a safe tag.
+fn parse_sweep_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("a sweep id: 1-64 letters, digits, - or _".into())
+    }
 }
 
 #[derive(Args)]
@@ -411,6 +480,9 @@ pub struct TrainArgs {
     /// Name the run instead of using a timestamp.
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Tag the run as part of sweep SWEEP_ID (what `sweep --executor slurm` gives its tasks).
+    #[arg(long, value_name = "SWEEP_ID", value_parser = parse_sweep_id)]
+    pub sweep: Option<String>,
     /// Also serve the live page for this run at ADDR (e.g. 127.0.0.1:8080; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<std::net::SocketAddr>,

@@ -8,6 +8,7 @@ mod predict_cmd;
 mod progress;
 mod remote_cmd;
 mod reproduce;
+mod slurm_cmd;
 mod stats_cmd;
 mod sweep_cmd;
 mod train_cmd;
@@ -130,6 +131,8 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     // Runs written by other processes (a shell's `train`, a Slurm job)
     // appear and stream live, like TensorBoard's logdir.
     mnist_server::follow::start(state.clone()).context("cannot start following the runs folder")?;
+    // Sweeps submitted with `sweep --executor slurm`: their tasks' states.
+    mnist_server::slurm::start(state.clone()).context("cannot start asking Slurm")?;
     state.dispatch_queue();
     let token = state.opts.token.clone();
     mnist_server::run_blocking(state, args.bind, |addr| {

@@ -4,7 +4,7 @@
 //! sweep id, so the page's compare view shows them together
 //! (`/?sweep=ID`).
 
-use crate::cli::{Cli, Command, SweepArgs, TrainArgs};
+use crate::cli::{Cli, Command, Executor, SweepArgs, TrainArgs};
 use crate::progress::Progress;
 use anyhow::Context;
 use clap::Parser;
@@ -28,11 +28,21 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if args.executor != Executor::Slurm && args.slurm.any() {
+        anyhow::bail!("--partition, --gres, --time, --cpus-per-task, --mem, --account and --max-parallel go with --executor slurm");
+    }
+    if args.executor == Executor::Slurm {
+        // A typo in a Slurm option fails before anything is written.
+        args.slurm.options().check()?;
+    }
     let base = crate::train_cmd::config_from(&train, None)?;
     let configs = mnist_sweep::expand(&base, &grid, args.random, args.random_seed)?;
-    match &args.server {
-        Some(url) => queue_on_server(url, &args, &base, &grid),
-        None => train_here(&train, configs),
+    match (&args.server, args.executor) {
+        (Some(url), _) => queue_on_server(url, &args, &base, &grid),
+        (None, Executor::Slurm) => {
+            crate::slurm_cmd::submit(&args.slurm, &train, &args.train, configs)
+        }
+        (None, Executor::Here) => train_here(&train, configs),
     }
 }
 
@@ -49,9 +59,10 @@ fn train_args(flags: &[String]) -> anyhow::Result<TrainArgs> {
             if args.resume.is_some()
                 || args.reproduce.is_some()
                 || args.run_id.is_some()
+                || args.sweep.is_some()
                 || args.serve.is_some()
             {
-                anyhow::bail!("the train flags of a sweep cannot name a run (--run-id, --resume, --reproduce) or --serve it");
+                anyhow::bail!("the train flags of a sweep cannot name a run (--run-id, --resume, --reproduce, --sweep) or --serve it");
             }
             Ok(*args)
         }

@@ -106,6 +106,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     });
 
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
+    if let Some(sweep) = &args.sweep {
+        sinks.push(Box::new(mnist_server::manage::sweep_tagger(
+            args.run_dir.clone(),
+            sweep.clone(),
+        )));
+    }
     if !args.quiet {
         sinks.push(Box::new(Progress::new()));
     }

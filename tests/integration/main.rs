@@ -11,6 +11,7 @@ mod remote;
 mod review;
 mod security;
 mod server_api;
+mod slurm;
 mod sweep;
 mod train_cli;
 mod web_page;

@@ -4,6 +4,7 @@
 
 import { hardware, startHardware } from './hardware.js';
 import { fleet, startFleet } from './fleet.js';
+import { slurm, startSlurm, showRunTask } from './slurm.js';
 
 import { $, esc, fmt, pct, dur, reproduceCommand, confusionHtml, perClassHtml, sampleHtml, modelRowsHtml, provenanceRows, dlHtml } from './util.js';
 
@@ -35,6 +36,7 @@ const view = {
 
 function resetRun(runId) {
   view.runId = runId;
+  showRunTask();
   view.lastSeq = 0;
   view.started = null;
   view.status = null;
@@ -1284,7 +1286,7 @@ $('#trash-table').addEventListener('click', async (ev) => {
 $('#follow').addEventListener('click', () => reconnectTo(true, null));
 
 // For the end-to-end test and the curious: the page's state from the console.
-window.mnistMonitor = { view, charts, hwCharts, hardware, fleet };
+window.mnistMonitor = { view, charts, hwCharts, hardware, fleet, slurm, openRun: (id) => reconnectTo(false, id) };
 
 const sweepParam = new URLSearchParams(location.search).get('sweep');
 if (sweepParam) { view.sweepFocus = sweepParam; $('#runs-filter').value = sweepParam; }
@@ -1294,3 +1296,4 @@ loadRuns();
 connect();
 startHardware();
 startFleet();
+startSlurm();

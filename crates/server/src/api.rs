@@ -249,6 +249,22 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> ApiRe
 }
 
 async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    // A Slurm task's run stops the Slurm way: scancel (SIGTERM, then the
+    // run ends as stopped after its batch).
+    let task = state.slurm.locked().task_of(&id);
+    if let Some((job_id, task, slurm_state)) = task {
+        if slurm_state.as_deref().is_some_and(mnist_slurm::is_final) {
+            return Err(ApiError::conflict(format!(
+                "run {id}'s Slurm task {job_id}_{task} is already over"
+            )));
+        }
+        crate::slurm::scancel(&state, job_id.clone(), Some(task)).await?;
+        return Ok(HttpResponse::Accepted().json(json!({
+            "run_id": *id,
+            "stopping": true,
+            "slurm": format!("{job_id}_{task}"),
+        })));
+    }
     if state.is_followed(&id) {
         return Err(ApiError::conflict(format!(
             "run {id} is trained by another process (followed in the runs folder): stop it there (Ctrl-C, or kill -TERM its process)"

@@ -25,6 +25,8 @@ pub mod prom_fleet;
 pub mod queue;
 pub mod report;
 mod review;
+pub mod slots;
+pub mod slurm;
 pub mod state;
 mod sweeps;
 pub mod ws;
@@ -109,6 +111,8 @@ pub struct AppState {
     followed: Mutex<follow::Followed>,
     /// Runs waiting for their turn ([`queue`]).
     queue: Mutex<queue::Queue>,
+    /// Sweeps submitted to Slurm and their tasks' states ([`slurm`]).
+    slurm: Mutex<slurm::Board>,
     /// Bumped when a run appears, leaves or changes status in the runs
     /// folder: every websocket tells its page (`runs_changed`).
     runs_changed: watch::Sender<u64>,
@@ -135,6 +139,7 @@ impl AppState {
             open_sockets: AtomicUsize::new(0),
             followed: Mutex::new(Default::default()),
             queue: Mutex::new(queue),
+            slurm: Mutex::new(Default::default()),
             runs_changed: watch::channel(0).0,
         })
     }
@@ -322,6 +327,7 @@ pub fn bind(
             .configure(manage::routes)
             .configure(queue::routes)
             .configure(sweeps::routes)
+            .configure(slurm::routes)
             .configure(ws::routes)
             .configure(review::routes)
             .default_service(web::to(assets::serve))

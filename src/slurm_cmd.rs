@@ -1,0 +1,186 @@
+//! `mnist-monitor sweep --executor slurm`: the sweep as one Slurm job array,
+//! a task per configuration, each an ordinary `mnist-monitor train` writing
+//! into the runs folder on the shared filesystem (so a `serve` on the
+//! login node, or one tunnelled to, shows them live with their task states).
+//!
+//! Files, in `<runs>/.slurm/<sweep id>/`: `<run id>.toml` (each task's
+//! configuration), `job.sbatch` (the script, resubmittable by hand),
+//! `task-N.log` (each task's output) and `job.json` (the job id and which
+//! task trains which run, for `serve`).
+
+use crate::cli::{SlurmFlags, TrainArgs};
+use anyhow::Context;
+use mnist_slurm::{ArrayJob, SlurmOptions, SweepJob};
+use mnist_train::TrainConfig;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+impl SlurmFlags {
+    /// The flags as the options the job is submitted with.
+    pub fn options(&self) -> SlurmOptions {
+        SlurmOptions {
+            partition: self.partition.clone(),
+            gres: self.gres.clone(),
+            time: self.time.clone(),
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            account: self.account.clone(),
+            max_parallel: self.max_parallel,
+        }
+    }
+}
+
+/// Writes and submits the job array; returns once Slurm has accepted it.
+pub fn submit(
+    flags: &SlurmFlags,
+    train: &TrainArgs,
+    train_flags: &[String],
+    configs: Vec<TrainConfig>,
+) -> anyhow::Result<ExitCode> {
+    let options = flags.options();
+    options.check()?;
+    let sweep_id = mnist_sweep::new_sweep_id();
+    let cwd = std::env::current_dir().context("the current folder")?;
+    let runs = absolute(&cwd, &train.run_dir);
+    let dir = mnist_slurm::sweep_dir(&runs, &sweep_id);
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    let program = std::env::current_exe().context("this program's path")?;
+    let forwarded = without_config_flag(train_flags);
+    let mut runs_of_tasks = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        let run_id = format!("{sweep_id}-{:02}", i + 1);
+        let file = dir.join(format!("{run_id}.toml"));
+        let text = toml::to_string(config).context("a configuration as TOML")?;
+        std::fs::write(&file, text).with_context(|| file.display().to_string())?;
+        tasks.push(task_command(
+            &program, &file, &run_id, &sweep_id, &forwarded,
+        ));
+        runs_of_tasks.push(run_id);
+    }
+    let job = ArrayJob {
+        name: sweep_id.clone(),
+        chdir: cwd,
+        output: dir.join("task-%a.log"),
+        options: options.clone(),
+        tasks,
+    };
+    let script_path = dir.join("job.sbatch");
+    let script = mnist_slurm::write_script(&job)?;
+    std::fs::write(&script_path, script).with_context(|| script_path.display().to_string())?;
+    let submitted = mnist_slurm::submit(&script_path)?;
+    let record = SweepJob {
+        sweep_id: sweep_id.clone(),
+        job_id: submitted.job_id.clone(),
+        cluster: submitted.cluster,
+        submitted_at: now(),
+        script: script_path,
+        options,
+        runs: runs_of_tasks,
+    };
+    record.save(&runs)?;
+    report(&record, &runs);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One task's command line: `train` with its configuration file, run id
+/// and sweep tag, and the sweep's other train flags.
+fn task_command(
+    program: &Path,
+    config: &Path,
+    run_id: &str,
+    sweep_id: &str,
+    forwarded: &[String],
+) -> Vec<String> {
+    let mut argv = vec![
+        program.display().to_string(),
+        "train".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--run-id".into(),
+        run_id.into(),
+        "--sweep".into(),
+        sweep_id.into(),
+    ];
+    argv.extend(forwarded.iter().cloned());
+    argv
+}
+
+/// The train flags without `--config FILE` (each task's file holds it, merged).
+fn without_config_flag(flags: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_next = false;
+    for flag in flags {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if flag == "--config" {
+            skip_next = true;
+        } else if !flag.starts_with("--config=") {
+            out.push(flag.clone());
+        }
+    }
+    out
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Tells the user what was submitted, where it writes and how to watch and cancel it.
+fn report(record: &SweepJob, runs: &Path) {
+    eprintln!(
+        "{}: Slurm job {} submitted, {} tasks (one per configuration)",
+        record.sweep_id,
+        record.job_id,
+        record.runs.len()
+    );
+    eprintln!("  script:  {}", record.script.display());
+    eprintln!("  runs:    {}/{}-NN", runs.display(), record.sweep_id);
+    eprintln!(
+        "  watch:   mnist-monitor serve --runs-dir {}   then /?sweep={}",
+        runs.display(),
+        record.sweep_id
+    );
+    eprintln!("  cancel:  scancel {} (or Stop on the page)", record.job_id);
+    println!(
+        "{}",
+        serde_json::json!({
+            "sweep_id": record.sweep_id,
+            "job_id": record.job_id,
+            "runs": record.runs,
+            "script": record.script,
+        })
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_flag_is_dropped_in_both_spellings() {
+        let flags: Vec<String> = [
+            "--epochs",
+            "1",
+            "--config",
+            "a.toml",
+            "--config=b.toml",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(without_config_flag(&flags), ["--epochs", "1", "--quiet"]);
+    }
+}
