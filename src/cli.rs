@@ -513,12 +513,25 @@ pub struct ConfigFlags {
 }
 
 impl ConfigFlags {
-    /// `base` with the flags that were given on top.
+    /// `base` with the flags that were given on top. `--device cuda:1`
+    /// sets the backend too, and must agree with a `--backend` given with
+    /// it; a `--backend` alone that changes the backend drops the base's
+    /// device index (it numbered the other backend's devices).
     pub fn apply(&self, base: &TrainConfig) -> Result<TrainConfig, Vec<FieldError>> {
         let mut merged = serde_json::to_value(base).expect("config serialises");
-        for (name, value) in &self.given {
-            merged[name] = value.clone();
+        let object = merged.as_object_mut().expect("config is an object");
+        let base_backend = serde_json::Value::from(base.backend.as_str());
+        if self
+            .given
+            .get("backend")
+            .is_some_and(|b| *b != base_backend)
+        {
+            object.insert("device".into(), serde_json::Value::Null);
         }
+        for (name, value) in &self.given {
+            object.insert(name.clone(), value.clone());
+        }
+        mnist_train::device::expand_spec(object, self.sets("backend")).map_err(|e| vec![e])?;
         TrainConfig::parse_json(&merged)
     }
 
@@ -537,12 +550,15 @@ fn flag_for(field: &'static Field, default: &serde_json::Value) -> Arg {
             .collect::<Vec<_>>()
             .join(","),
         (_, serde_json::Value::String(s)) => s.clone(),
+        (FieldKind::Device { .. }, serde_json::Value::Null) => "auto".into(),
         (_, serde_json::Value::Null) => "all".into(),
         (_, v) => v.to_string(),
     };
     let help = match kind {
         FieldKind::Flag => format!("{}.", field.help),
-        FieldKind::Choice { .. } => format!("{} [default: {shown_default}].", field.help),
+        FieldKind::Choice { .. } | FieldKind::Device { .. } => {
+            format!("{} [default: {shown_default}].", field.help)
+        }
         FieldKind::Kernels { .. } => format!(
             "{}: {} [default: {shown_default}].",
             field.help,
@@ -568,6 +584,12 @@ fn flag_for(field: &'static Field, default: &serde_json::Value) -> Arg {
         FieldKind::Kernels { .. } => arg
             .value_name("K1,K2,K3,K4")
             .value_parser(|s: &str| parse_kernels(s).map(|k| serde_json::json!(k))),
+        // Kept as text: applying it sets the backend too.
+        FieldKind::Device { .. } => arg.value_name("SPEC").value_parser(|s: &str| {
+            s.parse::<mnist_train::DeviceSpec>()
+                .map(|spec| serde_json::Value::from(spec.to_string()))
+                .map_err(|e| e.to_string())
+        }),
         FieldKind::Number { .. } => arg.allow_negative_numbers(true).value_parser(|s: &str| {
             s.parse::<f64>()
                 .map(serde_json::Value::from)

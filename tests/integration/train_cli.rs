@@ -434,6 +434,7 @@ fn help_states_every_fields_range_and_the_configs_default() {
         let default = &defaults[field.name];
         let shown = match default {
             serde_json::Value::Bool(_) => continue,
+            serde_json::Value::Null if field.name == "device" => "auto".to_string(),
             serde_json::Value::Null => "all".to_string(),
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Array(ks) => ks

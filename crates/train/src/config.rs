@@ -41,13 +41,16 @@ impl Schedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendChoice {
-    /// CUDA if a CUDA device answers, else wgpu if an adapter exists, else CPU.
+    /// CUDA if a CUDA device answers (the GPU with the most free memory,
+    /// then the least busy), else a hardware wgpu adapter, else the CPU.
     Auto,
     /// Burn's `flex` backend on the CPU; always built.
     Cpu,
-    /// The first wgpu adapter, a GPU before a software renderer; needs the `wgpu` feature.
+    /// The wgpu adapter `device` names, else the first (a GPU before a
+    /// software renderer); needs the `wgpu` feature.
     Wgpu,
-    /// CUDA device 0; needs the `cuda` feature and the NVIDIA driver.
+    /// The CUDA device `device` names, else the GPU with the most free
+    /// memory; needs the `cuda` feature and the NVIDIA driver.
     Cuda,
 }
 
@@ -86,6 +89,11 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Where to train; `auto` picks the best backend that answers.
     pub backend: BackendChoice,
+    /// The device within `backend`, 0–[`MAX_DEVICE`]: CUDA's ordinal
+    /// (`cuda:1`) or the wgpu adapter's place in the best-first list;
+    /// `None` lets the backend pick (the GPU with the most free memory).
+    /// Configurations written before it existed read as `None`.
+    pub device: Option<usize>,
     /// Seeds weight initialisation, dropout and shuffling.
     pub seed: u64,
     /// The last `val_size` training images are the validation set.
@@ -116,6 +124,7 @@ impl Default for TrainConfig {
             epochs: 10,
             schedule: Schedule::Constant,
             backend: BackendChoice::Auto,
+            device: None,
             seed: 42,
             val_size: 5000,
             limit_train: None,
@@ -170,6 +179,8 @@ pub const MAX_VAL_SIZE: usize = 50_000;
 pub const MAX_KEEP_CHECKPOINTS: usize = 1_000;
 /// Largest `limit_*` (more than MNIST has is allowed and means "all").
 pub const MAX_LIMIT: u64 = 1 << 32;
+/// Largest `device` index.
+pub const MAX_DEVICE: u64 = 63;
 
 /// What values a configuration field takes: the one statement of each
 /// field's type and range, read by validation, the CLI's flags and help, the
@@ -209,6 +220,15 @@ pub enum FieldKind {
     },
     /// `true` or `false` (a flag on the command line).
     Flag,
+    /// A device index in `min..=max`, or absent (`null`) to let the
+    /// backend pick; text such as `"cuda:1"` names the backend too (see
+    /// [`crate::device::DeviceSpec`]).
+    Device {
+        /// Smallest index.
+        min: u64,
+        /// Largest index.
+        max: u64,
+    },
     /// Four integers, each in `min..=max` (the convolutions' channels).
     Kernels {
         /// Fewest output channels a convolution may have.
@@ -229,6 +249,11 @@ impl FieldKind {
             FieldKind::Integer { min, max } => format!("{min}..={max}"),
             FieldKind::OptionalInteger { min, max } => {
                 format!("{min}..={max}, or absent for all")
+            }
+            FieldKind::Device { min, max } => {
+                format!(
+                    "{min}..={max}, or absent to pick one (as text: auto, cpu, cuda[:N], wgpu[:N])"
+                )
             }
             FieldKind::Number {
                 min,
@@ -257,7 +282,9 @@ impl FieldKind {
         };
         match *self {
             FieldKind::Integer { min, max } => in_int(value, min, max),
-            FieldKind::OptionalInteger { min, max } => value.is_null() || in_int(value, min, max),
+            FieldKind::OptionalInteger { min, max } | FieldKind::Device { min, max } => {
+                value.is_null() || in_int(value, min, max)
+            }
             FieldKind::Number {
                 min,
                 min_inclusive,
@@ -350,9 +377,17 @@ pub const FIELDS: &[Field] = &[
     },
     Field {
         name: "backend",
-        help: "Compute backend; auto picks CUDA, then a hardware wgpu adapter, then the CPU",
+        help: "Compute backend; auto picks CUDA (the GPU with the most free memory), then a hardware wgpu adapter, then the CPU",
         kind: FieldKind::Choice {
             choices: BackendChoice::NAMES,
+        },
+    },
+    Field {
+        name: "device",
+        help: "The device: cuda:N, wgpu:N (set the backend too), an index N within the backend, or auto: the GPU with the most free memory, then the least busy",
+        kind: FieldKind::Device {
+            min: 0,
+            max: MAX_DEVICE,
         },
     },
     Field {
@@ -430,16 +465,36 @@ impl TrainConfig {
     /// Checks every field against [`FIELDS`] and returns all the invalid ones.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let values = serde_json::to_value(self).expect("config serialises");
-        let errors: Vec<FieldError> = FIELDS
+        let mut errors: Vec<FieldError> = FIELDS
             .iter()
             .filter(|field| !field.kind.admits(&values[field.name]))
             .map(|field| out_of_range(field, &values[field.name]))
             .collect();
+        errors.extend(self.device_error());
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
+    }
+
+    /// A device index the backend cannot take: the CPU has none, and
+    /// `auto` picks its own.
+    fn device_error(&self) -> Option<FieldError> {
+        let index = self.device?;
+        let why = match self.backend {
+            BackendChoice::Cpu => {
+                "cpu has no device index; drop it, or name a GPU: cuda:N or wgpu:N"
+            }
+            BackendChoice::Auto => {
+                "auto picks the device itself; name the backend with the index: cuda:N or wgpu:N"
+            }
+            BackendChoice::Cuda | BackendChoice::Wgpu => return None,
+        };
+        Some(FieldError::new(
+            "device",
+            format!("{why} (got {index} with backend {})", self.backend.as_str()),
+        ))
     }
 
     /// Parses a configuration from JSON, reporting every problem by field:
@@ -474,7 +529,8 @@ impl TrainConfig {
     }
 
     /// The configuration from every well-typed field (defaults elsewhere),
-    /// and an error for each unknown or ill-typed field.
+    /// and an error for each unknown or ill-typed field. A `device` given
+    /// as text (`"cuda:1"`) sets `backend` too.
     fn parse_partial(value: &serde_json::Value) -> (Self, Vec<FieldError>) {
         let Some(object) = value.as_object() else {
             return (
@@ -482,10 +538,16 @@ impl TrainConfig {
                 vec![FieldError::new("config", "must be a JSON object")],
             );
         };
+        let mut object = object.clone();
+        let mut errors = Vec::new();
+        let backend_given = object.contains_key("backend");
+        if let Err(e) = crate::device::expand_spec(&mut object, backend_given) {
+            object.remove("device");
+            errors.push(e);
+        }
         let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
         let mut merged = defaults.as_object().expect("object").clone();
-        let mut errors = Vec::new();
-        for (key, v) in object {
+        for (key, v) in &object {
             if !merged.contains_key(key) {
                 errors.push(FieldError::new(key, "unknown field"));
                 continue;
@@ -526,6 +588,9 @@ fn type_message(key: &str, serde_message: &str) -> String {
         Some(FieldKind::Number { .. }) => "a number".into(),
         Some(FieldKind::Flag) => "true or false".into(),
         Some(FieldKind::OptionalInteger { .. }) => "a positive integer or null".into(),
+        Some(FieldKind::Device { min, max }) => {
+            format!("an index in {min}..={max}, null, or text such as \"cuda:1\"")
+        }
         Some(FieldKind::Integer { .. }) | None => "a non-negative integer".into(),
     };
     format!("must be {expected} ({serde_message})")
@@ -714,6 +779,87 @@ mod tests {
         let errors = TrainConfig::from_json(&json!({"kernels": [1, 2, 3, 600]})).unwrap_err();
         assert_eq!(errors[0].field, "kernels");
         assert!(errors[0].message.contains("k4 = 600"));
+    }
+
+    #[test]
+    fn a_device_index_needs_a_gpu_backend() {
+        let with = |backend, device| TrainConfig {
+            backend,
+            device,
+            ..TrainConfig::default()
+        };
+        let errors = with(BackendChoice::Cpu, Some(0)).validate().unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "device");
+        assert!(
+            errors[0].message.starts_with("cpu has no device index"),
+            "{}",
+            errors[0].message
+        );
+        let errors = with(BackendChoice::Auto, Some(1)).validate().unwrap_err();
+        assert_eq!(errors[0].field, "device");
+        assert!(
+            errors[0].message.contains("cuda:N"),
+            "{}",
+            errors[0].message
+        );
+        assert_eq!(with(BackendChoice::Cuda, Some(1)).validate(), Ok(()));
+        assert_eq!(with(BackendChoice::Wgpu, Some(0)).validate(), Ok(()));
+        assert_eq!(with(BackendChoice::Cpu, None).validate(), Ok(()));
+        let errors = with(BackendChoice::Cuda, Some(64)).validate().unwrap_err();
+        assert_eq!(errors[0].field, "device");
+        assert!(
+            errors[0].message.contains("0..=63"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn json_takes_a_device_as_an_index_or_as_text() {
+        let config = TrainConfig::from_json(&json!({"device": "cuda:1"})).unwrap();
+        assert_eq!(
+            (config.backend, config.device),
+            (BackendChoice::Cuda, Some(1))
+        );
+        let config = TrainConfig::from_json(&json!({"backend": "wgpu", "device": 0})).unwrap();
+        assert_eq!(
+            (config.backend, config.device),
+            (BackendChoice::Wgpu, Some(0))
+        );
+        for (bad, says) in [
+            (json!({"device": "cuda:x"}), "0..=63"),
+            (json!({"device": "tpu"}), "cuda:N"),
+            (json!({"backend": "wgpu", "device": "cuda:0"}), "\"wgpu\""),
+            (
+                json!({"backend": "cpu", "device": 0}),
+                "cpu has no device index",
+            ),
+            (json!({"backend": "cuda", "device": -1}), "0..=63"),
+            (json!({"backend": "cuda", "device": 99}), "0..=63"),
+        ] {
+            let errors = TrainConfig::from_json(&bad).unwrap_err();
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(errors[0].field, "device", "{bad}");
+            assert!(
+                errors[0].message.contains(says),
+                "{bad}: {}",
+                errors[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn configs_from_before_device_still_load() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        old.as_object_mut().unwrap().remove("device");
+        let config: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(config.device, None);
+        let config = TrainConfig::from_toml("backend = \"cuda\"\ndevice = 2\n").unwrap();
+        assert_eq!(
+            (config.backend, config.device),
+            (BackendChoice::Cuda, Some(2))
+        );
     }
 
     #[test]

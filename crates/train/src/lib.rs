@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod infer;
 pub mod kernel_cache;
 pub mod memory;
@@ -22,6 +23,7 @@ mod trainer;
 pub use backend::{probe_all, BackendStatus, BackendUnavailable, Picked, Resolved};
 pub use checkpoint::ResumeError;
 pub use config::{BackendChoice, FieldError, OptimizerKind, Schedule, TrainConfig};
+pub use device::{pick_gpu, DeviceSpec, GpuPick};
 pub use trainer::{learning_rate, FLUSH_EVERY};
 
 use mnist_data::{DataError, Mnist, SplitOptions, Verify};
