@@ -20,6 +20,13 @@ use std::process::ExitCode;
 /// The one way out: a command's exit code, or its error printed once
 /// (`error: …`, with what it was doing) and exit code 2.
 fn main() -> ExitCode {
+    // NVML and nvidia-smi number GPUs in PCI bus order; CUDA's default is
+    // "fastest first", so `cuda:1` could be another GPU than nvidia-smi's 1
+    // (and than the one `auto` picked from NVML's readings). Set before
+    // anything starts CUDA, while this process has one thread.
+    if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+        std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+    }
     mnist_kernels::tune_allocator();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

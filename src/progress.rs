@@ -110,7 +110,7 @@ impl Progress {
         self.println(format!(
             "run {run_id}: {} params on {} ({}), {} train / {} val / {} test images, {} batches per epoch{resumed}",
             s.model.total_params,
-            s.backend,
+            backend_device(&s.backend, s.device_index),
             s.device,
             s.train_size,
             s.val_size,
@@ -233,4 +233,12 @@ pub fn format_summary(s: &ModelSummary) -> String {
         "total", "", "", s.total_params
     );
     out
+}
+
+/// `cuda:1` for a device with an index, else the backend alone (`cpu`).
+pub fn backend_device(backend: &str, index: Option<usize>) -> String {
+    match index {
+        Some(i) => format!("{backend}:{i}"),
+        None => backend.to_string(),
+    }
 }

@@ -323,7 +323,7 @@ pub fn warmup(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .map_or_else(|| "none".to_string(), |d| d.display().to_string());
     println!(
         "warmed {} on {} for kernels {:?}, batch {}, {:?} in {:.1} s; kernel cache: {cache}",
-        summary.backend,
+        crate::progress::backend_device(&summary.backend, summary.device_index),
         summary.device,
         config.kernels,
         config.batch_size,

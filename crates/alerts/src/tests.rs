@@ -20,6 +20,8 @@ fn started(backend: &str) -> EventKind {
         },
         backend: backend.into(),
         device: "d".into(),
+        device_index: None,
+        device_reason: None,
         train_size: 1,
         val_size: 1,
         test_size: 1,

@@ -134,6 +134,16 @@ pub struct RunStarted {
     pub backend: String,
     /// Human-readable device name, as the backend reports it.
     pub device: String,
+    /// The device's index within the backend: CUDA's ordinal (`cuda:1`,
+    /// nvidia-smi's numbering unless `CUDA_VISIBLE_DEVICES` renumbers) or
+    /// the wgpu adapter's place in the best-first list; absent on the CPU
+    /// and in older logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<usize>,
+    /// What was picked and why, as one sentence (e.g. `auto picked cuda:1
+    /// (…: 78.9 GiB free, 0% busy) over cuda:0 (…)`); absent in older logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_reason: Option<String>,
     /// Number of training images per epoch.
     pub train_size: usize,
     /// Number of validation images.

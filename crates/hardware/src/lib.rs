@@ -46,3 +46,14 @@ pub fn gpu_names() -> Vec<String> {
         .filter_map(|g| g.name)
         .collect()
 }
+
+/// This machine's NVIDIA GPUs as NVML sees them now, in its (PCI bus)
+/// order, or why there are none ("no NVIDIA GPU: …"): what picking a GPU
+/// for a run reads.
+pub fn gpus() -> Result<Vec<mnist_events::GpuStats>, String> {
+    let gpus = gpu::Gpus::open();
+    match gpus.error() {
+        Some(why) => Err(why.to_string()),
+        None => Ok(gpus.sample()),
+    }
+}

@@ -5,10 +5,12 @@
 //! CPU backend of Burn 0.21 on this network, see BENCHMARKS.md) is always
 //! built; `wgpu` and `cuda` are cargo features. Probing CUDA initialises it
 //! with a one-element tensor; a missing driver shows up as a panic inside
-//! Burn/CubeCL, which the probe turns into a reason. wgpu's adapters are
-//! listed first: a software renderer (Mesa's lavapipe/llvmpipe,
-//! SwiftShader) is reported as present but software, and `auto` never picks
-//! it, since it trains far slower than the CPU backend.
+//! Burn/CubeCL, which the probe turns into a reason. Without a device
+//! index, CUDA trains on the GPU with the most free memory (NVML's view,
+//! [`crate::device::pick_gpu`]). wgpu's adapters are listed first: a
+//! software renderer (Mesa's lavapipe/llvmpipe, SwiftShader) is reported as
+//! present but software, and `auto` never picks it, since it trains far
+//! slower than the CPU backend.
 
 use crate::config::BackendChoice;
 use serde::Serialize;
@@ -44,8 +46,10 @@ impl Resolved {
 pub struct Picked {
     /// The backend to train on, with its device.
     pub backend: Resolved,
-    /// The device as a user knows it (`cpu (16 threads)`, an adapter name).
+    /// The device as a user knows it (`cpu (16 threads)`, a GPU's or an adapter's name).
     pub device: String,
+    /// The device's index within the backend (`cuda:1` is 1); `None` on the CPU.
+    pub index: Option<usize>,
     /// One sentence for the run log: what was picked, and why.
     pub note: String,
 }
@@ -98,42 +102,126 @@ fn first_line(s: &str) -> String {
 struct Found {
     backend: Resolved,
     device: String,
+    /// Its index within the backend.
+    index: Option<usize>,
     /// A software renderer (wgpu only).
     software: bool,
 }
 
+/// Without the driver there is nothing to initialise; say so plainly
+/// rather than through CubeCL's panic.
 #[cfg(feature = "cuda")]
-fn probe_cuda() -> Result<Found, String> {
-    use burn::backend::cuda::{Cuda, CudaDevice};
-    use burn::tensor::Tensor;
-    // Without the driver library there is nothing to initialise; say so
-    // plainly rather than through CubeCL's panic.
+fn cuda_driver() -> Result<(), String> {
     let has_driver = ["/dev/nvidiactl", "/proc/driver/nvidia/version"]
         .iter()
         .any(|p| std::path::Path::new(p).exists());
-    if !has_driver {
-        return Err(
-            "no NVIDIA driver on this machine (no /dev/nvidiactl): install the NVIDIA driver and CUDA to train on an NVIDIA GPU"
-                .into(),
-        );
+    if has_driver {
+        Ok(())
+    } else {
+        Err("no NVIDIA driver on this machine (no /dev/nvidiactl): install the NVIDIA driver and CUDA to train on an NVIDIA GPU".into())
     }
-    let device = CudaDevice::new(0);
+}
+
+/// What CUDA will see: NVML's GPUs (or why there are none) and `CUDA_VISIBLE_DEVICES`.
+#[cfg(feature = "cuda")]
+fn cuda_view() -> (Result<Vec<mnist_events::GpuStats>, String>, Option<String>) {
+    (
+        mnist_hardware::gpus(),
+        std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+    )
+}
+
+/// Why CUDA ordinal `index` names no GPU (`None` when it does, or when
+/// NVML cannot say), listing those there are.
+#[cfg(feature = "cuda")]
+fn cuda_index_error(
+    index: usize,
+    gpus: &[mnist_events::GpuStats],
+    visible: Option<&str>,
+) -> Option<String> {
+    let shown = crate::device::visible_gpus(gpus, visible);
+    if index < shown.len() {
+        return None;
+    }
+    let list: Vec<String> = shown
+        .iter()
+        .map(|(o, g)| format!("cuda:{o} ({})", g.name.as_deref().unwrap_or("unnamed")))
+        .collect();
+    let seen = match visible {
+        Some(v) => format!(" that CUDA_VISIBLE_DEVICES={v} shows"),
+        None => String::new(),
+    };
+    Some(match list.len() {
+        0 => format!("cuda:{index} does not exist: there is no CUDA GPU{seen}"),
+        n => format!(
+            "cuda:{index} does not exist: there {} {n} CUDA GPU{}{seen}: {}",
+            if n == 1 { "is" } else { "are" },
+            if n == 1 { "" } else { "s" },
+            list.join(", ")
+        ),
+    })
+}
+
+/// Initialises CUDA on `ordinal` with a one-element tensor.
+#[cfg(feature = "cuda")]
+fn start_cuda(ordinal: usize, name: Option<String>) -> Result<Found, String> {
+    use burn::backend::cuda::{Cuda, CudaDevice};
+    use burn::tensor::Tensor;
+    let device = CudaDevice::new(ordinal);
     quietly(|| Tensor::<Cuda, 1>::zeros([1], &device).into_data())
         .map(|_| Found {
-            backend: Resolved::Cuda(0),
-            device: "cuda:0".to_string(),
+            backend: Resolved::Cuda(ordinal),
+            device: name.unwrap_or_else(|| format!("cuda:{ordinal}")),
+            index: Some(ordinal),
             software: false,
         })
         .map_err(|e| {
             format!(
-                "the NVIDIA driver is present but CUDA did not start ({}): check that nvidia-smi works and that CUDA's libraries are installed",
+                "the NVIDIA driver is present but CUDA did not start on cuda:{ordinal} ({}): check that nvidia-smi works and that CUDA's libraries are installed",
                 first_line(&e)
             )
         })
 }
 
+/// CUDA device `index`, or without one the GPU with the most free memory;
+/// with how it was chosen (`cuda:1 (…), as asked`, `picked cuda:1 (…) over …`).
+#[cfg(feature = "cuda")]
+fn probe_cuda(index: Option<usize>) -> Result<(Found, String), String> {
+    cuda_driver()?;
+    let (gpus, visible) = cuda_view();
+    let visible = visible.as_deref();
+    if let Some(i) = index {
+        let name = match &gpus {
+            Ok(gpus) => {
+                if let Some(why) = cuda_index_error(i, gpus, visible) {
+                    return Err(why);
+                }
+                crate::device::visible_gpus(gpus, visible)[i].1.name.clone()
+            }
+            Err(_) => None,
+        };
+        let why = match &name {
+            Some(name) => format!("cuda:{i} ({name}), as asked"),
+            None => format!("cuda:{i}, as asked"),
+        };
+        return start_cuda(i, name).map(|found| (found, why));
+    }
+    match &gpus {
+        Ok(list) => match crate::device::pick_gpu(list, visible) {
+            Some(pick) => start_cuda(pick.ordinal, pick.name).map(|f| (f, pick.reason)),
+            None => Err(format!(
+                "CUDA_VISIBLE_DEVICES={} shows none of this machine's {} NVIDIA GPUs",
+                visible.unwrap_or_default(),
+                list.len()
+            )),
+        },
+        // NVML cannot say (a container without it): CUDA's first device.
+        Err(nvml) => start_cuda(0, None).map(|f| (f, format!("picked cuda:0, the first ({nvml})"))),
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
-fn probe_cuda() -> Result<Found, String> {
+fn probe_cuda(_index: Option<usize>) -> Result<(Found, String), String> {
     Err("not compiled into this binary: build with --features cuda".into())
 }
 
@@ -210,25 +298,55 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// `llvmpipe (LLVM 15.0.7, 256 bits) (Vulkan, software)`.
 #[cfg(feature = "wgpu")]
-fn probe_wgpu() -> Result<Found, String> {
-    use burn::backend::wgpu::Wgpu;
-    use burn::tensor::Tensor;
-    let adapters =
-        quietly(wgpu_adapters).map_err(|e| format!("wgpu did not start: {}", first_line(&e)))?;
-    let Some((device, info)) = adapters.into_iter().next() else {
-        return Err(
-            "no GPU adapter: no Vulkan driver answered (install your GPU's Vulkan driver: the NVIDIA driver, or Mesa's for AMD and Intel)"
-                .into(),
-        );
-    };
+fn adapter_label(info: &wgpu::AdapterInfo) -> String {
     let software = info.device_type == wgpu::DeviceType::Cpu;
-    let name = format!(
+    format!(
         "{} ({:?}{})",
         info.name,
         info.backend,
         if software { ", software" } else { "" }
-    );
+    )
+}
+
+/// Adapter `index` of the best-first list, or why there is none (listing those there are).
+#[cfg(feature = "wgpu")]
+fn wgpu_adapter(
+    index: Option<usize>,
+) -> Result<(burn::backend::wgpu::WgpuDevice, wgpu::AdapterInfo), String> {
+    let mut adapters =
+        quietly(wgpu_adapters).map_err(|e| format!("wgpu did not start: {}", first_line(&e)))?;
+    let none = "no GPU adapter: no Vulkan driver answered (install your GPU's Vulkan driver: the NVIDIA driver, or Mesa's for AMD and Intel)";
+    match index {
+        None if adapters.is_empty() => Err(none.into()),
+        None => Ok(adapters.swap_remove(0)),
+        Some(i) if i < adapters.len() => Ok(adapters.swap_remove(i)),
+        Some(i) if adapters.is_empty() => Err(format!("wgpu:{i} does not exist: {none}")),
+        Some(i) => {
+            let list: Vec<String> = adapters
+                .iter()
+                .enumerate()
+                .map(|(j, (_, info))| format!("wgpu:{j} {}", adapter_label(info)))
+                .collect();
+            Err(format!(
+                "wgpu:{i} does not exist: wgpu found {} adapter{}, best first: {}",
+                list.len(),
+                if list.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            ))
+        }
+    }
+}
+
+/// wgpu adapter `index` (best first), or the first.
+#[cfg(feature = "wgpu")]
+fn probe_wgpu(index: Option<usize>) -> Result<Found, String> {
+    use burn::backend::wgpu::Wgpu;
+    use burn::tensor::Tensor;
+    let (device, info) = wgpu_adapter(index)?;
+    let software = info.device_type == wgpu::DeviceType::Cpu;
+    let name = adapter_label(&info);
     // A software renderer spends minutes compiling even this; don't make
     // every probe pay for it.
     if !software {
@@ -242,12 +360,13 @@ fn probe_wgpu() -> Result<Found, String> {
     Ok(Found {
         backend: Resolved::Wgpu(device),
         device: name,
+        index: Some(index.unwrap_or(0)),
         software,
     })
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn probe_wgpu() -> Result<Found, String> {
+fn probe_wgpu(_index: Option<usize>) -> Result<Found, String> {
     Err("not compiled into this binary: build with --features wgpu".into())
 }
 
@@ -287,91 +406,149 @@ fn status(name: &'static str, compiled: bool, probe: Result<Found, String>) -> B
 pub fn probe_all() -> Vec<BackendStatus> {
     crate::kernel_cache::configure();
     vec![
-        status("cuda", cfg!(feature = "cuda"), probe_cuda()),
-        status("wgpu", cfg!(feature = "wgpu"), probe_wgpu()),
         status(
-            "cpu",
-            true,
-            Ok(Found {
-                backend: Resolved::Cpu,
-                device: cpu_device(),
-                software: false,
-            }),
+            "cuda",
+            cfg!(feature = "cuda"),
+            probe_cuda(None).map(|(f, _)| f),
         ),
+        status("wgpu", cfg!(feature = "wgpu"), probe_wgpu(None)),
+        status("cpu", true, Ok(cpu())),
     ]
 }
 
-/// The asked-for backend cannot run here.
+fn cpu() -> Found {
+    Found {
+        backend: Resolved::Cpu,
+        device: cpu_device(),
+        index: None,
+        software: false,
+    }
+}
+
+/// The asked-for backend, or device, cannot run here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--backend {backend} is not usable here: {reason}")]
+#[error("{} is not usable here: {reason}", asked(.backend, .device))]
 pub struct BackendUnavailable {
     /// `cuda` or `wgpu`.
     pub backend: &'static str,
+    /// The device index asked for, if one was (the error then names `--device`).
+    pub device: Option<usize>,
     /// What the driver or the build said, as a sentence.
     pub reason: String,
 }
 
-/// Picks the backend for `choice`, with a sentence saying why (for `auto`),
+/// `--device cuda:1`, or `--backend cuda` when no index was asked for.
+fn asked(backend: &str, device: &Option<usize>) -> String {
+    match *device {
+        Some(i) => format!("--device {backend}:{i}"),
+        None => format!("--backend {backend}"),
+    }
+}
+
+/// Picks the backend for `choice` and its device (`device`: the index
+/// asked for; without one, the best), with a sentence saying what and why,
 /// or an error saying why the asked-for one can't be used.
-pub fn resolve(choice: BackendChoice) -> Result<Picked, BackendUnavailable> {
+pub fn resolve(choice: BackendChoice, device: Option<usize>) -> Result<Picked, BackendUnavailable> {
     if choice != BackendChoice::Cpu {
         crate::kernel_cache::configure();
     }
-    let picked = |found: Found, note: String| Picked {
-        backend: found.backend,
-        device: found.device,
-        note,
-    };
-    let cpu = || Found {
-        backend: Resolved::Cpu,
-        device: cpu_device(),
-        software: false,
+    let unavailable = |backend: &'static str| {
+        move |reason| BackendUnavailable {
+            backend,
+            device,
+            reason,
+        }
     };
     match choice {
         BackendChoice::Cpu => Ok(picked(cpu(), "backend cpu (flex)".into())),
         BackendChoice::Cuda => {
-            let found = probe_cuda().map_err(|reason| BackendUnavailable {
-                backend: "cuda",
-                reason,
-            })?;
-            let note = format!("backend cuda on {}", found.device);
-            Ok(picked(found, note))
+            let (found, why) = probe_cuda(device).map_err(unavailable("cuda"))?;
+            Ok(picked(found, format!("backend cuda: {why}")))
         }
         BackendChoice::Wgpu => {
-            let found = probe_wgpu().map_err(|reason| BackendUnavailable {
-                backend: "wgpu",
-                reason,
-            })?;
-            let note = if found.software {
-                format!(
-                    "backend wgpu on {}: warning: this is a software renderer, far slower than --backend cpu",
-                    found.device
-                )
+            let found = probe_wgpu(device).map_err(unavailable("wgpu"))?;
+            let warning = if found.software {
+                ": warning: this is a software renderer, far slower than --backend cpu"
             } else {
-                format!("backend wgpu on {}", found.device)
+                ""
             };
+            let note = format!("backend wgpu on {}{warning}", wgpu_name(&found));
             Ok(picked(found, note))
         }
-        BackendChoice::Auto => {
-            let cuda = match probe_cuda() {
-                Ok(found) => {
-                    let note = format!("auto picked cuda ({})", found.device);
-                    return Ok(picked(found, note));
-                }
-                Err(reason) => reason,
-            };
-            let wgpu = match probe_wgpu() {
-                Ok(found) if !found.software => {
-                    let note = format!("auto picked wgpu ({}); cuda: {cuda}", found.device);
-                    return Ok(picked(found, note));
-                }
-                Ok(found) => format!("{}: {SOFTWARE_REASON}", found.device),
-                Err(reason) => reason,
-            };
-            Ok(picked(
-                cpu(),
-                format!("auto picked cpu; cuda: {cuda}; wgpu: {wgpu}"),
-            ))
+        BackendChoice::Auto => Ok(auto()),
+    }
+}
+
+/// `auto`: the best CUDA GPU, else a hardware wgpu adapter, else the CPU,
+/// saying why each one before was passed over.
+fn auto() -> Picked {
+    let cuda = match probe_cuda(None) {
+        Ok((found, why)) => return picked(found, format!("auto {why}")),
+        Err(reason) => reason,
+    };
+    let wgpu = match probe_wgpu(None) {
+        Ok(found) if !found.software => {
+            let note = format!("auto picked {}; cuda: {cuda}", wgpu_name(&found));
+            return picked(found, note);
         }
+        Ok(found) => format!("{}: {SOFTWARE_REASON}", found.device),
+        Err(reason) => reason,
+    };
+    picked(
+        cpu(),
+        format!("auto picked cpu; cuda: {cuda}; wgpu: {wgpu}"),
+    )
+}
+
+/// `wgpu:0 (NVIDIA GeForce RTX 4090 (Vulkan))`.
+fn wgpu_name(found: &Found) -> String {
+    format!("wgpu:{} ({})", found.index.unwrap_or(0), found.device)
+}
+
+fn picked(found: Found, note: String) -> Picked {
+    Picked {
+        backend: found.backend,
+        device: found.device,
+        index: found.index,
+        note,
+    }
+}
+
+/// Whether `device` names a device of `choice` on this machine, without
+/// starting a backend (NVML's count for CUDA, wgpu's adapter list): a
+/// quick check before a run is queued. `None` passes, as does a CUDA index
+/// when NVML cannot count but the driver is there.
+pub fn check_device(
+    choice: BackendChoice,
+    device: Option<usize>,
+) -> Result<(), BackendUnavailable> {
+    let Some(index) = device else {
+        return Ok(());
+    };
+    let error = |backend: &'static str, reason: String| BackendUnavailable {
+        backend,
+        device,
+        reason,
+    };
+    match choice {
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => match cuda_view() {
+            (Ok(gpus), visible) => cuda_index_error(index, &gpus, visible.as_deref())
+                .map_or(Ok(()), |why| Err(error("cuda", why))),
+            (Err(_), _) => cuda_driver().map_err(|why| error("cuda", why)),
+        },
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Wgpu => wgpu_adapter(Some(index))
+            .map(|_| ())
+            .map_err(|why| error("wgpu", why)),
+        #[cfg(not(feature = "cuda"))]
+        BackendChoice::Cuda => probe_cuda(Some(index))
+            .map(|_| ())
+            .map_err(|why| error("cuda", why)),
+        #[cfg(not(feature = "wgpu"))]
+        BackendChoice::Wgpu => probe_wgpu(Some(index))
+            .map(|_| ())
+            .map_err(|why| error("wgpu", why)),
+        BackendChoice::Auto | BackendChoice::Cpu => Ok(()),
     }
 }

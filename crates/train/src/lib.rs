@@ -20,7 +20,7 @@ pub mod metrics;
 pub mod samples;
 mod trainer;
 
-pub use backend::{probe_all, BackendStatus, BackendUnavailable, Picked, Resolved};
+pub use backend::{check_device, probe_all, BackendStatus, BackendUnavailable, Picked, Resolved};
 pub use checkpoint::ResumeError;
 pub use config::{BackendChoice, FieldError, OptimizerKind, Schedule, TrainConfig};
 pub use device::{pick_gpu, DeviceSpec, GpuPick};
@@ -105,8 +105,13 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// The backend trained on: `cpu`, `wgpu` or `cuda`.
     pub backend: String,
-    /// The device as a user knows it (`cpu (16 threads)`, an adapter name).
+    /// The device as a user knows it (`cpu (16 threads)`, a GPU's or an adapter's name).
     pub device: String,
+    /// The device's index within the backend (`cuda:1` is 1); absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<usize>,
+    /// What was picked and why, as `run_started` records it.
+    pub device_reason: String,
     /// Parameters of the model the configuration builds.
     pub params: usize,
     /// Epochs completed, counting those before a resume.
@@ -233,7 +238,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         })?),
         None => None,
     };
-    let picked = backend::resolve(config.backend)?;
+    let picked = backend::resolve(config.backend, config.device)?;
     let (splits, label_overrides) = load_splits(&config, &mut opts)?;
     if picked.backend == Resolved::Cpu {
         let eval = splits.val.len() + splits.test.len();
@@ -272,6 +277,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         stop: opts.stop.clone(),
         backend: picked.backend.name(),
         device_name: picked.device.clone(),
+        device_index: picked.index,
         backend_note: picked.note.clone(),
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -294,6 +300,8 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         error,
         backend: picked.backend.name().to_string(),
         device: picked.device,
+        device_index: picked.index,
+        device_reason: picked.note,
         params: config.model().summary().total_params,
         epochs: outcome.epochs_completed,
         steps: outcome.steps,

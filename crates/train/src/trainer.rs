@@ -57,7 +57,9 @@ pub(crate) struct Job<'a> {
     pub backend: &'static str,
     /// The device as a user knows it, for `run_started`.
     pub device_name: String,
-    /// Which backend was picked and why, for the run log.
+    /// The device's index within the backend, for `run_started`.
+    pub device_index: Option<usize>,
+    /// Which backend and device were picked and why, for `run_started` and the run log.
     pub backend_note: String,
 }
 
@@ -352,6 +354,8 @@ where
             model: config.model().summary(),
             backend: self.job.backend.to_string(),
             device: self.job.device_name.clone(),
+            device_index: self.job.device_index,
+            device_reason: Some(self.job.backend_note.clone()),
             train_size: self.data.train.len,
             val_size: self.data.val.len,
             test_size: self.data.test.len,
