@@ -21,7 +21,7 @@ const headline = [
   ['steps', summary.steps ?? '–'],
   ['training time', dur(finished.train_seconds)],
   ['started', summary.started_ms ? new Date(summary.started_ms).toLocaleString() : '–'],
-  ['backend', `${started.backend || '–'} · ${started.device || ''}`],
+  ['backend', `${started.backend || '–'}${started.device_index != null ? `:${started.device_index}` : ''} · ${started.device || ''}`],
   ['parameters', summary.params != null ? summary.params.toLocaleString() : '–'],
 ];
 $('#headline').innerHTML = headline.map(([k, v]) => `<div><dt>${esc(k)}</dt><dd>${esc(v)}</dd></div>`).join('');

@@ -332,6 +332,9 @@ function scheduleStatus() {
   requestAnimationFrame(() => { statusQueued = false; renderStatus(); });
 }
 
+// `cuda:1` for a run on a device with an index, else its backend (`cpu`).
+const ranOn = (r) => (r.device_index != null ? `${r.backend}:${r.device_index}` : r.backend);
+
 function renderStatus() {
   const s = view.started, b = view.last;
   const cfg = s ? s.config : null;
@@ -339,7 +342,9 @@ function renderStatus() {
   pill.textContent = view.status || '';
   pill.className = 'pill ' + ({ running: 'ok', completed: 'ok', failed: 'bad', stopped: 'warn', interrupted: 'warn' }[view.status] || '');
   $('#stop').disabled = !(view.status === 'running' && view.follow);
-  $('#s-backend').textContent = s ? `${s.backend} · ${s.device}` : '–';
+  $('#s-backend').textContent = s ? `${ranOn(s)} · ${s.device}` : '–';
+  // What was picked and why (`auto picked cuda:1 (…) over cuda:0 (…)`).
+  $('#s-backend').title = s?.device_reason || '';
   const phase = view.status === 'running' && !b ? view.phase : null;
   $('#s-phase').hidden = !phase;
   $('#s-phase').textContent = phase ? `⏳ ${phase}` : '';
@@ -855,7 +860,7 @@ function extraField(field) {
   } else {
     el = document.createElement('input');
     if (field.type === 'flag') { el.type = 'checkbox'; el.className = 'check'; el.checked = !!field.default; }
-    else { el.type = 'number'; if (field.default !== null) el.value = field.default; else el.placeholder = 'all'; }
+    else { el.type = 'number'; if (field.default !== null) el.value = field.default; else el.placeholder = field.type === 'device' ? 'auto' : 'all'; }
   }
   el.name = field.name;
   el.dataset.field = field.name;
@@ -963,7 +968,7 @@ const RUN_COLUMNS = [
   ['lr', (r) => r.config?.lr, (v) => (v == null ? '–' : String(v))],
   ['batch', (r) => r.config?.batch_size],
   ['epochs', (r) => r.epochs_completed, (v, r) => `${v}/${r.config?.epochs ?? '?'}`],
-  ['backend', (r) => r.backend],
+  ['backend', (r) => (r.backend == null ? null : ranOn(r))],
   ['params', (r) => r.params, (v) => (v == null ? '–' : v.toLocaleString())],
   ['loss', (r) => r.last_loss, (v) => num(v)],
   ['acc', (r) => r.test_accuracy ?? r.val_accuracy, (v) => pct(v)],

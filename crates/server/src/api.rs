@@ -497,7 +497,7 @@ fn fail_hub(hub: &Arc<RunHub>, error: String) {
     }));
 }
 
-/// Checks the backend and loads (once) the data set.
+/// Checks the backend and the device index, and loads (once) the data set.
 pub(crate) fn prepare(
     state: &AppState,
     config: &TrainConfig,
@@ -514,6 +514,9 @@ pub(crate) fn prepare(
             return Err(ApiError::field("backend", message));
         }
     }
+    // `cuda:5` on a box with two GPUs: refused now, not when it would start.
+    mnist_train::check_device(config.backend, config.device)
+        .map_err(|e| ApiError::field("device", e.to_string()))?;
     let data = load_data(state).map_err(ApiError::Unavailable)?;
     // A CPU run that cannot fit would abort the whole server: refuse it now.
     if runs_on_cpu(state, config.backend) {

@@ -153,6 +153,10 @@ pub struct RunSummary {
     pub backend: Option<String>,
     /// Device name as the backend reports it, from `run_started`.
     pub device: Option<String>,
+    /// The device's index within the backend (`cuda:1` is 1), from `run_started`.
+    pub device_index: Option<usize>,
+    /// What was picked and why, from `run_started`.
+    pub device_reason: Option<String>,
     /// The model's total parameter count, from `run_started`.
     pub params: Option<usize>,
     /// Epochs done: from `run_finished`, else the last checkpointed epoch.
@@ -413,6 +417,8 @@ impl RunState {
             config: started.map_or(Value::Null, |s| s.config.clone()),
             backend: started.map(|s| s.backend.clone()),
             device: started.map(|s| s.device.clone()),
+            device_index: started.and_then(|s| s.device_index),
+            device_reason: started.and_then(|s| s.device_reason.clone()),
             params: started.map(|s| s.model.total_params),
             epochs_completed: finished.map_or(self.epochs_checkpointed, |f| f.epochs_completed),
             steps: self.points.last().map_or(0, |p| p.step),
@@ -436,6 +442,8 @@ impl RunState {
             "model": self.started().map(|s| &s.model),
             "backend": summary.backend,
             "device": summary.device,
+            "device_index": summary.device_index,
+            "device_reason": summary.device_reason,
             "last_seq": self.last_seq,
             "latest": {
                 "batch": self.last_batch,
@@ -585,9 +593,11 @@ pub fn runs_csv(rows: &[RunSummary]) -> String {
     let mut head = vec!["run_id", "name", "tags", "status", "started_ms"];
     head.extend(&fields);
     head.extend([
-        // The config's `backend` is what was asked (`auto`); this is what ran.
+        // The config's `backend` and `device` are what was asked (`auto`);
+        // these are what ran.
         "ran_on",
-        "device",
+        "ran_on_device",
+        "device_name",
         "params",
         "epochs_completed",
         "steps",
@@ -620,6 +630,7 @@ pub fn runs_csv(rows: &[RunSummary]) -> String {
         cells.extend(fields.iter().map(|f| config_cell(f)));
         cells.extend([
             r.backend.clone().unwrap_or_default(),
+            r.device_index.map_or(String::new(), |i| i.to_string()),
             r.device.clone().unwrap_or_default(),
             r.params.map_or(String::new(), |p| p.to_string()),
             r.epochs_completed.to_string(),
@@ -861,6 +872,10 @@ mod tests {
         for f in mnist_train::config::FIELDS {
             assert!(head.contains(&f.name), "no column for {}", f.name);
         }
+        let mut unique = head.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), head.len(), "a column named twice: {head:?}");
         let line = lines.next().unwrap();
         assert!(
             line.starts_with("r,\"'=cmd|' /C calc'!A0, \"\"quoted\"\"\",a b,interrupted,"),
