@@ -3,6 +3,7 @@
 //! peers (sshd, Chromium, Prometheus) as a user would.
 
 mod common;
+mod device;
 mod gpu;
 mod hardware;
 mod nothing_lost;
