@@ -10,7 +10,9 @@
 #   3. the 10-epoch default at batch 512 and its test accuracy;
 #   4. wgpu images/s on the GPU (when a Vulkan driver answers);
 #   5. `stats --json` during a CUDA run: the GPU, its process, its user;
-#   6. a per-kernel profile (nsys when present, else CubeCL's profiler).
+#   6. two runs on one GPU at once against one run alone (images/s each),
+#      and the device `--device cuda` picked, with its reason;
+#   7. a per-kernel profile (nsys when present, else CubeCL's profiler).
 #
 #   bash bench/gpu_acceptance.sh [BIN] [OUT_DIR]
 #
@@ -112,7 +114,24 @@ EOF
 # 4. wgpu on the GPU (its own kernels: a short run, capped).
 train wgpu 30 --backend wgpu --batch-size 512 --epochs 2 --limit-train 10240
 
-# 6. Where a step's time goes, per kernel.
+# 6. Two runs sharing one GPU against one alone: what the queue's one run
+# per free GPU saves. `--device cuda` picks the GPU (the reason is in
+# run_started); the pair is pinned to the same device.
+train alone 40 --device "$GPU" --batch-size 512 --epochs 2 --limit-train 30720
+python3 - "$WORK/runs-alone" <<'EOF' | tee -a "$OUT/summary.txt"
+import glob, json, sys
+for log in glob.glob(sys.argv[1] + "/*/events.jsonl"):
+    for l in open(log):
+        e = json.loads(l)
+        if e.get("type") == "run_started":
+            print("   device", e.get("device"), "index", e.get("device_index"), "because:", e.get("device_reason"))
+EOF
+pinned=$GPU; [ "$GPU" = cuda ] && pinned=cuda:0
+train together-a 60 --device "$pinned" --batch-size 512 --epochs 2 --limit-train 30720 &
+train together-b 60 --device "$pinned" --batch-size 512 --epochs 2 --limit-train 30720 &
+wait
+
+# 7. Where a step's time goes, per kernel.
 profile_run=("$BIN" train --backend "$GPU" --batch-size 512 --epochs 1 --limit-train 10240 --json --quiet
     --hw-interval 0 --run-dir "$WORK/runs-prof" --checkpoint-dir "$WORK/ckpt-prof")
 if command -v nsys >/dev/null; then

@@ -68,7 +68,14 @@ pub fn submit(
     let script_path = dir.join("job.sbatch");
     let script = mnist_slurm::write_script(&job)?;
     std::fs::write(&script_path, script).with_context(|| script_path.display().to_string())?;
-    let submitted = mnist_slurm::submit(&script_path)?;
+    let submitted = match mnist_slurm::submit(&script_path) {
+        Ok(submitted) => submitted,
+        Err(e) => {
+            // Nothing was queued: leave no half sweep for `serve` to list.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
     let record = SweepJob {
         sweep_id: sweep_id.clone(),
         job_id: submitted.job_id.clone(),

@@ -202,6 +202,7 @@ pub fn run_options(
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: args.watch.webhook()?,
         provenance: Some(crate::provenance()),
+        placed: None,
     })
 }
 

@@ -374,6 +374,63 @@ fn two_runs_posted_back_to_back_both_complete_the_second_queued() {
     );
 }
 
+/// One run per device: a run on the wgpu adapter (Mesa's lavapipe here, a
+/// device of its own) starts beside a CPU run instead of queueing behind it,
+/// while a second CPU run waits for the CPU and starts when it is free.
+#[test]
+fn a_gpu_run_and_a_cpu_run_train_at_once_and_the_cpu_takes_one_at_a_time() {
+    assert!(
+        std::path::Path::new("/usr/share/vulkan/icd.d")
+            .read_dir()
+            .is_ok_and(|mut d| d
+                .any(|f| f.is_ok_and(|f| f.file_name().to_string_lossy().starts_with("lvp_icd")))),
+        "no lavapipe: apt-get install mesa-vulkan-drivers (as .ci/run does)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 1200, 200);
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let mut command = bin();
+    // Compiling for lavapipe takes minutes; the test never waits for it.
+    command.env("MNIST_MONITOR_KERNEL_CACHE", work.path().join("kernels"));
+    let server = spawn_server_with(command, args);
+    let mut gpu = tiny_config(1);
+    gpu["backend"] = json!("wgpu");
+    gpu["kernels"] = json!([2, 2, 2, 2]);
+    let (code, on_gpu) = post(&format!("{}/api/runs", server.base), &gpu);
+    assert_eq!(code, 201, "{on_gpu}");
+    let (code, cpu_a) = post(&format!("{}/api/runs", server.base), &tiny_config(2));
+    assert_eq!(code, 201, "the CPU is free while the GPU trains: {cpu_a}");
+    let (_, health) = get(&format!("{}/api/health", server.base));
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        health["training_runs"].as_array().map(Vec::len),
+        Some(2),
+        "{health}"
+    );
+    let (code, cpu_b) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
+    assert_eq!(code, 202, "the CPU takes one run at a time: {cpu_b}");
+    assert_eq!(cpu_b["position"], 1);
+    let a = wait_ended(&server.base, cpu_a["run_id"].as_str().unwrap());
+    let b = wait_ended(&server.base, cpu_b["run_id"].as_str().unwrap());
+    assert_eq!(
+        (&a["status"], &b["status"]),
+        (&json!("completed"), &json!("completed"))
+    );
+    assert!(first_ts(&a) < first_ts(&b));
+    let (_, gpu_run) = get(&format!(
+        "{}/api/runs/{}",
+        server.base,
+        on_gpu["run_id"].as_str().unwrap()
+    ));
+    let gpu_run: Value = serde_json::from_str(&gpu_run).unwrap();
+    assert_eq!(
+        gpu_run["status"], "running",
+        "the wgpu run still trains (compiles) beside them: {gpu_run}"
+    );
+}
+
 #[test]
 fn the_queue_survives_a_server_restart() {
     let work = tempfile::tempdir().unwrap();

@@ -380,6 +380,36 @@ fn a_four_config_sweep_runs_through_a_real_slurm_and_shows_its_task_states() {
         "SIGTERM from scancel ends the run as stopped"
     );
 
+    // What Slurm itself refuses (a partition it does not have) is its
+    // message, and no half sweep is left behind.
+    let mut cmd = bin();
+    cmd.env("SLURM_CONF", &slurm.conf)
+        .current_dir(work.path())
+        .args([
+            "sweep",
+            "--grid",
+            "lr=0.001,0.01",
+            "--executor",
+            "slurm",
+            "--partition",
+            "nosuch",
+            "--",
+            "--epochs",
+            "1",
+        ])
+        .args(work_dirs(work.path()));
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("sbatch") && stderr(&out).contains("partition"),
+        "{}",
+        stderr(&out)
+    );
+    let sweeps = std::fs::read_dir(work.path().join("runs/.slurm"))
+        .unwrap()
+        .count();
+    assert_eq!(sweeps, 2, "only the two submitted sweeps have folders");
+
     // Bad input names its field.
     let (code, body) = post(
         &format!("{base}/api/slurm/{long_id}/cancel"),

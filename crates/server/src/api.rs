@@ -78,7 +78,8 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "current_run": current.as_ref().map(|h| h.run_id.clone()),
-        "training": current.is_some_and(|h| !h.is_finished()),
+        "training": current.is_some_and(|h| !h.is_finished()) || !state.training_ids().is_empty(),
+        "training_runs": state.training_ids(),
         "fleet": state.opts.fleet.is_some() || state.opts.fleet_prometheus.is_some(),
         "can_start_runs": state.opts.can_start_runs,
     }))
@@ -272,13 +273,18 @@ async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     }
     // Decide under the lock, answer after it: `state.hub()` takes the same
     // lock, so calling it while holding the guard would deadlock the server.
-    let current = {
+    let training = state
+        .training
+        .locked()
+        .get(id.as_str())
+        .map(|t| (t.hub.is_finished(), t.stop.clone()));
+    let current = training.or_else(|| {
         let current = state.current.locked();
         current
             .as_ref()
             .filter(|run| run.hub.run_id == *id)
             .map(|run| (run.hub.is_finished(), run.stop.clone()))
-    };
+    });
     match current {
         Some((false, stop)) => {
             stop.request(mnist_events::StopReason::User);
@@ -310,7 +316,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
     }
     let (run_id, position) = enqueue(&state, &config, None)?;
     dispatch(&state);
-    let started = state.current_hub().is_some_and(|h| h.run_id == run_id);
+    let started = state.training.locked().contains_key(&run_id);
     if started {
         return Ok(HttpResponse::Created().json(json!({ "run_id": run_id })));
     }
@@ -355,65 +361,195 @@ pub(crate) fn enqueue(
     Ok((run_id, position))
 }
 
-/// Starts the next queued run if nothing trains: after a `POST /api/runs`,
-/// when a run ends, when a run another process trained in the runs folder
-/// ends, and when the server starts (a queue left by a restart).
+/// Starts every queued run a device is free for, in queue order (one run
+/// per device, see [`crate::slots`]): after a `POST /api/runs`, when a run
+/// ends, when a run another process trained in the runs folder ends, and
+/// when the server starts (a queue left by a restart).
 pub fn dispatch(state: &Arc<AppState>) {
+    while start_next(state) {}
+}
+
+/// Starts the first queued run that may start now; false when none can.
+fn start_next(state: &Arc<AppState>) -> bool {
     if state.queue.locked().items().is_empty() {
-        return;
+        return false;
     }
     let data = match load_data(state) {
         Ok(data) => data,
         Err(e) => {
             tracing::error!("queued runs wait: {e}");
-            return;
+            return false;
         }
     };
-    let (item, hub, stop) = {
-        let mut current = state.current.locked();
-        // A run trains while its hub is live: this server's, or one another
-        // process writes in the runs folder (the CPU runs one at a time).
-        if current
-            .as_ref()
-            .is_some_and(|r| r.hub.with_state(|s| s.is_live()))
-        {
-            return;
-        }
-        let Some(item) = state.queue.locked().pop() else {
-            return;
-        };
-        let hub = RunHub::live(item.run_id.clone());
-        let stop = mnist_events::Stop::new();
-        *current = Some(CurrentRun {
+    let devices = devices(state);
+    let Some((item, slot, hub, stop)) = take_placeable(state, &devices) else {
+        return false;
+    };
+    // Pages following `current` move to the new run unless one they show trains.
+    if state
+        .current_hub()
+        .is_none_or(|h| h.is_finished() || !h.with_state(|s| s.is_live()))
+    {
+        *state.current.locked() = Some(CurrentRun {
             hub: hub.clone(),
             stop: stop.clone(),
         });
-        (item, hub, stop)
-    };
-    state.current_id.send_replace(Some(item.run_id.clone()));
+        state.current_id.send_replace(Some(item.run_id.clone()));
+    }
     state.runs_changed.send_modify(|v| *v += 1);
-    let config = match TrainConfig::from_json(&item.config) {
-        Ok(config) => config,
-        Err(errors) => {
+    let (config, slot) = match (TrainConfig::from_json(&item.config), slot) {
+        (Ok(config), Some(slot)) => (config, slot),
+        (Ok(_), None) => unreachable!("a valid configuration is placed on a device"),
+        (Err(errors), _) => {
             let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            fail_hub(
-                &hub,
-                format!(
-                    "its queued configuration is no longer valid: {}",
-                    why.join("; ")
-                ),
+            let error = format!(
+                "its queued configuration is no longer valid: {}",
+                why.join("; ")
             );
-            return dispatch(state);
+            state.training.locked().remove(&item.run_id);
+            fail_hub(&hub, error);
+            return true;
         }
     };
-    launch(state, config, hub, stop, data, item.sweep);
+    let placement = placement_of(&slot, &devices);
+    launch(state, config, placement, hub, stop, data, item.sweep);
+    true
+}
+
+/// The device a run was given, with why, for its `run_started`.
+fn placement_of(
+    slot: &crate::slots::Slot,
+    devices: &crate::slots::Devices,
+) -> mnist_train::Placement {
+    use crate::slots::Slot;
+    let (backend, device) = slot.backend_and_device();
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let detail = match slot {
+        Slot::Cuda(i) => devices
+            .cuda
+            .iter()
+            .find(|g| g.index as usize == *i)
+            .map(|g| {
+                let free = g
+                    .memory_total_bytes
+                    .zip(g.memory_used_bytes)
+                    .map(|(t, u)| gib(t.saturating_sub(u)));
+                format!(
+                    " ({}: {} GiB free, {}% busy)",
+                    g.name.as_deref().unwrap_or("GPU"),
+                    free.map_or("?".into(), |f| format!("{f:.1}")),
+                    g.utilization_percent.unwrap_or(0)
+                )
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    mnist_train::Placement {
+        backend,
+        device,
+        reason: format!(
+            "the server's queue placed it on {slot}{detail}, a device no other run was using"
+        ),
+    }
+}
+
+/// The machine's devices now: NVML's GPUs (with their processes) where
+/// CUDA is usable, the wgpu adapter, this process's id. A queue of CPU runs
+/// only needs none of it: no driver is probed for them.
+fn devices(state: &AppState) -> crate::slots::Devices {
+    let cpu_only =
+        state.queue.locked().items().iter().all(|q| {
+            TrainConfig::from_json(&q.config).is_ok_and(|c| c.backend == BackendChoice::Cpu)
+        });
+    if cpu_only {
+        return crate::slots::Devices {
+            own_pid: std::process::id(),
+            ..Default::default()
+        };
+    }
+    let usable = |name: &str| {
+        state
+            .backends()
+            .iter()
+            .find(|b| b.name == name && b.available)
+            .map(|b| b.software)
+    };
+    // Numbered as CUDA numbers them (CUDA_VISIBLE_DEVICES renumbers).
+    let cuda = match usable("cuda") {
+        Some(_) => {
+            let gpus = mnist_hardware::gpus().unwrap_or_default();
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            mnist_train::device::visible_gpus(&gpus, visible.as_deref())
+                .into_iter()
+                .map(|(ordinal, g)| mnist_events::GpuStats {
+                    index: ordinal as u32,
+                    ..g.clone()
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let wgpu = usable("wgpu");
+    crate::slots::Devices {
+        auto_wgpu: cuda.is_empty() && wgpu == Some(false),
+        cuda,
+        wgpu: usize::from(wgpu.is_some()),
+        own_pid: std::process::id(),
+    }
+}
+
+/// Takes the first queued run a device is free for off the queue and
+/// registers it as training there (with no device when its configuration
+/// no longer parses: it is failed, not left to block the queue).
+#[allow(clippy::type_complexity)]
+fn take_placeable(
+    state: &AppState,
+    devices: &crate::slots::Devices,
+) -> Option<(
+    crate::queue::Queued,
+    Option<crate::slots::Slot>,
+    Arc<RunHub>,
+    mnist_events::Stop,
+)> {
+    use crate::slots::{place, Placement};
+    let others = state.followed_slots();
+    let mut training = state.training.locked();
+    let mut taken: std::collections::HashSet<_> =
+        training.values().map(|t| t.slot.clone()).collect();
+    taken.extend(others);
+    let mut queue = state.queue.locked();
+    let (run_id, slot) =
+        queue
+            .items()
+            .iter()
+            .find_map(|item| match TrainConfig::from_json(&item.config) {
+                Err(_) => Some((item.run_id.clone(), None)),
+                Ok(c) => match place(c.backend, c.device, devices, &taken) {
+                    Placement::Start(slot) => Some((item.run_id.clone(), Some(slot))),
+                    Placement::Wait(_) => None,
+                },
+            })?;
+    let item = queue.take(&run_id)?;
+    let hub = RunHub::live(run_id.clone());
+    let stop = mnist_events::Stop::new();
+    training.insert(
+        run_id,
+        crate::Training {
+            hub: hub.clone(),
+            stop: stop.clone(),
+            slot: slot.clone().unwrap_or(crate::slots::Slot::Cpu),
+        },
+    );
+    Some((item, slot, hub, stop))
 }
 
 /// Trains `config` on a thread of its own into `hub`; when it ends, the
 /// next queued run starts.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     state: &Arc<AppState>,
     config: TrainConfig,
+    placement: mnist_train::Placement,
     hub: Arc<RunHub>,
     stop: mnist_events::Stop,
     data: Arc<mnist_data::Mnist>,
@@ -446,6 +582,7 @@ fn launch(
             p.command_line = vec!["POST /api/runs".into()];
             p
         }),
+        placed: Some(placement),
     };
     let thread_hub = hub.clone();
     let thread_state = state.clone();
@@ -466,10 +603,12 @@ fn launch(
                 }
                 Err(_) => {}
             }
+            thread_state.training.locked().remove(&thread_hub.run_id);
             thread_state.runs_changed.send_modify(|v| *v += 1);
             dispatch(&thread_state);
         });
     if let Err(e) = spawned {
+        state.training.locked().remove(&hub.run_id);
         fail_hub(&hub, format!("cannot start the training thread: {e}"));
     }
 }

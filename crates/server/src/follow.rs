@@ -51,6 +51,15 @@ impl Followed {
     pub(crate) fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
         self.tails.get(run_id).map(|t| t.hub.clone())
     }
+
+    /// The followed runs still training (their process writes their log).
+    pub(crate) fn live_hubs(&self) -> Vec<Arc<RunHub>> {
+        self.tails
+            .values()
+            .filter(|t| !t.hub.is_finished() && t.hub.with_state(|s| s.is_live()))
+            .map(|t| t.hub.clone())
+            .collect()
+    }
 }
 
 /// Starts following `state`'s runs folder on a thread of its own.
@@ -66,17 +75,20 @@ pub fn start(state: Arc<AppState>) -> std::io::Result<std::thread::JoinHandle<()
 /// One look at the runs folder (see the module doc).
 pub fn scan(state: &Arc<AppState>) {
     // A run this server trains is fed by its own sink, not its log.
-    let own = state
-        .current_hub()
-        .filter(|h| !h.is_finished() && !state.is_followed(&h.run_id))
-        .map(|h| h.run_id.clone());
+    let mut own = state.training_ids();
+    own.extend(
+        state
+            .current_hub()
+            .filter(|h| !h.is_finished() && !state.is_followed(&h.run_id))
+            .map(|h| h.run_id.clone()),
+    );
     let mut appeared = None;
     let mut changed = false;
     {
         let mut f = state.followed.locked();
         let logs = crate::history::list_runs(&state.opts.runs_dir);
         for (id, path) in &logs {
-            if Some(id) == own.as_ref() {
+            if own.contains(id) {
                 continue;
             }
             let Ok(len) = std::fs::metadata(path).map(|m| m.len()) else {

@@ -89,6 +89,16 @@ pub struct CurrentRun {
     pub stop: mnist_events::Stop,
 }
 
+/// A run this server trains from its queue, and the device it holds.
+pub(crate) struct Training {
+    /// The run's events and folded state.
+    pub(crate) hub: Arc<RunHub>,
+    /// Asks its trainer to stop.
+    pub(crate) stop: mnist_events::Stop,
+    /// The device it trains on, free again when it ends.
+    pub(crate) slot: slots::Slot,
+}
+
 /// Shared state of all handlers.
 pub struct AppState {
     /// How the server was started; read by every handler.
@@ -111,6 +121,8 @@ pub struct AppState {
     followed: Mutex<follow::Followed>,
     /// Runs waiting for their turn ([`queue`]).
     queue: Mutex<queue::Queue>,
+    /// Runs this server trains now, one per device ([`slots`]), by id.
+    training: Mutex<std::collections::HashMap<String, Training>>,
     /// Sweeps submitted to Slurm and their tasks' states ([`slurm`]).
     slurm: Mutex<slurm::Board>,
     /// Bumped when a run appears, leaves or changes status in the runs
@@ -139,6 +151,7 @@ impl AppState {
             open_sockets: AtomicUsize::new(0),
             followed: Mutex::new(Default::default()),
             queue: Mutex::new(queue),
+            training: Mutex::new(Default::default()),
             slurm: Mutex::new(Default::default()),
             runs_changed: watch::channel(0).0,
         })
@@ -203,6 +216,27 @@ impl AppState {
         self.followed.locked().hub(id).is_some()
     }
 
+    /// The ids of the runs this server trains now.
+    pub fn training_ids(&self) -> Vec<String> {
+        self.training.locked().keys().cloned().collect()
+    }
+
+    /// The devices that runs other processes train on this machine hold
+    /// (followed in the runs folder, still live): the CPU for a CPU run or
+    /// one not started yet, its adapter for a wgpu one. CUDA runs need no
+    /// entry: NVML lists their processes on their GPU.
+    fn followed_slots(&self) -> Vec<slots::Slot> {
+        let hubs = self.followed.locked().live_hubs();
+        hubs.iter()
+            .filter_map(|h| {
+                h.with_state(|s| {
+                    let summary = s.summary();
+                    slots::slot_of(summary.backend.as_deref(), summary.device_index)
+                })
+            })
+            .collect()
+    }
+
     /// Wakes when runs appear in, leave or change status in the runs folder.
     pub(crate) fn runs_changed(&self) -> watch::Receiver<u64> {
         self.runs_changed.subscribe()
@@ -223,6 +257,9 @@ impl AppState {
     pub fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
         if let Some(hub) = self.current_hub().filter(|h| h.run_id == run_id) {
             return Some(hub);
+        }
+        if let Some(t) = self.training.locked().get(run_id) {
+            return Some(t.hub.clone());
         }
         if let Some(hub) = self.followed.locked().hub(run_id) {
             return Some(hub);

@@ -194,9 +194,11 @@ fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// `DELETE /api/runs/{id}`: the run and its checkpoints to the trash.
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     let dir = run_dir(&state, &id)?;
-    if state
-        .current_hub()
-        .is_some_and(|h| h.run_id == *id && !h.is_finished())
+    let training_here = state.training_ids().contains(&id);
+    if training_here
+        || state
+            .current_hub()
+            .is_some_and(|h| h.run_id == *id && !h.is_finished())
     {
         return Err(ApiError::conflict(format!(
             "run {id} is training: stop it before deleting it"

@@ -1,8 +1,9 @@
 //! The run queue: runs posted while another trains wait here, in order, in
 //! a file beside the runs (`runs/.queue.json`, rewritten atomically), so a
-//! restarted server picks up where it stopped. The CPU (and, for now, each
-//! server's one device) trains one run at a time: when a run ends the next
-//! one starts ([`crate::api::dispatch`]).
+//! restarted server picks up where it stopped. Each device trains one run
+//! at a time (the CPU one, each free GPU one, see [`crate::slots`]): a run
+//! starts as soon as a device it may use is free, in queue order
+//! ([`crate::api::dispatch`]).
 //!
 //! `GET /api/queue` lists it; `DELETE /api/queue/{id}` cancels a queued
 //! run; `POST /api/queue/{id}/move` with `{"position": N}` (1 is next)
@@ -90,12 +91,10 @@ impl Queue {
         Ok(self.items.len())
     }
 
-    /// Takes the next run off the queue.
-    pub fn pop(&mut self) -> Option<Queued> {
-        if self.items.is_empty() {
-            return None;
-        }
-        let item = self.items.remove(0);
+    /// Takes `run_id` off the queue (it starts now).
+    pub fn take(&mut self, run_id: &str) -> Option<Queued> {
+        let at = self.items.iter().position(|q| q.run_id == run_id)?;
+        let item = self.items.remove(at);
         if let Err(e) = self.save() {
             tracing::error!("{e}");
         }

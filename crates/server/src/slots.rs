@@ -45,10 +45,23 @@ impl std::fmt::Display for Slot {
     }
 }
 
+/// The device a run another process trains holds, from its `run_started`
+/// (`backend`, `device_index`); a run that has not said yet holds the CPU
+/// (loading data, then most likely training there).
+pub fn slot_of(backend: Option<&str>, index: Option<usize>) -> Option<Slot> {
+    match backend {
+        None | Some("cpu") => Some(Slot::Cpu),
+        Some("wgpu") => Some(Slot::Wgpu(index.unwrap_or(0))),
+        // NVML lists a CUDA run's process on its GPU.
+        _ => None,
+    }
+}
+
 /// The machine's devices as the scheduler sees them at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Devices {
-    /// NVML's GPUs, when CUDA is usable here (empty otherwise).
+    /// NVML's GPUs CUDA can use here, each `index` CUDA's ordinal (after
+    /// `CUDA_VISIBLE_DEVICES`); empty without CUDA.
     pub cuda: Vec<GpuStats>,
     /// How many wgpu adapters this build can train on (hardware or software).
     pub wgpu: usize,

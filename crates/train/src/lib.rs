@@ -69,6 +69,21 @@ pub struct RunOptions {
     /// What started the run (the binary fills it in; the data hashes are
     /// added here when the files were checked).
     pub provenance: Option<mnist_events::Provenance>,
+    /// The device a scheduler placed the run on (the server's queue: one
+    /// run per free GPU), instead of the configuration's own choice, which
+    /// the run still records as asked.
+    pub placed: Option<Placement>,
+}
+
+/// A device chosen for a run by whoever started it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The backend to train on.
+    pub backend: BackendChoice,
+    /// The device within it.
+    pub device: Option<usize>,
+    /// Why there, as a sentence for `run_started`'s `device_reason`.
+    pub reason: String,
 }
 
 impl Default for RunOptions {
@@ -89,6 +104,7 @@ impl Default for RunOptions {
             stop_on_nan: true,
             alert_webhook: None,
             provenance: None,
+            placed: None,
         }
     }
 }
@@ -238,7 +254,13 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         })?),
         None => None,
     };
-    let picked = backend::resolve(config.backend, config.device)?;
+    let picked = match &opts.placed {
+        Some(p) => backend::resolve(p.backend, p.device).map(|mut picked| {
+            picked.note = format!("{}; {}", p.reason, picked.note);
+            picked
+        })?,
+        None => backend::resolve(config.backend, config.device)?,
+    };
     let (splits, label_overrides) = load_splits(&config, &mut opts)?;
     if picked.backend == Resolved::Cpu {
         let eval = splits.val.len() + splits.test.len();
