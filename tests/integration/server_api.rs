@@ -412,6 +412,18 @@ fn a_gpu_run_and_a_cpu_run_train_at_once_and_the_cpu_takes_one_at_a_time() {
     let (code, cpu_b) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
     assert_eq!(code, 202, "the CPU takes one run at a time: {cpu_b}");
     assert_eq!(cpu_b["position"], 1);
+    let (_, queue) = get(&format!("{}/api/queue", server.base));
+    let queue: Value = serde_json::from_str(&queue).unwrap();
+    let why = queue["queued"][0]["waiting_for"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // It may have started already if the first CPU run was that quick.
+    assert!(
+        why.starts_with("cpu, which another run trains on")
+            || queue["queued"].as_array().unwrap().is_empty(),
+        "{queue}"
+    );
     let a = wait_ended(&server.base, cpu_a["run_id"].as_str().unwrap());
     let b = wait_ended(&server.base, cpu_b["run_id"].as_str().unwrap());
     assert_eq!(

@@ -1034,9 +1034,9 @@ async function loadQueue() {
   view.queue = items;
   $('#queue-box').hidden = !items.length;
   const show = (v) => (Array.isArray(v) ? v.join(',') : v);
-  $('#queue-table').innerHTML = '<tr><th>#</th><th>run</th><th>kernels</th><th>opt</th><th>lr</th><th>batch</th><th>epochs</th><th>sweep</th><th></th></tr>' +
+  $('#queue-table').innerHTML = '<tr><th>#</th><th>run</th><th>kernels</th><th>opt</th><th>lr</th><th>batch</th><th>epochs</th><th>sweep</th><th>waiting for</th><th></th></tr>' +
     items.map((q) => `<tr data-queued="${esc(q.run_id)}"><td>${q.position}</td><td>${esc(q.run_id)}</td><td>${esc(show(q.config.kernels))}</td>` +
-      `<td>${esc(q.config.optimizer)}</td><td>${esc(q.config.lr)}</td><td>${esc(q.config.batch_size)}</td><td>${esc(q.config.epochs)}</td><td>${esc(q.sweep || '')}</td>` +
+      `<td>${esc(q.config.optimizer)}</td><td>${esc(q.config.lr)}</td><td>${esc(q.config.batch_size)}</td><td>${esc(q.config.epochs)}</td><td>${esc(q.sweep || '')}</td><td class="muted">${esc(q.waiting_for || '')}</td>` +
       `<td>${q.position > 1 ? `<button type="button" class="link" data-up="${esc(q.run_id)}" title="start it sooner">↑</button>` : ''}` +
       `<button type="button" class="link" data-cancel="${esc(q.run_id)}">cancel</button></td></tr>`).join('');
 }

@@ -498,6 +498,35 @@ fn devices(state: &AppState) -> crate::slots::Devices {
     }
 }
 
+/// Why each queued run waits, in queue order: the device it needs and who
+/// holds it (the runs before it take their devices first).
+pub(crate) fn waiting_for(state: &AppState) -> Vec<(String, String)> {
+    use crate::slots::{place, Placement};
+    let devices = devices(state);
+    let mut taken: std::collections::HashSet<_> = state.followed_slots().into_iter().collect();
+    taken.extend(state.training.locked().values().map(|t| t.slot.clone()));
+    let queue: Vec<_> = state.queue.locked().items().to_vec();
+    queue
+        .iter()
+        .map(|item| {
+            let why = match TrainConfig::from_json(&item.config) {
+                Err(_) => {
+                    "nothing: its configuration is no longer valid (it fails when it starts)".into()
+                }
+                Ok(c) => match place(c.backend, c.device, &devices, &taken) {
+                    Placement::Start(slot) => {
+                        let why = format!("{slot}, free: it starts now");
+                        taken.insert(slot);
+                        why
+                    }
+                    Placement::Wait(why) => why,
+                },
+            };
+            (item.run_id.clone(), why)
+        })
+        .collect()
+}
+
 /// Takes the first queued run a device is free for off the queue and
 /// registers it as training there (with no device when its configuration
 /// no longer parses: it is failed, not left to block the queue).

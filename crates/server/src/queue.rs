@@ -153,8 +153,25 @@ fn listing(queue: &Queue) -> serde_json::Value {
     serde_json::json!({ "queued": items })
 }
 
-async fn list(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(listing(&state.queue.locked()))
+/// `GET /api/queue`: the queued runs in order, each with what it waits for
+/// (`waiting_for`: the device it needs and who holds it).
+async fn list(state: web::Data<AppState>) -> ApiResult {
+    let state = state.into_inner();
+    let body = web::block(move || {
+        let reasons = crate::api::waiting_for(&state);
+        let mut body = listing(&state.queue.locked());
+        if let Some(items) = body["queued"].as_array_mut() {
+            for item in items {
+                let id = item["run_id"].as_str().unwrap_or_default().to_string();
+                if let Some((_, why)) = reasons.iter().find(|(r, _)| *r == id) {
+                    item["waiting_for"] = why.clone().into();
+                }
+            }
+        }
+        body
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {

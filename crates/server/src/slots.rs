@@ -142,7 +142,7 @@ pub fn place(
 ) -> Placement {
     let slot_free = |slot: Slot| {
         if taken.contains(&slot) {
-            Placement::Wait(format!("{slot} trains a run of this server"))
+            Placement::Wait(format!("{slot}, which another run trains on"))
         } else {
             Placement::Start(slot)
         }
