@@ -84,7 +84,7 @@ EOF
   /usr/sbin/slurmctld -D -f "$SLURM_CONF" 2>"$S/log/ctld.err" & CTLD=$!
   sleep 0.5
   /usr/sbin/slurmd -D -f "$SLURM_CONF" -N localhost 2>"$S/log/d.err" & SLURMD=$!
-  trap 'kill $SERVE $SLURMD $CTLD $MUNGE 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  trap 'kill $SERVE $SLURMD $CTLD $MUNGE 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
   until [ "$(sinfo -h -o %T 2>/dev/null)" = idle ]; do sleep 0.2; done
   mkdir -p "$WORK/d"
   t5=$(now)
