@@ -39,8 +39,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// The machine now: CPU, memory, disks, network and NVIDIA GPUs with their users (gpustat-style).
     Stats(StatsArgs),
-    /// Train every combination of a grid of settings (or N drawn at random), one after another
-    /// here, or queued on a running `serve` (--server); the runs share a sweep id (a tag).
+    /// Train every combination of a grid of settings (or N drawn at random): one after another
+    /// here, queued on a running `serve` (--server), or as a Slurm job array (--executor slurm);
+    /// the runs share a sweep id (a tag).
     Sweep(SweepArgs),
     /// Serve only /metrics (this machine and the runs in --run-dir) for a Prometheus to scrape: one per GPU host.
     Exporter(ExporterArgs),
@@ -201,7 +202,7 @@ pub struct SlurmFlags {
     /// CPUs per task.
     #[arg(long, value_name = "N", help_heading = "Slurm (--executor slurm)")]
     pub cpus_per_task: Option<u32>,
-    /// Memory per node, e.g. 16G.
+    /// Memory for each task (sbatch --mem: each array task is a job of its own), e.g. 16G.
     #[arg(long, value_name = "SIZE", help_heading = "Slurm (--executor slurm)")]
     pub mem: Option<String>,
     /// Account to charge.

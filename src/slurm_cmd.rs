@@ -31,6 +31,7 @@ impl SlurmFlags {
 }
 
 /// Writes and submits the job array; returns once Slurm has accepted it.
+/// Whatever fails, nothing is left behind: no folder, no half a sweep.
 pub fn submit(
     flags: &SlurmFlags,
     train: &TrainArgs,
@@ -39,11 +40,41 @@ pub fn submit(
 ) -> anyhow::Result<ExitCode> {
     let options = flags.options();
     options.check()?;
+    if options.gres.is_some() && configs.iter().any(|c| c.device.is_some()) {
+        eprintln!("warning: --gres gives each task its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES); a --device index other than 0 will not exist in the tasks");
+    }
     let sweep_id = mnist_sweep::new_sweep_id();
     let cwd = std::env::current_dir().context("the current folder")?;
     let runs = absolute(&cwd, &train.run_dir);
+    let slurm_dir = runs.join(mnist_slurm::SLURM_DIR);
+    let fresh_slurm_dir = !slurm_dir.exists();
     let dir = mnist_slurm::sweep_dir(&runs, &sweep_id);
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    let written = write_and_submit(&dir, &cwd, &sweep_id, options, train_flags, &configs);
+    let record = match written {
+        Ok(record) => record,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            if fresh_slurm_dir {
+                let _ = std::fs::remove_dir(&slurm_dir);
+            }
+            return Err(e);
+        }
+    };
+    record.save(&runs)?;
+    report(&record, &runs);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sweep's files in `dir`, then `sbatch`: the record to save.
+fn write_and_submit(
+    dir: &Path,
+    cwd: &Path,
+    sweep_id: &str,
+    options: SlurmOptions,
+    train_flags: &[String],
+    configs: &[TrainConfig],
+) -> anyhow::Result<SweepJob> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     let program = std::env::current_exe().context("this program's path")?;
     let forwarded = without_config_flag(train_flags);
     let mut runs_of_tasks = Vec::new();
@@ -53,14 +84,12 @@ pub fn submit(
         let file = dir.join(format!("{run_id}.toml"));
         let text = toml::to_string(config).context("a configuration as TOML")?;
         std::fs::write(&file, text).with_context(|| file.display().to_string())?;
-        tasks.push(task_command(
-            &program, &file, &run_id, &sweep_id, &forwarded,
-        ));
+        tasks.push(task_command(&program, &file, &run_id, sweep_id, &forwarded));
         runs_of_tasks.push(run_id);
     }
     let job = ArrayJob {
-        name: sweep_id.clone(),
-        chdir: cwd,
+        name: sweep_id.to_string(),
+        chdir: cwd.to_path_buf(),
         output: dir.join("task-%a.log"),
         options: options.clone(),
         tasks,
@@ -68,26 +97,16 @@ pub fn submit(
     let script_path = dir.join("job.sbatch");
     let script = mnist_slurm::write_script(&job)?;
     std::fs::write(&script_path, script).with_context(|| script_path.display().to_string())?;
-    let submitted = match mnist_slurm::submit(&script_path) {
-        Ok(submitted) => submitted,
-        Err(e) => {
-            // Nothing was queued: leave no half sweep for `serve` to list.
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.into());
-        }
-    };
-    let record = SweepJob {
-        sweep_id: sweep_id.clone(),
-        job_id: submitted.job_id.clone(),
+    let submitted = mnist_slurm::submit(&script_path)?;
+    Ok(SweepJob {
+        sweep_id: sweep_id.to_string(),
+        job_id: submitted.job_id,
         cluster: submitted.cluster,
         submitted_at: now(),
         script: script_path,
         options,
         runs: runs_of_tasks,
-    };
-    record.save(&runs)?;
-    report(&record, &runs);
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// One task's command line: `train` with its configuration file, run id

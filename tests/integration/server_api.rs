@@ -420,8 +420,10 @@ fn a_gpu_run_and_a_cpu_run_train_at_once_and_the_cpu_takes_one_at_a_time() {
         .to_string();
     // It may have started already if the first CPU run was that quick.
     assert!(
-        why.starts_with("cpu, which another run trains on")
-            || queue["queued"].as_array().unwrap().is_empty(),
+        why.starts_with(&format!(
+            "cpu, which run {} trains on",
+            cpu_a["run_id"].as_str().unwrap()
+        )) || queue["queued"].as_array().unwrap().is_empty(),
         "{queue}"
     );
     let a = wait_ended(&server.base, cpu_a["run_id"].as_str().unwrap());

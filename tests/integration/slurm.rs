@@ -417,8 +417,25 @@ fn a_four_config_sweep_runs_through_a_real_slurm_and_shows_its_task_states() {
     );
     assert_eq!(code, 400, "{body}");
     assert!(body.to_string().contains("task"), "{body}");
-    let (code, _) = post(&format!("{base}/api/slurm/sweep-nope/cancel"), &Value::Null);
+    let (code, _) = post(
+        &format!("{base}/api/slurm/sweep-nope/cancel"),
+        &serde_json::json!({}),
+    );
     assert_eq!(code, 404);
+    // A body that is not {"task": N} is refused, never read as "the whole job".
+    let (code, body) = post(
+        &format!("{base}/api/slurm/{long_id}/cancel"),
+        &serde_json::json!({"task": "0"}),
+    );
+    assert_eq!(code, 400, "{body}");
+    // The finished sweep has nothing left to cancel, nor has the stopped run.
+    let (code, body) = post(
+        &format!("{base}/api/slurm/{sweep_id}/cancel"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = post(&format!("{base}/api/runs/{}/stop", runs[0]), &Value::Null);
+    assert_eq!(code, 409, "{body}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 // this runs folder has no Slurm sweep.
 
 import { $, esc } from './util.js';
-export const slurm = { sweeps: [], error: null };
+export const slurm = { sweeps: [], error: null, cancelError: '' };
+let lastBody = '';
 
 const FINAL_OK = new Set(['COMPLETED']);
 const ACTIVE = new Set(['PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING', 'SUSPENDED', 'REQUEUED']);
@@ -39,7 +40,7 @@ function sweepHtml(sweep) {
 function render() {
   const box = $('#slurm');
   box.hidden = !slurm.sweeps.length && !slurm.error;
-  $('#slurm-error').textContent = slurm.error ? `Slurm could not be asked: ${slurm.error}` : '';
+  $('#slurm-error').textContent = slurm.error ? `Slurm could not be asked: ${slurm.error}` : slurm.cancelError;
   // Newest sweep first.
   $('#slurm-body').innerHTML = slurm.sweeps.slice().reverse().map(sweepHtml).join('');
   showRunTask();
@@ -63,10 +64,15 @@ export function showRunTask() {
 
 async function poll() {
   try {
-    const body = await (await fetch('/api/slurm')).json();
-    slurm.sweeps = body.sweeps || [];
-    slurm.error = body.error || null;
-    render();
+    const text = await (await fetch('/api/slurm')).text();
+    // Rebuild the panel only when something changed (it is polled).
+    if (text !== lastBody) {
+      lastBody = text;
+      const body = JSON.parse(text);
+      slurm.sweeps = body.sweeps || [];
+      slurm.error = body.error || null;
+      render();
+    }
   } catch (_) { /* the connection banner covers a dead server */ }
   setTimeout(poll, 3000);
 }
@@ -83,7 +89,8 @@ $('#slurm-body').addEventListener('click', async (ev) => {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify(task == null ? {} : { task: Number(task) }),
   });
-  if (!r.ok) $('#slurm-error').textContent = (await r.json().catch(() => ({}))).error || `cancel failed (${r.status})`;
+  slurm.cancelError = r.ok ? '' : (await r.json().catch(() => ({}))).error || `cancel failed (${r.status})`;
+  render();
 });
 
 export function startSlurm() { poll(); }

@@ -251,19 +251,26 @@ async fn metrics_csv(state: web::Data<AppState>, id: web::Path<String>) -> ApiRe
 
 async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     // A Slurm task's run stops the Slurm way: scancel (SIGTERM, then the
-    // run ends as stopped after its batch).
+    // run ends as stopped after its batch), while the task may still run.
     let task = state.slurm.locked().task_of(&id);
-    if let Some((job_id, task, slurm_state)) = task {
-        if slurm_state.as_deref().is_some_and(mnist_slurm::is_final) {
+    if let Some((job, task, slurm_state)) = task {
+        let run_over = state.hub(&id).is_some_and(|h| h.is_finished());
+        let task_over = match slurm_state.as_deref() {
+            Some(s) => mnist_slurm::is_final(s),
+            // Slurm forgot it: it ended long ago, unless its run still writes.
+            None => !state.is_followed(&id) || run_over,
+        };
+        if run_over || task_over {
             return Err(ApiError::conflict(format!(
-                "run {id}'s Slurm task {job_id}_{task} is already over"
+                "run {id} (Slurm task {}_{task}) is already over",
+                job.job_id
             )));
         }
-        crate::slurm::scancel(&state, job_id.clone(), Some(task)).await?;
+        crate::slurm::scancel(&state, &job, Some(task)).await?;
         return Ok(HttpResponse::Accepted().json(json!({
             "run_id": *id,
             "stopping": true,
-            "slurm": format!("{job_id}_{task}"),
+            "slurm": format!("{}_{task}", job.job_id),
         })));
     }
     if state.is_followed(&id) {
@@ -477,7 +484,13 @@ fn devices(state: &AppState) -> crate::slots::Devices {
     // Numbered as CUDA numbers them (CUDA_VISIBLE_DEVICES renumbers).
     let cuda = match usable("cuda") {
         Some(_) => {
-            let gpus = mnist_hardware::gpus().unwrap_or_default();
+            // The sampler's latest reading (at most a second old) when it
+            // runs; NVML asked afresh otherwise.
+            let sampled = state.opts.hardware.as_ref().and_then(|m| m.latest());
+            let gpus = match sampled.filter(|s| !s.gpus.is_empty()) {
+                Some(s) => s.gpus.clone(),
+                None => mnist_hardware::gpus().unwrap_or_default(),
+            };
             let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
             mnist_train::device::visible_gpus(&gpus, visible.as_deref())
                 .into_iter()
@@ -498,13 +511,33 @@ fn devices(state: &AppState) -> crate::slots::Devices {
     }
 }
 
+/// The devices held now: by the runs this server trains and by runs other
+/// processes train on this machine, each with its holder.
+/// `training` is the locked map, so that deciding and registering a start
+/// happen under one lock.
+fn held_slots(
+    followed: Vec<(crate::slots::Slot, String)>,
+    training: &std::collections::HashMap<String, crate::Training>,
+) -> crate::slots::Taken {
+    let mut taken: crate::slots::Taken = followed
+        .into_iter()
+        .map(|(slot, id)| (slot, format!("run {id} (another process)")))
+        .collect();
+    taken.extend(
+        training
+            .iter()
+            .map(|(id, t)| (t.slot.clone(), format!("run {id}"))),
+    );
+    taken
+}
+
 /// Why each queued run waits, in queue order: the device it needs and who
 /// holds it (the runs before it take their devices first).
 pub(crate) fn waiting_for(state: &AppState) -> Vec<(String, String)> {
     use crate::slots::{place, Placement};
     let devices = devices(state);
-    let mut taken: std::collections::HashSet<_> = state.followed_slots().into_iter().collect();
-    taken.extend(state.training.locked().values().map(|t| t.slot.clone()));
+    let followed = state.followed_slots();
+    let mut taken = held_slots(followed, &state.training.locked());
     let queue: Vec<_> = state.queue.locked().items().to_vec();
     queue
         .iter()
@@ -516,7 +549,7 @@ pub(crate) fn waiting_for(state: &AppState) -> Vec<(String, String)> {
                 Ok(c) => match place(c.backend, c.device, &devices, &taken) {
                     Placement::Start(slot) => {
                         let why = format!("{slot}, free: it starts now");
-                        taken.insert(slot);
+                        taken.insert(slot, format!("run {}", item.run_id));
                         why
                     }
                     Placement::Wait(why) => why,
@@ -541,11 +574,9 @@ fn take_placeable(
     mnist_events::Stop,
 )> {
     use crate::slots::{place, Placement};
-    let others = state.followed_slots();
+    let followed = state.followed_slots();
     let mut training = state.training.locked();
-    let mut taken: std::collections::HashSet<_> =
-        training.values().map(|t| t.slot.clone()).collect();
-    taken.extend(others);
+    let taken = held_slots(followed, &training);
     let mut queue = state.queue.locked();
     let (run_id, slot) =
         queue

@@ -222,17 +222,28 @@ impl AppState {
     }
 
     /// The devices that runs other processes train on this machine hold
-    /// (followed in the runs folder, still live): the CPU for a CPU run or
-    /// one not started yet, its adapter for a wgpu one. CUDA runs need no
-    /// entry: NVML lists their processes on their GPU.
-    fn followed_slots(&self) -> Vec<slots::Slot> {
+    /// (followed in the runs folder, still live), each with the run's id:
+    /// the CPU for a CPU run or one not started yet, its adapter for a wgpu
+    /// one. A run another host trains into a shared runs folder (a Slurm
+    /// task on a compute node) holds nothing here; CUDA runs need no entry
+    /// either: NVML lists their processes on their GPU.
+    fn followed_slots(&self) -> Vec<(slots::Slot, String)> {
         let hubs = self.followed.locked().live_hubs();
+        let here = mnist_hardware::host_name();
         hubs.iter()
             .filter_map(|h| {
-                h.with_state(|s| {
-                    let summary = s.summary();
-                    slots::slot_of(summary.backend.as_deref(), summary.device_index)
-                })
+                let slot = h.with_state(|s| {
+                    let started = s.started();
+                    let host = started
+                        .and_then(|r| r.provenance.as_ref())
+                        .map(|p| p.host.as_str());
+                    if host.is_some_and(|host| host != here) {
+                        return None;
+                    }
+                    let backend = started.map(|r| r.backend.as_str());
+                    slots::slot_of(backend, started.and_then(|r| r.device_index))
+                })?;
+                Some((slot, h.run_id.clone()))
             })
             .collect()
     }

@@ -11,7 +11,10 @@
 
 use mnist_events::GpuStats;
 use mnist_train::BackendChoice;
-use std::collections::HashSet;
+use std::collections::HashMap;
+
+/// The devices held now, each with the run holding it (`run ID`), for the reasons.
+pub type Taken = HashMap<Slot, String>;
 
 /// A device that trains one run at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,10 +85,10 @@ pub enum Placement {
 
 /// Why a CUDA GPU is busy, or `None` when it is free: a run of ours holds
 /// it, or another process (another user, another program) computes on it.
-fn busy(gpu: &GpuStats, taken: &HashSet<Slot>, own_pid: u32) -> Option<String> {
+fn busy(gpu: &GpuStats, taken: &Taken, own_pid: u32) -> Option<String> {
     let index = gpu.index as usize;
-    if taken.contains(&Slot::Cuda(index)) {
-        return Some(format!("cuda:{index} trains a run of this server"));
+    if let Some(holder) = taken.get(&Slot::Cuda(index)) {
+        return Some(format!("cuda:{index} trains {holder}"));
     }
     let others: Vec<String> = gpu
         .processes
@@ -102,7 +105,7 @@ fn busy(gpu: &GpuStats, taken: &HashSet<Slot>, own_pid: u32) -> Option<String> {
 }
 
 /// The free GPU with the most free memory (then the least utilisation).
-fn best_free_gpu(devices: &Devices, taken: &HashSet<Slot>) -> Result<Slot, String> {
+fn best_free_gpu(devices: &Devices, taken: &Taken) -> Result<Slot, String> {
     if devices.cuda.is_empty() {
         return Err("no CUDA GPU here".into());
     }
@@ -138,14 +141,11 @@ pub fn place(
     backend: BackendChoice,
     device: Option<usize>,
     devices: &Devices,
-    taken: &HashSet<Slot>,
+    taken: &Taken,
 ) -> Placement {
-    let slot_free = |slot: Slot| {
-        if taken.contains(&slot) {
-            Placement::Wait(format!("{slot}, which another run trains on"))
-        } else {
-            Placement::Start(slot)
-        }
+    let slot_free = |slot: Slot| match taken.get(&slot) {
+        Some(holder) => Placement::Wait(format!("{slot}, which {holder} trains on")),
+        None => Placement::Start(slot),
     };
     match (backend, device) {
         (BackendChoice::Cpu, _) => slot_free(Slot::Cpu),
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn the_cpu_trains_one_run_at_a_time() {
         let d = devices(vec![]);
-        let mut taken = HashSet::new();
+        let mut taken = Taken::new();
         assert_eq!(
             place(BackendChoice::Cpu, None, &d, &taken),
             Placement::Start(Slot::Cpu)
@@ -231,7 +231,7 @@ mod tests {
             place(BackendChoice::Auto, None, &d, &taken),
             Placement::Start(Slot::Cpu)
         );
-        taken.insert(Slot::Cpu);
+        taken.insert(Slot::Cpu, "run a".into());
         assert!(matches!(
             place(BackendChoice::Auto, None, &d, &taken),
             Placement::Wait(_)
@@ -241,14 +241,16 @@ mod tests {
     #[test]
     fn n_gpus_take_n_runs_one_each_and_the_next_waits() {
         let d = devices(vec![gpu(0, 1, 0, &[]), gpu(1, 1, 0, &[])]);
-        let mut taken = HashSet::new();
+        let mut taken = Taken::new();
         for _ in 0..2 {
             match place(BackendChoice::Auto, None, &d, &taken) {
-                Placement::Start(slot) => assert!(taken.insert(slot)),
+                Placement::Start(slot) => assert!(taken.insert(slot, "run x".into()).is_none()),
                 wait => panic!("{wait:?}"),
             }
         }
-        assert_eq!(taken, HashSet::from([Slot::Cuda(0), Slot::Cuda(1)]));
+        let mut held: Vec<_> = taken.keys().cloned().collect();
+        held.sort_by_key(|s| s.to_string());
+        assert_eq!(held, [Slot::Cuda(0), Slot::Cuda(1)]);
         match place(BackendChoice::Cuda, None, &d, &taken) {
             Placement::Wait(why) => assert!(why.contains("every GPU is busy"), "{why}"),
             start => panic!("{start:?}"),
@@ -263,7 +265,7 @@ mod tests {
     #[test]
     fn a_gpu_another_user_computes_on_is_busy_and_our_own_processes_are_not_someone_else() {
         let d = devices(vec![gpu(0, 2, 0, &[4242]), gpu(1, 40, 60, &[100])]);
-        let taken = HashSet::new();
+        let taken = Taken::new();
         assert_eq!(
             place(BackendChoice::Auto, None, &d, &taken),
             Placement::Start(Slot::Cuda(1))
@@ -282,7 +284,7 @@ mod tests {
             gpu(2, 10, 5, &[]),
         ]);
         assert_eq!(
-            place(BackendChoice::Cuda, None, &d, &HashSet::new()),
+            place(BackendChoice::Cuda, None, &d, &Taken::new()),
             Placement::Start(Slot::Cuda(2))
         );
     }
@@ -290,7 +292,7 @@ mod tests {
     #[test]
     fn a_named_device_that_does_not_exist_waits_with_the_reason() {
         let d = devices(vec![gpu(0, 0, 0, &[])]);
-        match place(BackendChoice::Cuda, Some(3), &d, &HashSet::new()) {
+        match place(BackendChoice::Cuda, Some(3), &d, &Taken::new()) {
             Placement::Wait(why) => assert!(why.contains("cuda:3 does not exist"), "{why}"),
             start => panic!("{start:?}"),
         }
@@ -300,7 +302,7 @@ mod tests {
     fn wgpu_adapters_are_devices_of_their_own_beside_the_cpu() {
         let mut d = devices(vec![]);
         d.wgpu = 1;
-        let taken = HashSet::from([Slot::Cpu]);
+        let taken = Taken::from([(Slot::Cpu, "run a".to_string())]);
         assert_eq!(
             place(BackendChoice::Wgpu, None, &d, &taken),
             Placement::Start(Slot::Wgpu(0))

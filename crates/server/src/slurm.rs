@@ -102,15 +102,15 @@ impl Board {
             .collect()
     }
 
-    /// The Slurm task that trains `run_id`, with its job id.
-    pub(crate) fn task_of(&self, run_id: &str) -> Option<(String, u32, Option<String>)> {
+    /// The Slurm task that trains `run_id`: its sweep's record, the task and its last known state.
+    pub(crate) fn task_of(&self, run_id: &str) -> Option<(SweepJob, u32, Option<String>)> {
         self.jobs.iter().find_map(|job| {
             let task = job.task_of(run_id)?;
             let state = self
                 .states
                 .get(&(job.job_id.clone(), task))
                 .map(|s| s.state.clone());
-            Some((job.job_id.clone(), task, state))
+            Some((job.clone(), task, state))
         })
     }
 
@@ -226,40 +226,66 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// The body of a cancel: one task, or (absent) the whole job.
+/// The body of a cancel: `{"task": N}` for one task; an empty body (or
+/// `{}`) cancels the whole job.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
     task: Option<u32>,
 }
 
+/// Reads a cancel's body strictly: anything but nothing or a well-formed
+/// `{"task": N}` is a 400 naming `task`, never "cancel everything".
+fn cancel_body(bytes: &[u8]) -> Result<CancelBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CancelBody::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::field(
+            "task",
+            format!("the body must be empty (the whole job) or {{\"task\": N}} with N a task's index: {e}"),
+        )
+    })
+}
+
 /// `POST /api/slurm/{sweep}/cancel` with `{"task": N}` or no body: `scancel`
-/// of the task or of the whole job array.
+/// of the task or of the whole job array; 409 when what it names is over.
 async fn cancel(
     state: web::Data<AppState>,
     sweep: web::Path<String>,
-    body: Option<web::Json<CancelBody>>,
+    body: web::Bytes,
 ) -> ApiResult {
-    let task = body.map(|b| b.into_inner()).unwrap_or_default().task;
-    let job = state
-        .slurm
-        .locked()
-        .jobs
-        .iter()
-        .find(|j| j.sweep_id == *sweep)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no Slurm sweep {sweep} in this runs folder")))?;
+    let task = cancel_body(&body)?.task;
+    let (job, states) = {
+        let board = state.slurm.locked();
+        let job = board.jobs.iter().find(|j| j.sweep_id == *sweep).cloned();
+        let job = job.ok_or_else(|| {
+            ApiError::NotFound(format!("no Slurm sweep {sweep} in this runs folder"))
+        })?;
+        let states: Vec<Option<String>> = (0..job.runs.len() as u32)
+            .map(|t| board.task_view(&job, t).state)
+            .collect();
+        (job, states)
+    };
     if let Some(t) = task.filter(|&t| t as usize >= job.runs.len()) {
-        return Err(ApiError::field(
-            "task",
-            format!(
-                "task {t} is not in sweep {}: 0–{}",
-                job.sweep_id,
-                job.runs.len() - 1
-            ),
-        ));
+        let last = job.runs.len() - 1;
+        let message = format!("task {t} is not in sweep {}: 0–{last}", job.sweep_id);
+        return Err(ApiError::field("task", message));
     }
-    scancel(&state, job.job_id.clone(), task).await?;
+    // Over: a final state, or forgotten by Slurm (ended long ago).
+    let open = |s: &Option<String>| s.as_deref().is_some_and(|s| !mnist_slurm::is_final(s));
+    let any_open = match task {
+        Some(t) => open(&states[t as usize]),
+        None => states.iter().any(open),
+    };
+    if !any_open {
+        return Err(ApiError::conflict(format!(
+            "nothing to cancel: {} of sweep {} is over",
+            task.map_or("every task".into(), |t| format!("task {t}")),
+            job.sweep_id
+        )));
+    }
+    scancel(&state, &job, task).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "sweep_id": job.sweep_id,
         "job_id": job.job_id,
@@ -272,14 +298,19 @@ async fn cancel(
 /// the page sees the new state without waiting for the next poll.
 pub(crate) async fn scancel(
     state: &web::Data<AppState>,
-    job_id: String,
+    job: &SweepJob,
     task: Option<u32>,
 ) -> Result<(), ApiError> {
-    web::block(move || mnist_slurm::cancel(&job_id, task))
+    let (job_id, name) = (job.job_id.clone(), job.sweep_id.clone());
+    web::block(move || mnist_slurm::cancel(&job_id, &name, task))
         .await?
         .map_err(|e| match e {
             SlurmError::Missing { .. } => ApiError::Unavailable(e.to_string()),
             SlurmError::Option { field, message } => ApiError::field(field, message),
+            // The controller is down or unreachable: try again later.
+            SlurmError::Failed { ref message, .. } if message.contains("Unable to contact") => {
+                ApiError::Unavailable(e.to_string())
+            }
             other => ApiError::conflict(other.to_string()),
         })?;
     let state = state.clone().into_inner();
@@ -311,6 +342,27 @@ mod tests {
             reason: None,
             node: Some("n1".into()),
             elapsed: None,
+            name: "sweep-x".into(),
+        }
+    }
+
+    #[test]
+    fn a_cancel_body_is_nothing_or_one_task_and_anything_else_is_refused() {
+        assert_eq!(cancel_body(b"").unwrap().task, None);
+        assert_eq!(cancel_body(b"{}").unwrap().task, None);
+        assert_eq!(cancel_body(br#"{"task": 2}"#).unwrap().task, Some(2));
+        for bad in [
+            &br#"{"task":"1"}"#[..],
+            br#"{"task":-1}"#,
+            br#"{"Task":1}"#,
+            b"task=1",
+            b"null",
+        ] {
+            assert!(
+                cancel_body(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -335,9 +387,10 @@ mod tests {
             ),
             "nothing new"
         );
+        let (job_of, task_no, state) = board.task_of("sweep-x-02").unwrap();
         assert_eq!(
-            board.task_of("sweep-x-02"),
-            Some(("7".into(), 1, Some("PENDING".into())))
+            (job_of.job_id.as_str(), task_no, state.as_deref()),
+            ("7", 1, Some("PENDING"))
         );
         fold(
             &mut board,

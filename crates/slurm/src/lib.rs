@@ -124,7 +124,9 @@ fn check_time(value: &str) -> Result<(), SlurmError> {
         Some((days, rest)) => numbers(days, 1) && numbers(rest, 3),
         None => numbers(value, 3),
     };
-    if ok && value != "0" {
+    // All zeros is "no limit" to Slurm: say so rather than pass it on.
+    let zero = value.bytes().all(|b| matches!(b, b'0' | b':' | b'-'));
+    if ok && !zero {
         Ok(())
     } else {
         Err(option_error(
@@ -233,18 +235,20 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// A path `#SBATCH` can hold: absolute-or-relative, no whitespace or newlines.
+/// A path `#SBATCH` can hold: no whitespace, quotes or backslashes (a
+/// backslash turns Slurm's `%` patterns off), and a literal `%` doubled so
+/// that Slurm does not read `%j` in a folder's name as the job id.
 fn sbatch_path(field: &'static str, path: &Path) -> Result<String, SlurmError> {
     let s = path.to_string_lossy();
     if s.chars()
-        .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+        .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
     {
         return Err(option_error(
             field,
-            format!("{s:?} has a space or a quote, which an #SBATCH line cannot hold: use a folder without one"),
+            format!("{s:?} has a space, a quote or a backslash, which an #SBATCH line cannot hold: use a folder without one"),
         ));
     }
-    Ok(s.into_owned())
+    Ok(s.replace('%', "%%"))
 }
 
 /// The job array's batch script: `#SBATCH` lines, then one `case` branch
@@ -271,10 +275,9 @@ pub fn write_script(job: &ArrayJob) -> Result<String, SlurmError> {
         "#SBATCH --chdir={}\n",
         sbatch_path("chdir", &job.chdir)?
     ));
-    s.push_str(&format!(
-        "#SBATCH --output={}\n",
-        sbatch_path("output", &job.output)?
-    ));
+    // `%a` (the task's index) is the one pattern the output file keeps.
+    let output = sbatch_path("output", &job.output)?.replace("%%a", "%a");
+    s.push_str(&format!("#SBATCH --output={output}\n"));
     for line in job.options.directives() {
         s.push_str(&line);
         s.push('\n');
@@ -308,6 +311,12 @@ pub struct SweepJob {
     pub runs: Vec<String>,
 }
 
+/// Largest `job.json` read: a record is a few hundred bytes per task.
+pub const MAX_RECORD_BYTES: u64 = 4 << 20;
+
+/// Most tasks one record may name.
+pub const MAX_TASKS: usize = 10_000;
+
 /// A sweep's Slurm folder: `<runs>/.slurm/<sweep id>`.
 pub fn sweep_dir(runs: &Path, sweep_id: &str) -> PathBuf {
     runs.join(SLURM_DIR).join(sweep_id)
@@ -333,18 +342,33 @@ impl SweepJob {
         Ok(path)
     }
 
-    /// Every sweep submitted into `runs`, oldest first; unreadable records are skipped.
+    /// Every sweep submitted into `runs`, oldest first. A record that is
+    /// not a plain file (a FIFO would block the reader), is larger than
+    /// [`MAX_RECORD_BYTES`], does not parse, or names no task, too many or
+    /// a job id that is not a number, is skipped.
     pub fn load_all(runs: &Path) -> Vec<SweepJob> {
         let Ok(dirs) = std::fs::read_dir(runs.join(SLURM_DIR)) else {
             return Vec::new();
         };
         let mut jobs: Vec<SweepJob> = dirs
             .flatten()
-            .filter_map(|d| std::fs::read(d.path().join(JOB_FILE)).ok())
-            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter_map(|d| Self::load(&d.path().join(JOB_FILE)))
             .collect();
         jobs.sort_by(|a, b| a.submitted_at.total_cmp(&b.submitted_at));
         jobs
+    }
+
+    fn load(path: &Path) -> Option<SweepJob> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if !meta.file_type().is_file() || meta.len() > MAX_RECORD_BYTES {
+            return None;
+        }
+        let job: SweepJob = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let sane = !job.runs.is_empty()
+            && job.runs.len() <= MAX_TASKS
+            && !job.job_id.is_empty()
+            && job.job_id.bytes().all(|b| b.is_ascii_digit());
+        sane.then_some(job)
     }
 
     /// The task that trains `run_id`.
@@ -436,6 +460,10 @@ pub struct TaskState {
     /// Time used, as Slurm prints it (`1:02:03`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed: Option<String>,
+    /// The job's name (a sweep's id): job ids restart on a new or wiped
+    /// cluster, so a task is ours only when both match.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 /// A state after which the task will not change again.
@@ -464,15 +492,15 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 /// The `squeue` format [`parse_squeue`] reads: array job id, task, state,
-/// reason, nodes, time used.
-pub const SQUEUE_FORMAT: &str = "%F|%K|%T|%r|%N|%M";
+/// reason, nodes, time used, job name.
+pub const SQUEUE_FORMAT: &str = "%F|%K|%T|%r|%N|%M|%j";
 
 /// Parses `squeue -h -r -o` [`SQUEUE_FORMAT`]; rows that are not array tasks are skipped.
 pub fn parse_squeue(text: &str) -> Vec<TaskState> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.trim().split('|').collect();
-            let [job, task, state, reason, node, elapsed] = f[..] else {
+            let [job, task, state, reason, node, elapsed, name] = f[..] else {
                 return None;
             };
             Some(TaskState {
@@ -482,18 +510,20 @@ pub fn parse_squeue(text: &str) -> Vec<TaskState> {
                 reason: non_empty(reason),
                 node: non_empty(node),
                 elapsed: non_empty(elapsed),
+                name: name.trim().to_string(),
             })
         })
         .collect()
 }
 
-/// Parses `sacct -n -P -X -o JobID,State,NodeList,Elapsed`: `123_4|COMPLETED|node1|00:01:02`.
+/// Parses `sacct -n -P -X -o JobID,State,NodeList,Elapsed,JobName`:
+/// `123_4|COMPLETED|node1|00:01:02|sweep-…`.
 /// `CANCELLED by 0` becomes `CANCELLED`; rows that are not single array tasks are skipped.
 pub fn parse_sacct(text: &str) -> Vec<TaskState> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.trim().split('|').collect();
-            let [id, state, node, elapsed] = f[..] else {
+            let [id, state, node, elapsed, name] = f[..] else {
                 return None;
             };
             let (job, task) = id.split_once('_')?;
@@ -504,23 +534,29 @@ pub fn parse_sacct(text: &str) -> Vec<TaskState> {
                 reason: None,
                 node: non_empty(node).filter(|n| n != "None assigned"),
                 elapsed: non_empty(elapsed),
+                name: name.trim().to_string(),
             })
         })
         .collect()
 }
 
+/// Job names asked about in one `squeue`: a command line has a length limit.
+const NAMES_PER_QUERY: usize = 200;
+
 /// The state of every task of these sweeps' jobs that Slurm still knows:
 /// `squeue` for the live ones (by job name, so an id Slurm has purged
 /// breaks nothing), then `sacct` for tasks `squeue` no longer lists, where
-/// accounting is on. `Err` only when `squeue` itself cannot run.
+/// accounting is on. A task is ours when its job id and its job's name (the
+/// sweep id) both match. `Err` only when `squeue` itself cannot run.
 pub fn query(jobs: &[&SweepJob]) -> Result<Vec<TaskState>, SlurmError> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let names: Vec<&str> = jobs.iter().map(|j| j.sweep_id.as_str()).collect();
-    let text = slurm_command(
-        "squeue",
-        &[
+    let ours = |t: &TaskState| {
+        jobs.iter()
+            .any(|j| j.job_id == t.job_id && j.sweep_id == t.name)
+    };
+    let mut states = Vec::new();
+    for chunk in jobs.chunks(NAMES_PER_QUERY) {
+        let names: Vec<&str> = chunk.iter().map(|j| j.sweep_id.as_str()).collect();
+        let args = [
             "-h".into(),
             "-r".into(),
             "-t".into(),
@@ -528,10 +564,10 @@ pub fn query(jobs: &[&SweepJob]) -> Result<Vec<TaskState>, SlurmError> {
             format!("--name={}", names.join(",")),
             "-o".into(),
             SQUEUE_FORMAT.into(),
-        ],
-    )?;
-    let ours = |t: &TaskState| jobs.iter().any(|j| j.job_id == t.job_id);
-    let mut states: Vec<TaskState> = parse_squeue(&text).into_iter().filter(ours).collect();
+        ];
+        let text = slurm_command("squeue", &args)?;
+        states.extend(parse_squeue(&text).into_iter().filter(ours));
+    }
     let forgotten: Vec<&str> = jobs
         .iter()
         .filter(|j| {
@@ -540,34 +576,37 @@ pub fn query(jobs: &[&SweepJob]) -> Result<Vec<TaskState>, SlurmError> {
         })
         .map(|j| j.job_id.as_str())
         .collect();
-    if !forgotten.is_empty() {
-        let args = vec![
+    for chunk in forgotten.chunks(NAMES_PER_QUERY) {
+        let args = [
             "-n".into(),
             "-P".into(),
             "-X".into(),
             "-j".into(),
-            forgotten.join(","),
+            chunk.join(","),
             "-o".into(),
-            "JobID,State,NodeList,Elapsed".into(),
+            "JobID,State,NodeList,Elapsed,JobName".into(),
         ];
         // Accounting is optional in Slurm; without it a finished task's
         // state is what its run's log says.
-        if let Ok(text) = slurm_command("sacct", &args) {
-            for t in parse_sacct(&text).into_iter().filter(ours) {
-                if !states
-                    .iter()
-                    .any(|s| s.job_id == t.job_id && s.task == t.task)
-                {
-                    states.push(t);
-                }
+        let Ok(text) = slurm_command("sacct", &args) else {
+            break;
+        };
+        for t in parse_sacct(&text).into_iter().filter(ours) {
+            if !states
+                .iter()
+                .any(|s| s.job_id == t.job_id && s.task == t.task)
+            {
+                states.push(t);
             }
         }
     }
     Ok(states)
 }
 
-/// Cancels a whole array job, or one of its tasks, with `scancel`.
-pub fn cancel(job_id: &str, task: Option<u32>) -> Result<(), SlurmError> {
+/// Cancels a whole array job, or one of its tasks, with `scancel`, only
+/// while the job still has the sweep's name (`--name`: a reused job id,
+/// someone else's job now, is left alone).
+pub fn cancel(job_id: &str, name: &str, task: Option<u32>) -> Result<(), SlurmError> {
     if job_id.is_empty() || !job_id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(option_error(
             "job",
@@ -578,7 +617,8 @@ pub fn cancel(job_id: &str, task: Option<u32>) -> Result<(), SlurmError> {
         Some(t) => format!("{job_id}_{t}"),
         None => job_id.to_string(),
     };
-    slurm_command("scancel", &[target]).map(|_| ())
+    check_word("job-name", name, "a job name")?;
+    slurm_command("scancel", &[format!("--name={name}"), target]).map(|_| ())
 }
 
 #[cfg(test)]

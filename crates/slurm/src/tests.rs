@@ -209,7 +209,7 @@ fn sbatch_answers_parse() {
 /// As Slurm 22.05's squeue printed it for a running array and a finished one.
 #[test]
 fn squeue_rows_parse_into_task_states() {
-    let text = "5|2|PENDING|Resources||0:00\n5|0|RUNNING|None|localhost|0:02\n1|3|COMPLETED|None|localhost|0:03\n9|N/A|RUNNING|None|n1|0:01\n";
+    let text = "5|2|PENDING|Resources||0:00|sweep-a\n5|0|RUNNING|None|localhost|0:02|sweep-a\n1|3|COMPLETED|None|localhost|0:03|sweep-b\n9|N/A|RUNNING|None|n1|0:01|x\n";
     let states = parse_squeue(text);
     assert_eq!(states.len(), 3, "the non-array row is skipped");
     assert_eq!(
@@ -221,6 +221,7 @@ fn squeue_rows_parse_into_task_states() {
             reason: Some("Resources".into()),
             node: None,
             elapsed: Some("0:00".into()),
+            name: "sweep-a".into(),
         }
     );
     assert_eq!(states[1].node.as_deref(), Some("localhost"));
@@ -231,7 +232,7 @@ fn squeue_rows_parse_into_task_states() {
 
 #[test]
 fn sacct_rows_parse_and_cancelled_by_loses_its_uid() {
-    let text = "12_0|COMPLETED|node1|00:01:02\n12_1|CANCELLED by 0|node2|00:00:10\n12|COMPLETED|node1|00:01:02\n12_2|PENDING|None assigned|00:00:00\n";
+    let text = "12_0|COMPLETED|node1|00:01:02|s\n12_1|CANCELLED by 0|node2|00:00:10|s\n12|COMPLETED|node1|00:01:02|s\n12_2|PENDING|None assigned|00:00:00|s\n";
     let states = parse_sacct(text);
     assert_eq!(states.len(), 3);
     assert_eq!(states[1].state, "CANCELLED");
@@ -262,7 +263,76 @@ fn a_sweep_job_record_round_trips_and_names_its_tasks() {
 #[test]
 fn cancel_refuses_what_is_not_a_job_id() {
     assert!(matches!(
-        cancel("12; rm -rf /", None),
+        cancel("12", "a name; rm", None),
+        Err(SlurmError::Option {
+            field: "job-name",
+            ..
+        })
+    ));
+    assert!(matches!(
+        cancel("12; rm -rf /", "sweep-a", None),
         Err(SlurmError::Option { field: "job", .. })
     ));
+}
+
+#[test]
+fn a_percent_in_a_folder_is_literal_and_a_zero_time_limit_is_refused() {
+    let mut j = job(vec![argv(&["true"])], SlurmOptions::default());
+    j.chdir = "/work/100%j".into();
+    j.output = "/work/100%j/runs/.slurm/s/task-%a.log".into();
+    let script = write_script(&j).unwrap();
+    assert!(
+        script.contains("#SBATCH --chdir=/work/100%%j\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("#SBATCH --output=/work/100%%j/runs/.slurm/s/task-%a.log\n"),
+        "{script}"
+    );
+    j.chdir = "/work/a\\b".into();
+    assert!(
+        write_script(&j).is_err(),
+        "a backslash turns Slurm's patterns off"
+    );
+    for zero in ["0", "00", "0:00", "0-0"] {
+        let options = SlurmOptions {
+            time: Some(zero.into()),
+            ..Default::default()
+        };
+        assert!(options.check().is_err(), "{zero}");
+    }
+}
+
+#[test]
+fn records_that_are_not_plain_sane_files_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |id: &str, job: &str, runs: Vec<String>| SweepJob {
+        sweep_id: id.into(),
+        job_id: job.into(),
+        cluster: None,
+        submitted_at: 1.0,
+        script: "job.sbatch".into(),
+        options: SlurmOptions::default(),
+        runs,
+    };
+    record("good", "7", vec!["good-01".into()])
+        .save(dir.path())
+        .unwrap();
+    record("empty", "8", vec![]).save(dir.path()).unwrap();
+    record("word", "1;x", vec!["w-01".into()])
+        .save(dir.path())
+        .unwrap();
+    // A FIFO would block a plain read for ever.
+    let fifo_dir = dir.path().join(SLURM_DIR).join("fifo");
+    std::fs::create_dir_all(&fifo_dir).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(fifo_dir.join(JOB_FILE))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let loaded: Vec<String> = SweepJob::load_all(dir.path())
+        .into_iter()
+        .map(|j| j.sweep_id)
+        .collect();
+    assert_eq!(loaded, ["good"]);
 }

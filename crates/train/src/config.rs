@@ -384,7 +384,7 @@ pub const FIELDS: &[Field] = &[
     },
     Field {
         name: "device",
-        help: "The device: cuda:N, wgpu:N (set the backend too), an index N within the backend, or auto: the GPU with the most free memory, then the least busy",
+        help: "The device: cpu, cuda, cuda:N, wgpu, wgpu:N (each sets the backend too), auto, or an index N within the --backend given; cuda and auto pick the GPU with the most free memory, then the least busy",
         kind: FieldKind::Device {
             min: 0,
             max: MAX_DEVICE,
