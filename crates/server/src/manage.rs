@@ -9,6 +9,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
+use mnist_events::LockExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -193,6 +194,11 @@ fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// `DELETE /api/runs/{id}`: the run and its checkpoints to the trash.
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    if state.queue.locked().contains(&id) {
+        return Err(ApiError::conflict(format!(
+            "run {id} is queued, not trained yet: cancel it with DELETE /api/queue/{id}"
+        )));
+    }
     let dir = run_dir(&state, &id)?;
     let training_here = state.training_ids().contains(&id);
     if training_here
