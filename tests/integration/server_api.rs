@@ -340,6 +340,18 @@ fn two_runs_posted_back_to_back_both_complete_the_second_queued() {
     assert_eq!(code, 202, "{b}");
     assert_eq!(b["queued"], true);
     assert_eq!(b["position"], 1);
+    // A queued run is not deleted like a trained one: the answer says how.
+    let b_id = b["run_id"].as_str().unwrap();
+    match ureq::delete(&format!("{}/api/runs/{b_id}", server.base)).call() {
+        Err(ureq::Error::Status(409, r)) => {
+            let body = r.into_string().unwrap();
+            assert!(
+                body.contains(&format!("DELETE /api/queue/{b_id}")),
+                "{body}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let (code, c) = post(&format!("{}/api/runs", server.base), &tiny_config(1));
     assert_eq!(code, 202, "{c}");
     assert_eq!(c["position"], 2);
