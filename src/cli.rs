@@ -211,6 +211,10 @@ pub struct SlurmFlags {
     /// Run at most N tasks at once (--array=0-K%N).
     #[arg(long, value_name = "N", help_heading = "Slurm (--executor slurm)")]
     pub max_parallel: Option<u32>,
+    /// After submitting, print each task's state as it changes until every task has ended;
+    /// exit 0 when all completed, 1 otherwise (Ctrl-C stops watching, not the job).
+    #[arg(long, help_heading = "Slurm (--executor slurm)")]
+    pub wait: bool,
 }
 
 impl SlurmFlags {
@@ -223,6 +227,7 @@ impl SlurmFlags {
             || self.mem.is_some()
             || self.account.is_some()
             || self.max_parallel.is_some()
+            || self.wait
     }
 }
 

@@ -62,7 +62,58 @@ pub fn submit(
     };
     record.save(&runs)?;
     report(&record, &runs);
+    if flags.wait {
+        return wait(&record);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `--wait` asks Slurm.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A task Slurm has not listed this long after submission has ended and
+/// been purged (or never existed).
+const UNLISTED_S: u64 = 30;
+
+/// `--wait`: each task's state as it changes, until every task has ended.
+fn wait(record: &SweepJob) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let tasks = record.runs.len() as u32;
+    let mut last: std::collections::HashMap<u32, String> = Default::default();
+    loop {
+        for t in mnist_slurm::query(&[record])? {
+            if last.get(&t.task) != Some(&t.state) {
+                eprintln!(
+                    "{}_{} {}: {}{}",
+                    record.job_id,
+                    t.task,
+                    record.runs[t.task as usize],
+                    t.state,
+                    t.node
+                        .as_deref()
+                        .map_or(String::new(), |n| format!(" on {n}"))
+                );
+                last.insert(t.task, t.state);
+            }
+        }
+        let purged = started.elapsed().as_secs() > UNLISTED_S;
+        let ended = |t: u32| last.get(&t).map_or(purged, |s| mnist_slurm::is_final(s));
+        if (0..tasks).all(ended) {
+            let completed =
+                (0..tasks).all(|t| last.get(&t).map(String::as_str) == Some("COMPLETED"));
+            eprintln!(
+                "{}: every task has ended{}",
+                record.sweep_id,
+                if completed { ", all completed" } else { "" }
+            );
+            return Ok(if completed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
 }
 
 /// The sweep's files in `dir`, then `sbatch`: the record to save.

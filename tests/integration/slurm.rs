@@ -201,7 +201,15 @@ fn wait_for(
     }
 }
 
-fn submit(slurm: &Slurm, work: &Path, data: &Path, grid: &[&str], train: &[&str]) -> Value {
+/// `sweep --executor slurm` with `extra` sweep flags: its JSON answer and its stderr.
+fn submit(
+    slurm: &Slurm,
+    work: &Path,
+    data: &Path,
+    grid: &[&str],
+    extra: &[&str],
+    train: &[&str],
+) -> (Value, String) {
     let mut cmd = bin();
     cmd.env("SLURM_CONF", &slurm.conf)
         .current_dir(work)
@@ -216,8 +224,9 @@ fn submit(slurm: &Slurm, work: &Path, data: &Path, grid: &[&str], train: &[&str]
         "1",
         "--time",
         "10",
-        "--",
     ])
+    .args(extra)
+    .arg("--")
     .args(train)
     .args([
         "--val-size",
@@ -233,8 +242,9 @@ fn submit(slurm: &Slurm, work: &Path, data: &Path, grid: &[&str], train: &[&str]
     .args(work_dirs(work));
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)))
+    let answer = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    (answer, stderr(&out))
 }
 
 #[test]
@@ -253,13 +263,25 @@ fn a_four_config_sweep_runs_through_a_real_slurm_and_shows_its_task_states() {
     );
     let base = &server.base;
 
-    let job = submit(
+    // --wait: the command follows the tasks until every one has ended.
+    let (job, watched) = submit(
         &slurm,
         work.path(),
         &data,
         &["lr=0.001,0.003", "batch_size=20,40"],
+        &["--wait"],
         &["--epochs", "1"],
     );
+    assert!(
+        watched.contains("every task has ended, all completed"),
+        "{watched}"
+    );
+    for task in 0..4 {
+        assert!(
+            watched.contains(&format!("_{task} ")) && watched.contains("COMPLETED on localhost"),
+            "{watched}"
+        );
+    }
     let sweep_id = job["sweep_id"].as_str().unwrap();
     let runs: Vec<&str> = job["runs"]
         .as_array()
@@ -336,11 +358,12 @@ fn a_four_config_sweep_runs_through_a_real_slurm_and_shows_its_task_states() {
     eprintln!("page: {seen}");
 
     // Stop on a Slurm run cancels its task with scancel.
-    let long = submit(
+    let (long, _) = submit(
         &slurm,
         work.path(),
         &data,
         &["lr=0.001"],
+        &[],
         &["--epochs", "500"],
     );
     let long_id = long["sweep_id"].as_str().unwrap();
