@@ -28,6 +28,8 @@ try {
   const pill = await page.textContent('#run-slurm');
   if (!/^Slurm \d+_2 completed on localhost$/.test(pill)) fail(`the run's Slurm pill says ${JSON.stringify(pill)}`);
   await page.screenshot({ path: screenshot, fullPage: true });
+  // The panel and the run's status line alone, for the README.
+  await page.locator('#slurm').screenshot({ path: screenshot.replace(/\.png$/, '-panel.png') });
   console.log(JSON.stringify({ rows, pill }));
 } finally {
   await browser.close();
