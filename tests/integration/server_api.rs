@@ -410,10 +410,10 @@ fn a_gpu_run_and_a_cpu_run_train_at_once_and_the_cpu_takes_one_at_a_time() {
     let mut gpu = tiny_config(1);
     gpu["backend"] = json!("wgpu");
     gpu["kernels"] = json!([2, 2, 2, 2]);
-    let (code, on_gpu) = post(&format!("{}/api/runs", server.base), &gpu);
-    assert_eq!(code, 201, "{on_gpu}");
     let (code, cpu_a) = post(&format!("{}/api/runs", server.base), &tiny_config(2));
-    assert_eq!(code, 201, "the CPU is free while the GPU trains: {cpu_a}");
+    assert_eq!(code, 201, "{cpu_a}");
+    let (code, on_gpu) = post(&format!("{}/api/runs", server.base), &gpu);
+    assert_eq!(code, 201, "the GPU is free while the CPU trains: {on_gpu}");
     let (_, health) = get(&format!("{}/api/health", server.base));
     let health: Value = serde_json::from_str(&health).unwrap();
     assert_eq!(
@@ -445,6 +445,10 @@ fn a_gpu_run_and_a_cpu_run_train_at_once_and_the_cpu_takes_one_at_a_time() {
         (&json!("completed"), &json!("completed"))
     );
     assert!(first_ts(&a) < first_ts(&b));
+    // Pages following the current run moved on to the run still training.
+    let (_, health) = get(&format!("{}/api/health", server.base));
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["current_run"], on_gpu["run_id"], "{health}");
     let (_, gpu_run) = get(&format!(
         "{}/api/runs/{}",
         server.base,

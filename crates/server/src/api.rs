@@ -664,12 +664,34 @@ fn launch(
                 Err(_) => {}
             }
             thread_state.training.locked().remove(&thread_hub.run_id);
+            follow_another_training_run(&thread_state, &thread_hub.run_id);
             thread_state.runs_changed.send_modify(|v| *v += 1);
             dispatch(&thread_state);
         });
     if let Err(e) = spawned {
         state.training.locked().remove(&hub.run_id);
         fail_hub(&hub, format!("cannot start the training thread: {e}"));
+    }
+}
+
+/// When the run pages follow (`current`) has ended while other runs still
+/// train here (one per GPU), the pages move on to one of those.
+fn follow_another_training_run(state: &AppState, ended: &str) {
+    if state.current_hub().is_some_and(|h| h.run_id != ended) {
+        return;
+    }
+    let next = state
+        .training
+        .locked()
+        .values()
+        .filter(|t| !t.hub.is_finished())
+        .max_by_key(|t| t.hub.with_state(|s| s.summary().started_ms))
+        .map(|t| CurrentRun {
+            hub: t.hub.clone(),
+            stop: t.stop.clone(),
+        });
+    if let Some(run) = next {
+        state.set_current(run);
     }
 }
 
