@@ -153,7 +153,7 @@ fn write_and_submit(
         sweep_id: sweep_id.to_string(),
         job_id: submitted.job_id,
         cluster: submitted.cluster,
-        submitted_at: now(),
+        submitted_at: mnist_events::now_ms() as f64 / 1000.0,
         script: script_path,
         options,
         runs: runs_of_tasks,
@@ -206,12 +206,6 @@ fn absolute(cwd: &Path, path: &Path) -> PathBuf {
     } else {
         cwd.join(path)
     }
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Tells the user what was submitted, where it writes and how to watch and cancel it.

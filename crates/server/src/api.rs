@@ -430,24 +430,12 @@ fn placement_of(
 ) -> mnist_train::Placement {
     use crate::slots::Slot;
     let (backend, device) = slot.backend_and_device();
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let detail = match slot {
         Slot::Cuda(i) => devices
             .cuda
             .iter()
             .find(|g| g.index as usize == *i)
-            .map(|g| {
-                let free = g
-                    .memory_total_bytes
-                    .zip(g.memory_used_bytes)
-                    .map(|(t, u)| gib(t.saturating_sub(u)));
-                format!(
-                    " ({}: {} GiB free, {}% busy)",
-                    g.name.as_deref().unwrap_or("GPU"),
-                    free.map_or("?".into(), |f| format!("{f:.1}")),
-                    g.utilization_percent.unwrap_or(0)
-                )
-            })
+            .map(|g| format!(" ({})", mnist_train::device::describe(g)))
             .unwrap_or_default(),
         _ => String::new(),
     };

@@ -117,18 +117,7 @@ fn best_free_gpu(devices: &Devices, taken: &Taken) -> Result<Slot, String> {
             None => free.push(gpu),
         }
     }
-    let free_bytes = |g: &GpuStats| {
-        g.memory_total_bytes
-            .zip(g.memory_used_bytes)
-            .map_or(0, |(t, u)| t.saturating_sub(u))
-    };
-    free.sort_by_key(|g| {
-        (
-            std::cmp::Reverse(free_bytes(g)),
-            g.utilization_percent.unwrap_or(0),
-            g.index,
-        )
-    });
+    free.sort_by_key(|g| mnist_train::device::preference(g.index as usize, g));
     match free.first() {
         Some(g) => Ok(Slot::Cuda(g.index as usize)),
         None => Err(format!("every GPU is busy: {}", reasons.join("; "))),

@@ -223,18 +223,6 @@ pub struct ArrayJob {
     pub tasks: Vec<Vec<String>>,
 }
 
-/// Quotes `s` for bash (single quotes; a `'` inside becomes `'\''`).
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,@%+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// A path `#SBATCH` can hold: no whitespace, quotes or backslashes (a
 /// backslash turns Slurm's `%` patterns off), and a literal `%` doubled so
 /// that Slurm does not read `%j` in a folder's name as the job id.
@@ -284,7 +272,11 @@ pub fn write_script(job: &ArrayJob) -> Result<String, SlurmError> {
     }
     s.push_str("set -u\ncase \"${SLURM_ARRAY_TASK_ID:-}\" in\n");
     for (i, argv) in job.tasks.iter().enumerate() {
-        let line: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+        // The quoting remote commands over SSH use: the same POSIX shell rules.
+        let line: Vec<String> = argv
+            .iter()
+            .map(|a| mnist_remote::exec::shell_quote(a))
+            .collect();
         s.push_str(&format!("  {i}) exec {} ;;\n", line.join(" ")));
     }
     s.push_str("  *) echo \"task ${SLURM_ARRAY_TASK_ID:-(none)} is not part of this sweep\" >&2; exit 2 ;;\nesac\n");

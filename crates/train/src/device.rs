@@ -167,6 +167,23 @@ fn unique_uuid<'a>(gpus: &'a [GpuStats], prefix: &str) -> Option<&'a GpuStats> {
     }
 }
 
+/// The order GPUs are preferred in: the most free memory, then the least
+/// busy, then the lower ordinal (what `cuda`/`auto` and the server's queue
+/// both rank by).
+pub fn preference(ordinal: usize, gpu: &GpuStats) -> (std::cmp::Reverse<u64>, u32, usize) {
+    (
+        std::cmp::Reverse(free_bytes(gpu)),
+        gpu.utilization_percent.unwrap_or(0),
+        ordinal,
+    )
+}
+
+/// `NVIDIA H100 80GB HBM3: 78.9 GiB free, 0% busy`: a GPU as the picks'
+/// reasons describe it (its `index` taken as its CUDA ordinal).
+pub fn describe(gpu: &GpuStats) -> String {
+    load(gpu.index as usize, gpu, true)
+}
+
 fn free_bytes(gpu: &GpuStats) -> u64 {
     gpu.memory_total_bytes
         .zip(gpu.memory_used_bytes)
@@ -178,13 +195,7 @@ fn free_bytes(gpu: &GpuStats) -> u64 {
 /// GPU is visible.
 pub fn pick_gpu(gpus: &[GpuStats], visible: Option<&str>) -> Option<GpuPick> {
     let mut candidates = visible_gpus(gpus, visible);
-    candidates.sort_by_key(|(ordinal, g)| {
-        (
-            std::cmp::Reverse(free_bytes(g)),
-            g.utilization_percent.unwrap_or(0),
-            *ordinal,
-        )
-    });
+    candidates.sort_by_key(|(ordinal, g)| preference(*ordinal, g));
     let (ordinal, best) = *candidates.first()?;
     let others: Vec<String> = candidates[1..]
         .iter()
