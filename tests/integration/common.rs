@@ -267,3 +267,12 @@ pub fn run_e2e<S: AsRef<std::ffi::OsStr>>(
     );
     stdout
 }
+
+/// A loopback port free now (for a peer the test starts: Prometheus, Slurm).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -15,14 +15,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `prometheus` scraping `targets` (host:port) every second as job
 /// `mnist-monitor`, its data in `work`; the process (killed when dropped)
 /// and its base URL.

@@ -24,14 +24,6 @@ impl Drop for Slurm {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn need(program: &str) -> String {
     for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
         let path = Path::new(dir).join(program);
@@ -464,41 +456,20 @@ fn a_four_config_sweep_runs_through_a_real_slurm_and_shows_its_task_states() {
 #[test]
 fn bad_slurm_options_are_refused_before_anything_is_submitted() {
     let work = tempfile::tempdir().unwrap();
-    let out = bin()
-        .current_dir(work.path())
-        .args([
-            "sweep",
-            "--grid",
-            "lr=0.001,0.01",
-            "--executor",
-            "slurm",
-            "--gres",
-            "1:gpu",
-            "--",
-            "--epochs",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let sweep = |flags: &[&str]| {
+        bin()
+            .current_dir(work.path())
+            .args(["sweep", "--grid", "lr=0.001,0.01", "--executor", "slurm"])
+            .args(flags)
+            .args(["--", "--epochs", "1"])
+            .output()
+            .unwrap()
+    };
+    let out = sweep(&["--gres", "1:gpu"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--gres"), "{}", stderr(&out));
     assert!(!work.path().join("runs/.slurm").exists(), "nothing written");
-    let out = bin()
-        .current_dir(work.path())
-        .args([
-            "sweep",
-            "--grid",
-            "lr=0.001,0.01",
-            "--executor",
-            "slurm",
-            "--server",
-            "http://127.0.0.1:1",
-            "--",
-            "--epochs",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = sweep(&["--server", "http://127.0.0.1:1"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
 }
