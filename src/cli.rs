@@ -45,6 +45,9 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Serve only /metrics (this machine and the runs in --run-dir) for a Prometheus to scrape: one per GPU host.
     Exporter(ExporterArgs),
+    /// Bring the runs folder's index up to date (or rebuild it from the logs with --rebuild):
+    /// the cache `serve` lists, filters and compares runs from.
+    Index(IndexArgs),
     /// Write a run as one self-contained HTML file (curves, evaluation, config, provenance; opens offline).
     Report(ReportArgs),
     /// Print the model's layers, output shapes and parameter counts.
@@ -255,6 +258,22 @@ pub struct ReportArgs {
     /// Folder of run logs.
     #[arg(long, default_value = "runs", value_name = "DIR")]
     pub runs_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct IndexArgs {
+    /// Folder of run logs (the index lives in its .index folder).
+    #[arg(long, default_value = "runs", value_name = "DIR")]
+    pub run_dir: PathBuf,
+    /// Folder of checkpoints (their disk use is indexed).
+    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
+    pub checkpoint_dir: PathBuf,
+    /// Delete the index first and read every log again.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -4,6 +4,7 @@
 //! it; see README.md for the commands and the architecture.
 
 mod cli;
+mod index_cmd;
 mod predict_cmd;
 mod progress;
 mod remote_cmd;
@@ -83,6 +84,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Backends { json } => Ok(backends(json)),
         cli::Command::Model { kernels, json } => model(kernels, json),
         cli::Command::Report(args) => report(args),
+        cli::Command::Index(args) => index_cmd::run(args),
         cli::Command::Sweep(args) => sweep_cmd::run(args),
         cli::Command::Exporter(args) => exporter(args),
     }

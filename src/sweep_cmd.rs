@@ -126,6 +126,7 @@ fn train_here(
             p
         });
         let summary = mnist_train::run(config, opts).map_err(crate::train_cmd::run_error)?;
+        crate::train_cmd::index_run(&train.run_dir, &train.checkpoint_dir, &run_id);
         eprintln!(
             "{run_id}: {}{}",
             match summary.status {

@@ -140,6 +140,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         server.shutdown(std::time::Duration::from_secs(5));
     }
     let summary = result.map_err(run_error)?;
+    index_run(&args.run_dir, &args.checkpoint_dir, &summary.run_id);
     let comparison = original.as_ref().map(|o| {
         let log = args.run_dir.join(&summary.run_id).join("events.jsonl");
         let rerun = mnist_events::read_events(&log).unwrap_or_default();
@@ -168,6 +169,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         RunStatus::Failed => ExitCode::from(1),
     })
+}
+
+/// Writes the finished run's row into the runs folder's index, so that a
+/// `serve` started later lists it without reading its log.
+pub fn index_run(run_dir: &std::path::Path, checkpoint_dir: &std::path::Path, run_id: &str) {
+    let folders = mnist_server::index::Folders {
+        runs: run_dir.to_path_buf(),
+        checkpoints: checkpoint_dir.to_path_buf(),
+    };
+    if let Err(e) = mnist_server::index::index_run(&folders, run_id) {
+        tracing::warn!("run {run_id}: cannot write its index entry: {e}");
+    }
 }
 
 /// The options of a run of `args` (where it reads and writes, what watches

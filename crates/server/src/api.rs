@@ -1,7 +1,6 @@
 //! The JSON HTTP API.
 
 use crate::error::{ApiError, ApiResult};
-use crate::history::list_runs;
 use crate::hub::{HubSink, RunHub};
 use crate::{AppState, CurrentRun};
 use actix_web::{web, HttpResponse};
@@ -22,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/model", web::post().to(model_preview))
         .route("/api/runs", web::get().to(list))
         .route("/api/runs.csv", web::get().to(runs_csv))
+        .route("/api/runs/columns", web::get().to(run_columns))
         .route("/api/runs", web::post().to(start))
         .route("/api/runs/{id}", web::get().to(show))
         .route("/api/runs/{id}/stop", web::post().to(stop))
@@ -82,6 +82,8 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "training_runs": state.training_ids(),
         "fleet": state.opts.fleet.is_some() || state.opts.fleet_prometheus.is_some(),
         "can_start_runs": state.opts.can_start_runs,
+        "index": {"runs": state.index.len(), "building": state.index.progress()},
+        "logged_cache": state.logged_usage(),
     }))
 }
 
@@ -93,29 +95,257 @@ async fn backends(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(list)
 }
 
-async fn list(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /api/runs?q=&sort=&order=&offset=&limit=`: one page of the runs
+/// that match the filter ([`crate::query`]), sorted on the server, with
+/// how many match and how many there are.
+async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
+    let ask = q.into_inner().parse()?;
     let state = state.into_inner();
-    let runs = web::block(move || run_rows(&state))
-        .await
-        .unwrap_or_default();
-    HttpResponse::Ok().json(runs)
+    let page = web::block(move || runs_page(&state, &ask)).await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
-/// `GET /api/runs.csv`: every run, one row each: its name and tags, status,
-/// every configuration field (one column per field of the config table)
-/// and its results.
-async fn runs_csv(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /api/runs.csv?q=&sort=&order=`: every matching run, one row each:
+/// its name and tags, status, every configuration field (one column per
+/// field of the config table) and its results, streamed in chunks.
+async fn runs_csv(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
+    let mut ask = q.into_inner().parse()?;
+    ask.offset = 0;
+    ask.limit = usize::MAX;
     let state = state.into_inner();
-    let rows = web::block(move || run_rows(&state))
-        .await
-        .unwrap_or_default();
-    HttpResponse::Ok()
+    let rows = web::block(move || runs_page(&state, &ask).runs).await?;
+    let head = std::iter::once(crate::state::runs_csv_head());
+    let body = rows.chunks(256).map(|chunk| {
+        chunk
+            .iter()
+            .map(crate::state::runs_csv_row)
+            .collect::<String>()
+    });
+    let chunks: Vec<String> = head.chain(body).collect();
+    let stream = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, std::convert::Infallible>(web::Bytes::from(c))),
+    );
+    Ok(HttpResponse::Ok()
         .content_type("text/csv")
         .insert_header((
             "content-disposition",
             "attachment; filename=\"mnist-monitor-runs.csv\"",
         ))
-        .body(crate::state::runs_csv(&rows))
+        .streaming(stream))
+}
+
+/// `GET /api/runs/columns?q=&keys=lr,acc,…`: for every matching run (in
+/// the list's order), the values of a few keys, column by column: what the
+/// page's parallel coordinates draw for thousands of runs without their
+/// whole rows.
+async fn run_columns(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
+    let keys = q.keys.clone().unwrap_or_default();
+    let keys: Vec<&'static str> = keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            crate::query::key(k).ok_or_else(|| {
+                ApiError::field("keys", format!("no key `{k}` (see the filter's keys)"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if keys.len() > 32 {
+        return Err(ApiError::field("keys", "at most 32 keys"));
+    }
+    let mut ask = q.into_inner().parse()?;
+    ask.offset = 0;
+    ask.limit = usize::MAX;
+    let state = state.into_inner();
+    let rows = web::block(move || runs_page(&state, &ask)).await?;
+    let column = |k: &str| -> Vec<serde_json::Value> {
+        rows.runs
+            .iter()
+            .map(|r| match crate::query::cell(r, k) {
+                crate::query::Cell::Num(v) => json!(v),
+                crate::query::Cell::Text(t) => json!(t),
+                crate::query::Cell::Many(t) => json!(t),
+                crate::query::Cell::Missing => serde_json::Value::Null,
+            })
+            .collect()
+    };
+    let columns: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .map(|k| ((*k).to_string(), json!(column(k))))
+        .collect();
+    Ok(HttpResponse::Ok().json(RunColumns {
+        total: rows.total,
+        run_ids: rows.runs.iter().map(|r| r.run_id.clone()).collect(),
+        names: rows.runs.iter().map(|r| r.meta.name.clone()).collect(),
+        columns,
+    }))
+}
+
+/// The answer of `GET /api/runs/columns`.
+#[derive(serde::Serialize)]
+struct RunColumns {
+    total: usize,
+    run_ids: Vec<String>,
+    names: Vec<Option<String>>,
+    columns: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The runs list's query string, as sent.
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+    offset: Option<String>,
+    limit: Option<String>,
+    keys: Option<String>,
+}
+
+/// Most rows one page of `GET /api/runs` returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// A runs list request, checked.
+pub(crate) struct ListAsk {
+    filter: crate::query::Filter,
+    sort: &'static str,
+    descending: bool,
+    offset: usize,
+    limit: usize,
+}
+
+impl ListQuery {
+    fn parse(self) -> Result<ListAsk, ApiError> {
+        let filter = crate::query::Filter::parse(self.q.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::field("q", e.to_string()))?;
+        let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
+            None => "started",
+            Some(s) => crate::query::key(s).ok_or_else(|| {
+                ApiError::field("sort", format!("no key `{s}`: sort by a config field, a result or id, name, status, started"))
+            })?,
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("") => sort == "started",
+            Some("desc") => true,
+            Some("asc") => false,
+            Some(o) => {
+                return Err(ApiError::field(
+                    "order",
+                    format!("must be asc or desc (got {o})"),
+                ))
+            }
+        };
+        let int = |name: &str, v: Option<String>, default: usize, max: usize| match v {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| {
+                    ApiError::field(name, format!("must be an integer in 0..={max} (got {v})"))
+                }),
+        };
+        Ok(ListAsk {
+            filter,
+            sort,
+            descending,
+            offset: int("offset", self.offset, 0, 1_000_000_000)?,
+            limit: int("limit", self.limit, 100, MAX_PAGE)?,
+        })
+    }
+}
+
+/// One page of the runs list (`GET /api/runs`).
+#[derive(serde::Serialize)]
+pub(crate) struct RunsPage {
+    /// Runs that match the filter.
+    total: usize,
+    /// Runs in the folder.
+    all: usize,
+    offset: usize,
+    limit: usize,
+    /// The key sorted by, and `asc` or `desc`.
+    sort: &'static str,
+    order: &'static str,
+    /// While the index is being built from the logs: how far it got (the
+    /// runs not folded yet are not listed).
+    indexing: Option<crate::index::Progress>,
+    runs: Vec<crate::state::RunSummary>,
+}
+
+/// The rows of the runs this server trains or follows now, folded live
+/// (the index holds their state as of their last evaluation), with their
+/// meta and disk use.
+fn live_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
+    let mut hubs: Vec<Arc<RunHub>> = state
+        .training
+        .locked()
+        .values()
+        .map(|t| t.hub.clone())
+        .collect();
+    hubs.extend(state.followed.locked().hubs());
+    hubs.extend(
+        state
+            .current_hub()
+            .filter(|h| h.with_state(|s| s.is_live())),
+    );
+    let mut seen = std::collections::HashSet::new();
+    hubs.retain(|h| seen.insert(h.run_id.clone()));
+    hubs.iter()
+        .map(|h| {
+            let mut row = h.with_state(|s| s.summary());
+            let disk = state
+                .index
+                .row(&h.run_id)
+                .map(|r| r.summary.disk)
+                .unwrap_or_default();
+            row.attach(
+                crate::manage::RunMeta::load(&state.opts.runs_dir, &h.run_id),
+                disk,
+            );
+            row
+        })
+        .collect()
+}
+
+/// Filters, sorts and pages the index's rows, those of live runs replaced
+/// by their live state.
+fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
+    let live = live_rows(state);
+    let (total, all, runs) = state.index.with_rows(|rows| {
+        let live_ids: std::collections::HashSet<&str> =
+            live.iter().map(|r| r.run_id.as_str()).collect();
+        let mut refs: Vec<&crate::state::RunSummary> = live
+            .iter()
+            .chain(
+                rows.values()
+                    .map(|r| &r.summary)
+                    .filter(|r| !live_ids.contains(r.run_id.as_str())),
+            )
+            .collect();
+        let all = refs.len();
+        if !ask.filter.is_empty() {
+            refs.retain(|r| ask.filter.matches(r));
+        }
+        crate::query::sort_rows(&mut refs, ask.sort, ask.descending, |r| r);
+        let page: Vec<_> = refs
+            .iter()
+            .skip(ask.offset)
+            .take(ask.limit)
+            .map(|r| (*r).clone())
+            .collect();
+        (refs.len(), all, page)
+    });
+    RunsPage {
+        total,
+        all,
+        offset: ask.offset,
+        limit: ask.limit.min(MAX_PAGE),
+        sort: ask.sort,
+        order: if ask.descending { "desc" } else { "asc" },
+        indexing: state.index.progress(),
+        runs,
+    }
 }
 
 /// `POST /api/model`: the model a configuration would train (the form's
@@ -149,28 +379,6 @@ async fn report(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
             ),
         ))
         .body(html))
-}
-
-/// The run list's rows, newest folder order as `list_runs` gives them, with
-/// each run's name, notes and tags.
-fn run_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
-    let current = state.current_hub();
-    let runs_dir = &state.opts.runs_dir;
-    let mut rows: Vec<_> = list_runs(runs_dir)
-        .into_iter()
-        .filter_map(|(id, _)| {
-            let mut row = state.hub(&id)?.with_state(|s| s.summary());
-            row.meta = crate::manage::RunMeta::load(runs_dir, &id);
-            Some(row)
-        })
-        .collect();
-    // A live run whose log isn't on disk yet still belongs in the list.
-    if let Some(hub) = current.filter(|h| h.with_state(|s| s.is_live())) {
-        if !rows.iter().any(|r| r.run_id == hub.run_id) {
-            rows.insert(0, hub.with_state(|s| s.summary()));
-        }
-    }
-    rows
 }
 
 async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
@@ -651,6 +859,8 @@ fn launch(
                 }
                 Err(_) => {}
             }
+            // Its row in the index, as it ended (the log is complete now).
+            thread_hub.with_state(|s| thread_state.index.record(s));
             thread_state.training.locked().remove(&thread_hub.run_id);
             follow_another_training_run(&thread_state, &thread_hub.run_id);
             thread_state.runs_changed.send_modify(|v| *v += 1);

@@ -143,6 +143,14 @@ impl RunHub {
         self.lock().finished
     }
 
+    /// About how many bytes the hub holds in memory: its events and the
+    /// state folded from them (for the logged runs' budget).
+    pub fn approx_bytes(&self) -> usize {
+        let inner = self.lock();
+        let per_event = std::mem::size_of::<Event>() + std::mem::size_of::<Arc<Event>>() + 48;
+        inner.events.len() * per_event + inner.state.approx_bytes()
+    }
+
     /// Live subscribers still attached (those dropped for lagging don't count).
     pub fn viewers(&self) -> usize {
         self.lock().subscribers.len()

@@ -19,9 +19,11 @@ pub mod follow;
 pub mod guard;
 pub mod history;
 pub mod hub;
+pub mod index;
 pub mod manage;
 pub mod metrics;
 pub mod prom_fleet;
+pub mod query;
 pub mod queue;
 pub mod report;
 mod review;
@@ -109,9 +111,12 @@ pub struct AppState {
     data: Mutex<Option<Arc<Mnist>>>,
     backends: OnceLock<Vec<BackendStatus>>,
     review: review::ReviewCache,
-    /// Hubs of logged runs, by run id, with their log's (length, mtime):
-    /// a log is folded once, again only when it changed.
-    logged: Mutex<std::collections::HashMap<String, (LogStamp, Arc<RunHub>)>>,
+    /// Hubs of logged runs, folded when asked for and kept within a byte
+    /// budget, least recently used first out ([`LoggedHubs`]).
+    logged: Mutex<LoggedHubs>,
+    /// One row per run of the runs folder ([`index`]): what the runs list
+    /// filters, sorts and pages.
+    pub index: index::RunIndex,
     /// Set when the process is about to exit: websockets send what they
     /// still owe, close with "server exiting" and finish.
     closing: watch::Sender<bool>,
@@ -132,14 +137,95 @@ pub struct AppState {
 
 type LogStamp = (u64, Option<std::time::SystemTime>);
 
-/// Logged runs whose folded state is kept in memory.
-const LOGGED_CACHE: usize = 64;
+/// The bytes of folded logged runs kept in memory (see [`LoggedHubs`]).
+pub const LOGGED_BUDGET: usize = 96 << 20;
+
+/// Logged runs' hubs kept for their next request: each with the log's
+/// (length, mtime) it was folded from and its size in memory; past
+/// [`LOGGED_BUDGET`] the least recently used go, one at a time, so the
+/// server's memory does not grow with the number of runs or their length.
+#[derive(Default)]
+pub(crate) struct LoggedHubs {
+    hubs: std::collections::HashMap<String, LoggedHub>,
+    bytes: usize,
+    clock: u64,
+}
+
+struct LoggedHub {
+    stamp: LogStamp,
+    hub: Arc<RunHub>,
+    bytes: usize,
+    used: u64,
+}
+
+impl LoggedHubs {
+    fn get(&mut self, id: &str, stamp: &LogStamp) -> Option<Arc<RunHub>> {
+        self.clock += 1;
+        let entry = self.hubs.get_mut(id).filter(|e| e.stamp == *stamp)?;
+        entry.used = self.clock;
+        Some(entry.hub.clone())
+    }
+
+    fn insert(&mut self, id: &str, stamp: LogStamp, hub: Arc<RunHub>) {
+        self.clock += 1;
+        let bytes = hub.approx_bytes();
+        if let Some(old) = self.hubs.insert(
+            id.to_string(),
+            LoggedHub {
+                stamp,
+                hub,
+                bytes,
+                used: self.clock,
+            },
+        ) {
+            self.bytes -= old.bytes;
+        }
+        self.bytes += bytes;
+        while self.bytes > LOGGED_BUDGET && self.hubs.len() > 1 {
+            let oldest = self
+                .hubs
+                .iter()
+                .filter(|(k, _)| k.as_str() != id)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone());
+            let Some(oldest) = oldest else { break };
+            if let Some(gone) = self.hubs.remove(&oldest) {
+                self.bytes -= gone.bytes;
+            }
+        }
+    }
+
+    /// The hubs kept and their bytes in memory, for `/api/health`.
+    fn usage(&self) -> CacheUsage {
+        CacheUsage {
+            runs: self.hubs.len(),
+            bytes: self.bytes,
+            budget: LOGGED_BUDGET,
+        }
+    }
+}
+
+/// What the cache of folded logged runs holds (`/api/health`).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CacheUsage {
+    /// Runs kept folded.
+    pub runs: usize,
+    /// About how many bytes they take.
+    pub bytes: usize,
+    /// The most it keeps.
+    pub budget: usize,
+}
 
 impl AppState {
     /// Fresh state: no current run, nothing loaded or cached yet.
     pub fn new(opts: ServerOptions) -> Arc<Self> {
         let queue = queue::Queue::load(&opts.runs_dir);
+        let index = index::RunIndex::open(index::Folders {
+            runs: opts.runs_dir.clone(),
+            checkpoints: opts.checkpoints_dir.clone(),
+        });
         Arc::new(Self {
+            index,
             opts,
             current: Mutex::new(None),
             current_id: watch::channel(None).0,
@@ -216,6 +302,11 @@ impl AppState {
         self.followed.locked().hub(id).is_some()
     }
 
+    /// What the cache of folded logged runs holds now.
+    pub fn logged_usage(&self) -> CacheUsage {
+        self.logged.locked().usage()
+    }
+
     /// The ids of the runs this server trains now.
     pub fn training_ids(&self) -> Vec<String> {
         self.training.locked().keys().cloned().collect()
@@ -281,18 +372,13 @@ impl AppState {
         let path = self.opts.runs_dir.join(run_id).join("events.jsonl");
         let meta = std::fs::metadata(&path).ok()?;
         let stamp = (meta.len(), meta.modified().ok());
-        let mut logged = self.logged.locked();
-        if let Some((s, hub)) = logged.get(run_id) {
-            if *s == stamp {
-                return Some(hub.clone());
-            }
+        if let Some(hub) = self.logged.locked().get(run_id, &stamp) {
+            return Some(hub);
         }
+        // Folded outside the lock: one big log never holds up the others.
         let events = mnist_events::read_events(&path).ok()?;
         let hub = RunHub::from_log(run_id, events);
-        if logged.len() >= LOGGED_CACHE {
-            logged.clear();
-        }
-        logged.insert(run_id.to_string(), (stamp, hub.clone()));
+        self.logged.locked().insert(run_id, stamp, hub.clone());
         Some(hub)
     }
 }

@@ -179,6 +179,7 @@ async fn patch(
     }
     meta.save(runs_dir, &id)
         .map_err(|e| ApiError::Internal(format!("cannot save {id}'s {META_FILE}: {e}")))?;
+    state.index.refresh_meta(&id);
     Ok(HttpResponse::Ok().json(meta))
 }
 
@@ -224,6 +225,7 @@ async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
         &trash.join("checkpoints"),
     )
     .map_err(io)?;
+    state.index.remove(&id);
     state.forget_run(&id);
     Ok(HttpResponse::Ok().json(json!({"run_id": *id, "trashed": true})))
 }

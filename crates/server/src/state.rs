@@ -9,12 +9,12 @@
 //! attempt logged after its checkpoint.
 
 use mnist_events::{Event, EventKind, RunStatus, Split};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// A process is training it now.
@@ -40,6 +40,12 @@ impl Status {
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
         }
+    }
+
+    /// Whether the run ended (completed, stopped or failed): its log gets
+    /// nothing more unless it is resumed.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Stopped | Status::Failed)
     }
 
     /// Every status, for `/metrics` (one gauge per status).
@@ -138,8 +144,8 @@ pub const SERIES: [(&str, Reading); 7] = [
 /// keep, per bucket, their minimum and maximum, so no spike is ever hidden.
 pub const MAX_POINTS: usize = 2000;
 
-/// One row of the run history.
-#[derive(Debug, Clone, Serialize)]
+/// One row of the run history (and of the run index, [`crate::index`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The run's id, as in its `runs/<id>` folder.
     pub run_id: String,
@@ -147,6 +153,9 @@ pub struct RunSummary {
     pub status: Status,
     /// Unix time of the run's first event, in milliseconds (0 without one).
     pub started_ms: u64,
+    /// Unix time of the latest attempt's `run_finished`, in milliseconds.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
     /// The training configuration from `run_started` (null before it).
     pub config: Value,
     /// Backend used (`cpu`, `wgpu` or `cuda`), from `run_started`.
@@ -173,9 +182,24 @@ pub struct RunSummary {
     pub test_f1_macro: Option<f64>,
     /// Why the run failed, from `run_finished`.
     pub error: Option<String>,
+    /// The sweep the run belongs to (its `sweep-…` tag).
+    #[serde(default)]
+    pub sweep: Option<String>,
     /// The user's name, notes and tags (`meta.json`, filled in by the API).
     #[serde(flatten)]
     pub meta: crate::manage::RunMeta,
+    /// What it holds on disk (filled in by the index).
+    #[serde(flatten)]
+    pub disk: crate::index::Disk,
+}
+
+impl RunSummary {
+    /// The row with the user's words about it and its disk use.
+    pub fn attach(&mut self, meta: crate::manage::RunMeta, disk: crate::index::Disk) {
+        self.sweep = meta.tags.iter().find(|t| t.starts_with("sweep-")).cloned();
+        self.meta = meta;
+        self.disk = disk;
+    }
 }
 
 /// Everything the views need, folded from the events once.
@@ -312,6 +336,13 @@ impl RunState {
         self.others.iter().rev().find(|e| pick(&e.kind)).cloned()
     }
 
+    /// About how many bytes the folded state holds beyond its events.
+    pub fn approx_bytes(&self) -> usize {
+        self.points.capacity() * std::mem::size_of::<Point>()
+            + self.hardware.capacity() * std::mem::size_of::<HwPoint>()
+            + self.others.capacity() * std::mem::size_of::<Arc<Event>>()
+    }
+
     /// Every event but batches and hardware samples, in order (the
     /// snapshot's `events`).
     pub fn events(&self) -> impl Iterator<Item = &Arc<Event>> {
@@ -414,6 +445,7 @@ impl RunState {
             run_id: self.run_id.clone(),
             status: self.status(),
             started_ms: self.first_ts_ms.unwrap_or(0),
+            finished_ms: self.finished.as_ref().map(|e| e.ts_ms),
             config: started.map_or(Value::Null, |s| s.config.clone()),
             backend: started.map(|s| s.backend.clone()),
             device: started.map(|s| s.device.clone()),
@@ -427,7 +459,9 @@ impl RunState {
             test_accuracy: test.map(|m| m.accuracy),
             test_f1_macro: test.map(|m| m.f1_macro),
             error: finished.and_then(|f| f.error.clone()),
+            sweep: None,
             meta: Default::default(),
+            disk: Default::default(),
         }
     }
 
@@ -585,69 +619,90 @@ impl RunState {
     }
 }
 
-/// Every run as CSV, one row each (`GET /api/runs.csv`): identity, the
-/// user's name and tags, status, one column per configuration field (the
-/// config table, `mnist_train::config::FIELDS`) and the results.
-pub fn runs_csv(rows: &[RunSummary]) -> String {
-    let fields: Vec<&str> = mnist_train::config::FIELDS.iter().map(|f| f.name).collect();
+/// The runs CSV's header (`GET /api/runs.csv`): identity, the user's name
+/// and tags, status, one column per configuration field (the config table,
+/// `mnist_train::config::FIELDS`) and the results.
+pub fn runs_csv_head() -> String {
     let mut head = vec!["run_id", "name", "tags", "status", "started_ms"];
-    head.extend(&fields);
-    head.extend([
-        // The config's `backend` and `device` are what was asked (`auto`);
-        // these are what ran.
-        "ran_on",
-        "ran_on_device",
-        "device_name",
-        "params",
-        "epochs_completed",
-        "steps",
-        "last_loss",
-        "val_accuracy",
-        "test_accuracy",
-        "test_f1_macro",
-        "error",
-    ]);
-    let mut out = head.join(",") + "\n";
-    for r in rows {
-        let config_cell = |name: &str| match r.config.get(name) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            Some(v) => v.to_string(),
-        };
-        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-        let mut cells = vec![
-            r.run_id.clone(),
-            r.meta.name.clone().unwrap_or_default(),
-            r.meta.tags.join(" "),
-            r.status.as_str().to_string(),
-            r.started_ms.to_string(),
-        ];
-        cells.extend(fields.iter().map(|f| config_cell(f)));
-        cells.extend([
-            r.backend.clone().unwrap_or_default(),
-            r.device_index.map_or(String::new(), |i| i.to_string()),
-            r.device.clone().unwrap_or_default(),
-            r.params.map_or(String::new(), |p| p.to_string()),
-            r.epochs_completed.to_string(),
-            r.steps.to_string(),
-            opt(r.last_loss),
-            opt(r.val_accuracy),
-            opt(r.test_accuracy),
-            opt(r.test_f1_macro),
-            r.error.clone().unwrap_or_default(),
-        ]);
-        out += &cells
+    head.extend(mnist_train::config::FIELDS.iter().map(|f| f.name));
+    head.extend(CSV_RESULTS);
+    head.join(",") + "\n"
+}
+
+/// The runs CSV's columns after the config fields.
+const CSV_RESULTS: [&str; 14] = [
+    // The config's `backend` and `device` are what was asked (`auto`);
+    // these are what ran.
+    "ran_on",
+    "ran_on_device",
+    "device_name",
+    "params",
+    "epochs_completed",
+    "steps",
+    "last_loss",
+    "val_accuracy",
+    "test_accuracy",
+    "test_f1_macro",
+    "error",
+    "finished_ms",
+    "run_bytes",
+    "checkpoint_bytes",
+];
+
+/// One run's line of the runs CSV (see [`runs_csv_head`]).
+pub fn runs_csv_row(r: &RunSummary) -> String {
+    let config_cell = |name: &str| match r.config.get(name) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
             .iter()
-            .map(|c| csv_cell(c))
+            .map(|v| v.to_string())
             .collect::<Vec<_>>()
-            .join(",");
-        out.push('\n');
-    }
+            .join(" "),
+        Some(v) => v.to_string(),
+    };
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut cells = vec![
+        r.run_id.clone(),
+        r.meta.name.clone().unwrap_or_default(),
+        r.meta.tags.join(" "),
+        r.status.as_str().to_string(),
+        r.started_ms.to_string(),
+    ];
+    cells.extend(
+        mnist_train::config::FIELDS
+            .iter()
+            .map(|f| config_cell(f.name)),
+    );
+    cells.extend([
+        r.backend.clone().unwrap_or_default(),
+        r.device_index.map_or(String::new(), |i| i.to_string()),
+        r.device.clone().unwrap_or_default(),
+        r.params.map_or(String::new(), |p| p.to_string()),
+        r.epochs_completed.to_string(),
+        r.steps.to_string(),
+        opt(r.last_loss),
+        opt(r.val_accuracy),
+        opt(r.test_accuracy),
+        opt(r.test_f1_macro),
+        r.error.clone().unwrap_or_default(),
+        r.finished_ms.map_or(String::new(), |v| v.to_string()),
+        r.disk.run_bytes.to_string(),
+        r.disk.checkpoint_bytes.to_string(),
+    ]);
+    let mut line = cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
+/// Every run as CSV, one row each (see [`runs_csv_head`]).
+pub fn runs_csv(rows: &[RunSummary]) -> String {
+    let mut out = runs_csv_head();
+    out.extend(rows.iter().map(runs_csv_row));
     out
 }
 
