@@ -270,7 +270,18 @@ pub(crate) struct RunsPage {
     /// While the index is being built from the logs: how far it got (the
     /// runs not folded yet are not listed).
     indexing: Option<crate::index::Progress>,
+    /// What every run in the folder holds on disk, summed.
+    disk: DiskTotal,
     runs: Vec<crate::state::RunSummary>,
+}
+
+/// Disk used by all runs (the runs list's footer).
+#[derive(serde::Serialize, Default)]
+struct DiskTotal {
+    /// Logs and meta.
+    run_bytes: u64,
+    /// Checkpoints.
+    checkpoint_bytes: u64,
 }
 
 /// The rows of the runs this server trains or follows now, folded live
@@ -312,7 +323,7 @@ fn live_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
 /// by their live state.
 fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
     let live = live_rows(state);
-    let (total, all, runs) = state.index.with_rows(|rows| {
+    let (total, all, runs, disk) = state.index.with_rows(|rows| {
         let live_ids: std::collections::HashSet<&str> =
             live.iter().map(|r| r.run_id.as_str()).collect();
         let mut refs: Vec<&crate::state::RunSummary> = live
@@ -324,6 +335,10 @@ fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
             )
             .collect();
         let all = refs.len();
+        let disk = refs.iter().fold(DiskTotal::default(), |d, r| DiskTotal {
+            run_bytes: d.run_bytes + r.disk.run_bytes,
+            checkpoint_bytes: d.checkpoint_bytes + r.disk.checkpoint_bytes,
+        });
         if !ask.filter.is_empty() {
             refs.retain(|r| ask.filter.matches(r));
         }
@@ -334,7 +349,7 @@ fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
             .take(ask.limit)
             .map(|r| (*r).clone())
             .collect();
-        (refs.len(), all, page)
+        (refs.len(), all, page, disk)
     });
     RunsPage {
         total,
@@ -344,6 +359,7 @@ fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
         sort: ask.sort,
         order: if ask.descending { "desc" } else { "asc" },
         indexing: state.index.progress(),
+        disk,
         runs,
     }
 }
@@ -411,14 +427,35 @@ async fn series(
         let message = format!("must be in 2..=20000 (got {points})");
         return Err(ApiError::field("points", message));
     }
-    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
     let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX));
     let smoothing = q.smoothing.unwrap_or(crate::state::DEFAULT_SMOOTHING);
     if !(0.0..=0.999).contains(&smoothing) {
         let message = format!("must be in 0..=0.999 (got {smoothing})");
         return Err(ApiError::field("smoothing", message));
     }
+    let whole = (from, to) == (0, u64::MAX);
+    if whole && points == crate::index::INDEX_POINTS && smoothing == crate::state::DEFAULT_SMOOTHING {
+        if let Some(bytes) = indexed_series(&state, &id) {
+            return Ok(HttpResponse::Ok().content_type("application/json").body(bytes));
+        }
+    }
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
     Ok(HttpResponse::Ok().json(hub.with_state(|s| s.series(from, to, points, smoothing))))
+}
+
+/// The run's series as the index keeps them (what compare overlays), when
+/// the run is not live and its log is the one they were folded from: no
+/// log is read.
+fn indexed_series(state: &AppState, id: &str) -> Option<Vec<u8>> {
+    let live = state.training_ids().iter().any(|t| t == id)
+        || state.is_followed(id)
+        || state.current_hub().is_some_and(|h| h.run_id == id && !h.is_finished());
+    if live || !crate::valid_run_id(id) {
+        return None;
+    }
+    let folders = state.index.folders();
+    let row = state.index.row(id)?;
+    (folders.stamp(id)? == row.stamp).then(|| crate::index::read_series(folders, id))?
 }
 
 #[derive(Deserialize)]
