@@ -45,6 +45,10 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Serve only /metrics (this machine and the runs in --run-dir) for a Prometheus to scrape: one per GPU host.
     Exporter(ExporterArgs),
+    /// Clean up old runs by a policy: the best K of each sweep, failed and stopped runs after N
+    /// days, the trash after N days, all but the best checkpoint. Prints what would go and the
+    /// disk it frees; --yes does it. Runs tagged `keep`, and runs that train, are never touched.
+    Prune(PruneArgs),
     /// Bring the runs folder's index up to date (or rebuild it from the logs with --rebuild):
     /// the cache `serve` lists, filters and compares runs from.
     Index(IndexArgs),
@@ -260,6 +264,73 @@ pub struct ReportArgs {
     pub runs_dir: PathBuf,
 }
 
+/// What `prune` (and `serve --prune-every`) lets go.
+#[derive(Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Keep the best K runs of each sweep by --metric; the others go to the trash.
+    #[arg(long, value_name = "K")]
+    pub keep_best: Option<usize>,
+    /// What best means for --keep-best: acc, val_acc, test_acc, f1 (higher is better), loss (lower), steps.
+    #[arg(long, value_name = "KEY")]
+    pub metric: Option<String>,
+    /// Move failed and stopped runs that ended more than DAYS ago to the trash.
+    #[arg(long, value_name = "DAYS")]
+    pub trash_after_days: Option<f64>,
+    /// Delete runs that have been in the trash for more than DAYS, for good.
+    #[arg(long, value_name = "DAYS")]
+    pub empty_trash_after_days: Option<f64>,
+    /// Keep only the best checkpoint of completed runs.
+    #[arg(long)]
+    pub best_checkpoint_only: bool,
+}
+
+impl PolicyArgs {
+    /// The policy, checked; an error names the flag.
+    pub fn policy(&self) -> Result<mnist_server::prune::Policy, String> {
+        let p = mnist_server::prune::Policy {
+            keep_best: self.keep_best,
+            metric: self.metric.clone(),
+            trash_after_days: self.trash_after_days,
+            empty_trash_after_days: self.empty_trash_after_days,
+            best_checkpoint_only: self.best_checkpoint_only,
+        };
+        p.check().map_err(|e| match e.field {
+            "policy" => format!(
+                "nothing to prune: give --keep-best, --trash-after-days, --empty-trash-after-days or --best-checkpoint-only"
+            ),
+            field => format!("--{}: {}", field.replace('_', "-"), e.message),
+        })?;
+        Ok(p)
+    }
+
+    /// Whether any policy flag was given.
+    pub fn any(&self) -> bool {
+        self.keep_best.is_some()
+            || self.metric.is_some()
+            || self.trash_after_days.is_some()
+            || self.empty_trash_after_days.is_some()
+            || self.best_checkpoint_only
+    }
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Folder of run logs (its trash is .trash inside it).
+    #[arg(long, default_value = "runs", value_name = "DIR")]
+    pub run_dir: PathBuf,
+    /// Folder of checkpoints.
+    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
+    pub checkpoint_dir: PathBuf,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Do it (without it, only say what would go).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the plan (and what was done) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Args)]
 pub struct IndexArgs {
     /// Folder of run logs (the index lives in its .index folder).
@@ -412,6 +483,11 @@ pub struct ServeArgs {
     /// With --fleet-prometheus: the scrape job of the exporters.
     #[arg(long, default_value = "mnist-monitor", value_name = "JOB")]
     pub fleet_job: String,
+    /// Prune the runs folder every HOURS (0.01-8760) with the policy flags below, as `prune --yes` does.
+    #[arg(long, value_name = "HOURS", value_parser = parse_prune_every)]
+    pub prune_every: Option<f64>,
+    #[command(flatten)]
+    pub prune: PolicyArgs,
 }
 
 /// Who may use the web server: its token and the origins it trusts.
@@ -673,5 +749,12 @@ pub fn parse_kernels(s: &str) -> Result<[usize; 4], String> {
         _ => Err(format!(
             "expected four comma-separated integers, each 1-512, e.g. 32,64,64,64 (got {s:?})"
         )),
+    }
+}
+
+fn parse_prune_every(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(h) if (0.01..=8760.0).contains(&h) => Ok(h),
+        _ => Err(format!("must be hours in 0.01-8760 (got {s})")),
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod index_cmd;
 mod predict_cmd;
 mod progress;
+mod prune_cmd;
 mod remote_cmd;
 mod reproduce;
 mod slurm_cmd;
@@ -85,6 +86,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Model { kernels, json } => model(kernels, json),
         cli::Command::Report(args) => report(args),
         cli::Command::Index(args) => index_cmd::run(args),
+        cli::Command::Prune(args) => prune_cmd::run(args),
         cli::Command::Sweep(args) => sweep_cmd::run(args),
         cli::Command::Exporter(args) => exporter(args),
     }
@@ -100,6 +102,11 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let webhook = args.watch.webhook()?;
     let token = args.access.token().map_err(anyhow::Error::msg)?;
     let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
+    let prune = match (args.prune_every, args.prune.any()) {
+        (Some(hours), _) => Some((args.prune.policy().map_err(anyhow::Error::msg)?, hours)),
+        (None, true) => anyhow::bail!("the prune policy flags need --prune-every HOURS"),
+        (None, false) => None,
+    };
     let hardware = args
         .watch
         .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
@@ -143,6 +150,10 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     // Sweeps submitted with `sweep --executor slurm`: their tasks' states.
     mnist_server::slurm::start(state.clone()).context("cannot start asking Slurm")?;
     state.dispatch_queue();
+    if let Some((policy, hours)) = prune {
+        let every = std::time::Duration::from_secs_f64(hours * 3600.0);
+        mnist_server::prune::every(state.clone(), policy, every).context("cannot start pruning")?;
+    }
     let token = state.opts.token.clone();
     mnist_server::run_blocking(state, args.bind, |addr| {
         let query = token.map(|_| "?token=<your token>").unwrap_or_default();

@@ -434,9 +434,12 @@ async fn series(
         return Err(ApiError::field("smoothing", message));
     }
     let whole = (from, to) == (0, u64::MAX);
-    if whole && points == crate::index::INDEX_POINTS && smoothing == crate::state::DEFAULT_SMOOTHING {
+    if whole && points == crate::index::INDEX_POINTS && smoothing == crate::state::DEFAULT_SMOOTHING
+    {
         if let Some(bytes) = indexed_series(&state, &id) {
-            return Ok(HttpResponse::Ok().content_type("application/json").body(bytes));
+            return Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .body(bytes));
         }
     }
     let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
@@ -449,7 +452,9 @@ async fn series(
 fn indexed_series(state: &AppState, id: &str) -> Option<Vec<u8>> {
     let live = state.training_ids().iter().any(|t| t == id)
         || state.is_followed(id)
-        || state.current_hub().is_some_and(|h| h.run_id == id && !h.is_finished());
+        || state
+            .current_hub()
+            .is_some_and(|h| h.run_id == id && !h.is_finished());
     if live || !crate::valid_run_id(id) {
         return None;
     }

@@ -141,6 +141,11 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 impl Disk {
+    /// The bytes of the files under `dir`.
+    pub fn bytes_of(dir: &Path) -> u64 {
+        dir_bytes(dir)
+    }
+
     /// Measures run `id`'s folders.
     pub fn of(folders: &Folders, id: &str) -> Self {
         let ck = folders.checkpoints.join(id);

@@ -23,6 +23,7 @@ pub mod index;
 pub mod manage;
 pub mod metrics;
 pub mod prom_fleet;
+pub mod prune;
 pub mod query;
 pub mod queue;
 pub mod report;
@@ -305,6 +306,14 @@ impl AppState {
     /// What the cache of folded logged runs holds now.
     pub fn logged_usage(&self) -> CacheUsage {
         self.logged.locked().usage()
+    }
+
+    /// Whether run `id` is followed in the runs folder and still live.
+    pub fn followed_live(&self, id: &str) -> bool {
+        self.followed
+            .locked()
+            .hub(id)
+            .is_some_and(|h| !h.is_finished() && h.with_state(|s| s.is_live()))
     }
 
     /// The ids of the runs this server trains now.

@@ -55,7 +55,8 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_NOTES: usize = 20_000;
 
 const META_FILE: &str = "meta.json";
-const TRASH: &str = ".trash";
+/// The trash folder inside the runs folder (hidden: not a run).
+pub(crate) const TRASH: &str = ".trash";
 
 impl RunMeta {
     /// The run's meta, or the empty one.
@@ -83,7 +84,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/runs/{id}", web::patch().to(patch))
         .route("/api/runs/{id}", web::delete().to(delete))
         .route("/api/trash", web::get().to(trash))
-        .route("/api/trash/{id}/restore", web::post().to(restore));
+        .route("/api/trash/{id}/restore", web::post().to(restore))
+        .route("/api/prune", web::post().to(prune));
 }
 
 /// `PATCH /api/runs/{id}` with any of `name` (null clears it), `notes`, `tags`.
@@ -200,7 +202,7 @@ async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
             "run {id} is queued, not trained yet: cancel it with DELETE /api/queue/{id}"
         )));
     }
-    let dir = run_dir(&state, &id)?;
+    run_dir(&state, &id)?;
     let training_here = state.training_ids().contains(&id);
     if training_here
         || state
@@ -211,23 +213,62 @@ async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
             "run {id} is training: stop it before deleting it"
         )));
     }
-    let trash = state.opts.runs_dir.join(TRASH).join(id.as_str());
-    if trash.exists() {
-        return Err(ApiError::conflict(format!(
-            "the trash already holds a run {id}: restore or empty it first"
-        )));
-    }
-    let io =
-        |e: std::io::Error| ApiError::Internal(format!("cannot move run {id} to the trash: {e}"));
-    move_dir(&dir, &trash.join("run")).map_err(io)?;
-    move_dir(
-        &state.opts.checkpoints_dir.join(id.as_str()),
-        &trash.join("checkpoints"),
-    )
-    .map_err(io)?;
+    move_to_trash(&state.opts.runs_dir, &state.opts.checkpoints_dir, &id).map_err(|e| match e {
+        TrashError::Taken(m) => ApiError::conflict(m),
+        TrashError::Io(m) => ApiError::Internal(m),
+    })?;
     state.index.remove(&id);
     state.forget_run(&id);
     Ok(HttpResponse::Ok().json(json!({"run_id": *id, "trashed": true})))
+}
+
+/// Why a run could not go to the trash.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrashError {
+    /// The trash holds a run of that id.
+    #[error("{0}")]
+    Taken(String),
+    /// Moving it failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Moves run `id` and its checkpoints into the trash.
+pub(crate) fn move_to_trash(runs: &Path, checkpoints: &Path, id: &str) -> Result<(), TrashError> {
+    let trash = runs.join(TRASH).join(id);
+    if trash.exists() {
+        return Err(TrashError::Taken(format!(
+            "the trash already holds a run {id}: restore or empty it first"
+        )));
+    }
+    let io = |e: std::io::Error| TrashError::Io(format!("cannot move run {id} to the trash: {e}"));
+    move_dir(&runs.join(id), &trash.join("run")).map_err(io)?;
+    move_dir(&checkpoints.join(id), &trash.join("checkpoints")).map_err(io)
+}
+
+/// `POST /api/prune`: `{"policy": {…}, "dry_run": true}` (the default)
+/// answers what the policy would let go and the disk it frees;
+/// `"dry_run": false` does it (see [`crate::prune`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PruneBody {
+    policy: crate::prune::Policy,
+    #[serde(default = "dry_run_default")]
+    dry_run: bool,
+}
+
+fn dry_run_default() -> bool {
+    true
+}
+
+async fn prune(state: web::Data<AppState>, body: web::Json<PruneBody>) -> ApiResult {
+    let body = body.into_inner();
+    body.policy
+        .check()
+        .map_err(|e| ApiError::field(e.field, e.message))?;
+    let state = state.into_inner();
+    let out = web::block(move || crate::prune::run(&state, &body.policy, body.dry_run)).await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// `GET /api/trash`: the deleted runs, newest first, with their names.
