@@ -21,7 +21,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let index = RunIndex::open(folders.clone());
     index.reconcile(&|_| false, &|_| {});
     let rows: Vec<_> = index.with_rows(|r| r.values().map(|r| r.summary.clone()).collect());
-    let is_running = |id: &str| prune::recently_written(&folders, id);
+    let is_running = |id: &str| prune::may_train(&index, id);
     let world = World {
         folders: &folders,
         now_ms: mnist_events::now_ms(),

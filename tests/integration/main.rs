@@ -10,6 +10,7 @@ mod nothing_lost;
 mod prometheus;
 mod remote;
 mod review;
+mod runs_index;
 mod security;
 mod server_api;
 mod slurm;

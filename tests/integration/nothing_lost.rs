@@ -152,7 +152,8 @@ fn kill_9_mid_epoch_with_a_torn_line_then_resume_keeps_one_value_per_step() {
     let (_, list) = get(&format!("{}/api/runs", server.base));
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert!(
-        list.as_array()
+        list["runs"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|r| r["run_id"] == "torn" && r["status"] == "completed"),

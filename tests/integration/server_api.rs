@@ -209,7 +209,7 @@ fn a_run_streams_over_the_websocket_and_resumes_by_seq_without_gaps() {
     );
     let (_, runs) = get(&format!("{}/api/runs", server.base));
     let runs: Value = serde_json::from_str(&runs).unwrap();
-    assert!(runs
+    assert!(runs["runs"]
         .as_array()
         .unwrap()
         .iter()

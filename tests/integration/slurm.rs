@@ -316,7 +316,8 @@ fn a_four_config_sweep_runs_through_a_real_slurm_and_shows_its_task_states() {
     }
     // Each task trained its own configuration.
     let (_, list) = get(&format!("{base}/api/runs"));
-    let list: Vec<Value> = serde_json::from_str(&list).unwrap();
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let list = list["runs"].as_array().unwrap();
     let mut combos: Vec<(String, u64)> = list
         .iter()
         .filter(|r| runs.contains(&r["run_id"].as_str().unwrap()))

@@ -416,7 +416,7 @@ fn a_train_started_from_a_shell_appears_on_the_page_and_streams_live() {
     // The server's run list has it, completed, with its results.
     let (_, list) = get(&format!("{}/api/runs", server.base));
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-    let row = list
+    let row = list["runs"]
         .as_array()
         .unwrap()
         .iter()

@@ -181,12 +181,15 @@ fn run_bytes(row: &RunSummary) -> u64 {
 
 /// The plan of `policy` (checked) over `rows`: the runs of the index.
 pub fn plan(policy: &Policy, rows: &[RunSummary], world: &World) -> Plan {
+    // In id order, so the same folder always gives the same plan.
+    let mut rows: Vec<&RunSummary> = rows.iter().collect();
+    rows.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     let mut actions = Vec::new();
     let mut trashed: std::collections::HashSet<&str> = Default::default();
     if let Some(k) = policy.keep_best {
         let (metric, higher) = policy.metric();
         let mut sweeps: HashMap<&str, Vec<&RunSummary>> = HashMap::new();
-        for r in rows {
+        for r in rows.iter().copied() {
             if let Some(s) = &r.sweep {
                 sweeps.entry(s.as_str()).or_default().push(r);
             }
@@ -221,7 +224,7 @@ pub fn plan(policy: &Policy, rows: &[RunSummary], world: &World) -> Plan {
     }
     if let Some(days) = policy.trash_after_days {
         let cutoff = world.now_ms.saturating_sub((days * 86_400_000.0) as u64);
-        for r in rows {
+        for r in rows.iter().copied() {
             let ended = r.finished_ms.unwrap_or(r.started_ms);
             let over = matches!(r.status, Status::Failed | Status::Stopped);
             if over
@@ -239,7 +242,7 @@ pub fn plan(policy: &Policy, rows: &[RunSummary], world: &World) -> Plan {
         }
     }
     if policy.best_checkpoint_only {
-        for r in rows {
+        for r in rows.iter().copied() {
             if r.status != Status::Completed
                 || untouchable(r, world)
                 || trashed.contains(r.run_id.as_str())
@@ -386,13 +389,20 @@ fn carry_out(action: &Action, world: &World) -> Result<(), String> {
     }
 }
 
-/// Whether run `id`'s log was written in the last [`RECENT_SECS`].
-pub fn recently_written(folders: &crate::index::Folders, id: &str) -> bool {
-    std::fs::metadata(folders.log(id))
+/// Whether a process may be training run `id` without this one knowing:
+/// its log was written in the last [`RECENT_SECS`] and does not end the
+/// run (as the index read it, unless the log changed since).
+pub fn may_train(index: &crate::index::RunIndex, id: &str) -> bool {
+    let folders = index.folders();
+    let recent = std::fs::metadata(folders.log(id))
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age.as_secs() < RECENT_SECS)
+        .is_some_and(|age| age.as_secs() < RECENT_SECS);
+    recent
+        && index
+            .row(id)
+            .is_none_or(|r| !r.summary.status.is_final() || folders.stamp(id) != Some(r.stamp))
 }
 
 /// What a prune answered (`POST /api/prune`, `mnist-monitor prune --json`).
@@ -419,7 +429,7 @@ pub fn run(state: &crate::AppState, policy: &Policy, dry_run: bool) -> Outcome {
             || state
                 .current_hub()
                 .is_some_and(|h| h.run_id == id && !h.is_finished())
-            || recently_written(&folders, id)
+            || may_train(&state.index, id)
     };
     let world = World {
         folders: &folders,
