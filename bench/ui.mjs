@@ -123,8 +123,12 @@ try {
   const heap = await heapMb();
   // Overlay 20 runs ("compare all shown" on a filter that shows them).
   await page.locator('#runs-filter').scrollIntoViewIfNeeded();
-  await page.fill('#runs-filter', 'c');
-  await page.waitForFunction(() => document.querySelectorAll('#runs-table tr[data-run^="c"]').length === 20, null, { timeout: 10000 });
+  // `id:~c`: the ids holding a c (c00..c19; a plain `c` matches every
+  // "completed" run too). The server filters; wait for its answer.
+  await page.fill('#runs-filter', 'id:~c');
+  await page.waitForFunction(() => !window.mnistMonitor.runs.pending &&
+    document.querySelectorAll('#runs-table tr[data-run^="c"]').length === 20 &&
+    document.querySelectorAll('#runs-table tr[data-run]').length === 20, null, { timeout: 10000 });
   t = Date.now();
   await page.click('#compare-shown');
   await page.waitForFunction(() => window.mnistMonitor.view.compare.size === 20 &&

@@ -12,6 +12,11 @@ import { fail, launch } from './browser.mjs';
 const [base, runId, screenshot, longRun] = process.argv.slice(2);
 const browser = await launch();
 const out = {};
+// The runs table asks the server for each filter and sort: type, then wait
+// until the page shows the answer.
+const settled = (page) => page.waitForFunction(() => !window.mnistMonitor.runs.pending, null, { timeout: 10000 })
+  .catch(() => fail('the runs table never showed the answer to its query'));
+const filter = async (page, text) => { await page.fill('#runs-filter', text); await settled(page); };
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1300 }, acceptDownloads: true });
   const notFound = [];
@@ -81,12 +86,12 @@ try {
   await page.click('#run-meta button[type=submit]');
   await page.waitForFunction((id) => document.querySelector(`#runs-table tr[data-run="${id}"]`)?.textContent.includes('baseline <b>bold</b>'), runId, { timeout: 5000 });
   if (await page.$('#runs-table b')) fail('a run name was written into the page as HTML');
-  await page.fill('#runs-filter', 'small');
+  await filter(page, 'small');
   await page.waitForFunction(() => document.querySelectorAll('#runs-table tr[data-run]').length === 1, null, { timeout: 5000 });
   out.filtered = await page.$$eval('#runs-table tr[data-run]', (rows) => rows.map((r) => r.dataset.run));
   if (out.filtered[0] !== runId) fail(`filtering by tag shows ${out.filtered}`);
   await page.screenshot({ path: screenshot, fullPage: true });
-  await page.fill('#runs-filter', '');
+  await filter(page, '');
 
   // Delete to the trash, then restore.
   const answers = [];
@@ -128,10 +133,11 @@ try {
   await browser.close();
 }
 
-// Every run the filter shows (20 of 21) overlaid: one curve each in its own
-// colour, the table of what differs, the parallel coordinates; sorting.
+// The first 20 runs the filter shows (of 21) overlaid: one curve each in its
+// own colour, the table of what differs, the parallel coordinates (a canvas:
+// `mnistMonitor.parallel` says what it drew); sorting.
 async function compareTwenty(page) {
-  await page.fill('#runs-filter', '');
+  await filter(page, '');
   await page.click(`#runs-table tr[data-run="${runId}"] td:nth-child(2)`);
   await page.click('#compare-shown');
   await page.waitForFunction(() => {
@@ -149,23 +155,25 @@ async function compareTwenty(page) {
   const head = await page.$$eval('#diff-table tr:first-child th', (t) => t.map((x) => x.textContent));
   const rows = await page.$$eval('#diff-table tr[data-diff]', (r) => r.length);
   if (!head.includes('lr') || !head.includes('kernels') || head.includes('optimizer') || rows < 20) fail(`diff table: ${head} with ${rows} rows`);
-  const lines = await page.$$eval('#parallel polyline', (p) => p.length);
-  if (lines < 20) fail(`parallel coordinates: ${lines} lines`);
+  await page.waitForFunction(() => window.mnistMonitor.parallel.mode === 'compared' && window.mnistMonitor.parallel.lines >= 20, null, { timeout: 5000 })
+    .catch(async () => fail(`parallel coordinates: ${JSON.stringify(await page.evaluate(() => window.mnistMonitor.parallel))}`));
   out.compareHeapMB = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize / 2 ** 20 : null));
   if (out.compareHeapMB != null && out.compareHeapMB > 300) fail(`20 overlaid runs use ${out.compareHeapMB} MB`);
   // Sort by learning rate, both ways.
   const lrs = async () => page.$$eval('#runs-table tr[data-run]', (r) => r.map((x) => Number(x.children[4].textContent)));
   await page.click('#runs-table th[data-sort="lr"]');
+  await settled(page);
   const up = await lrs();
   await page.click('#runs-table th[data-sort="lr"]');
+  await settled(page);
   const down = await lrs();
   const sorted = (a, dir) => a.every((v, i) => i === 0 || (v - a[i - 1]) * dir >= 0);
   if (!sorted(up, 1) || !sorted(down, -1) || up[0] === up[up.length - 1]) fail(`sorting by lr: ${up} / ${down}`);
   // The filter reads config columns too.
-  await page.fill('#runs-filter', '0.0003');
+  await filter(page, '0.0003');
   const shown = await page.$$eval('#runs-table tr[data-run]', (r) => r.length);
   if (!(shown >= 6 && shown < 21)) fail(`filtering by lr shows ${shown}`);
-  await page.fill('#runs-filter', '');
+  await filter(page, '');
   // Another smoothing: every overlaid run and the viewed one asked again.
   await page.fill('#smoothing', '0.3');
   await page.dispatchEvent('#smoothing', 'input');
@@ -217,13 +225,13 @@ async function sweepFromPage(page) {
   await page.waitForFunction(() => /sweep .*: 2 runs queued/.test(document.querySelector('#form-message').textContent), null, { timeout: 15000 })
     .catch(async () => fail(`the sweep was not queued: ${await page.textContent('#form-message')} ${await page.textContent('#sweep-error')}`));
   const id = await page.evaluate(() => new URLSearchParams(location.search).get('sweep'));
-  if (!id || !id.startsWith('sweep-') || (await page.inputValue('#runs-filter')) !== id) fail(`the page did not open on the sweep: ${id}`);
+  if (!id || !id.startsWith('sweep-') || (await page.inputValue('#runs-filter')) !== `sweep:${id}`) fail(`the page did not open on the sweep: ${id}`);
   await page.waitForFunction(() => window.mnistMonitor.view.compare.size === 2 &&
     document.querySelectorAll('#runs-table tr[data-run]').length === 2, null, { timeout: 60000 })
     .catch(async () => fail(`the sweep's runs were not overlaid: ${await page.evaluate(() => window.mnistMonitor.view.compare.size)}`));
   out.sweep = id;
   await page.click('#compare-clear');
-  await page.fill('#runs-filter', '');
+  await filter(page, '');
 }
 
 async function zoomLongRun(page) {

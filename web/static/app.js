@@ -5,6 +5,8 @@
 import { hardware, startHardware } from './hardware.js';
 import { fleet, startFleet } from './fleet.js';
 import { slurm, startSlurm, showRunTask } from './slurm.js';
+import { runs, initRuns, renderRuns, reloadRuns, scheduleReload, setFilter, firstRuns, fetchRun, shownQuery, queryParams, ranOn } from './runs.js';
+import { parallel, initParallel, drawCompared, drawShown, invalidateColumns, redrawParallel } from './parallel.js';
 
 import { $, esc, fmt, pct, dur, reproduceCommand, confusionHtml, perClassHtml, sampleHtml, modelRowsHtml, provenanceRows, dlHtml } from './util.js';
 
@@ -55,6 +57,7 @@ function resetRun(runId) {
   $('#eval-title').textContent = '';
   $('#provenance').hidden = true;
   renderStatus();
+  renderRuns();
   scheduleDraw();
 }
 
@@ -97,6 +100,10 @@ function reconnectTo(follow, runId) {
   if (old) old.close();
   resetRun(runId);
   $('#follow').hidden = follow;
+  // Its name, tags and notes, and the compare panel, at once (its summary
+  // fetched when no block of the table held it).
+  showMeta();
+  renderComparePanel();
   connect();
 }
 
@@ -129,13 +136,12 @@ function handle(msg) {
       $('#run-title').textContent = 'no run yet: configure one and press Start';
       break;
     case 'run_changed':
-      loadRuns();
+      scheduleReload();
       break;
     case 'runs_changed':
       // A run appeared in the runs folder (a `train` from a shell), left it
-      // or changed status: list them again, once per burst.
-      clearTimeout(view.runsTimer);
-      view.runsTimer = setTimeout(loadRuns, 100);
+      // or changed status: the rows in view again, at most twice a second.
+      scheduleReload();
       break;
     case 'error':
       setConn(msg.error, 'bad');
@@ -158,7 +164,7 @@ function apply(e) {
       renderModel(e.model, `the model of run ${e.run_id}`);
       view.modelFromRun = true;
       renderProvenance(e);
-      loadRuns();
+      scheduleReload();
       break;
     case 'batch':
       view.last = e;
@@ -169,7 +175,7 @@ function apply(e) {
       view.evals.push(e);
       renderEval(e);
       // The runs table and the compare panel show the latest results.
-      if (Date.now() - e.ts_ms < 60000) loadRuns();
+      if (Date.now() - e.ts_ms < 60000) scheduleReload();
       scheduleDraw();
       break;
     case 'samples':
@@ -196,7 +202,7 @@ function apply(e) {
       view.status = e.status;
       if (e.error) log('error', e.error);
       notifyEnd(e);
-      loadRuns();
+      scheduleReload();
       break;
   }
   scheduleStatus();
@@ -331,9 +337,6 @@ function scheduleStatus() {
   statusQueued = true;
   requestAnimationFrame(() => { statusQueued = false; renderStatus(); });
 }
-
-// `cuda:1` for a run on a device with an index, else its backend (`cpu`).
-const ranOn = (r) => (r.device_index != null ? `${r.backend}:${r.device_index}` : r.backend);
 
 function renderStatus() {
   const s = view.started, b = view.last;
@@ -495,7 +498,7 @@ function yTick(v) {
 }
 
 function runLabel(runId) {
-  const r = (view.runs || []).find((x) => x.run_id === runId);
+  const r = runs.known.get(runId);
   return r && r.name ? r.name : runId;
 }
 
@@ -958,41 +961,31 @@ async function loadBackends() {
 }
 
 // ---------- run history and comparison ----------
-// The runs table's columns: header, how to read the value (for sorting and
-// filtering), how to show it.
+// The runs table (runs.js) is filtered, sorted and paged by the server;
+// every summary it fetched is in `runs.known`.
 const num = (v, d = 4) => (v == null ? '–' : fmt(v, d));
-const RUN_COLUMNS = [
-  ['status', (r) => r.status],
-  ['kernels', (r) => (r.config?.kernels || []).join(',')],
-  ['opt', (r) => r.config?.optimizer],
-  ['lr', (r) => r.config?.lr, (v) => (v == null ? '–' : String(v))],
-  ['batch', (r) => r.config?.batch_size],
-  ['epochs', (r) => r.epochs_completed, (v, r) => `${v}/${r.config?.epochs ?? '?'}`],
-  ['backend', (r) => (r.backend == null ? null : ranOn(r))],
-  ['params', (r) => r.params, (v) => (v == null ? '–' : v.toLocaleString())],
-  ['loss', (r) => r.last_loss, (v) => num(v)],
-  ['acc', (r) => r.test_accuracy ?? r.val_accuracy, (v) => pct(v)],
-  ['F1', (r) => r.test_f1_macro, (v) => num(v, 3)],
-  ['started', (r) => r.started_ms, (v) => (v ? new Date(v).toLocaleString() : '–')],
-];
-view.sort = { col: 'started', dir: -1 };
 
-let runsAsked = 0, runsShown = 0;
-async function loadRuns() {
-  // Answers can come back out of order: never show an older list over a newer one.
-  const ask = ++runsAsked;
-  view.runsLoads = (view.runsLoads || 0) + 1;
-  let runs;
-  try { runs = await (await fetch('/api/runs')).json(); } catch (_) { return; }
-  if (ask < runsShown) return;
-  runsShown = ask;
-  view.runs = runs;
-  renderRuns();
+// The rows in view again, now (the refresh button, after an edit); events
+// go through scheduleReload, at most twice a second.
+function loadRuns() {
+  return reloadRuns();
+}
+
+// After each list answer: what depends on the runs (the viewed run's name
+// and tags, the trash, the queue, the compare panel, a sweep's overlay).
+function runsLoaded() {
+  invalidateColumns();
   showMeta();
   loadTrash();
   loadQueue();
   renderComparePanel();
   overlaySweep();
+}
+
+// A run the page shows (viewed, compared) whose summary no block held yet.
+function needRun(id) {
+  if (!id || runs.known.has(id)) return;
+  fetchRun(id).then((r) => { if (r) { showMeta(); renderComparePanel(); scheduleDraw(); } });
 }
 
 // ---------- sweeps ----------
@@ -1012,18 +1005,18 @@ $('#sweep-start').addEventListener('click', async () => {
   } catch (err) { $('#sweep-error').textContent = err.message; }
 });
 
-// Shows a sweep: the runs filter on its id (each run is tagged with it) and
-// every run of it overlaid, those that start later too.
+// Shows a sweep: the runs filter on its id (`sweep:ID`) and every run of it
+// overlaid, those that start later too.
 function focusSweep(id) {
   view.sweepFocus = id;
   history.replaceState(null, '', `?sweep=${encodeURIComponent(id)}`);
-  $('#runs-filter').value = id;
-  loadRuns();
+  setFilter(`sweep:${id}`);
 }
 
-function overlaySweep() {
-  if (!view.sweepFocus) return;
-  for (const r of shownRuns().slice(0, PALETTE.length)) if (!view.compare.has(r.run_id)) addCompare(r.run_id);
+// While the filter still shows the focused sweep, its first runs overlaid.
+async function overlaySweep() {
+  if (!view.sweepFocus || shownQuery() !== `sweep:${view.sweepFocus}`) return;
+  for (const r of await firstRuns(PALETTE.length)) if (!view.compare.has(r.run_id) && view.compare.size < PALETTE.length) addCompare(r.run_id);
 }
 
 // ---------- the run queue ----------
@@ -1054,61 +1047,22 @@ $('#queue-table').addEventListener('click', async (ev) => {
   loadQueue();
 });
 
-// The runs the filter lets through: every word must appear in the run's id,
-// name, tags or any column (`adam 0.001`, `cnn`, `failed`).
-function shownRuns() {
-  const words = $('#runs-filter').value.trim().toLowerCase().split(/\s+/).filter(Boolean);
-  const text = (r) => [r.run_id, r.name || '', ...(r.tags || []), ...RUN_COLUMNS.map(([, get]) => String(get(r) ?? ''))].join(' ').toLowerCase();
-  const rows = (view.runs || []).filter((r) => { const t = text(r); return words.every((w) => t.includes(w)); });
-  const col = RUN_COLUMNS.find(([name]) => name === view.sort.col);
-  if (col) {
-    const get = col[1];
-    rows.sort((a, b) => {
-      const x = get(a), y = get(b);
-      if (x == null && y == null) return 0;
-      if (x == null) return 1;
-      if (y == null) return -1;
-      return (typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true })) * view.sort.dir;
-    });
-  }
-  return rows;
-}
-
-function renderRuns() {
-  const rows = shownRuns().map((r) => {
-    const sel = r.run_id === view.runId ? ' class="selected"' : '';
-    const c = view.compare.get(r.run_id);
-    const id = esc(r.run_id);
-    const title = r.name ? `${esc(r.name)} <span class="muted">${id}</span>` : id;
-    const tags = (r.tags || []).map((t) => `<span class="tag">${esc(t)}</span>`).join('');
-    const swatch = c ? `<span class="swatch" style="background:${c.color}"></span>` : '';
-    const cells = RUN_COLUMNS.map(([, get, show]) => { const v = get(r); return `<td>${esc(show ? show(v, r) : (v ?? '–'))}</td>`; });
-    return `<tr${sel} data-run="${id}"><td><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${c ? ' checked' : ''}>${swatch} ${title} ${tags}</td>${cells.join('')}</tr>`;
-  });
-  const head = RUN_COLUMNS.map(([name]) => {
-    const arrow = view.sort.col === name ? (view.sort.dir > 0 ? ' ▲' : ' ▼') : '';
-    return `<th data-sort="${name}">${name}${arrow}</th>`;
-  }).join('');
-  $('#runs-table').innerHTML = `<tr><th data-sort="">run</th>${head}</tr>${rows.join('')}`;
-  $('#runs-count').textContent = `${rows.length} of ${(view.runs || []).length}`;
-}
-
 function nextColor() {
   const used = new Set([...view.compare.values()].map((c) => c.color));
   return PALETTE.find((c) => !used.has(c)) || PALETTE[view.compare.size % PALETTE.length];
 }
 
-// Compared runs carry the server's series (min/max buckets, fewer points
-// when many are overlaid), never the runs' whole logs.
+// Compared runs carry the server's series (min/max buckets of 600 points,
+// from the index for finished runs), never the runs' whole logs.
+const COMPARE_POINTS = 600;
 async function addCompare(runId) {
   if (view.compare.has(runId)) return;
   const entry = { runId, color: nextColor(), series: emptySeries() };
   view.compare.set(runId, entry);
-  try { entry.series = await fetchSeries(runId, { points: comparePoints() }); } catch (err) { log('warn', err.message); }
+  needRun(runId);
+  try { entry.series = await fetchSeries(runId, { points: COMPARE_POINTS }); } catch (err) { log('warn', err.message); }
   afterCompareChange();
 }
-
-function comparePoints() { return view.compare.size > 4 ? 600 : 2000; }
 
 function removeCompare(runId) {
   view.compare.delete(runId);
@@ -1117,7 +1071,7 @@ function removeCompare(runId) {
 
 async function refetchCompare() {
   await Promise.all([...view.compare.values()].map(async (c) => {
-    try { c.series = await fetchSeries(c.runId, { points: comparePoints() }); } catch (_) { /* keeps the old curve */ }
+    try { c.series = await fetchSeries(c.runId, { points: COMPARE_POINTS }); } catch (_) { /* keeps the old curve */ }
   }));
   scheduleDraw();
 }
@@ -1131,110 +1085,39 @@ function afterCompareChange() {
 
 // The compared runs (and the viewed one): their colours, the configuration
 // fields that differ between them, their results, and the parallel
-// coordinates of hyperparameters against test accuracy.
+// coordinates of hyperparameters against test accuracy (every run the
+// filter matches when fewer than two are compared).
 function renderComparePanel() {
-  const byId = new Map((view.runs || []).map((r) => [r.run_id, r]));
-  const picked = [...view.compare.values()].map((c) => ({ run: byId.get(c.runId), color: c.color })).filter((x) => x.run);
-  const viewed = byId.get(view.runId);
+  const picked = [...view.compare.values()].map((c) => ({ run: runs.known.get(c.runId), color: c.color })).filter((x) => x.run);
+  const viewed = runs.known.get(view.runId);
   if (viewed && !view.compare.has(view.runId)) picked.unshift({ run: viewed, color: '#4aa3ff' });
-  $('#compare-card').hidden = !(view.runs || []).length;
+  $('#compare-card').hidden = !runs.all;
   const keys = [...new Set(picked.flatMap((p) => Object.keys(p.run.config || {})))].sort();
   const differ = keys.filter((k) => new Set(picked.map((p) => JSON.stringify(p.run.config?.[k] ?? null))).size > 1);
   const show = (v) => (v == null ? '–' : Array.isArray(v) ? v.join(',') : String(v));
   $('#diff-table').innerHTML = picked.length < 2
     ? '<tr><td class="muted">Tick two or more runs to see what differs between them.</td></tr>'
     : `<tr><th>run</th>${differ.map((k) => `<th>${esc(k)}</th>`).join('')}<th>steps</th><th>loss</th><th>test acc</th></tr>` +
-      picked.map(({ run, color }) => `<tr data-diff="${esc(run.run_id)}"><td><span class="swatch" style="background:${color}"></span> ${esc(run.name || run.run_id)}</td>` +
+      picked.map(({ run, color }) => `<tr data-diff="${esc(run.run_id)}"><td><span class="swatch" style="background:${esc(color)}"></span> ${esc(run.name || run.run_id)}</td>` +
         differ.map((k) => `<td>${esc(show(run.config?.[k]))}</td>`).join('') +
         `<td>${esc(run.steps)}</td><td>${num(run.last_loss)}</td><td>${pct(run.test_accuracy)}</td></tr>`).join('') +
       (differ.length ? '' : `<tr><td class="muted" colspan="4">same configuration</td></tr>`);
-  drawParallel(picked.length >= 2 ? picked : shownRuns().map((run) => ({ run, color: null })));
+  if (picked.length >= 2) drawCompared(picked);
+  else if (runs.all) drawShown(queryParams());
 }
 
-// Parallel coordinates: one vertical axis per hyperparameter (log where it
-// spans decades), one line per run, coloured by test accuracy.
-const PAR_AXES = [
-  ['conv1', (r) => r.config?.kernels?.[0], 'log'],
-  ['conv2', (r) => r.config?.kernels?.[1], 'log'],
-  ['conv3', (r) => r.config?.kernels?.[2], 'log'],
-  ['conv4', (r) => r.config?.kernels?.[3], 'log'],
-  ['lr', (r) => r.config?.lr, 'log'],
-  ['batch', (r) => r.config?.batch_size, 'log'],
-  ['optimizer', (r) => r.config?.optimizer, 'cat'],
-  ['epochs', (r) => r.config?.epochs, 'lin'],
-  ['test acc', (r) => r.test_accuracy ?? r.val_accuracy, 'lin'],
-];
-
-function drawParallel(items) {
-  const svg = $('#parallel');
-  const W = svg.clientWidth || 900, H = 230, top = 34, bottom = 20, left = 40, right = 40;
-  const runs = items.filter((i) => i.run.config && i.run.config.kernels);
-  const step = (W - left - right) / (PAR_AXES.length - 1);
-  const scales = PAR_AXES.map(([, get, kind]) => {
-    const vals = runs.map((i) => get(i.run)).filter((v) => v != null);
-    if (kind === 'cat') {
-      const cats = [...new Set(vals)].sort();
-      return { ticks: cats.map((c, i) => [c, cats.length > 1 ? i / (cats.length - 1) : 0.5]), at: (v) => (cats.length > 1 ? cats.indexOf(v) / (cats.length - 1) : 0.5) };
-    }
-    const f = kind === 'log' ? (v) => Math.log10(v) : (v) => v;
-    const lo = Math.min(...vals.map(f)), hi = Math.max(...vals.map(f));
-    const at = (v) => (hi > lo ? (f(v) - lo) / (hi - lo) : 0.5);
-    const label = (v) => (kind === 'log' ? String(Number(v.toPrecision(2))) : String(Number(v.toPrecision(3))));
-    return { ticks: vals.length ? [[label(Math.min(...vals)), 0], [label(Math.max(...vals)), 1]] : [], at };
-  });
-  const yOf = (t) => top + (1 - t) * (H - top - bottom);
-  const accColor = (a) => {
-    if (a == null) return '#555';
-    const t = Math.max(0, Math.min(1, (a - 0.9) / 0.1));   // 90 %..100 % from red to green
-    return `hsl(${Math.round(t * 130)}, 70%, 55%)`;
-  };
-  let out = '';
-  PAR_AXES.forEach(([name], i) => {
-    const x = left + i * step;
-    out += `<line x1="${x}" y1="${top}" x2="${x}" y2="${H - bottom}" stroke="#3a4450"/>`;
-    out += `<text x="${x}" y="14" text-anchor="middle" class="par-axis">${esc(name)}</text>`;
-    for (const [label, t] of scales[i].ticks) out += `<text x="${x + 4}" y="${yOf(t) + 4}" class="par-tick">${esc(label)}</text>`;
-  });
-  for (const { run, color } of runs) {
-    const pts = PAR_AXES.map(([, get], i) => { const v = get(run); return v == null ? null : `${(left + i * step).toFixed(1)},${yOf(scales[i].at(v)).toFixed(1)}`; });
-    const d = pts.filter(Boolean).join(' ');
-    const stroke = color || accColor(run.test_accuracy ?? run.val_accuracy);
-    out += `<polyline data-par="${esc(run.run_id)}" points="${d}" fill="none" stroke="${stroke}" stroke-width="1.6" opacity="0.85"><title>${esc(run.name || run.run_id)}: test ${pct(run.test_accuracy)}</title></polyline>`;
-  }
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  svg.innerHTML = out;
-  $('#parallel-note').textContent = items.length && items[0].color ? `${runs.length} compared runs` : `${runs.length} runs shown, coloured by test accuracy (90 % red → 100 % green)`;
-}
-
-$('#runs-table').addEventListener('click', (ev) => {
-  const box = ev.target.closest('[data-compare]');
-  if (box) {
-    if (box.checked) addCompare(box.dataset.compare); else removeCompare(box.dataset.compare);
-    return;
-  }
-  const th = ev.target.closest('[data-sort]');
-  if (th) {
-    const col = th.dataset.sort;
-    if (!col) return;
-    view.sort = view.sort.col === col ? { col, dir: -view.sort.dir } : { col, dir: 1 };
-    renderRuns();
-    return;
-  }
-  const row = ev.target.closest('[data-run]');
-  if (row) reconnectTo(false, row.dataset.run);
-});
 $('#compare-shown').addEventListener('click', async () => {
-  for (const r of shownRuns().slice(0, PALETTE.length)) if (!view.compare.has(r.run_id)) addCompare(r.run_id);
+  for (const r of await firstRuns(PALETTE.length)) if (!view.compare.has(r.run_id)) addCompare(r.run_id);
 });
 $('#compare-clear').addEventListener('click', () => { view.compare.clear(); afterCompareChange(); });
 $('#refresh-runs').addEventListener('click', loadRuns);
-$('#runs-filter').addEventListener('input', () => { renderRuns(); renderComparePanel(); });
-window.addEventListener('resize', renderComparePanel);
+window.addEventListener('resize', () => { renderRuns(); redrawParallel(); });
 
 // ---------- run management: name, tags, notes, trash ----------
 function showMeta() {
   const form = $('#run-meta');
-  const run = (view.runs || []).find((r) => r.run_id === view.runId);
+  const run = runs.known.get(view.runId);
+  needRun(view.runId);
   form.hidden = !run;
   if (!run || form.dataset.run === run.run_id) return;
   form.dataset.run = run.run_id;
@@ -1260,6 +1143,9 @@ $('#run-meta').addEventListener('submit', async (ev) => {
   try {
     await send('PATCH', `/api/runs/${encodeURIComponent(id)}`, { name: f.name.value.trim() || null, tags, notes: f.notes.value });
     $('#meta-error').textContent = '';
+    // Its summary anew (the table's rows may not hold it), then the rows in view.
+    runs.known.delete(id);
+    needRun(id);
     loadRuns();
   } catch (err) { $('#meta-error').textContent = err.message; }
 });
@@ -1269,16 +1155,18 @@ $('#meta-delete').addEventListener('click', async () => {
   try {
     await send('DELETE', `/api/runs/${encodeURIComponent(id)}`);
     $('#run-meta').dataset.run = '';
+    runs.known.delete(id);
+    if (view.compare.has(id)) removeCompare(id);
     reconnectTo(true, null);
     loadRuns();
   } catch (err) { $('#meta-error').textContent = err.message; }
 });
 
 async function loadTrash() {
-  let runs;
-  try { runs = await send('GET', '/api/trash'); } catch (_) { return; }
-  $('#trash').hidden = !runs.length;
-  $('#trash-table').innerHTML = runs.map((r) =>
+  let trashed;
+  try { trashed = await send('GET', '/api/trash'); } catch (_) { return; }
+  $('#trash').hidden = !trashed.length;
+  $('#trash-table').innerHTML = trashed.map((r) =>
     `<tr><td>${esc(r.name || r.run_id)}</td><td><button type="button" class="link" data-restore="${esc(r.run_id)}">restore</button></td></tr>`).join('');
 }
 
@@ -1291,10 +1179,20 @@ $('#trash-table').addEventListener('click', async (ev) => {
 $('#follow').addEventListener('click', () => reconnectTo(true, null));
 
 // For the end-to-end test and the curious: the page's state from the console.
-window.mnistMonitor = { view, charts, hwCharts, hardware, fleet, slurm, openRun: (id) => reconnectTo(false, id) };
+// `runs`: the table's state (known summaries, total, pending query); `parallel`:
+// the parallel coordinates' lines and mode.
+window.mnistMonitor = { view, charts, hwCharts, hardware, fleet, slurm, runs, parallel, openRun: (id) => reconnectTo(false, id) };
 
+initRuns({
+  viewed: () => view.runId,
+  compare: () => view.compare,
+  open: (id) => reconnectTo(false, id),
+  toggleCompare: (id, on) => (on ? addCompare(id) : removeCompare(id)),
+  loaded: runsLoaded,
+});
+initParallel({ open: (id) => reconnectTo(false, id) });
 const sweepParam = new URLSearchParams(location.search).get('sweep');
-if (sweepParam) { view.sweepFocus = sweepParam; $('#runs-filter').value = sweepParam; }
+if (sweepParam) { view.sweepFocus = sweepParam; $('#runs-filter').value = `sweep:${sweepParam}`; }
 loadSchema();
 loadBackends();
 loadRuns();

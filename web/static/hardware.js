@@ -2,20 +2,12 @@
 // processes and users, live from /ws/hardware (independent of which run is
 // shown), with sparklines of the last few minutes.
 
-import { $, esc } from './util.js';
+import { $, esc, bytes } from './util.js';
 const HISTORY = 300;
 const samples = [];
 let retry = 0;
 
 export const hardware = { samples, connected: false };
-
-function bytes(b) {
-  if (b == null) return '–';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let u = 0;
-  while (b >= 1024 && u < units.length - 1) { b /= 1024; u++; }
-  return `${b.toFixed(u ? 1 : 0)} ${units[u]}`;
-}
 
 // A sparkline on a canvas: values scaled to [0, max] (or their own max).
 function spark(canvas, values, max, color) {

@@ -10,6 +10,14 @@ export const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({
 
 export const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? '–' : Number(v).toFixed(d));
 export const pct = (v) => (v == null ? '–' : (100 * v).toFixed(2) + '%');
+// Bytes in binary units: `1.4 GiB`.
+export const bytes = (b) => {
+  if (b == null) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (b >= 1024 && u < units.length - 1) { b /= 1024; u++; }
+  return `${b.toFixed(u ? 1 : 0)} ${units[u]}`;
+};
 export const dur = (s) => {
   if (s == null || !isFinite(s)) return '–';
   s = Math.max(0, Math.round(s));

@@ -38,7 +38,9 @@ mod stop;
 mod stream;
 pub use hardware::*;
 
-pub use jsonl::{read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail};
+pub use jsonl::{
+    parse_line, read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail,
+};
 pub use lock::LockExt;
 pub use stop::{Stop, StopReason};
 pub use stream::{EventSink, EventStream, FnSink, Observer};

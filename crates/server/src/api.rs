@@ -109,19 +109,24 @@ async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult
 /// its name and tags, status, every configuration field (one column per
 /// field of the config table) and its results, streamed in chunks.
 async fn runs_csv(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
-    let mut ask = q.into_inner().parse()?;
-    ask.offset = 0;
-    ask.limit = usize::MAX;
+    let ask = q.into_inner().parse()?;
     let state = state.into_inner();
-    let rows = web::block(move || runs_page(&state, &ask).runs).await?;
-    let head = std::iter::once(crate::state::runs_csv_head());
-    let body = rows.chunks(256).map(|chunk| {
-        chunk
-            .iter()
-            .map(crate::state::runs_csv_row)
-            .collect::<String>()
-    });
-    let chunks: Vec<String> = head.chain(body).collect();
+    let (_, _, body) = web::block(move || {
+        with_matches(&state, &ask, |m| {
+            m.chunks(256)
+                .map(|chunk| {
+                    chunk
+                        .iter()
+                        .map(|r| crate::state::runs_csv_row(r))
+                        .collect::<String>()
+                })
+                .collect::<Vec<String>>()
+        })
+    })
+    .await?;
+    let chunks: Vec<String> = std::iter::once(crate::state::runs_csv_head())
+        .chain(body)
+        .collect();
     let stream = futures_util::stream::iter(
         chunks
             .into_iter()
@@ -154,32 +159,30 @@ async fn run_columns(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Ap
     if keys.len() > 32 {
         return Err(ApiError::field("keys", "at most 32 keys"));
     }
-    let mut ask = q.into_inner().parse()?;
-    ask.offset = 0;
-    ask.limit = usize::MAX;
+    let ask = q.into_inner().parse()?;
     let state = state.into_inner();
-    let rows = web::block(move || runs_page(&state, &ask)).await?;
-    let column = |k: &str| -> Vec<serde_json::Value> {
-        rows.runs
-            .iter()
-            .map(|r| match crate::query::cell(r, k) {
-                crate::query::Cell::Num(v) => json!(v),
-                crate::query::Cell::Text(t) => json!(t),
-                crate::query::Cell::Many(t) => json!(t),
-                crate::query::Cell::Missing => serde_json::Value::Null,
-            })
-            .collect()
-    };
-    let columns: serde_json::Map<String, serde_json::Value> = keys
-        .iter()
-        .map(|k| ((*k).to_string(), json!(column(k))))
-        .collect();
-    Ok(HttpResponse::Ok().json(RunColumns {
-        total: rows.total,
-        run_ids: rows.runs.iter().map(|r| r.run_id.clone()).collect(),
-        names: rows.runs.iter().map(|r| r.meta.name.clone()).collect(),
-        columns,
-    }))
+    let (_, _, answer) = web::block(move || {
+        with_matches(&state, &ask, |m| {
+            let column = |k: &str| -> serde_json::Value {
+                m.iter()
+                    .map(|r| match crate::query::cell(r, k) {
+                        crate::query::Cell::Num(v) => json!(v),
+                        crate::query::Cell::Text(t) => json!(t),
+                        crate::query::Cell::Many(t) => json!(t),
+                        crate::query::Cell::Missing => serde_json::Value::Null,
+                    })
+                    .collect()
+            };
+            RunColumns {
+                total: m.len(),
+                run_ids: m.iter().map(|r| r.run_id.clone()).collect(),
+                names: m.iter().map(|r| r.meta.name.clone()).collect(),
+                columns: keys.iter().map(|k| ((*k).to_string(), column(k))).collect(),
+            }
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The answer of `GET /api/runs/columns`.
@@ -319,11 +322,17 @@ fn live_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
         .collect()
 }
 
-/// Filters, sorts and pages the index's rows, those of live runs replaced
-/// by their live state.
-fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
+/// The runs matching `ask`, sorted: the index's rows, those of live runs
+/// replaced by their live state. `read` sees them under the index's lock
+/// (nothing is copied but what it takes); with how many runs there are and
+/// the disk they use.
+fn with_matches<T>(
+    state: &AppState,
+    ask: &ListAsk,
+    read: impl FnOnce(&[&crate::state::RunSummary]) -> T,
+) -> (usize, DiskTotal, T) {
     let live = live_rows(state);
-    let (total, all, runs, disk) = state.index.with_rows(|rows| {
+    state.index.with_rows(|rows| {
         let live_ids: std::collections::HashSet<&str> =
             live.iter().map(|r| r.run_id.as_str()).collect();
         let mut refs: Vec<&crate::state::RunSummary> = live
@@ -343,13 +352,15 @@ fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
             refs.retain(|r| ask.filter.matches(r));
         }
         crate::query::sort_rows(&mut refs, ask.sort, ask.descending, |r| r);
-        let page: Vec<_> = refs
-            .iter()
-            .skip(ask.offset)
-            .take(ask.limit)
-            .map(|r| (*r).clone())
-            .collect();
-        (refs.len(), all, page, disk)
+        (all, disk, read(&refs))
+    })
+}
+
+/// One page of the matching runs (`GET /api/runs`).
+fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
+    let (all, disk, (total, runs)) = with_matches(state, ask, |m| {
+        let page = m.iter().skip(ask.offset).take(ask.limit);
+        (m.len(), page.map(|r| (*r).clone()).collect())
     });
     RunsPage {
         total,

@@ -24,7 +24,7 @@
 use crate::hub::RunHub;
 use crate::index::Stamp;
 use crate::{AppState, CurrentRun};
-use mnist_events::{Event, LockExt};
+use mnist_events::LockExt;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -382,7 +382,7 @@ fn read_new_lines(tail: &mut Tail, path: &Path, len: u64) {
         };
         let mut newest_seq = tail.hub.last_seq();
         for line in bytes[..end].split(|&b| b == b'\n') {
-            let Ok(event) = serde_json::from_slice::<Event>(line) else {
+            let Ok(event) = mnist_events::parse_line(line) else {
                 continue;
             };
             if event.seq > newest_seq {

@@ -31,7 +31,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "status",
         "running, completed, stopped, failed or interrupted",
     ),
-    ("ran_on", "the backend it ran on (cpu, wgpu, cuda)"),
+    ("ran_on", "the backend and device it ran on (cpu, wgpu:0, cuda:1)"),
     ("device_name", "the device it ran on"),
     ("k1", "conv1's kernels (k2, k3, k4 likewise)"),
     ("acc", "test accuracy, else validation accuracy (0-1)"),
@@ -301,7 +301,11 @@ pub fn cell(row: &RunSummary, k: &str) -> Cell {
         "tag" => Cell::Many(row.meta.tags.clone()),
         "sweep" => text(row.sweep.as_deref()),
         "status" => Cell::Text(row.status.as_str().into()),
-        "ran_on" => text(row.backend.as_deref()),
+        // `cuda:1`, as the page shows it: sorts by backend, then index.
+        "ran_on" => match (&row.backend, row.device_index) {
+            (Some(b), Some(i)) => Cell::Text(format!("{b}:{i}")),
+            (b, _) => text(b.as_deref()),
+        },
         "device_name" => text(row.device.as_deref()),
         "k1" | "k2" | "k3" | "k4" => {
             let i = (k.as_bytes()[1] - b'1') as usize;
