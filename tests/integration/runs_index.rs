@@ -692,3 +692,33 @@ fn prune_through_the_api_and_only_the_best_checkpoint_kept() {
         "the list follows"
     );
 }
+
+/// The page with thousands of runs, in headless Chromium: the Runs table
+/// fills, scrolls to the last run, filters and sorts on the server, and
+/// the parallel coordinates draw every run (`tests/e2e/many_runs.mjs`).
+#[test]
+fn the_runs_table_scrolls_filters_and_sorts_thousands_of_runs_in_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let n = 2500;
+    write_runs(&work.path().join("runs"), n, 20);
+    let server = spawn_server(serve_in(work.path(), work.path()));
+    wait_total(&server.base, "limit=0", n as u64);
+    let shot = work.path().join("many-runs.png");
+    let out = run_e2e(
+        "many_runs.mjs",
+        [
+            server.base.clone(),
+            n.to_string(),
+            shot.display().to_string(),
+        ],
+    );
+    let figures: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(
+        figures["parallel"]["lines"].as_u64().unwrap() >= 1000,
+        "{figures}"
+    );
+    assert!(
+        figures["dom_rows"].as_u64().unwrap() < 200,
+        "virtualised: {figures}"
+    );
+}
