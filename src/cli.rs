@@ -483,7 +483,7 @@ pub struct ServeArgs {
     /// With --fleet-prometheus: the scrape job of the exporters.
     #[arg(long, default_value = "mnist-monitor", value_name = "JOB")]
     pub fleet_job: String,
-    /// Prune the runs folder every HOURS (0.01-8760) with the policy flags below, as `prune --yes` does.
+    /// Prune the runs folder every HOURS (0.001-8760) with the policy flags below, as `prune --yes` does.
     #[arg(long, value_name = "HOURS", value_parser = parse_prune_every)]
     pub prune_every: Option<f64>,
     #[command(flatten)]
@@ -754,7 +754,7 @@ pub fn parse_kernels(s: &str) -> Result<[usize; 4], String> {
 
 fn parse_prune_every(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(h) if (0.01..=8760.0).contains(&h) => Ok(h),
-        _ => Err(format!("must be hours in 0.01-8760 (got {s})")),
+        Ok(h) if (0.001..=8760.0).contains(&h) => Ok(h),
+        _ => Err(format!("must be hours in 0.001-8760 (got {s})")),
     }
 }

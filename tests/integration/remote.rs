@@ -282,8 +282,10 @@ fn train_args(work: &Path) -> Vec<String> {
         "4,4,4,4",
         "--batch-size",
         "10",
+        // Long enough (a few seconds) that the tunnel is up before it
+        // ends, also on a loaded machine.
         "--epochs",
-        "2",
+        "6",
         "--val-size",
         "100",
         "--limit-test",

@@ -674,9 +674,18 @@ fn prune_through_the_api_and_only_the_best_checkpoint_kept() {
     );
     let trashed = actions.iter().filter(|a| a["action"] == "trash").count();
     assert!(trashed > 0);
+    // A confirmation of another plan than the one made now does nothing.
+    let stale = json!({"policy": policy, "dry_run": false, "expect": []});
+    let (code, refused) = post(&format!("{base}/api/prune"), &stale);
+    assert_eq!(code, 409, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("preview again"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read_dir(&ckpt).unwrap().count(), 3, "nothing done");
     let (code, done) = post(
         &format!("{base}/api/prune"),
-        &json!({"policy": policy, "dry_run": false}),
+        &json!({"policy": policy, "dry_run": false, "expect": dry["plan"]["actions"]}),
     );
     assert_eq!(code, 200, "{done}");
     assert_eq!(done["plan"], dry["plan"]);
@@ -720,5 +729,76 @@ fn the_runs_table_scrolls_filters_and_sorts_thousands_of_runs_in_chromium() {
     assert!(
         figures["dom_rows"].as_u64().unwrap() < 200,
         "virtualised: {figures}"
+    );
+}
+
+/// `serve --prune-every` prunes on its own, by the policy its flags give;
+/// a policy without `--prune-every` (or a bad one) is refused at start.
+#[test]
+fn serve_prunes_on_a_schedule() {
+    let work = tempfile::tempdir().unwrap();
+    let written = write_runs(&work.path().join("runs"), 40, 10);
+    let mut args = serve_in(work.path(), work.path());
+    args.extend(["--prune-every", "0.001", "--trash-after-days", "1"].map(Into::into));
+    let server = spawn_server(args);
+    let doomed: Vec<&Written> = written
+        .iter()
+        .filter(|w| matches!(w.status, "failed" | "stopped") && !w.tags.iter().any(|t| t == "keep"))
+        .collect();
+    assert!(!doomed.is_empty());
+    wait_total(&server.base, "limit=0", (40 - doomed.len()) as u64);
+    for w in doomed {
+        assert!(
+            work.path().join("runs/.trash").join(&w.id).is_dir(),
+            "{} in the trash",
+            w.id
+        );
+    }
+    let out = bin()
+        .args(["serve", "--bind", "127.0.0.1:0", "--keep-best", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--prune-every"), "{}", stderr(&out));
+    let out = bin()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--prune-every",
+            "1",
+            "--keep-best",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--keep-best"), "{}", stderr(&out));
+}
+
+/// Cleanup from the page: a preview lists what the server's dry run lists
+/// (never a `keep` run), Cancel deletes nothing, the confirmation does it
+/// and the table follows (`tests/e2e/prune.mjs`).
+#[test]
+fn the_page_previews_a_cleanup_and_does_it_only_once_confirmed() {
+    let work = tempfile::tempdir().unwrap();
+    write_runs(&work.path().join("runs"), 120, 10);
+    let server = spawn_server(serve_in(work.path(), work.path()));
+    wait_total(&server.base, "limit=0", 120);
+    let shot = work.path().join("prune.png");
+    let out = run_e2e(
+        "prune.mjs",
+        [server.base.clone(), shot.display().to_string()],
+    );
+    let seen: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let after = list(&server.base, "limit=0")["total"].as_u64().unwrap();
+    assert!(after < 120, "the cleanup trashed nothing: {seen}");
+    let trash = std::fs::read_dir(work.path().join("runs/.trash"))
+        .unwrap()
+        .count() as u64;
+    assert_eq!(
+        after + trash,
+        120,
+        "every run is listed or in the trash: {seen}"
     );
 }

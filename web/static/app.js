@@ -7,6 +7,7 @@ import { fleet, startFleet } from './fleet.js';
 import { slurm, startSlurm, showRunTask } from './slurm.js';
 import { runs, initRuns, renderRuns, reloadRuns, scheduleReload, setFilter, firstRuns, fetchRun, shownQuery, queryParams, ranOn } from './runs.js';
 import { parallel, initParallel, drawCompared, drawShown, invalidateColumns, redrawParallel } from './parallel.js';
+import { initCleanup } from './prune.js';
 
 import { $, esc, fmt, pct, dur, reproduceCommand, confusionHtml, perClassHtml, sampleHtml, modelRowsHtml, provenanceRows, dlHtml } from './util.js';
 
@@ -1191,6 +1192,19 @@ initRuns({
   loaded: runsLoaded,
 });
 initParallel({ open: (id) => reconnectTo(false, id) });
+// After a cleanup: the runs that went leave the page (overlays, the viewed
+// run), then the table, its count and disk line, and the trash anew.
+initCleanup({
+  cleaned: (trashed) => {
+    for (const id of trashed) {
+      runs.known.delete(id);
+      if (view.compare.has(id)) removeCompare(id);
+    }
+    if (trashed.includes(view.runId)) reconnectTo(true, null);
+    loadRuns();
+    loadTrash();
+  },
+});
 const sweepParam = new URLSearchParams(location.search).get('sweep');
 if (sweepParam) { view.sweepFocus = sweepParam; $('#runs-filter').value = `sweep:${sweepParam}`; }
 loadSchema();

@@ -11,10 +11,14 @@ for (let d = 0; d < 10; d++) {
 }
 
 async function loadRuns() {
-  const runs = await (await fetch('/api/runs')).json();
   const params = new URLSearchParams(location.search);
   const wanted = params.get('run');
-  $('#run').innerHTML = runs.filter((r) => r.epochs_completed > 0 || r.run_id === wanted)
+  // The newest runs with a trained epoch (the server filters and sorts),
+  // and the one the address names.
+  const ask = async (q, limit) => (await (await fetch(`/api/runs?${new URLSearchParams({ q, limit })}`)).json()).runs || [];
+  const runs = await ask('epochs_done>0', 200);
+  if (wanted && !runs.some((r) => r.run_id === wanted)) runs.unshift(...await ask(`id:"${wanted}"`, 1));
+  $('#run').innerHTML = runs
     .map((r) => `<option value="${esc(r.run_id)}">${esc(r.run_id)} · ${esc(r.status)}${r.test_accuracy != null ? ' · test ' + (100 * r.test_accuracy).toFixed(2) + '%' : ''}</option>`).join('');
   if (wanted) $('#run').value = wanted;
   if (params.get('split')) $('#split').value = params.get('split');

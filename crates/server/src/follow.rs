@@ -93,8 +93,11 @@ struct Changes {
 /// How the follower learns of changes.
 struct Watch {
     changes: Arc<Mutex<Changes>>,
-    /// Kept alive while it watches; None when notification is unavailable.
-    _watcher: Option<notify::RecommendedWatcher>,
+    runs_dir: std::path::PathBuf,
+    /// Kept alive while it watches; None while notification is unavailable.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// When setting it up was last tried.
+    tried: Option<Instant>,
 }
 
 impl Watch {
@@ -103,24 +106,43 @@ impl Watch {
             folder: true,
             ..Default::default()
         }));
-        let _ = std::fs::create_dir_all(runs_dir);
-        let watcher = watch(runs_dir, changes.clone())
-            .inspect_err(|e| {
-                tracing::info!(
-                    "no change notification on {} ({e}): polling it every {:?}",
-                    runs_dir.display(),
-                    SCAN
-                )
-            })
-            .ok();
-        Watch {
+        let mut w = Watch {
             changes,
-            _watcher: watcher,
+            runs_dir: runs_dir.to_path_buf(),
+            watcher: None,
+            tried: None,
+        };
+        w.ensure();
+        w
+    }
+
+    /// Starts watching once the runs folder exists (it may be made by the
+    /// first run); a failure (no inotify, too many watches) is retried now
+    /// and then, polling meanwhile.
+    fn ensure(&mut self) {
+        if self.watcher.is_some() || self.tried.is_some_and(|t| t.elapsed() < FULL_SCAN_POLLED) {
+            return;
+        }
+        if !self.runs_dir.is_dir() {
+            return;
+        }
+        self.tried = Some(Instant::now());
+        match watch(&self.runs_dir, self.changes.clone()) {
+            Ok(w) => {
+                self.watcher = Some(w);
+                // Whatever happened before it watched: look at everything.
+                self.changes.locked().folder = true;
+            }
+            Err(e) => tracing::info!(
+                "no change notification on {} ({e}): polling it every {:?}",
+                self.runs_dir.display(),
+                SCAN
+            ),
         }
     }
 
     fn notified(&self) -> bool {
-        self._watcher.is_some()
+        self.watcher.is_some()
     }
 
     fn take(&self) -> Changes {
@@ -179,9 +201,10 @@ pub fn start(state: Arc<AppState>) -> std::io::Result<std::thread::JoinHandle<()
     std::thread::Builder::new()
         .name("runs-follower".into())
         .spawn(move || {
-            let watch = Watch::start(&state.opts.runs_dir);
+            let mut watch = Watch::start(&state.opts.runs_dir);
             let mut follower = Follower::default();
             loop {
+                watch.ensure();
                 follower.tick(&state, &watch);
                 std::thread::sleep(SCAN);
             }

@@ -255,6 +255,9 @@ struct PruneBody {
     policy: crate::prune::Policy,
     #[serde(default = "dry_run_default")]
     dry_run: bool,
+    /// The steps the person previewed and confirmed: carried out only if
+    /// the plan made now is the same (else a 409 and nothing done).
+    expect: Option<Vec<crate::prune::Action>>,
 }
 
 fn dry_run_default() -> bool {
@@ -267,7 +270,11 @@ async fn prune(state: web::Data<AppState>, body: web::Json<PruneBody>) -> ApiRes
         .check()
         .map_err(|e| ApiError::field(e.field, e.message))?;
     let state = state.into_inner();
-    let out = web::block(move || crate::prune::run(&state, &body.policy, body.dry_run)).await?;
+    let out = web::block(move || {
+        crate::prune::run(&state, &body.policy, body.dry_run, body.expect.as_deref())
+    })
+    .await?
+    .map_err(|changed| ApiError::conflict(changed.to_string()))?;
     Ok(HttpResponse::Ok().json(out))
 }
 

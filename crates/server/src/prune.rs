@@ -235,7 +235,11 @@ pub fn plan(policy: &Policy, rows: &[RunSummary], world: &World) -> Plan {
                 trashed.insert(&r.run_id);
                 actions.push(Action::Trash {
                     run_id: r.run_id.clone(),
-                    reason: format!("{} more than {days} days ago", r.status.as_str()),
+                    reason: format!(
+                        "{} more than {days} day{} ago",
+                        r.status.as_str(),
+                        if days == 1.0 { "" } else { "s" }
+                    ),
                     bytes: run_bytes(r),
                 });
             }
@@ -416,9 +420,27 @@ pub struct Outcome {
     pub done: Option<Vec<Done>>,
 }
 
-/// Plans `policy` over the server's index (and carries it out unless
-/// `dry_run`), keeping the index and the shown run in line with what went.
-pub fn run(state: &crate::AppState, policy: &Policy, dry_run: bool) -> Outcome {
+/// The plan made now is not the one `expect` says was previewed (and
+/// confirmed): nothing was done.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the runs changed since the preview ({} steps now, {} previewed): nothing was done; preview again", .now.actions.len(), .previewed)]
+pub struct Changed {
+    /// The plan as it would be now.
+    pub now: Plan,
+    /// How many steps were previewed.
+    pub previewed: usize,
+}
+
+/// Plans `policy` over the server's index and, unless `dry_run`, carries
+/// it out, keeping the index and the shown run in line with what went.
+/// With `expect` (the previewed steps) it does nothing unless the plan
+/// made now is exactly that one.
+pub fn run(
+    state: &crate::AppState,
+    policy: &Policy,
+    dry_run: bool,
+    expect: Option<&[Action]>,
+) -> Result<Outcome, Changed> {
     let rows: Vec<RunSummary> = state
         .index
         .with_rows(|rows| rows.values().map(|r| r.summary.clone()).collect());
@@ -438,11 +460,17 @@ pub fn run(state: &crate::AppState, policy: &Policy, dry_run: bool) -> Outcome {
     };
     let plan = plan(policy, &rows, &world);
     if dry_run {
-        return Outcome {
+        return Ok(Outcome {
             dry_run,
             plan,
             done: None,
-        };
+        });
+    }
+    if let Some(expect) = expect.filter(|e| *e != plan.actions.as_slice()) {
+        return Err(Changed {
+            previewed: expect.len(),
+            now: plan,
+        });
     }
     let done = execute(&plan, &world);
     for d in done.iter().filter(|d| d.skipped.is_none()) {
@@ -460,11 +488,11 @@ pub fn run(state: &crate::AppState, policy: &Policy, dry_run: bool) -> Outcome {
         }
     }
     state.runs_changed.send_modify(|v| *v += 1);
-    Outcome {
+    Ok(Outcome {
         dry_run,
         plan,
         done: Some(done),
-    }
+    })
 }
 
 /// Prunes with `policy` every `every` on a thread of its own
@@ -478,7 +506,10 @@ pub fn every(
         .name("prune".into())
         .spawn(move || loop {
             std::thread::sleep(every);
-            let out = run(&state, &policy, false);
+            // Nothing was previewed: no plan to hold it to.
+            let Ok(out) = run(&state, &policy, false, None) else {
+                continue;
+            };
             let went = out
                 .done
                 .iter()

@@ -31,7 +31,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "status",
         "running, completed, stopped, failed or interrupted",
     ),
-    ("ran_on", "the backend and device it ran on (cpu, wgpu:0, cuda:1)"),
+    (
+        "ran_on",
+        "the backend and device it ran on (cpu, wgpu:0, cuda:1)",
+    ),
     ("device_name", "the device it ran on"),
     ("k1", "conv1's kernels (k2, k3, k4 likewise)"),
     ("acc", "test accuracy, else validation accuracy (0-1)"),
