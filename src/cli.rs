@@ -295,9 +295,7 @@ impl PolicyArgs {
             best_checkpoint_only: self.best_checkpoint_only,
         };
         p.check().map_err(|e| match e.field {
-            "policy" => format!(
-                "nothing to prune: give --keep-best, --trash-after-days, --empty-trash-after-days or --best-checkpoint-only"
-            ),
+            "policy" => "nothing to prune: give --keep-best, --trash-after-days, --empty-trash-after-days or --best-checkpoint-only".to_string(),
             field => format!("--{}: {}", field.replace('_', "-"), e.message),
         })?;
         Ok(p)
