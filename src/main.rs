@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
         std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
     }
+    quiet_headless_vulkan();
     mnist_kernels::tune_allocator();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
@@ -44,8 +45,48 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(2)
+        }
+    }
+}
+
+/// An error and its causes, each said once: a cause whose words its
+/// error's message already holds (thiserror's `{source}` in the message)
+/// is not repeated after it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+/// On a headless machine (no `XDG_RUNTIME_DIR`, no Wayland session) the
+/// Vulkan loader's Wayland surface support prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." for every device probe, though
+/// nothing here draws on a display. A private, empty runtime folder (0700,
+/// as the XDG spec asks) keeps it quiet. Called while this process has one
+/// thread, before anything loads Vulkan.
+fn quiet_headless_vulkan() {
+    let valid =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if valid || std::env::var_os("WAYLAND_DISPLAY").is_some() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        let dir = std::env::temp_dir().join(format!("mnist-monitor-runtime-{uid}"));
+        let _ = std::fs::create_dir(&dir);
+        let ours = std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if ours && std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_ok() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
         }
     }
 }

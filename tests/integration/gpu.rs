@@ -31,6 +31,23 @@ fn backends() -> Vec<Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// On a headless machine the Vulkan loader's Wayland support used to print
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment." four
+/// times before `backends` answered.
+#[test]
+fn backends_on_a_headless_machine_prints_only_its_answer() {
+    let out = bin()
+        .args(["backends"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cpu   available"));
+}
+
 /// `auto` never picks a software renderer: lavapipe trained at 11 images/s
 /// after 9 minutes of compiling, against 1,300/s on the CPU backend.
 #[test]

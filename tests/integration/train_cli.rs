@@ -553,3 +553,50 @@ fn reproduce_reruns_a_run_with_its_config_and_seed_and_compares_the_first_epoch(
     assert_eq!(code, Some(2));
     assert!(err.contains("no run nope"), "{err}");
 }
+
+/// A gzip bomb: a small `.gz` whose header promises 60,000 images and whose
+/// data inflates far past them. It is refused after reading one byte more
+/// than the header promises (the message says "at least 47040001"; the whole
+/// file used to be inflated into memory first), and the reason is said once.
+#[test]
+fn a_gzip_bombed_idx_file_is_refused_without_inflating_it() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 100, 20);
+    let name = mnist_data::FILES[0].name;
+    std::fs::remove_file(data.join(name)).unwrap();
+    let file = std::fs::File::create(data.join(format!("{name}.gz"))).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    for v in [0x803u32, 60_000, 28, 28] {
+        gz.write_all(&v.to_be_bytes()).unwrap();
+    }
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..(60_000 * 784 / (1 << 20) + 64) {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+    let out = bin()
+        .args([
+            "train",
+            "--skip-verify",
+            "--backend",
+            "cpu",
+            "--epochs",
+            "1",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(work_dirs(work.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let reason = "at least 47040001 bytes of data follow where the header promises 47040000";
+    assert!(err.contains(reason), "{err}");
+    assert_eq!(
+        err.matches("bytes of data follow").count(),
+        1,
+        "said once: {err}"
+    );
+}

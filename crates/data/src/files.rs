@@ -2,7 +2,7 @@
 //! how to fetch them when they are not there.
 
 use crate::dataset::Mnist;
-use crate::idx::{gunzip_if_needed, IdxError, IdxImages, IdxLabels};
+use crate::idx::{IdxError, IdxImages, IdxLabels};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -154,6 +154,20 @@ fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Reads, decompresses and (optionally) verifies one file.
 fn read_verified(
     dir: &Path,
@@ -164,16 +178,38 @@ fn read_verified(
         name: file.name.to_string(),
         dir: dir.to_path_buf(),
     })?;
-    let raw = std::fs::read(&path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.clone(),
         source,
-    })?;
-    let bytes = gunzip_if_needed(raw).map_err(|source| DataError::Malformed {
-        path: path.clone(),
-        source,
+    };
+    let mut opened = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
+    let gzipped = std::io::BufRead::fill_buf(&mut opened)
+        .map_err(io)?
+        .starts_with(&[0x1f, 0x8b]);
+    // Decompressed as it is read, no further than the header promises,
+    // hashed on the way.
+    let mut reader = Hashing {
+        inner: if gzipped {
+            Box::new(flate2::read::MultiGzDecoder::new(opened)) as Box<dyn Read>
+        } else {
+            Box::new(opened)
+        },
+        hasher: Sha256::new(),
+    };
+    let bytes = crate::idx::read_promised(&mut reader).map_err(|e| match gzipped {
+        true => DataError::Malformed {
+            path: path.clone(),
+            source: IdxError::Gzip(e.to_string()),
+        },
+        false => io(e),
     })?;
     if verify == Verify::Sha256 {
-        let actual = sha256_hex(&bytes);
+        let actual: String = reader
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if actual != file.sha256 {
             return Err(DataError::Corrupt {
                 path,
@@ -294,7 +330,14 @@ fn download_one(url: &str, dir: &Path, file: &MnistFile) -> Result<(), String> {
     let mut reader = bar.wrap_read(response.into_reader().take(64 << 20));
     reader.read_to_end(&mut body).map_err(|e| e.to_string())?;
     bar.finish_and_clear();
-    let content = gunzip_if_needed(body.clone()).map_err(|e| e.to_string())?;
+    // A mirror's answer is checked the way a local file is: decompressed
+    // no further than its header promises.
+    let content = if body.starts_with(&[0x1f, 0x8b]) {
+        crate::idx::read_promised(&mut flate2::read::MultiGzDecoder::new(&body[..]))
+            .map_err(|e| IdxError::Gzip(e.to_string()).to_string())?
+    } else {
+        body.clone()
+    };
     let actual = sha256_hex(&content);
     if actual != file.sha256 {
         return Err(format!(

@@ -38,11 +38,12 @@ pub enum IdxError {
         found: usize,
     },
     /// More data bytes follow the header than it promises.
-    #[error("{found} bytes of data follow where the header promises {expected}")]
+    #[error("at least {found} bytes of data follow where the header promises {expected}")]
     TrailingData {
         /// Bytes the header promises.
         expected: usize,
-        /// Bytes there are.
+        /// Bytes there are, at least (a file is read no further than one
+        /// byte past its promise).
         found: usize,
     },
     /// Images are not 28×28.
@@ -189,6 +190,37 @@ impl IdxLabels {
     }
 }
 
+/// Reads an IDX file's decompressed bytes from `reader`, but never more
+/// than its header promises plus one byte (enough to notice trailing data):
+/// a gzip bomb (a small `.gz` of a valid header and gigabytes of zeros)
+/// costs what the header promises, not what it inflates to. A header of
+/// neither kind is returned as read so far, for [`IdxImages::parse`] or
+/// [`IdxLabels::parse`] to explain.
+pub fn read_promised(reader: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader.by_ref().take(8).read_to_end(&mut out)?;
+    if out.len() < 8 {
+        return Ok(out);
+    }
+    let promised = match be_u32(&out, 0) {
+        IMAGES_MAGIC => {
+            reader.by_ref().take(8).read_to_end(&mut out)?;
+            if out.len() < 16 {
+                return Ok(out);
+            }
+            let dims = [4, 8, 12].map(|at| be_u32(&out, at) as u64);
+            16 + dims.iter().product::<u64>()
+        }
+        LABELS_MAGIC => 8 + be_u32(&out, 4) as u64,
+        _ => return Ok(out),
+    };
+    // Grown as the data comes: a header may promise more than there is.
+    reader
+        .take(promised + 1 - out.len() as u64)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Gunzips `raw` when it starts with the gzip magic bytes.
 pub fn gunzip_if_needed(raw: Vec<u8>) -> Result<Vec<u8>, IdxError> {
     if raw.starts_with(&[0x1f, 0x8b]) {
@@ -291,6 +323,36 @@ mod tests {
             IdxImages::parse(&img.encode()).unwrap_err(),
             IdxError::WrongImageSize { rows: 14, cols: 56 }
         ));
+    }
+
+    #[test]
+    fn reading_stops_one_byte_past_the_header_s_promise() {
+        // An endless stream of zeros after a header for 3 images.
+        let head = &images(3).encode()[..16];
+        let mut endless = head.chain(std::io::repeat(0));
+        let bytes = read_promised(&mut endless).unwrap();
+        assert_eq!(bytes.len(), 16 + 3 * 784 + 1);
+        let err = IdxImages::parse(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            IdxError::TrailingData {
+                expected: 3 * 784,
+                found: 3 * 784 + 1
+            }
+        );
+        let labels = IdxLabels { labels: vec![1, 2] }.encode();
+        let mut endless = labels.as_slice().chain(std::io::repeat(7));
+        assert_eq!(read_promised(&mut endless).unwrap().len(), 8 + 2 + 1);
+        // A whole file reads whole; a short or foreign one as it is.
+        let whole = images(2).encode();
+        assert_eq!(read_promised(&mut whole.as_slice()).unwrap(), whole);
+        assert_eq!(read_promised(&mut &b"\0\0\x08\x03ab"[..]).unwrap().len(), 6);
+        assert_eq!(
+            read_promised(&mut &b"PK\x03\x04 not idx at all"[..])
+                .unwrap()
+                .len(),
+            8
+        );
     }
 
     #[test]
