@@ -11,6 +11,10 @@ try {
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(url, { waitUntil: 'load' });
   await page.waitForSelector('.cell', { timeout: 60000 });
+  // Before anything is drawn the model's input is an empty (black) picture,
+  // not a broken-image icon with its alt text.
+  const blank = await page.evaluate(() => { const i = document.querySelector('#sb-input'); return i.complete && i.naturalWidth > 0; });
+  if (!blank) fail('the sandbox shows a broken image before a digit is drawn');
   // The first cell has focus; "7" relabels it and moves on.
   const index = await page.getAttribute('.cell[data-i="0"]', 'data-index');
   await page.keyboard.press('7');

@@ -82,6 +82,9 @@ try {
   await page.waitForSelector('#run-meta:not([hidden])', { timeout: 5000 });
   await page.fill('#run-meta input[name=name]', 'baseline <b>bold</b>');
   await page.fill('#run-meta input[name=tags]', 'small, cnn');
+  // The Notes box is dark like the page, not white.
+  const notesBg = await page.$eval('#run-meta textarea[name=notes]', (t) => getComputedStyle(t).backgroundColor);
+  if (notesBg === 'rgb(255, 255, 255)') fail(`the Notes box is white on the dark page`);
   await page.fill('#run-meta textarea[name=notes]', 'first try');
   await page.click('#run-meta button[type=submit]');
   await page.waitForFunction((id) => document.querySelector(`#runs-table tr[data-run="${id}"]`)?.textContent.includes('baseline <b>bold</b>'), runId, { timeout: 5000 });
