@@ -4,6 +4,7 @@
 
 mod common;
 mod device;
+mod docs;
 mod gpu;
 mod hardware;
 mod nothing_lost;

@@ -108,20 +108,35 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The wire name of this event's `type`.
+    /// Every event's wire name, in the schema's order (README lists them;
+    /// a test keeps the two equal).
+    pub const NAMES: [&'static str; 10] = [
+        "run_started",
+        "batch",
+        "eval",
+        "samples",
+        "checkpoint",
+        "log",
+        "hardware",
+        "alert",
+        "phase",
+        "run_finished",
+    ];
+
+    /// The wire name of this event's `type` (one of [`EventKind::NAMES`]).
     pub fn name(&self) -> &'static str {
-        match self {
-            EventKind::RunStarted(_) => "run_started",
-            EventKind::Batch(_) => "batch",
-            EventKind::Eval(_) => "eval",
-            EventKind::Samples(_) => "samples",
-            EventKind::Checkpoint(_) => "checkpoint",
-            EventKind::Log(_) => "log",
-            EventKind::Hardware(_) => "hardware",
-            EventKind::Alert(_) => "alert",
-            EventKind::Phase(_) => "phase",
-            EventKind::RunFinished(_) => "run_finished",
-        }
+        Self::NAMES[match self {
+            EventKind::RunStarted(_) => 0,
+            EventKind::Batch(_) => 1,
+            EventKind::Eval(_) => 2,
+            EventKind::Samples(_) => 3,
+            EventKind::Checkpoint(_) => 4,
+            EventKind::Log(_) => 5,
+            EventKind::Hardware(_) => 6,
+            EventKind::Alert(_) => 7,
+            EventKind::Phase(_) => 8,
+            EventKind::RunFinished(_) => 9,
+        }]
     }
 }
 
