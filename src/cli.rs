@@ -254,14 +254,14 @@ fn parse_sweep_id(s: &str) -> Result<String, String> {
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// The run's id (its folder in --runs-dir).
+    /// The run's id (its folder in --run-dir).
     pub run_id: String,
     /// The file to write (default RUN_ID-report.html; - for standard output).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Folder of run logs.
-    #[arg(long, default_value = "runs", value_name = "DIR")]
-    pub runs_dir: PathBuf,
+    /// Folder of run logs (`--runs-dir`, its old name, still works).
+    #[arg(long, alias = "runs-dir", default_value = "runs", value_name = "DIR")]
+    pub run_dir: PathBuf,
 }
 
 /// What `prune` (and `serve --prune-every`) lets go.

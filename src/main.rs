@@ -264,7 +264,7 @@ fn backends(json: bool) -> ExitCode {
 
 /// `report RUN_ID -o FILE`: the run's self-contained HTML report.
 fn report(args: cli::ReportArgs) -> anyhow::Result<ExitCode> {
-    let html = mnist_server::report::from_runs_dir(&args.runs_dir, &args.run_id)?;
+    let html = mnist_server::report::from_runs_dir(&args.run_dir, &args.run_id)?;
     let output = args
         .output
         .unwrap_or_else(|| format!("{}-report.html", args.run_id).into());

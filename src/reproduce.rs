@@ -26,7 +26,7 @@ pub struct Original {
 
 /// Reads `run_dir/run_id/events.jsonl` and the configuration it trained with.
 pub fn load(run_dir: &Path, run_id: &str) -> anyhow::Result<Original> {
-    let path = run_dir.join(run_id).join("events.jsonl");
+    let path = mnist_events::log_path(run_dir, run_id);
     if !path.is_file() {
         anyhow::bail!(
             "--reproduce: no run {run_id} in {} (no {})",

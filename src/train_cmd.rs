@@ -142,7 +142,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let summary = result.map_err(run_error)?;
     index_run(&args.run_dir, &args.checkpoint_dir, &summary.run_id);
     let comparison = original.as_ref().map(|o| {
-        let log = args.run_dir.join(&summary.run_id).join("events.jsonl");
+        let log = mnist_events::log_path(&args.run_dir, &summary.run_id);
         let rerun = mnist_events::read_events(&log).unwrap_or_default();
         let c = crate::reproduce::compare(o, &summary.run_id, &rerun);
         eprintln!("{}", c.describe());

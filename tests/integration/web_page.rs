@@ -272,7 +272,7 @@ fn tracking_controls_work_in_the_page_and_meta_stays_beside_the_log() {
         "the name, escaped"
     );
     let out = bin()
-        .args(["report", "nope", "--runs-dir"])
+        .args(["report", "nope", "--run-dir"])
         .arg(work.path().join("runs"))
         .output()
         .unwrap();

@@ -42,6 +42,14 @@ pub use jsonl::{
     parse_line, read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail,
 };
 pub use lock::LockExt;
+
+/// A run's log inside its folder: `<runs>/<run-id>/events.jsonl`.
+pub const LOG_FILE: &str = "events.jsonl";
+
+/// Where run `run_id`'s log is under the runs folder `runs_dir`.
+pub fn log_path(runs_dir: &std::path::Path, run_id: &str) -> std::path::PathBuf {
+    runs_dir.join(run_id).join(LOG_FILE)
+}
 pub use stop::{Stop, StopReason};
 pub use stream::{EventSink, EventStream, FnSink, Observer};
 

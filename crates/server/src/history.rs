@@ -9,7 +9,7 @@ pub fn list_runs(runs_dir: &Path) -> Vec<(String, std::path::PathBuf)> {
         .flatten()
         .flatten()
         .filter_map(|entry| {
-            let path = entry.path().join("events.jsonl");
+            let path = entry.path().join(mnist_events::LOG_FILE);
             let name = entry.file_name().into_string().ok()?;
             path.is_file().then_some((name, path))
         })

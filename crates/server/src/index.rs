@@ -73,7 +73,7 @@ pub struct Folders {
 impl Folders {
     /// `runs/<id>/events.jsonl`.
     pub fn log(&self, id: &str) -> PathBuf {
-        self.runs.join(id).join("events.jsonl")
+        mnist_events::log_path(&self.runs, id)
     }
 
     /// The stamp of run `id` now, or None when it has no log.

@@ -381,7 +381,7 @@ impl AppState {
         if !valid_run_id(run_id) {
             return None;
         }
-        let path = self.opts.runs_dir.join(run_id).join("events.jsonl");
+        let path = mnist_events::log_path(&self.opts.runs_dir, run_id);
         let meta = std::fs::metadata(&path).ok()?;
         let stamp = (meta.len(), meta.modified().ok());
         if let Some(hub) = self.logged.locked().get(run_id, &stamp) {

@@ -151,7 +151,7 @@ fn check_patch(p: &MetaPatch) -> Result<(), ApiError> {
 
 fn run_dir(state: &AppState, id: &str) -> Result<PathBuf, ApiError> {
     let dir = state.opts.runs_dir.join(id);
-    if crate::valid_run_id(id) && dir.join("events.jsonl").is_file() {
+    if crate::valid_run_id(id) && dir.join(mnist_events::LOG_FILE).is_file() {
         Ok(dir)
     } else {
         Err(ApiError::no_run(id))

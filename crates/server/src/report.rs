@@ -88,7 +88,7 @@ pub enum ReportError {
 /// The report of the run logged in `runs_dir/run_id`, from its log and
 /// `meta.json` (what the server would serve, without a server).
 pub fn from_runs_dir(runs_dir: &std::path::Path, run_id: &str) -> Result<String, ReportError> {
-    let path = runs_dir.join(run_id).join("events.jsonl");
+    let path = mnist_events::log_path(runs_dir, run_id);
     if !crate::valid_run_id(run_id) || !path.is_file() {
         return Err(ReportError::NoRun {
             run_id: run_id.into(),

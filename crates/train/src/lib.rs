@@ -267,7 +267,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         memory::check(&config, splits.train.len(), eval).map_err(|e| RunError::Config(vec![e]))?;
     }
 
-    let events_path = opts.runs_dir.join(&run_id).join("events.jsonl");
+    let events_path = mnist_events::log_path(&opts.runs_dir, &run_id);
     let mut stream = open_stream(&run_id, &events_path, &mut opts, webhook)?;
     let checkpoint_dir = opts.checkpoints_dir.join(&run_id);
     // Hardware samples join the stream from the sampler's thread until the
