@@ -49,6 +49,9 @@ pub enum Command {
     /// days, the trash after N days, all but the best checkpoint. Prints what would go and the
     /// disk it frees; --yes does it. Runs tagged `keep`, and runs that train, are never touched.
     Prune(PruneArgs),
+    /// Write a run's trained model for other tools: safetensors in PyTorch's names and layout
+    /// (`load_state_dict` of the same network in PyTorch predicts the same).
+    Export(ExportArgs),
     /// Bring the runs folder's index up to date (or rebuild it from the logs with --rebuild):
     /// the cache `serve` lists, filters and compares runs from.
     Index(IndexArgs),
@@ -327,6 +330,31 @@ pub struct PruneArgs {
     /// Print the plan (and what was done) as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The run whose model to write (its folder in --checkpoint-dir).
+    pub run_id: String,
+    /// The epoch's checkpoint (default: the run's best, else its newest).
+    #[arg(long, value_name = "N")]
+    pub epoch: Option<usize>,
+    /// The file's format.
+    #[arg(long, value_enum, default_value = "safetensors")]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Folder of checkpoints.
+    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
+    pub checkpoint_dir: PathBuf,
+}
+
+/// What `export` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// safetensors, PyTorch's names and layout, the normalisation in its metadata.
+    Safetensors,
 }
 
 #[derive(Args)]

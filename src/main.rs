@@ -51,6 +51,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// `export`: the run's checkpoint (an epoch's, or its best) as a file for
+/// other tools.
+fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
+    let id = &args.run_id;
+    if id.is_empty() || id.starts_with('.') || id.contains(['/', '\\', '\0']) {
+        anyhow::bail!("RUN_ID {:?}: not a run id", args.run_id);
+    }
+    let run = args.checkpoint_dir.join(&args.run_id);
+    let dir = match args.epoch {
+        Some(e) => run.join(mnist_train::checkpoint::epoch_dir_name(e)),
+        None => run,
+    };
+    if !dir.is_dir() {
+        let what = args
+            .epoch
+            .map_or(String::new(), |e| format!(" of epoch {e}"));
+        anyhow::bail!(
+            "no checkpoint{what} of run {} in {}",
+            args.run_id,
+            args.checkpoint_dir.display()
+        );
+    }
+    let predictor = mnist_train::infer::Predictor::load(&dir)?;
+    let bytes = match args.format {
+        cli::ExportFormat::Safetensors => mnist_train::export::safetensors(&predictor)?,
+    };
+    std::fs::write(&args.output, &bytes)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes): run {} epoch {}",
+        args.output.display(),
+        bytes.len(),
+        predictor.state.run_id,
+        predictor.state.epoch
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// An error and its causes, each said once: a cause whose words its
 /// error's message already holds (thiserror's `{source}` in the message)
 /// is not repeated after it.
@@ -127,6 +165,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Model { kernels, json } => model(kernels, json),
         cli::Command::Report(args) => report(args),
         cli::Command::Index(args) => index_cmd::run(args),
+        cli::Command::Export(args) => export(args),
         cli::Command::Prune(args) => prune_cmd::run(args),
         cli::Command::Sweep(args) => sweep_cmd::run(args),
         cli::Command::Exporter(args) => exporter(args),

@@ -600,3 +600,75 @@ fn a_gzip_bombed_idx_file_is_refused_without_inflating_it() {
         "said once: {err}"
     );
 }
+
+/// `export`: a trained run's model as safetensors in PyTorch's names and
+/// shapes, with the normalisation and the kernels in its metadata.
+#[test]
+fn export_writes_safetensors_in_pytorch_s_names_and_shapes() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 200, 40);
+    let out = bin()
+        .args([
+            "train",
+            "--backend",
+            "cpu",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+        ])
+        .args([
+            "--kernels",
+            "4,5,6,7",
+            "--val-size",
+            "40",
+            "--quiet",
+            "--hw-interval",
+            "0",
+        ])
+        .args(["--skip-verify", "--run-id", "exp", "--data-dir"])
+        .arg(&data)
+        .args(work_dirs(work.path()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = work.path().join("model.safetensors");
+    let export = |extra: &[&str]| {
+        bin()
+            .args(["export", "exp", "-o"])
+            .arg(&file)
+            .arg("--checkpoint-dir")
+            .arg(work.path().join("ckpt"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = export(&["--epoch", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&file).unwrap();
+    // The format: an 8-byte little-endian header length, a JSON header.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let shape = |name: &str| header[name]["shape"].clone();
+    assert_eq!(shape("conv1.weight"), serde_json::json!([4, 1, 3, 3]));
+    assert_eq!(shape("conv2.weight"), serde_json::json!([5, 4, 3, 3]));
+    assert_eq!(shape("conv4.bias"), serde_json::json!([7]));
+    assert_eq!(shape("fc1.weight"), serde_json::json!([128, 112]));
+    assert_eq!(shape("fc2.weight"), serde_json::json!([10, 128]));
+    assert_eq!(header["fc2.bias"]["dtype"], "F32");
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["kernels"], "4,5,6,7");
+    assert_eq!(meta["epoch"], "1");
+    assert!(
+        meta["normalisation"].as_str().unwrap().contains("0.1307"),
+        "{meta}"
+    );
+    let out = export(&["--epoch", "9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no checkpoint of epoch 9"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -124,6 +124,11 @@ impl Predictor {
         })
     }
 
+    /// The loaded network.
+    pub fn model(&self) -> &Cnn<B> {
+        &self.model
+    }
+
     /// Softmax probabilities for `n` images (`n × 784` raw pixels).
     pub fn probabilities(&self, pixels: &[u8]) -> Vec<[f32; CLASSES]> {
         let n = pixels.len() / IMAGE_PIXELS;

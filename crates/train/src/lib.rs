@@ -13,6 +13,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod export;
 pub mod infer;
 pub mod kernel_cache;
 pub mod memory;
