@@ -1124,6 +1124,9 @@ function showMeta() {
   form.dataset.run = run.run_id;
   $('#meta-run').textContent = run.run_id;
   $('#meta-report').href = `/api/runs/${encodeURIComponent(run.run_id)}/report.html`;
+  // Only a run with a checkpoint has a model to download.
+  $('#meta-model').hidden = !(run.checkpoint_epochs || []).length;
+  $('#meta-model').href = `/api/runs/${encodeURIComponent(run.run_id)}/model.safetensors`;
   form.elements.name.value = run.name || '';
   form.elements.tags.value = (run.tags || []).join(', ');
   form.elements.notes.value = run.notes || '';

@@ -28,7 +28,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/runs/{id}/events", web::get().to(events))
         .route("/api/runs/{id}/series", web::get().to(series))
         .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv))
-        .route("/api/runs/{id}/report.html", web::get().to(report));
+        .route("/api/runs/{id}/report.html", web::get().to(report))
+        .route(
+            "/api/runs/{id}/model.safetensors",
+            web::get().to(model_file),
+        );
 }
 
 /// Malformed JSON bodies get the same error shape as invalid fields.
@@ -192,6 +196,52 @@ struct RunColumns {
     run_ids: Vec<String>,
     names: Vec<Option<String>>,
     columns: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct EpochQuery {
+    epoch: Option<usize>,
+}
+
+/// `GET /api/runs/{id}/model.safetensors?epoch=N`: the run's best
+/// checkpoint (or epoch N's) in PyTorch's names and layout, as a download
+/// (see `mnist_train::export`).
+async fn model_file(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<EpochQuery>,
+) -> ApiResult {
+    if !crate::valid_run_id(&id) {
+        return Err(ApiError::no_run(&id));
+    }
+    let run = state.opts.checkpoints_dir.join(id.as_str());
+    let dir = match q.epoch {
+        Some(e) => run.join(mnist_train::checkpoint::epoch_dir_name(e)),
+        None => run,
+    };
+    if !dir.is_dir() {
+        let what = q.epoch.map_or(String::new(), |e| format!(" of epoch {e}"));
+        return Err(ApiError::NotFound(format!(
+            "no checkpoint{what} of run {id}"
+        )));
+    }
+    let (epoch, bytes) = web::block(move || {
+        let p = mnist_train::infer::Predictor::load(&dir).map_err(|e| e.to_string())?;
+        let bytes = mnist_train::export::safetensors(&p).map_err(|e| e.to_string())?;
+        Ok::<_, String>((p.state.epoch, bytes))
+    })
+    .await?
+    .map_err(ApiError::Unavailable)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            "content-disposition",
+            format!(
+                "attachment; filename=\"{}-epoch-{epoch}.safetensors\"",
+                file_name_safe(&id)
+            ),
+        ))
+        .body(bytes))
 }
 
 /// The runs list's query string, as sent.
