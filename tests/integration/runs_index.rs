@@ -238,6 +238,7 @@ fn the_runs_list_is_paged_filtered_and_sorted_on_the_server() {
         ("sort=bogus", "sort", "bogus"),
         ("limit=5000", "limit", "0..=1000"),
         ("order=up", "order", "asc or desc"),
+        (&format!("q={}", "a%20".repeat(40)), "q", "at most 32 terms"),
     ] {
         let (code, body) = get(&format!("{base}/api/runs?{query}"));
         assert_eq!(code, 400, "{query}: {body}");
@@ -801,4 +802,25 @@ fn the_page_previews_a_cleanup_and_does_it_only_once_confirmed() {
         120,
         "every run is listed or in the trash: {seen}"
     );
+}
+
+/// A cleanup of thousands of runs confirms its thousands of steps: the
+/// confirmation's body is not refused for its size.
+#[test]
+fn a_large_cleanup_can_be_confirmed() {
+    let work = tempfile::tempdir().unwrap();
+    write_runs(&work.path().join("runs"), 3000, 2);
+    let server = spawn_server(serve_in(work.path(), work.path()));
+    let base = &server.base;
+    wait_total(base, "limit=0", 3000);
+    let policy = json!({"keep_best": 1});
+    let (code, dry) = post(&format!("{base}/api/prune"), &json!({"policy": policy}));
+    assert_eq!(code, 200, "{dry}");
+    let steps = dry["plan"]["actions"].as_array().unwrap().len();
+    assert!(steps > 500, "{steps} steps");
+    assert!(dry["plan"]["actions"].to_string().len() > 64 * 1024);
+    let body = json!({"policy": policy, "dry_run": false, "expect": dry["plan"]["actions"]});
+    let (code, done) = post(&format!("{base}/api/prune"), &body);
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(list(base, "limit=0")["total"], (3000 - steps) as u64);
 }

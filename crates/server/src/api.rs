@@ -255,6 +255,11 @@ struct ListQuery {
     keys: Option<String>,
 }
 
+/// Longest runs filter, in bytes.
+const MAX_QUERY: usize = 2000;
+/// Most terms in a runs filter.
+const MAX_TERMS: usize = 32;
+
 /// Most rows one page of `GET /api/runs` returns.
 pub const MAX_PAGE: usize = 1000;
 
@@ -269,8 +274,14 @@ pub(crate) struct ListAsk {
 
 impl ListQuery {
     fn parse(self) -> Result<ListAsk, ApiError> {
-        let filter = crate::query::Filter::parse(self.q.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::field("q", e.to_string()))?;
+        let q = self.q.as_deref().unwrap_or("");
+        // Checked before parsing: every term costs a look at every run.
+        if q.len() > MAX_QUERY || q.split_whitespace().count() > MAX_TERMS {
+            let message = format!("at most {MAX_TERMS} terms and {MAX_QUERY} characters");
+            return Err(ApiError::field("q", message));
+        }
+        let filter =
+            crate::query::Filter::parse(q).map_err(|e| ApiError::field("q", e.to_string()))?;
         let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
             None => "started",
             Some(s) => crate::query::key(s).ok_or_else(|| {

@@ -85,7 +85,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/runs/{id}", web::delete().to(delete))
         .route("/api/trash", web::get().to(trash))
         .route("/api/trash/{id}/restore", web::post().to(restore))
-        .route("/api/prune", web::post().to(prune));
+        .service(
+            // The previewed steps come back with the confirmation: a
+            // cleanup of thousands of runs is a few hundred KB of them.
+            web::resource("/api/prune")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(8 << 20)
+                        .error_handler(crate::api::json_error),
+                )
+                .route(web::post().to(prune)),
+        );
 }
 
 /// `PATCH /api/runs/{id}` with any of `name` (null clears it), `notes`, `tags`.
