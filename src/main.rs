@@ -54,25 +54,7 @@ fn main() -> ExitCode {
 /// `export`: the run's checkpoint (an epoch's, or its best) as a file for
 /// other tools.
 fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
-    let id = &args.run_id;
-    if id.is_empty() || id.starts_with('.') || id.contains(['/', '\\', '\0']) {
-        anyhow::bail!("RUN_ID {:?}: not a run id", args.run_id);
-    }
-    let run = args.checkpoint_dir.join(&args.run_id);
-    let dir = match args.epoch {
-        Some(e) => run.join(mnist_train::checkpoint::epoch_dir_name(e)),
-        None => run,
-    };
-    if !dir.is_dir() {
-        let what = args
-            .epoch
-            .map_or(String::new(), |e| format!(" of epoch {e}"));
-        anyhow::bail!(
-            "no checkpoint{what} of run {} in {}",
-            args.run_id,
-            args.checkpoint_dir.display()
-        );
-    }
+    let dir = mnist_train::export::checkpoint_dir(&args.checkpoint_dir, &args.run_id, args.epoch)?;
     let predictor = mnist_train::infer::Predictor::load(&dir)?;
     let bytes = match args.format {
         cli::ExportFormat::Safetensors => mnist_train::export::safetensors(&predictor)?,

@@ -29,16 +29,8 @@ pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = prune::plan(&policy, &rows, &world);
     let done = args.yes.then(|| prune::execute(&plan, &world));
-    for d in done.iter().flatten().filter(|d| d.skipped.is_none()) {
-        match &d.action {
-            Action::Trash { run_id, .. } => {
-                index.remove(run_id);
-            }
-            Action::DropCheckpoints { run_id, .. } => {
-                let _ = mnist_server::index::index_run(&folders, run_id);
-            }
-            Action::EmptyTrash { .. } => {}
-        }
+    if let Some(done) = &done {
+        prune::follow_in_index(&index, done);
     }
     let left = done
         .iter()

@@ -216,7 +216,7 @@ pub fn read_log(path: impl AsRef<Path>) -> std::io::Result<Log> {
 /// straight into their structs instead. Anything else (or a line the fast
 /// path does not take) goes through `Event`'s own `Deserialize`.
 pub fn parse_line(line: &[u8]) -> serde_json::Result<Event> {
-    if is_batch(line) {
+    if line_is(line, "batch") {
         #[derive(serde::Deserialize)]
         struct Envelope {
             seq: u64,
@@ -237,13 +237,18 @@ pub fn parse_line(line: &[u8]) -> serde_json::Result<Event> {
     serde_json::from_slice(line)
 }
 
-/// Whether the line's envelope says `"type":"batch"` (as our writer puts
-/// it, near the start; a string value never holds it unescaped).
-fn is_batch(line: &[u8]) -> bool {
-    const TAG: &[u8] = b"\"type\":\"batch\"";
-    line[..line.len().min(200)]
-        .windows(TAG.len())
-        .any(|w| w == TAG)
+/// Whether a log line's envelope says `"type":"KIND"`, without parsing
+/// it: our writer puts the type among the first fields, and no string
+/// value before it can hold a quote unescaped.
+pub fn line_is(line: &[u8], kind: &str) -> bool {
+    const TAG: &[u8] = b"\"type\":\"";
+    let head = &line[..line.len().min(200)];
+    head.windows(TAG.len())
+        .position(|w| w == TAG)
+        .is_some_and(|at| {
+            let rest = &head[at + TAG.len()..];
+            rest.starts_with(kind.as_bytes()) && rest.get(kind.len()) == Some(&b'"')
+        })
 }
 
 /// The events of a JSONL log ([`read_log`] without the bad lines).

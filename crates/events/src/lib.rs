@@ -39,7 +39,7 @@ mod stream;
 pub use hardware::*;
 
 pub use jsonl::{
-    parse_line, read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail,
+    line_is, parse_line, read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail,
 };
 pub use lock::LockExt;
 

@@ -211,20 +211,11 @@ async fn model_file(
     id: web::Path<String>,
     q: web::Query<EpochQuery>,
 ) -> ApiResult {
-    if !crate::valid_run_id(&id) {
-        return Err(ApiError::no_run(&id));
-    }
-    let run = state.opts.checkpoints_dir.join(id.as_str());
-    let dir = match q.epoch {
-        Some(e) => run.join(mnist_train::checkpoint::epoch_dir_name(e)),
-        None => run,
-    };
-    if !dir.is_dir() {
-        let what = q.epoch.map_or(String::new(), |e| format!(" of epoch {e}"));
-        return Err(ApiError::NotFound(format!(
-            "no checkpoint{what} of run {id}"
-        )));
-    }
+    use mnist_train::export::{checkpoint_dir, ExportError};
+    let dir = checkpoint_dir(&state.opts.checkpoints_dir, &id, q.epoch).map_err(|e| match e {
+        ExportError::BadRunId(_) => ApiError::no_run(&id),
+        e => ApiError::NotFound(e.to_string()),
+    })?;
     let (epoch, bytes) = web::block(move || {
         let p = mnist_train::infer::Predictor::load(&dir).map_err(|e| e.to_string())?;
         let bytes = mnist_train::export::safetensors(&p).map_err(|e| e.to_string())?;

@@ -20,6 +20,7 @@
 
 use crate::manage::RunMeta;
 use crate::state::{RunState, RunSummary, DEFAULT_SMOOTHING};
+use crate::write_atomic;
 use mnist_events::LockExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -202,9 +203,7 @@ pub fn fold_log(id: &str, path: &Path) -> std::io::Result<RunState> {
         let line = line?;
         // The index keeps neither the machine's samples nor the sample
         // predictions: a quarter of a log's bytes left unparsed.
-        let head = &line[..line.len().min(200)];
-        let skip = |tag: &[u8]| head.windows(tag.len()).any(|w| w == tag);
-        if skip(br#""type":"hardware""#) || skip(br#""type":"samples""#) {
+        if mnist_events::line_is(&line, "hardware") || mnist_events::line_is(&line, "samples") {
             continue;
         }
         if let Ok(event) = mnist_events::parse_line(&line) {
@@ -214,21 +213,6 @@ pub fn fold_log(id: &str, path: &Path) -> std::io::Result<RunState> {
     Ok(state)
 }
 
-/// Writes `bytes` to `path` through a temporary file of this writer's own
-/// and a rename: readers see the old file or the new one, whole.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = path.parent().expect("index files live in a folder");
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("row");
-    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
 /// Writes run `state`'s entry (its series, then its row: the row is what
 /// readers trust, so it goes last) and returns the row.
 pub fn write_entry(folders: &Folders, state: &RunState, stamp: Stamp) -> std::io::Result<Row> {
@@ -236,6 +220,8 @@ pub fn write_entry(folders: &Folders, state: &RunState, stamp: Stamp) -> std::io
     let meta = RunMeta::load(&folders.runs, id);
     let row = Row::of(state, stamp, meta, Disk::of(folders, id));
     let series = state.series(0, u64::MAX, INDEX_POINTS, DEFAULT_SMOOTHING);
+    std::fs::create_dir_all(folders.series_dir())?;
+    std::fs::create_dir_all(folders.rows_dir())?;
     write_atomic(
         &folders.series_dir().join(format!("{id}.json")),
         compact_json(&series).as_bytes(),

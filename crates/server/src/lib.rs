@@ -412,6 +412,21 @@ pub(crate) fn valid_run_id(id: &str) -> bool {
     !id.is_empty() && !id.starts_with('.') && !id.contains(['/', '\\', '\0'])
 }
 
+/// Writes `bytes` to `path` (in a folder that exists) through a temporary
+/// file of this writer's own, hidden beside it, and a rename: readers see
+/// the old file or the new one, whole, and two writers at once never share
+/// a temporary file.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 /// Why the server refused to start.
 #[derive(Debug)]
 pub struct BindError(pub String);

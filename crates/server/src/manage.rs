@@ -68,13 +68,8 @@ impl RunMeta {
     }
 
     pub(crate) fn save(&self, runs_dir: &Path, run_id: &str) -> std::io::Result<()> {
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = runs_dir.join(run_id).join(META_FILE);
-        // A name of this write's own: two PATCHes at once never share one.
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serialises"))?;
-        std::fs::rename(&tmp, &path)
+        crate::write_atomic(&path, &serde_json::to_vec_pretty(self).expect("serialises"))
     }
 }
 

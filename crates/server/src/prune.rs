@@ -12,7 +12,7 @@ use crate::manage::RunMeta;
 use crate::state::{RunSummary, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The tag that keeps a run from any cleanup.
 pub const KEEP_TAG: &str = "keep";
@@ -277,10 +277,6 @@ pub fn plan(policy: &Policy, rows: &[RunSummary], world: &World) -> Plan {
     }
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    crate::index::Disk::bytes_of(dir)
-}
-
 /// All but the best checkpoint of run `id` (the best as its newest
 /// checkpoint's state names it), if there is more than one.
 fn drop_checkpoints(folders: &crate::index::Folders, id: &str) -> Option<Action> {
@@ -299,7 +295,10 @@ fn drop_checkpoints(folders: &crate::index::Folders, id: &str) -> Option<Action>
         run_id: id.to_string(),
         epochs: gone.iter().map(|(e, _)| *e).collect(),
         kept: best,
-        bytes: gone.iter().map(|(_, p)| dir_bytes(p)).sum(),
+        bytes: gone
+            .iter()
+            .map(|(_, p)| crate::index::Disk::bytes_of(p))
+            .sum(),
     })
 }
 
@@ -319,12 +318,15 @@ fn old_trash(folders: &crate::index::Folders, days: f64, now_ms: u64) -> Vec<Act
                 .ok()?
                 .as_millis() as u64;
             (crate::valid_run_id(&id) && moved_ms < cutoff).then(|| Action::EmptyTrash {
-                bytes: dir_bytes(&e.path()),
+                bytes: crate::index::Disk::bytes_of(&e.path()),
                 run_id: id,
             })
         })
         .collect();
-    out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    out.sort_by(|a, b| match (a, b) {
+        (Action::EmptyTrash { run_id: a, .. }, Action::EmptyTrash { run_id: b, .. }) => a.cmp(b),
+        _ => std::cmp::Ordering::Equal,
+    });
     out
 }
 
@@ -409,6 +411,28 @@ pub fn may_train(index: &crate::index::RunIndex, id: &str) -> bool {
             .is_none_or(|r| !r.summary.status.is_final() || folders.stamp(id) != Some(r.stamp))
 }
 
+/// Brings `index` in line with what `done` did: trashed runs leave it,
+/// runs whose checkpoints were dropped are indexed again. Returns the
+/// trashed runs' ids.
+pub fn follow_in_index(index: &crate::index::RunIndex, done: &[Done]) -> Vec<String> {
+    let mut trashed = Vec::new();
+    for d in done.iter().filter(|d| d.skipped.is_none()) {
+        match &d.action {
+            Action::Trash { run_id, .. } => {
+                index.remove(run_id);
+                trashed.push(run_id.clone());
+            }
+            Action::DropCheckpoints { run_id, .. } => {
+                if let Ok(Some(row)) = crate::index::index_run(index.folders(), run_id) {
+                    index.put(row);
+                }
+            }
+            Action::EmptyTrash { .. } => {}
+        }
+    }
+    trashed
+}
+
 /// What a prune answered (`POST /api/prune`, `mnist-monitor prune --json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -473,19 +497,8 @@ pub fn run(
         });
     }
     let done = execute(&plan, &world);
-    for d in done.iter().filter(|d| d.skipped.is_none()) {
-        match &d.action {
-            Action::Trash { run_id, .. } => {
-                state.index.remove(run_id);
-                state.forget_run(run_id);
-            }
-            Action::DropCheckpoints { run_id, .. } => {
-                if let Ok(Some(row)) = crate::index::index_run(&folders, run_id) {
-                    state.index.put(row);
-                }
-            }
-            Action::EmptyTrash { .. } => {}
-        }
+    for run_id in follow_in_index(&state.index, &done) {
+        state.forget_run(&run_id);
     }
     state.runs_changed.send_modify(|v| *v += 1);
     Ok(Outcome {

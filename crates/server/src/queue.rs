@@ -70,15 +70,8 @@ impl Queue {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = self
-            .path
-            .with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&self.items).expect("serialises"),
-        )
-        .map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        let bytes = serde_json::to_vec_pretty(&self.items).expect("serialises");
+        crate::write_atomic(&self.path, &bytes).map_err(err)
     }
 
     /// Adds `item` at the end; its position (1 is next).

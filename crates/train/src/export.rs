@@ -30,6 +30,19 @@ pub struct Named {
 /// Why a model could not be exported.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The run id names no folder (empty, hidden, or a path).
+    #[error("{0:?} is not a run id")]
+    BadRunId(String),
+    /// The run (or the epoch asked for) has no checkpoint.
+    #[error("no checkpoint{} of run {run_id} in {}", .epoch.map_or(String::new(), |e| format!(" of epoch {e}")), .dir.display())]
+    NoCheckpoint {
+        /// The run.
+        run_id: String,
+        /// The epoch asked for, if one was.
+        epoch: Option<usize>,
+        /// The checkpoints folder looked in.
+        dir: std::path::PathBuf,
+    },
     /// The safetensors writer refused the tensors.
     #[error("cannot write safetensors: {0}")]
     Safetensors(String),
@@ -71,6 +84,32 @@ fn bias<B: Backend>(name: &str, b: Option<&Param<Tensor<B, 1>>>) -> Option<Named
             values: values(b),
         }
     })
+}
+
+/// The checkpoint `export` reads: run `run_id`'s folder under
+/// `checkpoints_dir` (whose best [`Predictor::load`] takes) or, with
+/// `epoch`, that epoch's.
+pub fn checkpoint_dir(
+    checkpoints_dir: &std::path::Path,
+    run_id: &str,
+    epoch: Option<usize>,
+) -> Result<std::path::PathBuf, ExportError> {
+    if run_id.is_empty() || run_id.starts_with('.') || run_id.contains(['/', '\\', '\0']) {
+        return Err(ExportError::BadRunId(run_id.to_string()));
+    }
+    let run = checkpoints_dir.join(run_id);
+    let dir = match epoch {
+        Some(e) => run.join(crate::checkpoint::epoch_dir_name(e)),
+        None => run,
+    };
+    if !dir.is_dir() {
+        return Err(ExportError::NoCheckpoint {
+            run_id: run_id.to_string(),
+            epoch,
+            dir: checkpoints_dir.to_path_buf(),
+        });
+    }
+    Ok(dir)
 }
 
 /// The model's parameters in PyTorch's names and layout, in forward order.
