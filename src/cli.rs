@@ -57,6 +57,9 @@ pub enum Command {
     Index(IndexArgs),
     /// Write a run as one self-contained HTML file (curves, evaluation, config, provenance; opens offline).
     Report(ReportArgs),
+    /// Steer a run while it trains: pause, resume, a new learning rate, an evaluation or a
+    /// checkpoint now, stop after the epoch (applied at its next batch boundary).
+    Control(ControlArgs),
     /// Print the model's layers, output shapes and parameter counts.
     Model {
         /// Output channels of the four convolutions (each 1-512).
@@ -783,4 +786,53 @@ fn parse_prune_every(s: &str) -> Result<f64, String> {
         Ok(h) if (0.001..=8760.0).contains(&h) => Ok(h),
         _ => Err(format!("must be hours in 0.001-8760 (got {s})")),
     }
+}
+
+#[derive(Args)]
+pub struct ControlArgs {
+    /// The run to steer (it must be training on the server).
+    pub run_id: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ControlCommand,
+    /// The server that trains it: a `serve`, or a `train --serve` (its own port), or a tunnel's
+    /// local end (`remote watch`).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// The server's token (or MNIST_MONITOR_TOKEN).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The controls `mnist-monitor control RUN_ID …` sends.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq)]
+pub enum ControlCommand {
+    /// Hold the run between batches (its device stays its own).
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// Train on with this learning rate from the next step.
+    Lr {
+        /// The new learning rate, in (0, 10].
+        #[arg(allow_negative_numbers = true)]
+        lr: f64,
+        /// constant, or cosine from the new rate to 0 at the last step (default: the run's own).
+        #[arg(long, value_name = "SCHEDULE")]
+        schedule: Option<String>,
+    },
+    /// Evaluate now.
+    Eval {
+        /// val or test.
+        #[arg(long, default_value = "val")]
+        split: String,
+    },
+    /// Write a checkpoint now (a resume continues from it).
+    Checkpoint,
+    /// Finish the epoch in progress (evaluation and checkpoint included), then stop.
+    StopAfterEpoch,
 }

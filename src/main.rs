@@ -4,6 +4,8 @@
 //! it; see README.md for the commands and the architecture.
 
 mod cli;
+mod control_cmd;
+mod http;
 mod index_cmd;
 mod predict_cmd;
 mod progress;
@@ -146,6 +148,7 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::Backends { json } => Ok(backends(json)),
         cli::Command::Model { kernels, json } => model(kernels, json),
         cli::Command::Report(args) => report(args),
+        cli::Command::Control(args) => control_cmd::run(args),
         cli::Command::Index(args) => index_cmd::run(args),
         cli::Command::Export(args) => export(args),
         cli::Command::Prune(args) => prune_cmd::run(args),

@@ -84,6 +84,7 @@ impl EventSink for Progress {
                 if c.best { " (best)" } else { "" }
             )),
             EventKind::Phase(p) => self.phase(p),
+            EventKind::Control(c) => self.println(format!("control: {}", c.message)),
             EventKind::Log(l) => {
                 let level = match l.level {
                     LogLevel::Info => "info",

@@ -65,6 +65,24 @@ pub fn load(run_dir: &Path, run_id: &str) -> anyhow::Result<Original> {
     })
 }
 
+impl Original {
+    /// The controls the run applied that change what it computes (all but
+    /// pause and resume, and the evaluations and checkpoints, which change
+    /// nothing it trains), at the steps it applied them: replayed so that
+    /// a steered run is reproduced as it was steered.
+    pub fn controls(&self) -> Vec<(u64, mnist_events::ControlAction)> {
+        use mnist_events::ControlAction as A;
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Control(c) => Some((c.step, c.action.clone())),
+                _ => None,
+            })
+            .filter(|(_, a)| matches!(a, A::SetLr { .. } | A::StopAfterEpoch))
+            .collect()
+    }
+}
+
 /// How the rerun's first epoch compares with the original's.
 #[derive(Debug, Serialize)]
 pub struct Comparison {

@@ -6,7 +6,6 @@
 
 use crate::cli::{Cli, Command, Executor, SweepArgs, TrainArgs};
 use crate::progress::Progress;
-use anyhow::Context;
 use clap::Parser;
 use mnist_events::{RunStatus, Stop, StopReason};
 use mnist_sweep::Grid;
@@ -177,32 +176,8 @@ fn queue_on_server(
         "random": args.random,
         "seed": args.random_seed,
     });
-    let token = match &args.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("--token-file {}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => std::env::var("MNIST_MONITOR_TOKEN").ok(),
-    };
-    let endpoint = format!("{}/api/sweeps", url.trim_end_matches('/'));
-    let mut request = ureq::post(&endpoint).set("content-type", "application/json");
-    if let Some(t) = &token {
-        request = request.set("authorization", &format!("Bearer {t}"));
-    }
-    let answer: serde_json::Value = match request.send_string(&body.to_string()) {
-        Ok(r) => serde_json::from_str(&r.into_string()?)?,
-        Err(ureq::Error::Status(code, r)) => {
-            let body: serde_json::Value =
-                serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or_default();
-            anyhow::bail!(
-                "{endpoint} answered {code}: {}",
-                body["error"].as_str().unwrap_or("?")
-            );
-        }
-        Err(e) => anyhow::bail!("cannot reach {endpoint}: {e}"),
-    };
+    let token = crate::http::token(args.token_file.as_deref())?;
+    let answer = crate::http::post_json(url, "/api/sweeps", token.as_deref(), &body)?;
     let runs = answer["runs"].as_array().cloned().unwrap_or_default();
     eprintln!(
         "{}: {} runs queued on {url}; watch them at {}{}",

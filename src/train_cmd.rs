@@ -123,14 +123,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let hardware = args
         .watch
         .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
+    let controls = mnist_events::Controls::new();
     let mut serving = None;
     if let Some(addr) = args.serve {
-        let (sink, server) = serve_run(&args, addr, &run_id, &stop, hardware.clone())
+        let (sink, server) = serve_run(&args, addr, &run_id, (&stop, &controls), hardware.clone())
             .with_context(|| format!("--serve {addr}"))?;
         sinks.push(sink);
         serving = Some(server);
     }
-    let opts = run_options(&args, run_id, stop, sinks, hardware)?;
+    let mut opts = run_options(&args, run_id, stop, sinks, hardware)?;
+    opts.controls = controls;
+    opts.replay = original
+        .as_ref()
+        .map(Original::controls)
+        .unwrap_or_default();
     if args.resume.is_some() && config != TrainConfig::default() {
         eprintln!("note: --resume continues with the run's stored configuration; other training flags are ignored");
     }
@@ -208,6 +214,8 @@ pub fn run_options(
         run_id: Some(run_id),
         resume: args.resume.clone(),
         stop,
+        controls: Default::default(),
+        replay: Vec::new(),
         sinks,
         data: None,
         hardware,
@@ -238,7 +246,7 @@ fn serve_run(
     args: &TrainArgs,
     addr: std::net::SocketAddr,
     run_id: &str,
-    stop: &Stop,
+    (stop, controls): (&Stop, &mnist_events::Controls),
     hardware: Option<Arc<mnist_hardware::Monitor>>,
 ) -> std::io::Result<(Box<dyn mnist_events::EventSink>, mnist_server::Serving)> {
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
@@ -269,6 +277,7 @@ fn serve_run(
     state.set_current(mnist_server::CurrentRun {
         hub: hub.clone(),
         stop: stop.clone(),
+        controls: Some(controls.clone()),
     });
     let serving = mnist_server::spawn(state, addr)?;
     eprintln!("mnist-monitor serving on http://{}/", serving.addr);

@@ -284,6 +284,7 @@ fn finished(status: RunStatus, error: Option<&str>) -> Event {
         EventKind::RunFinished(RunFinished {
             status,
             error: error.map(str::to_string),
+            reason: None,
             epochs_completed: 3,
             steps: 300,
             train_seconds: 42.0,

@@ -18,11 +18,11 @@
 //!   `seq` can ask for exactly the events after it.
 //! * `ts_ms` — wall-clock time of emission, Unix milliseconds.
 //! * `type` — one of `run_started`, `batch`, `eval`, `samples`, `checkpoint`,
-//!   `log`, `hardware`, `alert`, `phase`, `run_finished`; the remaining
-//!   fields are those of the matching struct in this crate ([`RunStarted`],
-//!   [`BatchMetrics`], [`EvalMetrics`], [`Samples`], [`CheckpointSaved`],
-//!   [`LogMessage`], [`HardwareSnapshot`], [`Alert`], [`Phase`],
-//!   [`RunFinished`]).
+//!   `log`, `hardware`, `alert`, `phase`, `control`, `run_finished`; the
+//!   remaining fields are those of the matching struct in this crate
+//!   ([`RunStarted`], [`BatchMetrics`], [`EvalMetrics`], [`Samples`],
+//!   [`CheckpointSaved`], [`LogMessage`], [`HardwareSnapshot`], [`Alert`],
+//!   [`Phase`], [`Control`], [`RunFinished`]).
 //!
 //! `hardware` events arrive at the sampler's rate (`--hw-interval`, 1 s by
 //! default) from their own thread, interleaved with the trainer's; `alert`
@@ -31,11 +31,13 @@
 //!
 //! New fields may be added to a type; consumers ignore fields they don't know.
 
+mod control;
 mod hardware;
 mod jsonl;
 mod lock;
 mod stop;
 mod stream;
+pub use control::{Control, ControlAction, ControlRequest, Controls, CONTROL_SOURCES};
 pub use hardware::*;
 
 pub use jsonl::{
@@ -111,6 +113,9 @@ pub enum EventKind {
     Alert(Alert),
     /// `phase`: what the run is doing before or between batches.
     Phase(Phase),
+    /// `control`: a person steered the run (pause, resume, a new learning
+    /// rate, an evaluation or checkpoint now, stop after the epoch).
+    Control(Control),
     /// `run_finished`: the last event of a run or of a resumption.
     RunFinished(RunFinished),
 }
@@ -118,7 +123,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every event's wire name, in the schema's order (README lists them;
     /// a test keeps the two equal).
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "run_started",
         "batch",
         "eval",
@@ -128,6 +133,7 @@ impl EventKind {
         "hardware",
         "alert",
         "phase",
+        "control",
         "run_finished",
     ];
 
@@ -143,7 +149,8 @@ impl EventKind {
             EventKind::Hardware(_) => 6,
             EventKind::Alert(_) => 7,
             EventKind::Phase(_) => 8,
-            EventKind::RunFinished(_) => 9,
+            EventKind::Control(_) => 9,
+            EventKind::RunFinished(_) => 10,
         }]
     }
 }
@@ -393,6 +400,11 @@ pub struct CheckpointSaved {
     /// Checkpoint directories deleted by the retention policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    /// Set for a checkpoint taken between batches (the `checkpoint`
+    /// control): batches of epoch `epoch + 1` it holds; a resume goes on
+    /// from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_into_epoch: Option<usize>,
 }
 
 /// Severity of a [`LogMessage`].
@@ -458,6 +470,11 @@ pub struct RunFinished {
     /// Set when `status` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a run that did not fail ended before its last epoch: early
+    /// stopping, its target reached, a stop after an epoch someone asked
+    /// for (absent when it ran to its last epoch, and in older logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Epochs completed in total.
     pub epochs_completed: usize,
     /// Global steps completed in total.

@@ -348,6 +348,7 @@ fn scan(state: &Arc<AppState>, look: HashSet<String>) {
             state.set_current(CurrentRun {
                 hub,
                 stop: mnist_events::Stop::new(),
+                controls: None,
             });
         }
     }

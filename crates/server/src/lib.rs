@@ -26,8 +26,10 @@ pub mod prom_fleet;
 pub mod prune;
 pub mod query;
 pub mod queue;
+mod queue_api;
 pub mod report;
 mod review;
+mod scheduler;
 pub mod slots;
 pub mod slurm;
 pub mod state;
@@ -90,14 +92,20 @@ pub struct CurrentRun {
     pub hub: Arc<RunHub>,
     /// Asks the run's trainer to stop (`POST /api/runs/{id}/stop`).
     pub stop: mnist_events::Stop,
+    /// Steers its trainer (`POST /api/runs/{id}/control`); `None` for a
+    /// run no trainer in this process trains (a log, a followed run).
+    pub controls: Option<mnist_events::Controls>,
 }
 
 /// A run this server trains from its queue, and the device it holds.
+#[derive(Clone)]
 pub(crate) struct Training {
     /// The run's events and folded state.
     pub(crate) hub: Arc<RunHub>,
     /// Asks its trainer to stop.
     pub(crate) stop: mnist_events::Stop,
+    /// Steers its trainer between batches.
+    pub(crate) controls: mnist_events::Controls,
     /// The device it trains on, free again when it ends.
     pub(crate) slot: slots::Slot,
 }
@@ -280,6 +288,7 @@ impl AppState {
         self.set_current(CurrentRun {
             hub: RunHub::from_log(run_id, events),
             stop: mnist_events::Stop::new(),
+            controls: None,
         });
     }
 
@@ -297,7 +306,7 @@ impl AppState {
     /// Starts the next queued run if nothing trains (a server started with
     /// runs left in its queue file goes on with them).
     pub fn dispatch_queue(self: &Arc<Self>) {
-        api::dispatch(self);
+        scheduler::dispatch(self);
     }
 
     /// Whether run `id` is one this server follows in the runs folder
@@ -486,7 +495,7 @@ pub fn bind(
         }
         app.configure(api::routes)
             .configure(manage::routes)
-            .configure(queue::routes)
+            .configure(queue_api::routes)
             .configure(sweeps::routes)
             .configure(slurm::routes)
             .configure(ws::routes)

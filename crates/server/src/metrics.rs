@@ -265,7 +265,7 @@ fn training(state: &AppState, x: &mut Exposition) {
         "mnist_run_active",
         active,
         &[],
-        f64::from(u8::from(s.status == Status::Running)),
+        f64::from(u8::from(s.status.is_training())),
     );
     let id = hub.run_id.as_str();
     for status in Status::ALL {

@@ -172,7 +172,7 @@ fn kept(row: &RunSummary) -> bool {
 }
 
 fn untouchable(row: &RunSummary, world: &World) -> bool {
-    kept(row) || row.status == Status::Running || (world.is_running)(&row.run_id)
+    kept(row) || row.status.is_training() || (world.is_running)(&row.run_id)
 }
 
 fn run_bytes(row: &RunSummary) -> u64 {

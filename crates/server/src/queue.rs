@@ -3,16 +3,10 @@
 //! restarted server picks up where it stopped. Each device trains one run
 //! at a time (the CPU one, each free GPU one, see [`crate::slots`]): a run
 //! starts as soon as a device it may use is free, in queue order
-//! ([`crate::api::dispatch`]).
+//! ([`crate::scheduler::dispatch`]).
 //!
-//! `GET /api/queue` lists it; `DELETE /api/queue/{id}` cancels a queued
-//! run; `POST /api/queue/{id}/move` with `{"position": N}` (1 is next)
-//! reorders it.
+//! Its HTTP face is [`crate::queue_api`].
 
-use crate::error::{ApiError, ApiResult};
-use crate::AppState;
-use actix_web::{web, HttpResponse};
-use mnist_events::LockExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -104,7 +98,7 @@ impl Queue {
         self.items.iter().any(|q| q.run_id == run_id)
     }
 
-    fn remove(&mut self, run_id: &str) -> Result<Option<Queued>, QueueWriteError> {
+    pub(crate) fn remove(&mut self, run_id: &str) -> Result<Option<Queued>, QueueWriteError> {
         let Some(at) = self.items.iter().position(|q| q.run_id == run_id) else {
             return Ok(None);
         };
@@ -113,7 +107,11 @@ impl Queue {
         Ok(Some(item))
     }
 
-    fn move_to(&mut self, run_id: &str, position: usize) -> Result<bool, QueueWriteError> {
+    pub(crate) fn move_to(
+        &mut self,
+        run_id: &str,
+        position: usize,
+    ) -> Result<bool, QueueWriteError> {
         let Some(at) = self.items.iter().position(|q| q.run_id == run_id) else {
             return Ok(false);
         };
@@ -123,91 +121,6 @@ impl Queue {
         self.save()?;
         Ok(true)
     }
-}
-
-/// Registers the queue's endpoints.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/queue", web::get().to(list))
-        .route("/api/queue/{id}", web::delete().to(cancel))
-        .route("/api/queue/{id}/move", web::post().to(reorder));
-}
-
-fn listing(queue: &Queue) -> serde_json::Value {
-    let items: Vec<_> = queue
-        .items()
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            let mut v = serde_json::to_value(q).expect("serialises");
-            v["position"] = (i + 1).into();
-            v
-        })
-        .collect();
-    serde_json::json!({ "queued": items })
-}
-
-/// `GET /api/queue`: the queued runs in order, each with what it waits for
-/// (`waiting_for`: the device it needs and who holds it).
-async fn list(state: web::Data<AppState>) -> ApiResult {
-    let state = state.into_inner();
-    let body = web::block(move || {
-        let reasons = crate::api::waiting_for(&state);
-        let mut body = listing(&state.queue.locked());
-        if let Some(items) = body["queued"].as_array_mut() {
-            for item in items {
-                let id = item["run_id"].as_str().unwrap_or_default().to_string();
-                if let Some((_, why)) = reasons.iter().find(|(r, _)| *r == id) {
-                    item["waiting_for"] = why.clone().into();
-                }
-            }
-        }
-        body
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(body))
-}
-
-async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
-    let removed = state
-        .queue
-        .locked()
-        .remove(&id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    match removed {
-        Some(_) => {
-            state.runs_changed.send_modify(|v| *v += 1);
-            Ok(HttpResponse::Ok().json(listing(&state.queue.locked())))
-        }
-        None => Err(ApiError::NotFound(format!("no queued run {id}"))),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Move {
-    position: usize,
-}
-
-async fn reorder(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-    body: web::Json<Move>,
-) -> ApiResult {
-    let len = state.queue.locked().items().len();
-    if !(1..=len.max(1)).contains(&body.position) {
-        let message = format!("must be in 1..={} (got {})", len.max(1), body.position);
-        return Err(ApiError::field("position", message));
-    }
-    let moved = state
-        .queue
-        .locked()
-        .move_to(&id, body.position)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !moved {
-        return Err(ApiError::NotFound(format!("no queued run {id}")));
-    }
-    state.runs_changed.send_modify(|v| *v += 1);
-    Ok(HttpResponse::Ok().json(listing(&state.queue.locked())))
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ use std::sync::Arc;
 pub enum Status {
     /// A process is training it now.
     Running,
+    /// Its trainer holds it between batches (the `pause` control) until
+    /// it is resumed.
+    Paused,
     /// Ran to its last epoch.
     Completed,
     /// Stopped early at a person's request.
@@ -35,11 +38,17 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Completed => "completed",
             Status::Stopped => "stopped",
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
         }
+    }
+
+    /// Whether a trainer holds the run now (running or paused).
+    pub fn is_training(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
     }
 
     /// Whether the run ended (completed, stopped or failed): its log gets
@@ -49,8 +58,9 @@ impl Status {
     }
 
     /// Every status, for `/metrics` (one gauge per status).
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Running,
+        Status::Paused,
         Status::Completed,
         Status::Stopped,
         Status::Failed,
@@ -224,6 +234,9 @@ pub struct RunState {
     last_samples: Option<Arc<Event>>,
     last_checkpoint: Option<Arc<Event>>,
     epochs_checkpointed: usize,
+    /// The latest `control` was a pause (cleared by resume, a new start
+    /// and the end).
+    paused: bool,
     /// Alerts fired, by rule, in the order rules first fired.
     alerts: Vec<(String, u64)>,
     last_seq: u64,
@@ -247,6 +260,7 @@ impl RunState {
             last_samples: None,
             last_checkpoint: None,
             epochs_checkpointed: 0,
+            paused: false,
             alerts: Vec::new(),
             last_seq: 0,
         }
@@ -284,7 +298,13 @@ impl RunState {
                 self.started = Some(event.clone());
                 // A resumption starts over: the earlier end no longer holds.
                 self.finished = None;
+                self.paused = false;
             }
+            EventKind::Control(c) => match c.action {
+                mnist_events::ControlAction::Pause => self.paused = true,
+                mnist_events::ControlAction::Resume => self.paused = false,
+                _ => {}
+            },
             EventKind::Eval(m) => match m.split {
                 Split::Test => self.last_test = Some(event.clone()),
                 _ => self.last_val = Some(event.clone()),
@@ -297,6 +317,7 @@ impl RunState {
             EventKind::RunFinished(_) => {
                 self.finished = Some(event.clone());
                 self.live = false;
+                self.paused = false;
             }
             EventKind::Alert(a) => match self.alerts.iter_mut().find(|(r, _)| *r == a.rule) {
                 Some((_, n)) => *n += 1,
@@ -385,6 +406,7 @@ impl RunState {
                 RunStatus::Stopped => Status::Stopped,
                 RunStatus::Failed => Status::Failed,
             },
+            _ if self.live && self.paused => Status::Paused,
             _ if self.live => Status::Running,
             _ => Status::Interrupted,
         }
@@ -873,6 +895,7 @@ mod tests {
             kind: EventKind::RunFinished(RunFinished {
                 status,
                 error: None,
+                reason: None,
                 epochs_completed: 1,
                 steps: 0,
                 train_seconds: 0.0,

@@ -70,18 +70,18 @@ async fn start(state: web::Data<AppState>, body: web::Json<SweepRequest>) -> Api
         web::block(move || {
             configs
                 .iter()
-                .try_for_each(|c| crate::api::prepare(&state, c).map(drop))
+                .try_for_each(|c| crate::scheduler::prepare(&state, c).map(drop))
         })
         .await??;
     }
     let sweep_id = mnist_sweep::new_sweep_id();
     let mut runs = Vec::with_capacity(configs.len());
     for config in &configs {
-        let (run_id, position) = crate::api::enqueue(&state, config, Some(sweep_id.clone()))?;
+        let (run_id, position) = crate::scheduler::enqueue(&state, config, Some(sweep_id.clone()))?;
         runs.push(json!({"run_id": run_id, "position": position, "config": config}));
     }
     state.runs_changed.send_modify(|v| *v += 1);
-    crate::api::dispatch(&state);
+    crate::scheduler::dispatch(&state);
     Ok(HttpResponse::Accepted().json(json!({
         "sweep_id": sweep_id,
         "runs": runs,

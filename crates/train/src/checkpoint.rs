@@ -1,5 +1,9 @@
 //! Checkpoints on disk: `checkpoints/<run-id>/epoch-NNNN/` holding
-//! `model.mpk`, `optim.mpk` and `state.json`.
+//! `model.mpk`, `optim.mpk` and `state.json`, and at most one
+//! `step-NNNNNNNNNN/` taken between batches (the `checkpoint` control),
+//! kept until an epoch's checkpoint is newer. [`list`] names the epochs'
+//! (what retention, export and the run index count); [`latest`], what a
+//! resume continues from, takes the newest of either kind.
 //!
 //! A checkpoint directory is written under a temporary name and renamed into
 //! place only once every file is complete and synced, so a run killed at any
@@ -38,6 +42,14 @@ pub struct CheckpointState {
     pub best_score: f64,
     /// Training seconds spent so far, over all resumptions.
     pub train_seconds: f64,
+    /// Batches of epoch `epoch + 1` already trained: 0 for an epoch's
+    /// checkpoint, more for one taken between batches.
+    #[serde(default)]
+    pub batches_into_epoch: usize,
+    /// The learning rate from `step` on, when a `set_lr` control changed
+    /// it (older checkpoints: the configuration's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_plan: Option<crate::control::LrPlan>,
 }
 
 /// Directory name of epoch `epoch`'s checkpoint.
@@ -47,6 +59,35 @@ pub fn epoch_dir_name(epoch: usize) -> String {
 
 fn parse_epoch(name: &str) -> Option<usize> {
     name.strip_prefix("epoch-")?.parse().ok()
+}
+
+/// Directory name of a checkpoint taken between batches at `step`.
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:010}")
+}
+
+fn parse_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.parse().ok()
+}
+
+/// Checkpoints taken between batches, oldest first, by step.
+fn list_steps(run_dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(run_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if let Some(step) = entry.file_name().to_str().and_then(parse_step) {
+            if entry.path().join(STATE_FILE).is_file() {
+                found.push((step, entry.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Checkpoints of a run, oldest first.
@@ -90,15 +131,23 @@ pub enum ResumeError {
     },
 }
 
-/// The newest complete checkpoint of a run and its state.
+/// The newest complete checkpoint of a run and its state: the last
+/// epoch's, or one taken between batches after it.
 pub fn latest(run_dir: &Path) -> std::io::Result<Option<(PathBuf, CheckpointState)>> {
-    match list(run_dir)?.pop() {
-        None => Ok(None),
-        Some((_, path)) => {
-            let state = read_state(&path)?;
-            Ok(Some((path, state)))
-        }
-    }
+    let epoch = match list(run_dir)?.pop() {
+        None => None,
+        Some((_, path)) => Some((read_state(&path)?, path)),
+    };
+    let between = match list_steps(run_dir)?.pop() {
+        None => None,
+        Some((_, path)) => Some((read_state(&path)?, path)),
+    };
+    let newest = match (epoch, between) {
+        (Some(e), Some(b)) if b.0.step > e.0.step => Some(b),
+        (Some(e), _) => Some(e),
+        (None, b) => b,
+    };
+    Ok(newest.map(|(state, path)| (path, state)))
 }
 
 /// Reads the [`STATE_FILE`] of the checkpoint directory `checkpoint`; a malformed one is an `InvalidData` error naming the file.
@@ -126,7 +175,10 @@ pub fn save(
     state: &CheckpointState,
 ) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(run_dir)?;
-    let name = epoch_dir_name(state.epoch);
+    let name = match state.batches_into_epoch {
+        0 => epoch_dir_name(state.epoch),
+        _ => step_dir_name(state.step),
+    };
     let tmp = run_dir.join(format!(".{name}.tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
@@ -162,8 +214,9 @@ pub fn save(
     Ok(target)
 }
 
-/// Deletes all checkpoints but the newest `keep` and the one of `best_epoch`.
-/// Returns the deleted directories.
+/// Deletes all checkpoints but the newest `keep` and the one of
+/// `best_epoch`, and those taken between batches but the newest, unless an
+/// epoch's checkpoint is newer. Returns the deleted directories.
 pub fn prune(run_dir: &Path, keep: usize, best_epoch: usize) -> std::io::Result<Vec<PathBuf>> {
     let all = list(run_dir)?;
     let cut = all.len().saturating_sub(keep);
@@ -173,6 +226,17 @@ pub fn prune(run_dir: &Path, keep: usize, best_epoch: usize) -> std::io::Result<
             std::fs::remove_dir_all(path)?;
             removed.push(path.clone());
         }
+    }
+    let newest_epoch_step = match all.last() {
+        Some((_, path)) => read_state(path)?.step,
+        None => 0,
+    };
+    let mut steps = list_steps(run_dir)?;
+    let newest = steps.pop();
+    steps.extend(newest.filter(|(step, _)| *step <= newest_epoch_step));
+    for (_, path) in steps {
+        std::fs::remove_dir_all(&path)?;
+        removed.push(path);
     }
     Ok(removed)
 }
@@ -191,6 +255,8 @@ mod tests {
             best_epoch: 2,
             best_score: 0.9,
             train_seconds: 1.0,
+            batches_into_epoch: 0,
+            lr_plan: None,
         }
     }
 

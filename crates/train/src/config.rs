@@ -321,6 +321,11 @@ const fn int(min: u64, max: u64) -> FieldKind {
     FieldKind::Integer { min, max }
 }
 
+/// The config table's field called `name` (underscored), if there is one.
+pub fn field(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
 /// Every field of [`TrainConfig`], in the order help and the schema list them.
 pub const FIELDS: &[Field] = &[
     Field {

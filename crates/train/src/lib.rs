@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod control;
 pub mod device;
 pub mod export;
 pub mod infer;
@@ -54,6 +55,12 @@ pub struct RunOptions {
     pub resume: Option<String>,
     /// Asks the run to stop after the current batch, and says why.
     pub stop: Stop,
+    /// Steers the run between batches: pause, resume, a new learning
+    /// rate, an evaluation or a checkpoint now, stop after the epoch.
+    pub controls: mnist_events::Controls,
+    /// Controls to apply at given steps (`train --reproduce` of a steered
+    /// run: the original's, minus pauses), in step order.
+    pub replay: Vec<(u64, mnist_events::ControlAction)>,
     /// Extra consumers of the event stream (progress bar, web server, …).
     pub sinks: Vec<Box<dyn EventSink>>,
     /// Already-loaded data, to skip reading the files again.
@@ -98,6 +105,8 @@ impl Default for RunOptions {
             run_id: None,
             resume: None,
             stop: Stop::new(),
+            controls: mnist_events::Controls::new(),
+            replay: Vec::new(),
             sinks: Vec::new(),
             data: None,
             hardware: None,
@@ -298,6 +307,8 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         checkpoint_dir: checkpoint_dir.clone(),
         resume,
         stop: opts.stop.clone(),
+        controls: opts.controls.clone(),
+        replay: std::mem::take(&mut opts.replay),
         backend: picked.backend.name(),
         device_name: picked.device.clone(),
         device_index: picked.index,
@@ -527,6 +538,7 @@ fn finish(
     stream.emit(EventKind::RunFinished(RunFinished {
         status,
         error,
+        reason: outcome.reason.clone(),
         epochs_completed: outcome.epochs_completed,
         steps: outcome.steps,
         train_seconds: outcome.total_train_seconds,

@@ -8,6 +8,7 @@
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::config::{OptimizerKind, Schedule, TrainConfig};
+use crate::control::{schedule_name, LrPlan};
 use crate::metrics::{from_confusion, ClassCounts, CLASSES};
 use crate::samples::{png_base64, sample_indices};
 use burn::module::AutodiffModule;
@@ -53,6 +54,12 @@ pub(crate) struct Job<'a> {
     pub resume: Option<(PathBuf, CheckpointState)>,
     /// Checked before each batch: once requested, the run stops.
     pub stop: mnist_events::Stop,
+    /// Checked before each batch: pause, a new learning rate, … (see
+    /// [`mnist_events::Controls`]).
+    pub controls: mnist_events::Controls,
+    /// Controls to apply again at the steps a reproduced run applied them
+    /// (`train --reproduce`), in step order.
+    pub replay: Vec<(u64, mnist_events::ControlAction)>,
     /// The backend's short name (`cpu`, `wgpu`, `cuda`), for `run_started`.
     pub backend: &'static str,
     /// The device as a user knows it, for `run_started`.
@@ -82,6 +89,8 @@ pub(crate) struct Outcome {
     pub images_trained: u64,
     /// The latest test-set evaluation, if one ran.
     pub test: Option<EvalMetrics>,
+    /// Why a run that did not fail ended before its last epoch.
+    pub reason: Option<String>,
 }
 
 /// Trains on `device` with the optimiser the config names.
@@ -164,15 +173,11 @@ fn full_batch<B: Backend>(
     )
 }
 
-/// Learning rate at 0-based step `step` of `total` steps.
+/// Learning rate at 0-based step `step` of `total` steps, as the
+/// configuration plans it (a `set_lr` control replans from its step: see
+/// [`LrPlan`]).
 pub fn learning_rate(config: &TrainConfig, step: u64, total: u64) -> f64 {
-    match config.schedule {
-        Schedule::Constant => config.lr,
-        Schedule::Cosine => {
-            let t = (step as f64 / total.max(1) as f64).min(1.0);
-            config.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-        }
-    }
+    LrPlan::of(config).rate(step, total)
 }
 
 /// Batch metrics waiting on the device to be read back.
@@ -202,6 +207,11 @@ struct Progress {
     best: (usize, f64),
     /// Training seconds of earlier attempts (before a resume).
     previous_seconds: f64,
+    /// Batches of epoch `start_epoch + 1` a mid-epoch checkpoint had
+    /// trained already (0 after an epoch's checkpoint).
+    skip_batches: usize,
+    /// The learning rate from here on.
+    lr_plan: LrPlan,
 }
 
 /// The splits on the device, and the fixed sample images.
@@ -247,6 +257,10 @@ struct Trainer<'a, B: AutodiffBackend, O> {
     started: Instant,
     train_time: Duration,
     first_batch_logged: bool,
+    /// A person asked to stop once the epoch in progress ends.
+    stop_after_epoch: Option<String>,
+    /// Where the next replayed control is in `job.replay`.
+    next_replay: usize,
 }
 
 fn run_loop<B, O>(
@@ -276,6 +290,8 @@ where
         started: Instant::now(),
         train_time: Duration::ZERO,
         first_batch_logged: false,
+        stop_after_epoch: None,
+        next_replay: 0,
     };
     trainer.announce();
     for epoch in trainer.progress.start_epoch + 1..=trainer.job.config.epochs {
@@ -286,6 +302,14 @@ where
         if let Err(failure) = trainer.end_epoch(epoch, totals) {
             trainer.outcome.failure = Some(failure);
             break;
+        }
+        if let Some(source) = trainer.stop_after_epoch.take() {
+            if epoch < trainer.job.config.epochs {
+                trainer.outcome.stopped = true;
+                trainer.outcome.reason =
+                    Some(format!("stopped after epoch {epoch}, as asked ({source})"));
+                break;
+            }
         }
     }
     let outcome = &mut trainer.outcome;
@@ -311,6 +335,8 @@ where
         step: 0,
         best: (0, f64::NEG_INFINITY),
         previous_seconds: 0.0,
+        skip_batches: 0,
+        lr_plan: LrPlan::of(job.config),
     };
     let Some((path, state)) = &job.resume else {
         return Ok((model, optim, progress));
@@ -331,6 +357,8 @@ where
     progress.step = state.step;
     progress.best = (state.best_epoch, state.best_score);
     progress.previous_seconds = state.train_seconds;
+    progress.skip_batches = state.batches_into_epoch;
+    progress.lr_plan = state.lr_plan.unwrap_or(progress.lr_plan);
     Ok((model, optim, progress))
 }
 
@@ -392,9 +420,25 @@ where
         let total_steps = (batches * config.epochs) as u64;
         let mut totals = EpochTotals::default();
         let mut pending: Vec<PendingBatch<B::InnerBackend>> = Vec::new();
-        let epoch_started = Instant::now();
+        let mut epoch_started = Instant::now();
         let mut last_flush = Instant::now();
-        for batch in 0..batches {
+        // A mid-epoch checkpoint resumes where it was taken.
+        let first = std::mem::take(&mut self.progress.skip_batches).min(batches);
+        for batch in first..batches {
+            if self.job.controls.has_pending() || self.replay_due() {
+                flush(
+                    &mut pending,
+                    &mut totals,
+                    self.job.events,
+                    &mut last_flush,
+                    self.started,
+                );
+                // Paused time counts in neither images/s nor elapsed_s.
+                let paused = self.steer(epoch, batch, total_steps);
+                epoch_started += paused;
+                self.started += paused;
+                last_flush = Instant::now();
+            }
             if self.job.stop.is_requested() {
                 flush(
                     &mut pending,
@@ -408,7 +452,7 @@ where
             }
             let lo = batch * config.batch_size;
             let hi = (lo + config.batch_size).min(self.data.train.len);
-            let lr = learning_rate(config, self.progress.step, total_steps);
+            let lr = self.progress.lr_plan.rate(self.progress.step, total_steps);
             let stats = self.step(&order, lo, hi, lr);
             self.progress.step += 1;
             pending.push(PendingBatch {
@@ -550,32 +594,12 @@ where
         val_accuracy: Option<f64>,
         is_best: bool,
     ) -> Result<(), String> {
-        let config = self.job.config;
-        let recorder = Rec::default();
-        let model = self.model.as_ref().expect("model present between steps");
-        let state = CheckpointState {
-            run_id: self.job.events.run_id().to_string(),
-            epoch,
-            step: self.progress.step,
-            config: config.clone(),
-            val_accuracy,
-            best_epoch: self.progress.best.0,
-            best_score: self.progress.best.1,
-            train_seconds: self.progress.previous_seconds + self.train_time.as_secs_f64(),
-        };
-        let model_bytes = recorder
-            .record(model.clone().into_record(), ())
-            .map_err(|e| e.to_string())?;
-        let optim_bytes = recorder
-            .record(self.optim.to_record(), ())
-            .map_err(|e| e.to_string())?;
+        let state = self.checkpoint_state(epoch, val_accuracy, 0);
         let dir = &self.job.checkpoint_dir;
-        let saved = checkpoint::save(dir, &model_bytes, &optim_bytes, &state).and_then(|path| {
-            Ok((
-                path,
-                checkpoint::prune(dir, config.keep_checkpoints, self.progress.best.0)?,
-            ))
-        });
+        let keep = self.job.config.keep_checkpoints;
+        let saved = self
+            .write_checkpoint(&state)
+            .and_then(|path| Ok((path, checkpoint::prune(dir, keep, self.progress.best.0)?)));
         match saved {
             Ok((path, removed)) => {
                 self.job.events.emit(EventKind::Checkpoint(CheckpointSaved {
@@ -584,6 +608,7 @@ where
                     path: path.display().to_string(),
                     best: is_best,
                     removed: removed.iter().map(|p| p.display().to_string()).collect(),
+                    batches_into_epoch: None,
                 }));
                 Ok(())
             }
@@ -600,6 +625,222 @@ where
                 }
             )),
         }
+    }
+
+    /// What a checkpoint after `epoch` epochs and `batches_into_epoch`
+    /// batches of the next one records.
+    fn checkpoint_state(
+        &self,
+        epoch: usize,
+        val_accuracy: Option<f64>,
+        batches_into_epoch: usize,
+    ) -> CheckpointState {
+        CheckpointState {
+            run_id: self.job.events.run_id().to_string(),
+            epoch,
+            step: self.progress.step,
+            config: self.job.config.clone(),
+            val_accuracy,
+            best_epoch: self.progress.best.0,
+            best_score: self.progress.best.1,
+            train_seconds: self.progress.previous_seconds + self.train_time.as_secs_f64(),
+            batches_into_epoch,
+            lr_plan: Some(self.progress.lr_plan),
+        }
+    }
+
+    /// The model and optimiser as they are now, written atomically.
+    fn write_checkpoint(&self, state: &CheckpointState) -> std::io::Result<PathBuf> {
+        let recorder = Rec::default();
+        let model = self.model.as_ref().expect("model present between steps");
+        let model_bytes = recorder
+            .record(model.clone().into_record(), ())
+            .map_err(std::io::Error::other)?;
+        let optim_bytes = recorder
+            .record(self.optim.to_record(), ())
+            .map_err(std::io::Error::other)?;
+        checkpoint::save(&self.job.checkpoint_dir, &model_bytes, &optim_bytes, state)
+    }
+
+    /// Whether a control of the run being reproduced falls due now.
+    fn replay_due(&self) -> bool {
+        self.job
+            .replay
+            .get(self.next_replay)
+            .is_some_and(|(step, _)| *step <= self.progress.step)
+    }
+
+    /// Applies every control asked since the last batch (and those a
+    /// reproduced run applied at this step), `batch` batches into `epoch`;
+    /// holds the run while it is paused. Returns how long it was paused.
+    fn steer(&mut self, epoch: usize, batch: usize, total_steps: u64) -> Duration {
+        let mut requests = self.job.controls.take();
+        while self.replay_due() {
+            let (_, action) = self.job.replay[self.next_replay].clone();
+            self.next_replay += 1;
+            requests.push(mnist_events::ControlRequest {
+                action,
+                source: "reproduce".into(),
+            });
+        }
+        let mut paused_at: Option<Instant> = None;
+        let mut paused = Duration::ZERO;
+        loop {
+            for request in requests.drain(..) {
+                self.apply(
+                    request,
+                    epoch,
+                    batch,
+                    total_steps,
+                    &mut paused_at,
+                    &mut paused,
+                );
+            }
+            if paused_at.is_none() || self.job.stop.is_requested() {
+                break;
+            }
+            // Woken at once by the next request; a stop is seen within this.
+            requests = self.job.controls.wait(Duration::from_millis(200));
+        }
+        paused + paused_at.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// Applies one control and records it as a `control` event.
+    fn apply(
+        &mut self,
+        request: mnist_events::ControlRequest,
+        epoch: usize,
+        batch: usize,
+        total_steps: u64,
+        paused_at: &mut Option<Instant>,
+        paused: &mut Duration,
+    ) {
+        use mnist_events::ControlAction as A;
+        let step = self.progress.step;
+        let mut control = mnist_events::Control {
+            action: request.action.clone(),
+            step,
+            epoch,
+            source: request.source.clone(),
+            old_lr: None,
+            old_schedule: None,
+            paused_seconds: None,
+            message: String::new(),
+        };
+        let by = &request.source;
+        control.message = match &request.action {
+            A::Pause if paused_at.is_some() => return,
+            A::Pause => {
+                *paused_at = Some(Instant::now());
+                format!("paused at step {step} ({by})")
+            }
+            A::Resume => {
+                let Some(at) = paused_at.take() else { return };
+                let held = at.elapsed();
+                *paused += held;
+                control.paused_seconds = Some(held.as_secs_f64());
+                format!(
+                    "resumed at step {step} after {:.1} s paused ({by})",
+                    held.as_secs_f64()
+                )
+            }
+            A::SetLr { lr, schedule } => {
+                let old = self.progress.lr_plan;
+                let schedule = match schedule.as_deref() {
+                    Some("cosine") => Schedule::Cosine,
+                    Some(_) => Schedule::Constant,
+                    None => old.schedule,
+                };
+                control.old_lr = Some(old.rate(step, total_steps));
+                control.old_schedule = Some(schedule_name(old.schedule));
+                self.progress.lr_plan = LrPlan {
+                    lr: *lr,
+                    schedule,
+                    from_step: step,
+                };
+                format!(
+                    "learning rate {:.3e} → {lr:.3e} ({}) from step {} ({by})",
+                    old.rate(step, total_steps),
+                    schedule_name(schedule),
+                    step + 1
+                )
+            }
+            A::Eval { split } => format!("{} evaluation at step {step} ({by})", split.as_str()),
+            A::Checkpoint => format!("checkpoint at step {step} ({by})"),
+            A::StopAfterEpoch => {
+                self.stop_after_epoch = Some(by.clone());
+                format!("stopping after epoch {epoch} ({by})")
+            }
+        };
+        self.job.events.emit(EventKind::Control(control));
+        match request.action {
+            A::Eval { split } => self.evaluate_now(split, epoch),
+            A::Checkpoint => self.checkpoint_now(epoch, batch),
+            _ => {}
+        }
+    }
+
+    /// An evaluation between batches, asked for by a person.
+    fn evaluate_now(&mut self, split: Split, epoch: usize) {
+        let data = match split {
+            Split::Test => &self.data.test,
+            _ => &self.data.val,
+        };
+        if data.len == 0 {
+            self.job.events.emit(EventKind::Log(LogMessage {
+                level: LogLevel::Warn,
+                message: "no validation set to evaluate (val_size is 0)".into(),
+            }));
+            return;
+        }
+        let inference = self
+            .model
+            .as_ref()
+            .expect("model present between steps")
+            .valid();
+        let batch = self.job.config.batch_size;
+        let m = evaluate(
+            &inference,
+            data,
+            split,
+            epoch.saturating_sub(1),
+            self.progress.step,
+            batch,
+        );
+        if split == Split::Test {
+            self.outcome.test = Some(m.clone());
+        }
+        self.job.events.emit(EventKind::Eval(m));
+    }
+
+    /// A checkpoint between batches, `batch` batches into `epoch`: a resume
+    /// continues from it; the epoch's own checkpoint replaces it.
+    fn checkpoint_now(&mut self, epoch: usize, batch: usize) {
+        let state = self.checkpoint_state(epoch - 1, None, batch);
+        let kept = self.job.config.keep_checkpoints;
+        let written = self.write_checkpoint(&state).and_then(|path| {
+            let removed = checkpoint::prune(&self.job.checkpoint_dir, kept, self.progress.best.0)?;
+            Ok((path, removed))
+        });
+        let kind = match written {
+            Ok((path, removed)) => EventKind::Checkpoint(CheckpointSaved {
+                epoch: epoch - 1,
+                step: self.progress.step,
+                path: path.display().to_string(),
+                best: false,
+                removed: removed.iter().map(|p| p.display().to_string()).collect(),
+                batches_into_epoch: Some(batch),
+            }),
+            // Not fatal here: the epoch's own checkpoint will say if the disk is full.
+            Err(e) => EventKind::Log(LogMessage {
+                level: LogLevel::Warn,
+                message: format!(
+                    "the checkpoint asked for at step {} could not be written: {e}",
+                    self.progress.step
+                ),
+            }),
+        };
+        self.job.events.emit(kind);
     }
 }
 
