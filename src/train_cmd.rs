@@ -213,6 +213,7 @@ pub fn run_options(
         checkpoints_dir: args.checkpoint_dir.clone(),
         run_id: Some(run_id),
         resume: args.resume.clone(),
+        fork: None,
         stop,
         controls: Default::default(),
         replay: Vec::new(),

@@ -216,7 +216,7 @@ pub fn wait_finished(base: &str, run_id: &str) -> Value {
     loop {
         let (_, body) = get(&format!("{base}/api/runs/{run_id}"));
         let v: Value = serde_json::from_str(&body).unwrap();
-        if v["status"] != "running" {
+        if v["status"] != "running" && v["status"] != "paused" {
             return v;
         }
         assert!(Instant::now() < deadline, "run {run_id} did not finish");

@@ -3,6 +3,7 @@
 //! peers (sshd, Chromium, Prometheus) as a user would.
 
 mod common;
+mod control;
 mod device;
 mod docs;
 mod gpu;

@@ -142,7 +142,14 @@ fn other_origins_cannot_post_or_open_websockets() {
         "null".to_string(),
     ];
     for origin in &foreign {
-        for path in ["/api/runs/x/stop", "/api/overrides", "/api/runs"] {
+        for path in [
+            "/api/runs/x/stop",
+            "/api/runs/x/control",
+            "/api/runs/x/resume",
+            "/api/runs/x/fork",
+            "/api/overrides",
+            "/api/runs",
+        ] {
             let (code, text) = raw_status(
                 &server.base,
                 &request(

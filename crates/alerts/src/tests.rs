@@ -30,6 +30,7 @@ fn started(backend: &str) -> EventKind {
         resumed_from_step: None,
         label_overrides: None,
         provenance: None,
+        parent: None,
     })
 }
 

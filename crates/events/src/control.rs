@@ -230,7 +230,7 @@ mod tests {
         let eval: ControlAction = serde_json::from_str(r#"{"action":"eval"}"#).unwrap();
         assert_eq!(eval, ControlAction::Eval { split: Split::Val });
         for name in ControlAction::NAMES {
-            let text = match *name {
+            let text = match name {
                 "set_lr" => r#"{"action":"set_lr","lr":0.1}"#.to_string(),
                 n => format!(r#"{{"action":"{n}"}}"#),
             };

@@ -202,6 +202,23 @@ pub struct RunStarted {
     /// What produced the run, to reproduce it (absent in older logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// Set for a run forked from another's checkpoint: its first step is
+    /// `parent.step + 1`, on the parent's step axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+/// The checkpoint a forked run started from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// The run forked.
+    pub run_id: String,
+    /// The epoch of its checkpoint.
+    pub epoch: usize,
+    /// That checkpoint's step.
+    pub step: u64,
+    /// Whether the optimiser's state (Adam's moments, momentum) came along.
+    pub optimizer_state: bool,
 }
 
 /// What produced a run: the program, the machine, how it was started and

@@ -25,6 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/runs/{id}", web::get().to(show))
         .route("/api/runs/{id}/stop", web::post().to(stop))
         .route("/api/runs/{id}/control", web::post().to(control))
+        .route("/api/runs/{id}/resume", web::post().to(resume))
+        .route("/api/runs/{id}/fork", web::post().to(fork))
         .route("/api/runs/{id}/events", web::get().to(events))
         .route("/api/runs/{id}/series", web::get().to(series))
         .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv))
@@ -682,24 +684,53 @@ async fn control(
 /// `POST /api/runs`: 201 with the run's id when it starts now; 202 with
 /// its id and queue position while another run trains (see [`crate::queue`]).
 async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -> ApiResult {
-    if !state.opts.can_start_runs {
-        return Err(ApiError::Forbidden(
-            "this server only watches a run started from the command line".into(),
-        ));
-    }
+    may_start_runs(&state)?;
     let config = TrainConfig::from_json(&body).map_err(ApiError::Invalid)?;
     let state = state.into_inner();
-    // Backend and data checks can block (driver probes, reading 50 MB).
-    {
-        let state = state.clone();
-        let config = config.clone();
-        web::block(move || scheduler::prepare(&state, &config)).await??;
-    }
+    prepared(&state, &config).await?;
     let (run_id, position) = scheduler::enqueue(&state, &config, None)?;
-    scheduler::dispatch(&state);
-    let started = state.training.locked().contains_key(&run_id);
-    if started {
-        return Ok(HttpResponse::Created().json(json!({ "run_id": run_id })));
+    Ok(started_or_queued(&state, run_id, position))
+}
+
+/// A 403 on a server that only watches (`train --serve`, `exporter`).
+fn may_start_runs(state: &AppState) -> Result<(), ApiError> {
+    match state.opts.can_start_runs {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden(
+            "this server only watches a run started from the command line".into(),
+        )),
+    }
+}
+
+/// The backend and data checks of [`scheduler::prepare`], off the async
+/// threads (driver probes, reading 50 MB).
+async fn prepared(state: &Arc<AppState>, config: &TrainConfig) -> Result<(), ApiError> {
+    let state = state.clone();
+    let config = config.clone();
+    web::block(move || scheduler::prepare(&state, &config).map(drop)).await?
+}
+
+/// The answer to a run put on the queue.
+#[derive(serde::Serialize)]
+struct RunQueued {
+    run_id: String,
+    /// Whether it waits for a device (202) rather than training now (201).
+    queued: bool,
+    /// Its place in the queue (1 is next), while it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
+}
+
+/// 201 when the run queued as `run_id` started at once, 202 with its place
+/// in the queue while it waits for a device.
+fn started_or_queued(state: &Arc<AppState>, run_id: String, position: usize) -> HttpResponse {
+    scheduler::dispatch(state);
+    if state.training.locked().contains_key(&run_id) {
+        return HttpResponse::Created().json(RunQueued {
+            run_id,
+            queued: false,
+            position: None,
+        });
     }
     state.runs_changed.send_modify(|v| *v += 1);
     let position = state
@@ -709,9 +740,99 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
         .iter()
         .position(|q| q.run_id == run_id)
         .map_or(position, |p| p + 1);
-    Ok(HttpResponse::Accepted().json(json!({
-        "run_id": run_id,
-        "queued": true,
-        "position": position,
-    })))
+    HttpResponse::Accepted().json(RunQueued {
+        run_id,
+        queued: true,
+        position: Some(position),
+    })
+}
+
+/// `POST /api/runs/{id}/resume`: an interrupted, stopped or failed run
+/// continues from its newest checkpoint (its log and step count go on, as
+/// `train --resume` does), queued on a free device like any run.
+async fn resume(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    may_start_runs(&state)?;
+    let state = state.into_inner();
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
+    let status = hub.with_state(|s| s.status());
+    if status.is_training() || status == crate::state::Status::Completed {
+        return Err(ApiError::conflict(format!(
+            "run {id} is {}: only an interrupted, stopped or failed run resumes",
+            status.as_str()
+        )));
+    }
+    let dir = state.opts.checkpoints_dir.join(id.as_str());
+    let config = match mnist_train::checkpoint::latest(&dir) {
+        Ok(Some((_, checkpoint))) => checkpoint.config,
+        _ => {
+            return Err(ApiError::conflict(format!(
+                "run {id} has no checkpoint to resume from (one is written after each epoch)"
+            )))
+        }
+    };
+    prepared(&state, &config).await?;
+    let origin = crate::queue::Origin::Resume;
+    let (run_id, position) = scheduler::enqueue_from(&state, &config, None, origin, Some(&id))?;
+    Ok(started_or_queued(&state, run_id, position))
+}
+
+/// The body of `POST /api/runs/{id}/fork`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkAsk {
+    /// The parent's epoch whose checkpoint the child starts from.
+    epoch: usize,
+    /// The fields the child changes (the parent's configuration otherwise).
+    #[serde(default)]
+    config: serde_json::Map<String, serde_json::Value>,
+    /// `keep` (the default) or `reset` the optimiser's state.
+    #[serde(default)]
+    optimizer_state: Option<String>,
+}
+
+/// `POST /api/runs/{id}/fork` with `{"epoch": N, "config": {changed
+/// fields}, "optimizer_state": "keep"|"reset"}`: a new run (201 or 202 with
+/// its id) that starts from the parent's checkpoint of epoch N, its steps
+/// continuing the parent's, its `run_started` naming the parent.
+async fn fork(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> ApiResult {
+    may_start_runs(&state)?;
+    let ask: ForkAsk = serde_json::from_value(body.into_inner())
+        .map_err(|e| ApiError::field("body", format!("not a fork request: {e}")))?;
+    let keep_optimizer = match ask.optimizer_state.as_deref() {
+        None | Some("keep") => true,
+        Some("reset") => false,
+        Some(other) => {
+            let message = format!("must be \"keep\" or \"reset\" (got {other:?})");
+            return Err(ApiError::field("optimizer_state", message));
+        }
+    };
+    let state = state.into_inner();
+    if state.hub(&id).is_none() {
+        return Err(ApiError::no_run(&id));
+    }
+    let from = mnist_train::ForkFrom {
+        run_id: id.to_string(),
+        epoch: ask.epoch,
+        keep_optimizer,
+    };
+    let checkpoints = &state.opts.checkpoints_dir;
+    let invalid = |e: mnist_train::RunError| match e {
+        mnist_train::RunError::Config(errors) => ApiError::Invalid(errors),
+        e => ApiError::field("epoch", e.to_string()),
+    };
+    let (_, parent) = mnist_train::fork_source(&from, checkpoints).map_err(invalid)?;
+    let mut config = serde_json::to_value(parent.config).expect("config serialises");
+    if let Some(fields) = config.as_object_mut() {
+        fields.extend(ask.config);
+    }
+    let config = TrainConfig::from_json(&config).map_err(ApiError::Invalid)?;
+    mnist_train::fork_point(&from, &config, checkpoints).map_err(invalid)?;
+    prepared(&state, &config).await?;
+    let origin = crate::queue::Origin::Fork(from);
+    let (run_id, position) = scheduler::enqueue_from(&state, &config, None, origin, None)?;
+    Ok(started_or_queued(&state, run_id, position))
 }

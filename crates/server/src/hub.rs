@@ -67,6 +67,18 @@ impl RunHub {
         })
     }
 
+    /// A hub for a run about to be resumed: its logged events, live, so
+    /// viewers see the whole run and then what the resumption adds.
+    pub fn resuming(run_id: impl Into<String>, events: Vec<Event>) -> Arc<Self> {
+        let hub = Self::from_log(run_id, events);
+        {
+            let mut inner = hub.lock();
+            inner.finished = false;
+            inner.state.set_live(true);
+        }
+        hub
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves whole events
         // behind (each push is one step); keep serving them.

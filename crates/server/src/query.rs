@@ -27,9 +27,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("name", "the run's name"),
     ("tag", "one of its tags"),
     ("sweep", "its sweep's id"),
+    ("parent", "the run it was forked from"),
     (
         "status",
-        "running, completed, stopped, failed or interrupted",
+        "running, paused, completed, stopped, failed or interrupted",
     ),
     (
         "ran_on",
@@ -303,6 +304,7 @@ pub fn cell(row: &RunSummary, k: &str) -> Cell {
         "name" => text(row.meta.name.as_deref()),
         "tag" => Cell::Many(row.meta.tags.clone()),
         "sweep" => text(row.sweep.as_deref()),
+        "parent" => text(row.parent.as_ref().map(|p| p.run_id.as_str())),
         "status" => Cell::Text(row.status.as_str().into()),
         // `cuda:1`, as the page shows it: sorts by backend, then index.
         "ran_on" => match (&row.backend, row.device_index) {
@@ -450,6 +452,7 @@ mod tests {
                 .iter()
                 .find(|t| t.starts_with("sweep-"))
                 .map(|t| t.to_string()),
+            parent: None,
             meta: crate::manage::RunMeta {
                 name: Some(format!("{id} with Adam")),
                 notes: String::new(),

@@ -22,6 +22,29 @@ pub struct Queued {
     /// The sweep it belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<String>,
+    /// A new run, a resumption of an earlier one, or a fork of one.
+    #[serde(default, skip_serializing_if = "Origin::is_new")]
+    pub origin: Origin,
+}
+
+/// What a queued run starts from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Nothing: a fresh model.
+    #[default]
+    New,
+    /// Its own newest checkpoint (`train --resume`): an interrupted,
+    /// stopped or failed run continues its log and step count.
+    Resume,
+    /// Another run's checkpoint, with a configuration of its own.
+    Fork(mnist_train::ForkFrom),
+}
+
+impl Origin {
+    fn is_new(&self) -> bool {
+        *self == Origin::New
+    }
 }
 
 /// The queue and its file.
@@ -133,6 +156,7 @@ mod tests {
             config: serde_json::json!({}),
             queued_ms: 0,
             sweep: None,
+            origin: Origin::New,
         }
     }
 

@@ -6,6 +6,7 @@
 
 use crate::error::ApiError;
 use crate::hub::{HubSink, RunHub};
+use crate::queue::Origin;
 use crate::{AppState, CurrentRun};
 use mnist_events::LockExt;
 use mnist_events::{EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
@@ -19,11 +20,37 @@ pub(crate) fn enqueue(
     config: &TrainConfig,
     sweep: Option<String>,
 ) -> Result<(String, usize), ApiError> {
+    enqueue_from(state, config, sweep, Origin::New, None)
+}
+
+/// [`enqueue`] for a run that starts from a checkpoint: a fork (under a
+/// fresh id) or a resumption (`own_id`: its own, which must not be queued
+/// or training already).
+pub(crate) fn enqueue_from(
+    state: &AppState,
+    config: &TrainConfig,
+    sweep: Option<String>,
+    origin: Origin,
+    own_id: Option<&str>,
+) -> Result<(String, usize), ApiError> {
     let mut queue = state.queue.locked();
-    let mut run_id = mnist_train::new_run_id();
-    while queue.contains(&run_id) || state.opts.runs_dir.join(&run_id).exists() {
-        run_id = mnist_train::new_run_id();
-    }
+    let run_id = match own_id {
+        Some(id) => {
+            if queue.contains(id) || state.training.locked().contains_key(id) {
+                return Err(ApiError::conflict(format!(
+                    "run {id} is already queued or training"
+                )));
+            }
+            id.to_string()
+        }
+        _ => {
+            let mut run_id = mnist_train::new_run_id();
+            while queue.contains(&run_id) || state.opts.runs_dir.join(&run_id).exists() {
+                run_id = mnist_train::new_run_id();
+            }
+            run_id
+        }
+    };
     let item = crate::queue::Queued {
         run_id: run_id.clone(),
         config: serde_json::to_value(config).expect("config serialises"),
@@ -31,6 +58,7 @@ pub(crate) fn enqueue(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         sweep,
+        origin,
     };
     let position = queue
         .push(item)
@@ -91,7 +119,7 @@ fn start_next(state: &Arc<AppState>) -> bool {
         }
     };
     let placement = placement_of(&slot, &devices);
-    launch(state, config, placement, run, data, item.sweep);
+    launch(state, config, placement, run, data, item);
     true
 }
 
@@ -248,8 +276,17 @@ fn take_placeable(
                 },
             })?;
     let item = queue.take(&run_id)?;
+    // A resumption's viewers see the whole run, then what it adds.
+    let hub = match item.origin {
+        Origin::Resume => RunHub::resuming(
+            run_id.clone(),
+            mnist_events::read_events(mnist_events::log_path(&state.opts.runs_dir, &run_id))
+                .unwrap_or_default(),
+        ),
+        _ => RunHub::live(run_id.clone()),
+    };
     let run = crate::Training {
-        hub: RunHub::live(run_id.clone()),
+        hub,
         stop: mnist_events::Stop::new(),
         controls: mnist_events::Controls::new(),
         slot: slot.clone().unwrap_or(crate::slots::Slot::Cpu),
@@ -266,12 +303,12 @@ fn launch(
     placement: mnist_train::Placement,
     run: crate::Training,
     data: Arc<mnist_data::Mnist>,
-    sweep: Option<String>,
+    item: crate::queue::Queued,
 ) {
     let hub = run.hub;
     let run_id = hub.run_id.clone();
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(HubSink(hub.clone()))];
-    if let Some(sweep) = sweep {
+    if let Some(sweep) = item.sweep {
         sinks.push(Box::new(crate::manage::sweep_tagger(
             state.opts.runs_dir.clone(),
             sweep,
@@ -284,7 +321,11 @@ fn launch(
         runs_dir: state.opts.runs_dir.clone(),
         checkpoints_dir: state.opts.checkpoints_dir.clone(),
         run_id: Some(run_id.clone()),
-        resume: None,
+        resume: (item.origin == Origin::Resume).then(|| run_id.clone()),
+        fork: match &item.origin {
+            Origin::Fork(f) => Some(f.clone()),
+            _ => None,
+        },
         stop: run.stop,
         controls: run.controls,
         replay: Vec::new(),
@@ -295,7 +336,11 @@ fn launch(
         stop_on_nan: state.opts.stop_on_nan,
         alert_webhook: state.opts.alert_webhook.clone(),
         provenance: state.opts.provenance.clone().map(|mut p| {
-            p.command_line = vec!["POST /api/runs".into()];
+            p.command_line = vec![match &item.origin {
+                Origin::New => "POST /api/runs".into(),
+                Origin::Resume => format!("POST /api/runs/{run_id}/resume"),
+                Origin::Fork(f) => format!("POST /api/runs/{}/fork", f.run_id),
+            }];
             p
         }),
         placed: Some(placement),

@@ -195,6 +195,9 @@ pub struct RunSummary {
     /// The sweep the run belongs to (its `sweep-…` tag).
     #[serde(default)]
     pub sweep: Option<String>,
+    /// The run and checkpoint it was forked from, from `run_started`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<mnist_events::Parent>,
     /// The user's name, notes and tags (`meta.json`, filled in by the API).
     #[serde(flatten)]
     pub meta: crate::manage::RunMeta,
@@ -482,6 +485,7 @@ impl RunState {
             test_f1_macro: test.map(|m| m.f1_macro),
             error: finished.and_then(|f| f.error.clone()),
             sweep: None,
+            parent: started.and_then(|s| s.parent.clone()),
             meta: Default::default(),
             disk: Default::default(),
         }

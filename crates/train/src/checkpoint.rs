@@ -46,6 +46,10 @@ pub struct CheckpointState {
     /// checkpoint, more for one taken between batches.
     #[serde(default)]
     pub batches_into_epoch: usize,
+    /// Taken between batches (the `checkpoint` control), so kept as
+    /// `step-N`, not as an epoch's.
+    #[serde(default)]
+    pub between_batches: bool,
     /// The learning rate from `step` on, when a `set_lr` control changed
     /// it (older checkpoints: the configuration's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,9 +179,9 @@ pub fn save(
     state: &CheckpointState,
 ) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(run_dir)?;
-    let name = match state.batches_into_epoch {
-        0 => epoch_dir_name(state.epoch),
-        _ => step_dir_name(state.step),
+    let name = match state.between_batches {
+        false => epoch_dir_name(state.epoch),
+        true => step_dir_name(state.step),
     };
     let tmp = run_dir.join(format!(".{name}.tmp"));
     if tmp.exists() {
@@ -256,6 +260,7 @@ mod tests {
             best_score: 0.9,
             train_seconds: 1.0,
             batches_into_epoch: 0,
+            between_batches: false,
             lr_plan: None,
         }
     }
@@ -295,5 +300,33 @@ mod tests {
         // The leftover temporary is replaced by the next save of that epoch.
         save(dir.path(), b"m", b"o", &state(2)).unwrap();
         assert_eq!(latest(dir.path()).unwrap().unwrap().1.epoch, 2);
+    }
+
+    #[test]
+    fn a_checkpoint_between_batches_is_resumed_from_until_an_epoch_is_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), b"m", b"o", &state(1)).unwrap();
+        let between = CheckpointState {
+            step: 15,
+            batches_into_epoch: 5,
+            between_batches: true,
+            ..state(1)
+        };
+        let path = save(dir.path(), b"m", b"o", &between).unwrap();
+        assert!(path.ends_with("step-0000000015"));
+        assert_eq!(list(dir.path()).unwrap().len(), 1, "not an epoch's");
+        let (newest, read) = latest(dir.path()).unwrap().unwrap();
+        assert_eq!((newest, read.batches_into_epoch), (path.clone(), 5));
+        assert!(
+            prune(dir.path(), 3, 2).unwrap().is_empty(),
+            "kept while newest"
+        );
+        save(dir.path(), b"m", b"o", &state(2)).unwrap();
+        assert_eq!(prune(dir.path(), 3, 2).unwrap(), vec![path]);
+        assert!(latest(dir.path())
+            .unwrap()
+            .unwrap()
+            .0
+            .ends_with("epoch-0002"));
     }
 }

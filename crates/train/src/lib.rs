@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Continue this run from its newest checkpoint (its stored config wins).
     pub resume: Option<String>,
+    /// Start a new run (`run_id`, with the configuration given) from
+    /// another run's checkpoint.
+    pub fork: Option<ForkFrom>,
     /// Asks the run to stop after the current batch, and says why.
     pub stop: Stop,
     /// Steers the run between batches: pause, resume, a new learning
@@ -83,6 +86,17 @@ pub struct RunOptions {
     pub placed: Option<Placement>,
 }
 
+/// Where a forked run starts: a run's epoch checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ForkFrom {
+    /// The run forked.
+    pub run_id: String,
+    /// The epoch whose checkpoint it starts from.
+    pub epoch: usize,
+    /// Whether the optimiser's state comes along (else it starts afresh).
+    pub keep_optimizer: bool,
+}
+
 /// A device chosen for a run by whoever started it, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -104,6 +118,7 @@ impl Default for RunOptions {
             checkpoints_dir: PathBuf::from("checkpoints"),
             run_id: None,
             resume: None,
+            fork: None,
             stop: Stop::new(),
             controls: mnist_events::Controls::new(),
             replay: Vec::new(),
@@ -256,7 +271,20 @@ fn check_run_id(id: &str) -> Result<(), RunError> {
 /// log or checkpoint that cannot be written) is reported in the summary's
 /// `status`/`error`, not as `Err`.
 pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunError> {
-    let (config, run_id, resume) = choose_run(config, &opts)?;
+    let (config, run_id, mut resume) = choose_run(config, &opts)?;
+    let fork = match &opts.fork {
+        Some(f) => {
+            let (path, state) = fork_point(f, &config, &opts.checkpoints_dir)?;
+            resume = Some((path, state.clone()));
+            Some(mnist_events::Parent {
+                run_id: f.run_id.clone(),
+                epoch: f.epoch,
+                step: state.step,
+                optimizer_state: f.keep_optimizer,
+            })
+        }
+        None => None,
+    };
     config.validate().map_err(RunError::Config)?;
     let webhook = match &opts.alert_webhook {
         Some(hook) => Some(mnist_alerts::WebhookSink::new(hook).map_err(|e| {
@@ -306,6 +334,7 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         provenance,
         checkpoint_dir: checkpoint_dir.clone(),
         resume,
+        fork,
         stop: opts.stop.clone(),
         controls: opts.controls.clone(),
         replay: std::mem::take(&mut opts.replay),
@@ -355,6 +384,70 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
 }
 
 type ResumePoint = Option<(PathBuf, checkpoint::CheckpointState)>;
+
+/// The parent's checkpoint a fork starts from: its path and state, or a
+/// [`FieldError`] on `epoch` naming the epochs the run has checkpoints of.
+pub fn fork_source(
+    fork: &ForkFrom,
+    checkpoints_dir: &std::path::Path,
+) -> Result<(PathBuf, checkpoint::CheckpointState), RunError> {
+    check_run_id(&fork.run_id)?;
+    let run_dir = checkpoints_dir.join(&fork.run_id);
+    let path = run_dir.join(checkpoint::epoch_dir_name(fork.epoch));
+    checkpoint::read_state(&path)
+        .map(|state| (path, state))
+        .map_err(|_| {
+            let have: Vec<String> = checkpoint::list(&run_dir)
+                .unwrap_or_default()
+                .iter()
+                .map(|(e, _)| e.to_string())
+                .collect();
+            let have = match have.is_empty() {
+                true => "none".to_string(),
+                false => have.join(", "),
+            };
+            let message = format!(
+                "run {} has no checkpoint of epoch {} (it has: {have})",
+                fork.run_id, fork.epoch
+            );
+            RunError::Config(vec![FieldError::new("epoch", message)])
+        })
+}
+
+/// [`fork_source`], checked against the child's configuration: the same
+/// model, and epochs left to train (checked by the server before it queues
+/// a fork, and by [`run`]).
+pub fn fork_point(
+    fork: &ForkFrom,
+    config: &TrainConfig,
+    checkpoints_dir: &std::path::Path,
+) -> Result<(PathBuf, checkpoint::CheckpointState), RunError> {
+    let (path, state) = fork_source(fork, checkpoints_dir)?;
+    let mut errors = Vec::new();
+    if state.config.kernels != config.kernels {
+        errors.push(FieldError::new(
+            "kernels",
+            format!(
+                "a fork keeps its parent's model: kernels must stay {:?}",
+                state.config.kernels
+            ),
+        ));
+    }
+    if config.epochs <= fork.epoch {
+        errors.push(FieldError::new(
+            "epochs",
+            format!(
+                "must be more than the fork's epoch {} (the child trains epochs {}..=epochs)",
+                fork.epoch,
+                fork.epoch + 1
+            ),
+        ));
+    }
+    match errors.is_empty() {
+        true => Ok((path, state)),
+        false => Err(RunError::Config(errors)),
+    }
+}
 
 /// The configuration, id and starting point of the run: a new one (whose
 /// id must not be taken), or the newest checkpoint of the one to resume.

@@ -52,6 +52,9 @@ pub(crate) struct Job<'a> {
     pub checkpoint_dir: PathBuf,
     /// The checkpoint to continue from, and its state; `None` for a new run.
     pub resume: Option<(PathBuf, CheckpointState)>,
+    /// Set when `resume` is another run's checkpoint: this new run starts
+    /// from it with its own configuration.
+    pub fork: Option<mnist_events::Parent>,
     /// Checked before each batch: once requested, the run stops.
     pub stop: mnist_events::Stop,
     /// Checked before each batch: pause, a new learning rate, … (see
@@ -349,16 +352,27 @@ where
         .load(read(checkpoint::MODEL_FILE)?, device)
         .map_err(|e| format!("cannot load model from {}: {e}", path.display()))?;
     model = model.load_record(record);
-    let record = recorder
-        .load(read(checkpoint::OPTIM_FILE)?, device)
-        .map_err(|e| format!("cannot load optimiser state from {}: {e}", path.display()))?;
-    optim = optim.load_record(record);
+    if job.fork.as_ref().is_none_or(|f| f.optimizer_state) {
+        let record = recorder
+            .load(read(checkpoint::OPTIM_FILE)?, device)
+            .map_err(|e| format!("cannot load optimiser state from {}: {e}", path.display()))?;
+        optim = optim.load_record(record);
+    }
     progress.start_epoch = state.epoch;
     progress.step = state.step;
     progress.best = (state.best_epoch, state.best_score);
     progress.previous_seconds = state.train_seconds;
     progress.skip_batches = state.batches_into_epoch;
     progress.lr_plan = state.lr_plan.unwrap_or(progress.lr_plan);
+    if job.fork.is_some() {
+        // A new run: its own best, time and learning rate (from this step).
+        progress.best = (0, f64::NEG_INFINITY);
+        progress.previous_seconds = 0.0;
+        progress.lr_plan = LrPlan {
+            from_step: state.step,
+            ..LrPlan::of(job.config)
+        };
+    }
     Ok((model, optim, progress))
 }
 
@@ -374,7 +388,12 @@ where
     /// `run_started` (with where a resume picks up) and the backend note.
     fn announce(&mut self) {
         let config = self.job.config;
-        let resume = self.job.resume.as_ref().map(|(_, s)| s);
+        let resume = self
+            .job
+            .resume
+            .as_ref()
+            .map(|(_, s)| s)
+            .filter(|_| self.job.fork.is_none());
         let batches = self.batches();
         let events = &mut *self.job.events;
         events.emit(EventKind::RunStarted(RunStarted {
@@ -392,6 +411,7 @@ where
             resumed_from_step: resume.map(|s| s.step),
             label_overrides: self.job.label_overrides.clone(),
             provenance: self.job.provenance.clone(),
+            parent: self.job.fork.clone(),
         }));
         events.emit(EventKind::Log(LogMessage {
             level: LogLevel::Info,
@@ -645,6 +665,7 @@ where
             best_score: self.progress.best.1,
             train_seconds: self.progress.previous_seconds + self.train_time.as_secs_f64(),
             batches_into_epoch,
+            between_batches: false,
             lr_plan: Some(self.progress.lr_plan),
         }
     }
@@ -816,7 +837,10 @@ where
     /// A checkpoint between batches, `batch` batches into `epoch`: a resume
     /// continues from it; the epoch's own checkpoint replaces it.
     fn checkpoint_now(&mut self, epoch: usize, batch: usize) {
-        let state = self.checkpoint_state(epoch - 1, None, batch);
+        let state = CheckpointState {
+            between_batches: true,
+            ..self.checkpoint_state(epoch - 1, None, batch)
+        };
         let kept = self.job.config.keep_checkpoints;
         let written = self.write_checkpoint(&state).and_then(|path| {
             let removed = checkpoint::prune(&self.job.checkpoint_dir, kept, self.progress.best.0)?;
