@@ -5,6 +5,7 @@
 // this runs folder has no Slurm sweep.
 
 import { $, esc } from './util.js';
+import { viewed } from './viewed.js';
 export const slurm = { sweeps: [], error: null, cancelError: '' };
 let lastBody = '';
 
@@ -49,7 +50,7 @@ function render() {
 // The shown run's Slurm task, next to its status.
 export function showRunTask() {
   const pill = $('#run-slurm');
-  const runId = window.mnistMonitor?.view.runId;
+  const runId = viewed.runId;
   for (const s of slurm.sweeps) {
     const t = s.tasks.find((x) => x.run_id === runId);
     if (t) {

@@ -1,0 +1,8 @@
+// A JSON request to the server: its answer, or an Error with the server's
+// reason.
+export async function send(method, url, body) {
+  const res = await fetch(url, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const out = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(out.error || `the server answered ${res.status}`);
+  return out;
+}
