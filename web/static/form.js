@@ -41,8 +41,10 @@ export function formConfig() {
 
 // The model of the configuration in the form, before a run starts: the
 // server builds its summary (shapes, parameters, activation memory) from
-// the same table the run would use. Edits show it, a run's start replaces it.
-async function previewModel() {
+// the same table the run would use. Edits show it, a run's start replaces
+// it; the first one (`unlessRun`) gives way to a run's model that arrived
+// while it was asked.
+async function previewModel(unlessRun = false) {
   let res, body;
   try {
     res = await fetch('/api/model', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(formConfig()) });
@@ -50,15 +52,16 @@ async function previewModel() {
   } catch (_) { return; }
   if (!res.ok) {
     const bad = (body.errors || []).find((e) => e.field === 'kernels');
-    if (bad) renderModelError(bad.message);
+    if (bad && !(unlessRun && showsRunModel())) renderModelError(bad.message);
     return;
   }
+  if (unlessRun && showsRunModel()) return;
   renderPreviewModel(body);
 }
 
 function schedulePreview() {
   clearTimeout(previewTimer);
-  previewTimer = setTimeout(previewModel, 200);
+  previewTimer = setTimeout(() => previewModel(), 200);
 }
 
 function applyField(el, field) {
@@ -119,7 +122,7 @@ export async function loadSchema() {
     else if (field.type !== 'choice' && field.default !== null) el.value = field.default;
     else if (field.type === 'choice' && field.name !== 'backend') el.value = field.default;
   }
-  if (!showsRunModel()) previewModel();
+  if (!showsRunModel()) previewModel(true);
 }
 
 export async function loadBackends() {
