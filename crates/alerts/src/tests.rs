@@ -11,7 +11,7 @@ fn ev(seq: u64, ts_ms: u64, kind: EventKind) -> Event {
 }
 
 fn started(backend: &str) -> EventKind {
-    EventKind::RunStarted(RunStarted {
+    EventKind::RunStarted(Box::new(RunStarted {
         config: serde_json::Value::Null,
         model: ModelSummary {
             input_shape: vec![],
@@ -31,7 +31,7 @@ fn started(backend: &str) -> EventKind {
         label_overrides: None,
         provenance: None,
         parent: None,
-    })
+    }))
 }
 
 fn batch(loss: f64) -> EventKind {

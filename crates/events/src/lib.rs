@@ -96,7 +96,7 @@ pub struct Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// `run_started`: the first event of a run or of a resumption.
-    RunStarted(RunStarted),
+    RunStarted(Box<RunStarted>),
     /// `batch`: one training step's metrics.
     Batch(BatchMetrics),
     /// `eval`: an evaluation of a whole split.

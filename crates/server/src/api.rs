@@ -16,6 +16,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/health", web::get().to(health))
         .route("/api/backends", web::get().to(backends))
         .route("/api/config/schema", web::get().to(config_schema))
+        .route("/api/series/schema", web::get().to(series_schema))
         .route("/api/fleet", web::get().to(fleet))
         .route("/api/model", web::post().to(model_preview))
         .route("/api/runs", web::get().to(list))
@@ -58,6 +59,12 @@ fn file_name_safe(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// `GET /api/series/schema`: the series table the page builds its charts
+/// from ([`crate::series::SERIES`]).
+async fn series_schema() -> HttpResponse {
+    HttpResponse::Ok().json(crate::series::schema())
 }
 
 /// The training configuration's fields, types, ranges and defaults
@@ -487,19 +494,19 @@ async fn series(
     id: web::Path<String>,
     q: web::Query<SeriesQuery>,
 ) -> ApiResult {
-    let points = q.points.unwrap_or(crate::state::MAX_POINTS);
+    let points = q.points.unwrap_or(crate::series::MAX_POINTS);
     if !(2..=20_000).contains(&points) {
         let message = format!("must be in 2..=20000 (got {points})");
         return Err(ApiError::field("points", message));
     }
     let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX));
-    let smoothing = q.smoothing.unwrap_or(crate::state::DEFAULT_SMOOTHING);
+    let smoothing = q.smoothing.unwrap_or(crate::series::DEFAULT_SMOOTHING);
     if !(0.0..=0.999).contains(&smoothing) {
         let message = format!("must be in 0..=0.999 (got {smoothing})");
         return Err(ApiError::field("smoothing", message));
     }
     let whole = (from, to) == (0, u64::MAX);
-    if whole && points == crate::index::INDEX_POINTS && smoothing == crate::state::DEFAULT_SMOOTHING
+    if whole && points == crate::index::INDEX_POINTS && smoothing == crate::series::DEFAULT_SMOOTHING
     {
         if let Some(bytes) = indexed_series(&state, &id) {
             return Ok(HttpResponse::Ok()

@@ -19,7 +19,8 @@
 //! (SQLite) would need its locks to work, which on NFS they do not.
 
 use crate::manage::RunMeta;
-use crate::state::{RunState, RunSummary, DEFAULT_SMOOTHING};
+use crate::series::DEFAULT_SMOOTHING;
+use crate::state::{RunState, RunSummary};
 use crate::write_atomic;
 use mnist_events::LockExt;
 use serde::{Deserialize, Serialize};
@@ -224,7 +225,7 @@ pub fn write_entry(folders: &Folders, state: &RunState, stamp: Stamp) -> std::io
     std::fs::create_dir_all(folders.rows_dir())?;
     write_atomic(
         &folders.series_dir().join(format!("{id}.json")),
-        compact_json(&series).as_bytes(),
+        compact_json(&serde_json::to_value(series).expect("series serialise")).as_bytes(),
     )?;
     write_atomic(
         &folders.rows_dir().join(format!("{id}.json")),

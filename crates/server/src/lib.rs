@@ -32,6 +32,7 @@ mod review;
 mod scheduler;
 pub mod slots;
 pub mod slurm;
+pub mod series;
 pub mod state;
 mod sweeps;
 pub mod ws;

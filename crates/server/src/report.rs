@@ -10,7 +10,8 @@
 //! samples, the configuration, the model and the provenance.
 
 use crate::manage::RunMeta;
-use crate::state::{RunState, DEFAULT_SMOOTHING, MAX_POINTS};
+use crate::series::{DEFAULT_SMOOTHING, MAX_POINTS};
+use crate::state::RunState;
 use mnist_events::EventKind;
 use serde_json::{json, Value};
 

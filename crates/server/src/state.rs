@@ -8,6 +8,7 @@
 //! `run_started` (with `resumed_from_step`) cuts what the interrupted
 //! attempt logged after its checkpoint.
 
+use crate::series::{self, Point, SeriesAnswer, DEFAULT_SMOOTHING, MAX_POINTS};
 use mnist_events::{Event, EventKind, RunStatus, Split};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -68,31 +69,6 @@ impl Status {
     ];
 }
 
-/// The batch metrics of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Point {
-    /// Global optimiser step, from 1.
-    pub step: u64,
-    /// Epoch, from 1.
-    pub epoch: usize,
-    /// Batch within the epoch, from 1.
-    pub batch: usize,
-    /// Batches in an epoch.
-    pub batches: usize,
-    /// When the batch was logged, Unix time in milliseconds.
-    pub ts_ms: u64,
-    /// Mean cross-entropy loss of the batch.
-    pub loss: f64,
-    /// Fraction of the batch classified correctly (0–1).
-    pub accuracy: f64,
-    /// Macro-averaged F1 over the classes in the batch (0–1).
-    pub f1_macro: f64,
-    /// Learning rate used for this step.
-    pub lr: f64,
-    /// Training throughput around this batch, images per second.
-    pub images_per_sec: f64,
-}
-
 /// One hardware sample of a run, as the charts draw it over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HwPoint {
@@ -131,28 +107,6 @@ impl HwPoint {
         }
     }
 }
-
-/// How a series reads its value off a point.
-pub type Reading = fn(&Point) -> f64;
-
-/// The series the charts draw, by name, and how to read them off a point.
-/// `epoch` (the position in epochs: 1.5 is half-way through the second) and
-/// `ts_ms` are the charts' other x axes.
-pub const SERIES: [(&str, Reading); 7] = [
-    ("loss", |p| p.loss),
-    ("accuracy", |p| p.accuracy),
-    ("f1_macro", |p| p.f1_macro),
-    ("lr", |p| p.lr),
-    ("images_per_sec", |p| p.images_per_sec),
-    ("epoch", |p| {
-        (p.epoch as f64 - 1.0) + p.batch as f64 / p.batches.max(1) as f64
-    }),
-    ("ts_ms", |p| p.ts_ms as f64),
-];
-
-/// Most points per series in a snapshot or a series answer. Longer ranges
-/// keep, per bucket, their minimum and maximum, so no spike is ever hidden.
-pub const MAX_POINTS: usize = 2000;
 
 /// One row of the run history (and of the run index, [`crate::index`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -517,52 +471,9 @@ impl RunState {
     }
 
     /// The series between steps `from` and `to` (inclusive) on one shared
-    /// step axis, reduced to about `max` points: each bucket keeps the
-    /// steps where any chart metric has its minimum or maximum, so no spike
-    /// is ever hidden. `smoothed` holds the debiased exponential moving
-    /// average (weight `smoothing`) computed on every step from the run's
-    /// first, so it is the same curve at any zoom; `ema` is its state after
-    /// the range's last step, which the page continues on live batches.
-    pub fn series(&self, from: u64, to: u64, max: usize, smoothing: f64) -> Value {
-        let lo = self.points.partition_point(|p| p.step < from);
-        let hi = self.points.partition_point(|p| p.step <= to);
-        let keep = bucket_extremes(&self.points[lo..hi], max);
-        let emas: Vec<(&str, Ema)> = SMOOTHED
-            .iter()
-            .map(|&(name, read)| (name, Ema::over(&self.points[..lo], smoothing, read)))
-            .collect();
-        let mut out = serde_json::Map::new();
-        out.insert("total".into(), json!(self.points.len()));
-        out.insert("in_range".into(), json!(hi - lo));
-        out.insert("smoothing".into(), json!(smoothing));
-        let picked: Vec<&Point> = keep.iter().map(|&i| &self.points[lo + i]).collect();
-        out.insert(
-            "step".into(),
-            json!(picked.iter().map(|p| p.step).collect::<Vec<_>>()),
-        );
-        for (name, read) in SERIES {
-            out.insert(
-                name.into(),
-                json!(picked.iter().map(|p| read(p)).collect::<Vec<_>>()),
-            );
-        }
-        let mut smoothed = serde_json::Map::new();
-        let mut states = serde_json::Map::new();
-        for ((name, read), (_, mut ema)) in SMOOTHED.iter().zip(emas) {
-            let mut values = Vec::with_capacity(keep.len());
-            let mut next = keep.iter().peekable();
-            for (i, p) in self.points[lo..hi].iter().enumerate() {
-                let v = ema.push(read(p));
-                if next.next_if(|&&k| k == i).is_some() {
-                    values.push(v);
-                }
-            }
-            smoothed.insert((*name).into(), json!(values));
-            states.insert((*name).into(), json!([ema.sum, ema.weight]));
-        }
-        out.insert("smoothed".into(), Value::Object(smoothed));
-        out.insert("ema".into(), Value::Object(states));
-        Value::Object(out)
+    /// step axis, reduced to about `max` points (see [`series::answer`]).
+    pub fn series(&self, from: u64, to: u64, max: usize, smoothing: f64) -> SeriesAnswer {
+        series::answer(&self.points, from, to, max, smoothing)
     }
 
     /// The run's hardware samples, at most `max`: per bucket of consecutive
@@ -761,96 +672,10 @@ fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
     )
 }
 
-/// The indices of `points` to keep for about `max` points: all of them
-/// when they fit, else, per bucket of consecutive steps, those where a
-/// chart metric ([`SMOOTHED`]) has its minimum or maximum (NaN counts as a
-/// maximum, so a NaN loss stays visible), in step order. A bucket keeps at
-/// most ten, so the answer stays under 2.5 × `max`.
-pub fn bucket_extremes(points: &[Point], max: usize) -> Vec<usize> {
-    if points.len() <= max || max < 4 {
-        return (0..points.len()).collect();
-    }
-    let buckets = max / 4;
-    let mut out = Vec::with_capacity(max * 2);
-    for b in 0..buckets {
-        let lo = b * points.len() / buckets;
-        let hi = ((b + 1) * points.len() / buckets).max(lo + 1);
-        let bucket = &points[lo..hi];
-        let mut picked: Vec<usize> = Vec::with_capacity(10);
-        for (_, read) in SMOOTHED {
-            let (mut imin, mut imax) = (0, 0);
-            for (i, p) in bucket.iter().enumerate() {
-                let v = read(p);
-                let min = read(&bucket[imin]);
-                if v < min || (min.is_nan() && !v.is_nan()) {
-                    imin = i;
-                }
-                if v > read(&bucket[imax]) || (v.is_nan() && !read(&bucket[imax]).is_nan()) {
-                    imax = i;
-                }
-            }
-            picked.extend([imin, imax]);
-        }
-        picked.sort_unstable();
-        picked.dedup();
-        out.extend(picked.into_iter().map(|i| lo + i));
-    }
-    out
-}
-
-/// The smoothing the snapshot's series carry (the page's default; it asks
-/// `series` again for another).
-pub const DEFAULT_SMOOTHING: f64 = 0.8;
-
-/// The series the page smooths, and how to read them off a point.
-pub const SMOOTHED: [(&str, Reading); 5] = [
-    ("loss", |p| p.loss),
-    ("accuracy", |p| p.accuracy),
-    ("f1_macro", |p| p.f1_macro),
-    ("lr", |p| p.lr),
-    ("images_per_sec", |p| p.images_per_sec),
-];
-
-/// TensorBoard's debiased exponential moving average: `sum / weight` is the
-/// smoothed value; non-finite values are skipped (they'd poison the rest).
-#[derive(Debug, Clone, Copy)]
-pub struct Ema {
-    alpha: f64,
-    /// The weighted sum of the values so far.
-    pub sum: f64,
-    /// The sum of the weights so far (debiases the start).
-    pub weight: f64,
-}
-
-impl Ema {
-    /// The average after `points`, read by `read`.
-    pub fn over(points: &[Point], alpha: f64, read: Reading) -> Self {
-        let mut ema = Ema {
-            alpha,
-            sum: 0.0,
-            weight: 0.0,
-        };
-        for p in points {
-            ema.push(read(p));
-        }
-        ema
-    }
-
-    /// Adds a value; the smoothed value after it (None while there is none,
-    /// or for a non-finite value).
-    pub fn push(&mut self, v: f64) -> Option<f64> {
-        if !v.is_finite() {
-            return None;
-        }
-        self.sum = self.sum * self.alpha + (1.0 - self.alpha) * v;
-        self.weight = self.weight * self.alpha + (1.0 - self.alpha);
-        Some(self.sum / self.weight)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::series::{bucket_extremes, Ema};
     use mnist_events::{BatchMetrics, RunFinished};
 
     fn batch(seq: u64, step: u64, loss: f64) -> Arc<Event> {
@@ -997,7 +822,7 @@ mod tests {
             };
             s.fold(&batch(step, step, loss));
         }
-        let all = s.series(0, u64::MAX, MAX_POINTS, 0.9);
+        let all = serde_json::to_value(s.series(0, u64::MAX, MAX_POINTS, 0.9)).unwrap();
         let steps = all["step"].as_array().unwrap();
         assert!(steps.len() <= MAX_POINTS * 5 / 2);
         assert!(
@@ -1012,7 +837,7 @@ mod tests {
                 "{key} on the same steps"
             );
         }
-        let zoom = s.series(54_000, 54_999, MAX_POINTS, 0.9);
+        let zoom = serde_json::to_value(s.series(54_000, 54_999, MAX_POINTS, 0.9)).unwrap();
         assert_eq!(zoom["in_range"], 1000);
         assert_eq!(loss_series(&zoom).len(), 1000, "full resolution");
         assert_eq!(zoom["lr"].as_array().unwrap().len(), 1000);
@@ -1025,11 +850,7 @@ mod tests {
             s.fold(&batch(step, step, ((step * 7919) % 1000) as f64 / 100.0));
         }
         // The reference: the average over every step, by hand.
-        let mut ema = Ema {
-            alpha: 0.95,
-            sum: 0.0,
-            weight: 0.0,
-        };
+        let mut ema = Ema::new(0.95);
         let reference: Vec<f64> = s
             .points()
             .iter()
@@ -1044,9 +865,9 @@ mod tests {
                 assert!((y.as_f64().unwrap() - want).abs() < 1e-9, "step {step}");
             }
         };
-        let whole = s.series(0, u64::MAX, MAX_POINTS, 0.95);
+        let whole = serde_json::to_value(s.series(0, u64::MAX, MAX_POINTS, 0.95)).unwrap();
         check(&whole);
-        check(&s.series(30_000, 30_500, MAX_POINTS, 0.95));
+        check(&serde_json::to_value(s.series(30_000, 30_500, MAX_POINTS, 0.95)).unwrap());
         // The state after the last step continues the curve on live batches.
         let end = &whole["ema"]["loss"];
         let (sum, weight) = (end[0].as_f64().unwrap(), end[1].as_f64().unwrap());
@@ -1072,5 +893,138 @@ mod tests {
         assert!(keep.windows(2).all(|w| w[0] < w[1]));
         assert!(keep.contains(&776), "the NaN loss is kept");
         assert_eq!(bucket_extremes(&s.points()[..10], MAX_POINTS).len(), 10);
+    }
+}
+
+/// The vectors the page's own series folding is tested against: written
+/// by [`golden::vectors`], kept in `web/test/golden/series.json` and read
+/// by `node --test web/test/`.
+#[cfg(test)]
+mod golden {
+    use super::*;
+    use mnist_events::BatchMetrics;
+
+    /// Batch `step` of a made-up run: ten batches an epoch, a NaN loss at
+    /// step 7 and a spike at 23; `scale` changes every value (a resumed
+    /// attempt trains the same steps to other values).
+    fn batch(step: u64, scale: f64) -> (Value, Arc<Event>) {
+        let x = step as f64;
+        let loss = match step {
+            7 => f64::NAN,
+            23 => 9.5,
+            _ => scale * 2.3 * (-x / 15.0).exp() * (1.0 + 0.3 * x.sin()),
+        };
+        let accuracy = (1.0 - loss / 3.0).clamp(0.0, 1.0);
+        let b = BatchMetrics {
+            epoch: ((step - 1) / 10 + 1) as usize,
+            batch: ((step - 1) % 10 + 1) as usize,
+            batches: 10,
+            step,
+            size: 32,
+            loss,
+            accuracy: if loss.is_nan() { 0.1 } else { accuracy },
+            f1_macro: 0.9 * accuracy,
+            epoch_loss: loss,
+            epoch_accuracy: accuracy,
+            epoch_f1_macro: accuracy,
+            lr: if step <= 20 { 1e-3 } else { 5e-4 * scale },
+            images_per_sec: 400.0 + 37.0 * (step % 5) as f64 * scale,
+            elapsed_s: 0.0,
+        };
+        let ts_ms = 1_796_000_000_000 + 250 * step + (scale * 10.0) as u64;
+        let page = json!({
+            "step": b.step, "epoch": b.epoch, "batch": b.batch, "batches": b.batches,
+            "ts_ms": ts_ms, "loss": b.loss, "accuracy": b.accuracy, "f1_macro": b.f1_macro,
+            "lr": b.lr, "images_per_sec": b.images_per_sec,
+        });
+        let event = Event {
+            seq: step,
+            ts_ms,
+            run_id: "golden".into(),
+            kind: EventKind::Batch(b),
+        };
+        (page, Arc::new(event))
+    }
+
+    fn started(resumed_from_step: Option<u64>) -> Arc<Event> {
+        let mut value = json!({
+            "seq": 0, "ts_ms": 0, "run_id": "golden", "type": "run_started",
+            "config": {}, "backend": "cpu", "device": "cpu",
+            "model": {"input_shape": [1, 28, 28], "layers": [], "total_params": 1},
+            "train_size": 1, "val_size": 0, "test_size": 1, "batches_per_epoch": 10,
+        });
+        if let Some(step) = resumed_from_step {
+            value["resumed_from_epoch"] = json!(2);
+            value["resumed_from_step"] = json!(step);
+        }
+        Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    const SMOOTHING: f64 = 0.6;
+
+    fn series_of(state: &RunState) -> Value {
+        serde_json::to_value(state.series(0, u64::MAX, MAX_POINTS, SMOOTHING)).unwrap()
+    }
+
+    /// 40 batches, then a resume from step 20 that trains 21..=30 again.
+    pub(super) fn vectors() -> Value {
+        let mut state = RunState::new("golden", false);
+        state.fold(&started(None));
+        let first: Vec<(Value, Arc<Event>)> = (1..=40).map(|s| batch(s, 1.0)).collect();
+        for (_, e) in &first {
+            state.fold(e);
+        }
+        let series = series_of(&state);
+        let keep = crate::series::bucket_extremes(state.points(), 16);
+        state.fold(&started(Some(20)));
+        let again: Vec<(Value, Arc<Event>)> = (21..=30).map(|s| batch(s, 0.5)).collect();
+        for (_, e) in &again {
+            state.fold(e);
+        }
+        let pages = |b: &[(Value, Arc<Event>)]| b.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        json!({
+            "about": "written by crates/server/src/state.rs (golden::vectors); UPDATE_GOLDEN=1 cargo test -p mnist-server golden rewrites it",
+            "smoothing": SMOOTHING,
+            "batches": pages(&first),
+            "series": series,
+            "bucketed": {"max": 16, "keep": keep},
+            "resumed": {"from_step": 20, "batches": pages(&again), "series": series_of(&state)},
+        })
+    }
+
+    #[test]
+    fn the_pages_golden_series_vectors_are_the_servers() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../web/test/golden/series.json");
+        let vectors = vectors();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() || !path.exists() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let text = serde_json::to_string_pretty(&vectors).unwrap() + "\n";
+            std::fs::write(&path, text).unwrap();
+        }
+        let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            same(&stored, &vectors),
+            "web/test/golden/series.json is not what the server computes: \
+             rerun with UPDATE_GOLDEN=1 and make the page agree"
+        );
+    }
+
+    /// Equal, numbers within 1e-12 relative (serde_json's default parser
+    /// may differ from the written digits in the last bit).
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
     }
 }

@@ -396,7 +396,7 @@ where
             .filter(|_| self.job.fork.is_none());
         let batches = self.batches();
         let events = &mut *self.job.events;
-        events.emit(EventKind::RunStarted(RunStarted {
+        events.emit(EventKind::RunStarted(Box::new(RunStarted {
             config: serde_json::to_value(config).expect("config serialises"),
             model: config.model().summary(),
             backend: self.job.backend.to_string(),
@@ -412,7 +412,7 @@ where
             label_overrides: self.job.label_overrides.clone(),
             provenance: self.job.provenance.clone(),
             parent: self.job.fork.clone(),
-        }));
+        })));
         events.emit(EventKind::Log(LogMessage {
             level: LogLevel::Info,
             message: self.job.backend_note.clone(),
