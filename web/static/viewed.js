@@ -18,22 +18,6 @@ export const viewed = Object.seal({
   zoom: null,
 });
 
-// TEMPORARY FALLBACK, to be removed once every server answers GET
-// /api/series/schema: the table as crates/server/src/state.rs had it
-// (SERIES, SMOOTHED, MAX_POINTS, DEFAULT_SMOOTHING) when this was written.
-export const FALLBACK_SCHEMA = {
-  series: [
-    { key: 'loss', title: 'Loss', smoothed: true, chart: true },
-    { key: 'accuracy', title: 'Accuracy', smoothed: true, chart: true },
-    { key: 'f1_macro', title: 'Macro F1', smoothed: true, chart: true },
-    { key: 'lr', title: 'Learning rate', smoothed: true, chart: true },
-    { key: 'images_per_sec', title: 'Images/s', smoothed: true, chart: true },
-    { key: 'epoch', title: 'Epoch', smoothed: false, chart: false },
-    { key: 'ts_ms', title: 'Time', smoothed: false, chart: false },
-  ],
-  max_points: 2000,
-  default_smoothing: 0.8,
-};
 
 // The series table, asked once at start (again each second while the
 // server cannot be reached): sets `viewed.table`.
@@ -43,9 +27,6 @@ export async function loadSeriesTable() {
     try {
       const res = await fetch('/api/series/schema');
       if (res.ok) { schema = await res.json(); break; }
-      // TEMPORARY FALLBACK (see FALLBACK_SCHEMA): a server without the
-      // endpoint (404). Until then any answer but a server error falls back.
-      if (res.status < 500) { schema = FALLBACK_SCHEMA; break; }
     } catch (_) { /* the reconnect banner says what's wrong */ }
     await new Promise((ok) => setTimeout(ok, 1000));
   }

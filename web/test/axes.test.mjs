@@ -1,28 +1,15 @@
 // The page's DOM-free chart math (web/static/series.js): the series table,
 // the x axes, the join of columns onto one x axis, the hardware samples'
-// fold; and the table the page falls back on (web/static/viewed.js)
-// against the server's keys in the golden vectors. Run: node --test web/test/
+// fold. Run: node --test web/test/
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 import { seriesTable, emptySeries, pushRow, xMapper, tsMapper, joinColumns, hwPoint, halveHw } from '../static/series.js';
 import * as shared from '../static/viewed.js';
 
-// GET /api/series/schema's answer.
-const SCHEMA = {
-  series: [
-    { key: 'loss', title: 'Loss', smoothed: true, chart: true },
-    { key: 'accuracy', title: 'Accuracy', smoothed: true, chart: true },
-    { key: 'f1_macro', title: 'Macro F1', smoothed: true, chart: true },
-    { key: 'lr', title: 'Learning rate', smoothed: true, chart: true },
-    { key: 'images_per_sec', title: 'Images/s', smoothed: true, chart: true },
-    { key: 'epoch', title: 'Epoch', smoothed: false, chart: false },
-    { key: 'ts_ms', title: 'Time', smoothed: false, chart: false },
-  ],
-  max_points: 2000,
-  default_smoothing: 0.8,
-};
+// GET /api/series/schema's answer, as the server's tests wrote it.
+const SCHEMA = JSON.parse(readFileSync(new URL('./golden/series.json', import.meta.url), 'utf8')).schema;
 const table = seriesTable(SCHEMA);
 
 // Steps 10, 20, 30 in epoch 1 of 40 batches, a second apart from t = 5 s.
@@ -44,19 +31,6 @@ test('the series table: keys, smoothed and charted series, titles', () => {
   // The shared state declares its fields once: no key added on the way.
   assert.ok(Object.isSealed(shared.viewed));
   assert.throws(() => { shared.viewed.somethingNew = 1; });
-});
-
-// Goes with the page's temporary fallback (viewed.js FALLBACK_SCHEMA).
-test('the fallback table has the server\'s series (golden vectors)', { skip: !shared.FALLBACK_SCHEMA && 'no fallback' }, () => {
-  const fallback = seriesTable(shared.FALLBACK_SCHEMA);
-  const dir = new URL('./golden/', import.meta.url);
-  for (const file of readdirSync(dir).filter((f) => /^series.*\.json$/.test(f))) {
-    const body = JSON.parse(readFileSync(new URL(file, dir), 'utf8')).series;
-    const keys = Object.keys(body).filter((k) => k !== 'step' && Array.isArray(body[k]));
-    assert.deepEqual([...fallback.keys].sort(), keys.sort(), file);
-    assert.deepEqual([...fallback.smoothed].sort(), Object.keys(body.smoothed).sort(), file);
-    assert.deepEqual(shared.FALLBACK_SCHEMA, SCHEMA);
-  }
 });
 
 test('x axes: a step on the step, epoch, wall-time and relative-time axes', () => {

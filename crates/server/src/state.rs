@@ -984,6 +984,7 @@ mod golden {
         let pages = |b: &[(Value, Arc<Event>)]| b.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
         json!({
             "about": "written by crates/server/src/state.rs (golden::vectors); UPDATE_GOLDEN=1 cargo test -p mnist-server golden rewrites it",
+            "schema": crate::series::schema(),
             "smoothing": SMOOTHING,
             "batches": pages(&first),
             "series": series,
