@@ -1,5 +1,6 @@
 //! The JSON HTTP API.
 
+use crate::protocol::Status;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::RunHub;
 use crate::{scheduler, AppState};
@@ -125,7 +126,7 @@ async fn runs_csv(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiRe
     let ask = q.into_inner().parse()?;
     let state = state.into_inner();
     let (_, _, body) = web::block(move || {
-        with_matches(&state, &ask, |m| {
+        with_matches(&state, &ask, |m, _| {
             m.chunks(256)
                 .map(|chunk| {
                     chunk
@@ -175,7 +176,7 @@ async fn run_columns(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Ap
     let ask = q.into_inner().parse()?;
     let state = state.into_inner();
     let (_, _, answer) = web::block(move || {
-        with_matches(&state, &ask, |m| {
+        with_matches(&state, &ask, |m, _| {
             let column = |k: &str| -> serde_json::Value {
                 m.iter()
                     .map(|r| match crate::query::cell(r, k) {
@@ -263,6 +264,10 @@ const MAX_TERMS: usize = 32;
 /// Most rows one page of `GET /api/runs` returns.
 pub const MAX_PAGE: usize = 1000;
 
+/// `sort=tree`: each run followed by the runs forked from it, with their
+/// depth ([`crate::query::tree_rows`]).
+const TREE: &str = "tree";
+
 /// A runs list request, checked.
 pub(crate) struct ListAsk {
     filter: crate::query::Filter,
@@ -284,12 +289,13 @@ impl ListQuery {
             crate::query::Filter::parse(q).map_err(|e| ApiError::field("q", e.to_string()))?;
         let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
             None => "started",
+            Some(TREE) => TREE,
             Some(s) => crate::query::key(s).ok_or_else(|| {
                 ApiError::field("sort", format!("no key `{s}`: sort by a config field, a result or id, name, status, started"))
             })?,
         };
         let descending = match self.order.as_deref() {
-            None | Some("") => sort == "started",
+            None | Some("") => sort == "started" || sort == TREE,
             Some("desc") => true,
             Some("asc") => false,
             Some(o) => {
@@ -336,7 +342,7 @@ pub(crate) struct RunsPage {
     indexing: Option<crate::index::Progress>,
     /// What every run in the folder holds on disk, summed.
     disk: DiskTotal,
-    runs: Vec<crate::state::RunSummary>,
+    runs: Vec<crate::protocol::ListedRun>,
 }
 
 /// Disk used by all runs (the runs list's footer).
@@ -351,7 +357,7 @@ struct DiskTotal {
 /// The rows of the runs this server trains or follows now, folded live
 /// (the index holds their state as of their last evaluation), with their
 /// meta and disk use.
-fn live_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
+fn live_rows(state: &AppState) -> Vec<crate::protocol::RunSummary> {
     let mut hubs: Vec<Arc<RunHub>> = state
         .training
         .locked()
@@ -375,7 +381,7 @@ fn live_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
                 .map(|r| r.summary.disk)
                 .unwrap_or_default();
             row.attach(
-                crate::manage::RunMeta::load(&state.opts.runs_dir, &h.run_id),
+                crate::protocol::RunMeta::load(&state.opts.runs_dir, &h.run_id),
                 disk,
             );
             row
@@ -383,20 +389,21 @@ fn live_rows(state: &AppState) -> Vec<crate::state::RunSummary> {
         .collect()
 }
 
-/// The runs matching `ask`, sorted: the index's rows, those of live runs
-/// replaced by their live state. `read` sees them under the index's lock
+/// The runs matching `ask`, sorted (with each one's depth in the lineage
+/// tree for `sort=tree`): the index's rows, those of live runs replaced by
+/// their live state. `read` sees them under the index's lock
 /// (nothing is copied but what it takes); with how many runs there are and
 /// the disk they use.
 fn with_matches<T>(
     state: &AppState,
     ask: &ListAsk,
-    read: impl FnOnce(&[&crate::state::RunSummary]) -> T,
+    read: impl FnOnce(&[&crate::protocol::RunSummary], Option<&[usize]>) -> T,
 ) -> (usize, DiskTotal, T) {
     let live = live_rows(state);
     state.index.with_rows(|rows| {
         let live_ids: std::collections::HashSet<&str> =
             live.iter().map(|r| r.run_id.as_str()).collect();
-        let mut refs: Vec<&crate::state::RunSummary> = live
+        let mut refs: Vec<&crate::protocol::RunSummary> = live
             .iter()
             .chain(
                 rows.values()
@@ -412,16 +419,26 @@ fn with_matches<T>(
         if !ask.filter.is_empty() {
             refs.retain(|r| ask.filter.matches(r));
         }
-        crate::query::sort_rows(&mut refs, ask.sort, ask.descending, |r| r);
-        (all, disk, read(&refs))
+        if ask.sort != TREE {
+            crate::query::sort_rows(&mut refs, ask.sort, ask.descending, |r| r);
+            return (all, disk, read(&refs, None));
+        }
+        let (refs, depths): (Vec<_>, Vec<_>) = crate::query::tree_rows(&refs, ask.descending)
+            .into_iter()
+            .unzip();
+        (all, disk, read(&refs, Some(&depths)))
     })
 }
 
 /// One page of the matching runs (`GET /api/runs`).
 fn runs_page(state: &AppState, ask: &ListAsk) -> RunsPage {
-    let (all, disk, (total, runs)) = with_matches(state, ask, |m| {
-        let page = m.iter().skip(ask.offset).take(ask.limit);
-        (m.len(), page.map(|r| (*r).clone()).collect())
+    let (all, disk, (total, runs)) = with_matches(state, ask, |m, depths| {
+        let listed = m.iter().enumerate().skip(ask.offset).take(ask.limit);
+        let runs = listed.map(|(i, r)| crate::protocol::ListedRun {
+            summary: (*r).clone(),
+            depth: depths.map(|d| d[i]),
+        });
+        (m.len(), runs.collect())
     });
     RunsPage {
         total,
@@ -454,7 +471,7 @@ async fn model_preview(body: web::Json<serde_json::Value>) -> ApiResult {
 /// file (see [`crate::report`]), as a download.
 async fn report(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
-    let meta = crate::manage::RunMeta::load(&state.opts.runs_dir, &id);
+    let meta = crate::protocol::RunMeta::load(&state.opts.runs_dir, &id);
     let html = hub.with_state(|s| crate::report::html(s, &meta));
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
@@ -472,7 +489,20 @@ async fn report(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
 async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
     let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
     let mut details = hub.with_state(|s| s.details());
-    details["meta"] = json!(crate::manage::RunMeta::load(&state.opts.runs_dir, &id));
+    details.meta = crate::protocol::RunMeta::load(&state.opts.runs_dir, &id);
+    let checkpoints = state.opts.checkpoints_dir.join(id.as_str());
+    details.checkpoint_epochs = mnist_train::checkpoint::list(&checkpoints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(epoch, _)| epoch)
+        .collect();
+    details.can_control = details.status.is_training()
+        && matches!(trainer_of(&state, &id, ""), Ok((_, Some(_))));
+    details.can_resume = state.opts.can_start_runs
+        && !details.status.is_training()
+        && details.status != Status::Completed
+        && !state.queue.locked().contains(&id)
+        && matches!(mnist_train::checkpoint::latest(&checkpoints), Ok(Some(_)));
     Ok(HttpResponse::Ok().json(details))
 }
 
@@ -762,7 +792,7 @@ async fn resume(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
     let state = state.into_inner();
     let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
     let status = hub.with_state(|s| s.status());
-    if status.is_training() || status == crate::state::Status::Completed {
+    if status.is_training() || status == crate::protocol::Status::Completed {
         return Err(ApiError::conflict(format!(
             "run {id} is {}: only an interrupted, stopped or failed run resumes",
             status.as_str()

@@ -18,9 +18,9 @@
 //! two servers) never share a file that could tear. A single database file
 //! (SQLite) would need its locks to work, which on NFS they do not.
 
-use crate::manage::RunMeta;
 use crate::series::DEFAULT_SMOOTHING;
-use crate::state::{RunState, RunSummary};
+use crate::protocol::{Disk, RunMeta, RunSummary};
+use crate::state::RunState;
 use crate::write_atomic;
 use mnist_events::LockExt;
 use serde::{Deserialize, Serialize};
@@ -115,17 +115,6 @@ impl Folders {
             .filter(|id| crate::valid_run_id(id))
             .collect()
     }
-}
-
-/// What a run holds on disk, for the runs table and `prune`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Disk {
-    /// Bytes of the run's folder (its log and meta).
-    pub run_bytes: u64,
-    /// Bytes of its checkpoints.
-    pub checkpoint_bytes: u64,
-    /// The epochs it has a checkpoint of, ascending.
-    pub checkpoint_epochs: Vec<usize>,
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -608,7 +597,7 @@ mod tests {
         let (index, changed) = build(&f);
         assert_eq!(changed.len(), 5);
         let row = index.row("run-3").unwrap();
-        assert_eq!(row.summary.status, crate::state::Status::Interrupted);
+        assert_eq!(row.summary.status, crate::protocol::Status::Interrupted);
         assert_eq!(row.summary.steps, 50);
         assert!(row.summary.disk.run_bytes > 0);
         assert!(read_series(&f, "run-2").is_some());
@@ -662,7 +651,7 @@ mod tests {
         changed.sort();
         assert_eq!(changed, ["a", "b", "c"]);
         let a = index.row("a").unwrap().summary;
-        assert_eq!((a.steps, a.status), (30, crate::state::Status::Completed));
+        assert_eq!((a.steps, a.status), (30, crate::protocol::Status::Completed));
         assert!(index.row("b").is_none(), "a removed run leaves the index");
         assert!(!f.rows_dir().join("b.json").exists());
         let c = index.row("c").unwrap().summary;

@@ -23,6 +23,7 @@ pub mod index;
 pub mod manage;
 pub mod metrics;
 pub mod prom_fleet;
+pub mod protocol;
 pub mod prune;
 pub mod query;
 pub mod queue;

@@ -10,22 +10,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use mnist_events::LockExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
+use crate::protocol::RunMeta;
 use std::path::{Path, PathBuf};
-
-/// The user's words about a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunMeta {
-    /// A name to show instead of the run id.
-    pub name: Option<String>,
-    /// Free text, at most [`MAX_NOTES`] characters.
-    pub notes: String,
-    /// Short labels, trimmed: at most [`MAX_TAGS`], each 1..=[`MAX_TAG`]
-    /// characters.
-    pub tags: Vec<String>,
-}
 
 /// A sink that tags each run with its sweep once it started (`meta.json`
 /// beside its log, where the page's tags live; the run's folder exists

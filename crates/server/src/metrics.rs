@@ -6,7 +6,7 @@
 //! 0–1 fractions and `_total` for counters. GPUs are labelled by `index` and
 //! `uuid`, so a dashboard survives a reordering of devices.
 
-use crate::state::Status;
+use crate::protocol::Status;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use mnist_events::{

@@ -8,8 +8,8 @@
 //! never straight away; only emptying the trash and dropping checkpoints
 //! free disk. A run tagged `keep`, and one that trains, is never touched.
 
-use crate::manage::RunMeta;
-use crate::state::{RunSummary, Status};
+use crate::protocol::RunMeta;
+use crate::protocol::{RunSummary, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -297,7 +297,7 @@ fn drop_checkpoints(folders: &crate::index::Folders, id: &str) -> Option<Action>
         kept: best,
         bytes: gone
             .iter()
-            .map(|(_, p)| crate::index::Disk::bytes_of(p))
+            .map(|(_, p)| crate::protocol::Disk::bytes_of(p))
             .sum(),
     })
 }
@@ -318,7 +318,7 @@ fn old_trash(folders: &crate::index::Folders, days: f64, now_ms: u64) -> Vec<Act
                 .ok()?
                 .as_millis() as u64;
             (crate::valid_run_id(&id) && moved_ms < cutoff).then(|| Action::EmptyTrash {
-                bytes: crate::index::Disk::bytes_of(&e.path()),
+                bytes: crate::protocol::Disk::bytes_of(&e.path()),
                 run_id: id,
             })
         })

@@ -16,7 +16,8 @@
 //! ([`KEYS`]). A term that does not parse, or names no key, is an error
 //! naming that term.
 
-use crate::state::RunSummary;
+use std::collections::HashMap;
+use crate::protocol::RunSummary;
 use serde_json::Value;
 use std::cmp::Ordering;
 
@@ -409,6 +410,56 @@ pub fn sort_rows<T>(
     apply_permutation(rows, order);
 }
 
+/// The `sort=tree` order: each run followed by the runs forked from it
+/// (depth first, oldest child first), roots by start time (newest first
+/// when `descending`); a run whose parent is not among `rows` is a root.
+/// Returns the rows in that order with their depth (0 for a root). A
+/// parent loop (only a hand-edited log can make one) is broken where it
+/// is first met, so every row is listed once.
+pub fn tree_rows<'a>(rows: &[&'a RunSummary], descending: bool) -> Vec<(&'a RunSummary, usize)> {
+    let index: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.run_id.as_str(), i))
+        .collect();
+    let parent_of = |r: &RunSummary| {
+        r.parent
+            .as_ref()
+            .and_then(|p| index.get(p.run_id.as_str()).copied())
+    };
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+    let mut roots = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match parent_of(r).filter(|&p| p != i) {
+            Some(p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    let started = |i: &usize| (rows[*i].started_ms, rows[*i].run_id.as_str());
+    for c in &mut children {
+        c.sort_by_key(started);
+    }
+    roots.sort_by_key(started);
+    if descending {
+        roots.reverse();
+    }
+    let mut seen = vec![false; rows.len()];
+    let mut out = Vec::with_capacity(rows.len());
+    // Rows only a loop reaches come last, as roots of their own.
+    let rest: Vec<usize> = (0..rows.len()).collect();
+    for root in roots.into_iter().chain(rest) {
+        let mut stack = vec![(root, 0)];
+        while let Some((i, depth)) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            out.push((rows[i], depth));
+            stack.extend(children[i].iter().rev().map(|&c| (c, depth + 1)));
+        }
+    }
+    out
+}
+
 fn apply_permutation<T>(rows: &mut [T], mut order: Vec<usize>) {
     // Cycle-following in place: rows[i] takes rows[order[i]].
     for i in 0..rows.len() {
@@ -426,7 +477,7 @@ fn apply_permutation<T>(rows: &mut [T], mut order: Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Status;
+    use crate::protocol::Status;
     use serde_json::json;
 
     fn row(id: &str, status: Status, lr: f64, acc: Option<f64>, tags: &[&str]) -> RunSummary {
@@ -453,7 +504,7 @@ mod tests {
                 .find(|t| t.starts_with("sweep-"))
                 .map(|t| t.to_string()),
             parent: None,
-            meta: crate::manage::RunMeta {
+            meta: crate::protocol::RunMeta {
                 name: Some(format!("{id} with Adam")),
                 notes: String::new(),
                 tags: tags.iter().map(|t| t.to_string()).collect(),
@@ -544,5 +595,49 @@ mod tests {
         assert_eq!(got, ["run-9", "run-10", "run-11"]);
         assert_eq!(key("opt"), Some("optimizer"));
         assert_eq!(key("nope"), None);
+    }
+
+    #[test]
+    fn the_tree_lists_each_run_before_its_forks_with_their_depth() {
+        let fork = |id: &str, parent: &str, started: u64| {
+            let mut r = row(id, Status::Completed, 1e-3, None, &[]);
+            r.started_ms = started;
+            if !parent.is_empty() {
+                r.parent = Some(mnist_events::Parent {
+                    run_id: parent.into(),
+                    epoch: 1,
+                    step: 10,
+                    optimizer_state: true,
+                });
+            }
+            r
+        };
+        let rows = [
+            fork("b1", "a", 30),
+            fork("a", "", 10),
+            fork("c", "", 20),
+            fork("b0", "a", 25),
+            fork("b0x", "b0", 40),
+            fork("orphan", "gone", 5),
+            // A loop (hand-edited logs): each listed once all the same.
+            fork("l1", "l2", 1),
+            fork("l2", "l1", 2),
+        ];
+        let refs: Vec<&RunSummary> = rows.iter().collect();
+        let listed = |desc| -> Vec<(String, usize)> {
+            tree_rows(&refs, desc)
+                .into_iter()
+                .map(|(r, d)| (r.run_id.clone(), d))
+                .collect()
+        };
+        let want = |v: &[(&str, usize)]| -> Vec<(String, usize)> {
+            v.iter().map(|(id, d)| (id.to_string(), *d)).collect()
+        };
+        assert_eq!(
+            listed(true),
+            want(&[("c", 0), ("a", 0), ("b0", 1), ("b0x", 2), ("b1", 1), ("orphan", 0), ("l1", 0), ("l2", 1)])
+        );
+        assert_eq!(listed(false)[..2], want(&[("orphan", 0), ("a", 0)])[..]);
+        assert_eq!(listed(false).len(), rows.len());
     }
 }

@@ -9,7 +9,7 @@
 //! resolution with their moving average, every evaluation, the latest
 //! samples, the configuration, the model and the provenance.
 
-use crate::manage::RunMeta;
+use crate::protocol::RunMeta;
 use crate::series::{DEFAULT_SMOOTHING, MAX_POINTS};
 use crate::state::RunState;
 use mnist_events::EventKind;

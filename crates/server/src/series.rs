@@ -266,3 +266,43 @@ impl Ema {
         Some(self.sum / self.weight)
     }
 }
+
+/// One hardware sample of a run, as the charts draw it over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HwPoint {
+    /// When it was sampled, Unix time in milliseconds.
+    pub ts_ms: u64,
+    /// The machine's CPU busy, percent.
+    pub cpu_percent: f64,
+    /// The process's resident memory, bytes.
+    pub rss_bytes: f64,
+    /// The busiest GPU's utilisation, percent (None without GPUs).
+    pub gpu_percent: Option<f64>,
+    /// GPU memory used, summed over the GPUs, bytes.
+    pub gpu_memory_bytes: Option<f64>,
+}
+
+impl HwPoint {
+    pub(crate) fn of(h: &mnist_events::HardwareSnapshot) -> Self {
+        let gpus = !h.gpus.is_empty();
+        Self {
+            ts_ms: h.sampled_at_ms,
+            cpu_percent: h.cpu.usage_percent as f64,
+            rss_bytes: h.process.rss_bytes as f64,
+            gpu_percent: gpus.then(|| {
+                h.gpus
+                    .iter()
+                    .filter_map(|g| g.utilization_percent)
+                    .max()
+                    .unwrap_or(0) as f64
+            }),
+            gpu_memory_bytes: gpus.then(|| {
+                h.gpus
+                    .iter()
+                    .filter_map(|g| g.memory_used_bytes)
+                    .sum::<u64>() as f64
+            }),
+        }
+    }
+}
+

@@ -8,166 +8,11 @@
 //! `run_started` (with `resumed_from_step`) cuts what the interrupted
 //! attempt logged after its checkpoint.
 
-use crate::series::{self, Point, SeriesAnswer, DEFAULT_SMOOTHING, MAX_POINTS};
+use crate::protocol::{Latest, RunDetails, RunSummary, Snapshot, Status};
+use crate::series::{self, HwPoint, Point, SeriesAnswer, DEFAULT_SMOOTHING, MAX_POINTS};
 use mnist_events::{Event, EventKind, RunStatus, Split};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
-
-/// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// A process is training it now.
-    Running,
-    /// Its trainer holds it between batches (the `pause` control) until
-    /// it is resumed.
-    Paused,
-    /// Ran to its last epoch.
-    Completed,
-    /// Stopped early at a person's request.
-    Stopped,
-    /// Ended by an error, or stopped by `--stop-on-nan`.
-    Failed,
-    /// The log ends without `run_finished`: the process died (or was
-    /// killed) and nothing trains it now.
-    Interrupted,
-}
-
-impl Status {
-    /// The snake_case name, as serialised (`running`, `completed`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Completed => "completed",
-            Status::Stopped => "stopped",
-            Status::Failed => "failed",
-            Status::Interrupted => "interrupted",
-        }
-    }
-
-    /// Whether a trainer holds the run now (running or paused).
-    pub fn is_training(self) -> bool {
-        matches!(self, Status::Running | Status::Paused)
-    }
-
-    /// Whether the run ended (completed, stopped or failed): its log gets
-    /// nothing more unless it is resumed.
-    pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Stopped | Status::Failed)
-    }
-
-    /// Every status, for `/metrics` (one gauge per status).
-    pub const ALL: [Status; 6] = [
-        Status::Running,
-        Status::Paused,
-        Status::Completed,
-        Status::Stopped,
-        Status::Failed,
-        Status::Interrupted,
-    ];
-}
-
-/// One hardware sample of a run, as the charts draw it over the run.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct HwPoint {
-    /// When it was sampled, Unix time in milliseconds.
-    pub ts_ms: u64,
-    /// The machine's CPU busy, percent.
-    pub cpu_percent: f64,
-    /// The process's resident memory, bytes.
-    pub rss_bytes: f64,
-    /// The busiest GPU's utilisation, percent (None without GPUs).
-    pub gpu_percent: Option<f64>,
-    /// GPU memory used, summed over the GPUs, bytes.
-    pub gpu_memory_bytes: Option<f64>,
-}
-
-impl HwPoint {
-    fn of(h: &mnist_events::HardwareSnapshot) -> Self {
-        let gpus = !h.gpus.is_empty();
-        Self {
-            ts_ms: h.sampled_at_ms,
-            cpu_percent: h.cpu.usage_percent as f64,
-            rss_bytes: h.process.rss_bytes as f64,
-            gpu_percent: gpus.then(|| {
-                h.gpus
-                    .iter()
-                    .filter_map(|g| g.utilization_percent)
-                    .max()
-                    .unwrap_or(0) as f64
-            }),
-            gpu_memory_bytes: gpus.then(|| {
-                h.gpus
-                    .iter()
-                    .filter_map(|g| g.memory_used_bytes)
-                    .sum::<u64>() as f64
-            }),
-        }
-    }
-}
-
-/// One row of the run history (and of the run index, [`crate::index`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSummary {
-    /// The run's id, as in its `runs/<id>` folder.
-    pub run_id: String,
-    /// Where the run stands.
-    pub status: Status,
-    /// Unix time of the run's first event, in milliseconds (0 without one).
-    pub started_ms: u64,
-    /// Unix time of the latest attempt's `run_finished`, in milliseconds.
-    #[serde(default)]
-    pub finished_ms: Option<u64>,
-    /// The training configuration from `run_started` (null before it).
-    pub config: Value,
-    /// Backend used (`cpu`, `wgpu` or `cuda`), from `run_started`.
-    pub backend: Option<String>,
-    /// Device name as the backend reports it, from `run_started`.
-    pub device: Option<String>,
-    /// The device's index within the backend (`cuda:1` is 1), from `run_started`.
-    pub device_index: Option<usize>,
-    /// What was picked and why, from `run_started`.
-    pub device_reason: Option<String>,
-    /// The model's total parameter count, from `run_started`.
-    pub params: Option<usize>,
-    /// Epochs done: from `run_finished`, else the last checkpointed epoch.
-    pub epochs_completed: usize,
-    /// The latest batch's step, 0 before any.
-    pub steps: u64,
-    /// The latest batch's loss.
-    pub last_loss: Option<f64>,
-    /// Accuracy (0–1) of the latest evaluation not on the test split.
-    pub val_accuracy: Option<f64>,
-    /// Accuracy (0–1) of the latest test evaluation.
-    pub test_accuracy: Option<f64>,
-    /// Macro-F1 (0–1) of the latest test evaluation.
-    pub test_f1_macro: Option<f64>,
-    /// Why the run failed, from `run_finished`.
-    pub error: Option<String>,
-    /// The sweep the run belongs to (its `sweep-…` tag).
-    #[serde(default)]
-    pub sweep: Option<String>,
-    /// The run and checkpoint it was forked from, from `run_started`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<mnist_events::Parent>,
-    /// The user's name, notes and tags (`meta.json`, filled in by the API).
-    #[serde(flatten)]
-    pub meta: crate::manage::RunMeta,
-    /// What it holds on disk (filled in by the index).
-    #[serde(flatten)]
-    pub disk: crate::index::Disk,
-}
-
-impl RunSummary {
-    /// The row with the user's words about it and its disk use.
-    pub fn attach(&mut self, meta: crate::manage::RunMeta, disk: crate::index::Disk) {
-        self.sweep = meta.tags.iter().find(|t| t.starts_with("sweep-")).cloned();
-        self.meta = meta;
-        self.disk = disk;
-    }
-}
 
 /// Everything the views need, folded from the events once.
 #[derive(Debug)]
@@ -446,28 +291,35 @@ impl RunState {
     }
 
     /// `GET /api/runs/{id}`: configuration, model, status and the latest
-    /// of each kind of event.
-    pub fn details(&self) -> Value {
+    /// of each kind of event. What only the server knows (the user's
+    /// words, the checkpoints on disk, whether it may steer or resume the
+    /// run) is left empty for the handler to fill in.
+    pub fn details(&self) -> RunDetails {
         let summary = self.summary();
-        json!({
-            "run_id": self.run_id,
-            "status": summary.status,
-            "config": summary.config,
-            "model": self.started().map(|s| &s.model),
-            "backend": summary.backend,
-            "device": summary.device,
-            "device_index": summary.device_index,
-            "device_reason": summary.device_reason,
-            "last_seq": self.last_seq,
-            "latest": {
-                "batch": self.last_batch,
-                "val": self.last_val,
-                "test": self.last_test,
-                "samples": self.last_samples,
-                "checkpoint": self.last_checkpoint,
+        RunDetails {
+            run_id: self.run_id.clone(),
+            status: summary.status,
+            config: summary.config.clone(),
+            model: self.started().map(|s| s.model.clone()),
+            backend: summary.backend.clone(),
+            device: summary.device.clone(),
+            device_index: summary.device_index,
+            device_reason: summary.device_reason.clone(),
+            last_seq: self.last_seq,
+            latest: Latest {
+                batch: self.last_batch.clone(),
+                val: self.last_val.clone(),
+                test: self.last_test.clone(),
+                samples: self.last_samples.clone(),
+                checkpoint: self.last_checkpoint.clone(),
             },
-            "summary": summary,
-        })
+            parent: summary.parent.clone(),
+            summary,
+            meta: Default::default(),
+            checkpoint_epochs: Vec::new(),
+            can_control: false,
+            can_resume: false,
+        }
     }
 
     /// The series between steps `from` and `to` (inclusive) on one shared
@@ -502,21 +354,20 @@ impl RunState {
             .collect()
     }
 
-    /// The first message a viewer gets (as [`crate::ws::Envelope::Snapshot`]):
-    /// every event but batches and hardware samples in full, the batch
-    /// series downsampled.
-    pub fn snapshot(&self) -> Value {
-        json!({
-            "run_id": self.run_id,
-            "live": self.live,
-            "status": self.status(),
-            "last_seq": self.last_seq,
-            "batch_count": self.points.len(),
-            "events": self.others,
-            "last_batch": self.last_batch,
-            "series": self.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
-            "hardware": self.hardware(MAX_POINTS),
-        })
+    /// The first message a viewer gets (as the websocket envelope's
+    /// snapshot).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            run_id: self.run_id.clone(),
+            live: self.live,
+            status: self.status(),
+            last_seq: self.last_seq,
+            batch_count: self.points.len(),
+            events: self.others.clone(),
+            last_batch: self.last_batch.clone(),
+            series: self.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
+            hardware: self.hardware(MAX_POINTS),
+        }
     }
 
     /// Batch and evaluation metrics as CSV, one row per step and per
@@ -676,6 +527,7 @@ fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
 mod tests {
     use super::*;
     use crate::series::{bucket_extremes, Ema};
+    use serde_json::json;
     use mnist_events::{BatchMetrics, RunFinished};
 
     fn batch(seq: u64, step: u64, loss: f64) -> Arc<Event> {
@@ -902,6 +754,7 @@ mod tests {
 #[cfg(test)]
 mod golden {
     use super::*;
+    use serde_json::json;
     use mnist_events::BatchMetrics;
 
     /// Batch `step` of a made-up run: ten batches an epoch, a NaN loss at

@@ -18,48 +18,13 @@
 //! current run changed gets a snapshot instead) sends exactly the events
 //! after SEQ, then live ones.
 
+use crate::protocol::Envelope;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
-use mnist_events::HardwareSnapshot;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 
-/// What the server sends on a websocket besides the run's own events
-/// (which go out as they are, see `mnist_events`): the one definition of
-/// the envelope, tagged by `type` like the events.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Envelope {
-    /// The run so far, folded (see [`crate::state::RunState::snapshot`]).
-    Snapshot(serde_json::Value),
-    /// `/ws/runs/current` while no run exists yet.
-    Idle,
-    /// `current` moved to another run; its snapshot follows.
-    RunChanged {
-        /// The new current run's id; `None` when there is none.
-        run_id: Option<String>,
-    },
-    /// A run appeared in, left or changed status in the runs folder (a
-    /// `train` from a shell, a deletion): the page lists the runs again.
-    RunsChanged,
-    /// `/ws/runs/{id}` for a run that does not exist.
-    Error {
-        /// What went wrong, for a person (`no run ID`).
-        error: String,
-    },
-    /// `/ws/hardware` when sampling is off (`--hw-interval 0`).
-    HardwareOff,
-    /// `/ws/hardware`'s first message: the last few minutes.
-    HardwareHistory {
-        /// Seconds between samples.
-        interval_s: f64,
-        /// The samples the monitor keeps, oldest first.
-        samples: Vec<Arc<HardwareSnapshot>>,
-    },
-    /// `/ws/hardware`: each new sample.
-    Hardware(Arc<HardwareSnapshot>),
-}
 
 /// Registers `/ws/runs/{id}` (`current` included) and `/ws/hardware`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
