@@ -8,7 +8,7 @@ import { $ } from './util.js';
 import { viewed, loadSeriesTable } from './viewed.js';
 import { emptySeries } from './series.js';
 import { stream, initStream, connect, reconnectTo } from './stream.js';
-import { charts, initCharts, smoothing, zoomFetches } from './charts.js';
+import { charts, initCharts, smoothing, zoomFetches, xMode } from './charts.js';
 import { hwCharts } from './hwcharts.js';
 import { initChartFiles } from './chartfiles.js';
 import { initPanels } from './panels.js';
@@ -22,6 +22,10 @@ import { slurm, startSlurm } from './slurm.js';
 import { runs, initRuns, renderRuns, reloadRuns } from './runs.js';
 import { parallel, initParallel, invalidateColumns, redrawParallel } from './parallel.js';
 import { initCleanup } from './prune.js';
+import { details } from './details.js';
+import { initMarkers } from './markers.js';
+import { initSteer } from './steer.js';
+import { initFork, forkMarks, chartClicked } from './fork.js';
 
 const openRun = (id) => reconnectTo(false, id);
 
@@ -41,6 +45,8 @@ const view = Object.defineProperties({}, Object.fromEntries(Object.entries({
   alerts: () => stream.alerts,
   series: () => viewed.series,
   evals: () => viewed.evals,
+  controls: () => viewed.controls,
+  details: () => details.data,
   zoom: () => viewed.zoom,
   zoomFetches,
   compare: () => compare,
@@ -59,6 +65,10 @@ function runsLoaded() {
 }
 
 initStream();
+initSteer();
+initFork({ open: openRun });
+// Every chart's control marks, and a click on one for the Fork panel.
+initMarkers({ mode: xMode, extra: forkMarks, click: chartClicked });
 initPanels();
 initForm();
 initQueue();

@@ -4,13 +4,15 @@
 // at most once per frame, so the page keeps up with thousands of batches
 // per second. Also the zoom (drag; double-click: the whole run) and the
 // viewed run's series asked again from the server (another smoothing, a
-// resume, a zoom's finer points).
+// resume, a zoom's finer points). Every chart carries the run's control
+// marks (markers.js).
 
 import { $, dur } from './util.js';
 import { viewed } from './viewed.js';
 import { sm, fromServer, pushRow, rowAt, mergeRange, xMapper, joinColumns } from './series.js';
 import { compare, compareKey, runLabel, refetchCompare } from './compare.js';
 import { drawHardware, destroyHwCharts } from './hwcharts.js';
+import { markerPlugin } from './markers.js';
 
 // series key -> its uPlot chart (the e2e tests read them).
 export const charts = {};
@@ -72,6 +74,7 @@ function makeChart(key, title, el) {
     legend: { live: false, show: compare.size === 0 },
     cursor: { drag: { x: true, y: false } },
     hooks: zoomHooks(),
+    plugins: [markerPlugin()],
   }, series.map(() => []), el);
   chart.compareKey = compareKey();
   unzoomOnDblclick(el);

@@ -11,7 +11,9 @@ import { drawCompared, drawShown } from './parallel.js';
 import { runs, renderRuns, setFilter, firstRuns, shownQuery, queryParams } from './runs.js';
 import { log } from './stream.js';
 
-// runId -> {runId, color, series}: the runs overlaid, in the order ticked.
+// runId -> {runId, color, series, until, auto}: the runs overlaid, in the
+// order ticked; `until`: the last step shown (a fork's parent, up to the
+// fork), `auto`: overlaid by the page (a fork's parent), not the user.
 export const compare = new Map();
 
 // The sweep the page opened on (`?sweep=ID`): its runs are overlaid while
@@ -40,12 +42,15 @@ function nextColor() {
   return PALETTE.find((c) => !used.has(c)) || PALETTE[compare.size % PALETTE.length];
 }
 
-export async function addCompare(runId) {
+// The server's series of an overlaid run (up to its `until`).
+const overlaySeries = (c) => fetchSeries(c.runId, { points: COMPARE_POINTS, ...(c.until != null ? { to: c.until } : {}) });
+
+export async function addCompare(runId, { until = null, auto = false } = {}) {
   if (compare.has(runId)) return;
-  const entry = { runId, color: nextColor(), series: emptySeries(viewed.table, smoothing()) };
+  const entry = { runId, color: nextColor(), series: emptySeries(viewed.table, smoothing()), until, auto };
   compare.set(runId, entry);
   needRun(runId);
-  try { entry.series = await fetchSeries(runId, { points: COMPARE_POINTS }); } catch (err) { log('warn', err.message); }
+  try { entry.series = await overlaySeries(entry); } catch (err) { log('warn', err.message); }
   afterCompareChange();
 }
 
@@ -57,7 +62,7 @@ export function removeCompare(runId) {
 // Every overlay again (another smoothing).
 export async function refetchCompare() {
   await Promise.all([...compare.values()].map(async (c) => {
-    try { c.series = await fetchSeries(c.runId, { points: COMPARE_POINTS }); } catch (_) { /* keeps the old curve */ }
+    try { c.series = await overlaySeries(c); } catch (_) { /* keeps the old curve */ }
   }));
   scheduleDraw();
 }

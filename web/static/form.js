@@ -71,7 +71,7 @@ function applyField(el, field) {
   el.title = `${field.help} (${field.range})`;
 }
 
-function extraField(field) {
+export function extraField(field) {
   const label = document.createElement('label');
   label.textContent = `${field.name.replace(/_/g, ' ')} `;
   let el;

@@ -7,6 +7,7 @@ import { $ } from './util.js';
 import { viewed } from './viewed.js';
 import { hwPoint, halveHw, tsMapper } from './series.js';
 import { scheduleDraw, yTick, xMode, logX, zoomHooks, unzoomOnDblclick } from './charts.js';
+import { markerPlugin } from './markers.js';
 
 const HW_METRICS = [
   ['cpu_percent', 'CPU %', 'chart-cpu', (v) => v],
@@ -58,6 +59,7 @@ export function drawHardware() {
         legend: { show: false },
         cursor: { drag: { x: true, y: false } },
         hooks: zoomHooks(),
+        plugins: [markerPlugin()],
       }, [[], []], el);
       unzoomOnDblclick(el);
     }

@@ -3,9 +3,12 @@
 // only the rows in view (and a margin) are in the DOM, between two spacer
 // rows that give the scroll box the height of every matching run. Every
 // summary fetched is kept by id in `runs.known`, for the rest of the page
-// (labels, the compare panel, the run's name and tags).
+// (labels, the compare panel, the run's name and tags). By default in
+// lineage order (`sort=tree`): each run followed by its forks, indented by
+// their depth.
 
 import { $, esc, fmt, pct, bytes } from './util.js';
+import { treePrefix, parentText } from './steerlib.js';
 
 const BLOCK = 200;      // rows per fetch
 const MARGIN = 25;      // rows drawn above and below the visible ones
@@ -45,6 +48,7 @@ export const runs = {
   error: null,          // the filter's error, if the last query was refused
   loads: 0,             // list requests made (the e2e tests read it)
   sort: { col: 'started', dir: -1 },
+  tree: true,           // lineage order (roots by start time, as `sort` says)
 };
 
 const st = {
@@ -61,7 +65,7 @@ const st = {
 };
 
 const box = () => $('#runs-scroll');
-const want = () => ({ q: $('#runs-filter').value.trim(), sort: SORT_KEY[runs.sort.col] || 'started', order: runs.sort.dir > 0 ? 'asc' : 'desc' });
+const want = () => ({ q: $('#runs-filter').value.trim(), sort: runs.tree ? 'tree' : SORT_KEY[runs.sort.col] || 'started', order: runs.sort.dir > 0 ? 'asc' : 'desc' });
 const keyOf = (p) => JSON.stringify([p.q, p.sort, p.order]);
 const listUrl = (p, offset, limit) => `/api/runs?${new URLSearchParams({ q: p.q, sort: p.sort, order: p.order, offset, limit })}`;
 export const queryParams = (p = st.shown || want()) => new URLSearchParams({ q: p.q, sort: p.sort, order: p.order });
@@ -185,8 +189,12 @@ function rowHtml(r) {
   const tags = (r.tags || []).map((t) => `<span class="tag">${esc(t)}</span>`).join('');
   const swatch = c ? `<span class="swatch" style="background:${esc(c.color)}"></span>` : '';
   const cells = RUN_COLUMNS.map(([, , get, show]) => { const v = get(r); return `<td>${esc(show ? show(v, r) : (v ?? '–'))}</td>`; });
-  const tip = esc([r.name, r.run_id, ...(r.tags || [])].filter(Boolean).join(' · '));
-  return `<tr${sel} data-run="${id}"><td title="${tip}"><input type="checkbox" data-compare="${id}" title="overlay this run's curves"${c ? ' checked' : ''}>${swatch} ${title} ${tags}</td>${cells.join('')}</tr>`;
+  const tip = esc([r.name, r.run_id, ...(r.tags || []), r.parent && parentText(r.parent)].filter(Boolean).join(' · '));
+  // In the lineage tree a fork sits under its parent, indented.
+  const t = treePrefix(r.depth || 0);
+  const indent = t.glyph ? `<span class="tree" style="padding-left:${t.pad}px">${t.glyph}</span>` : '';
+  const depth = r.depth ? ` data-depth="${r.depth}"` : '';
+  return `<tr${sel} data-run="${id}"${depth}><td title="${tip}">${indent}<input type="checkbox" data-compare="${id}" title="overlay this run's curves"${c ? ' checked' : ''}>${swatch} ${title} ${tags}</td>${cells.join('')}</tr>`;
 }
 
 const spacer = (h) => (h > 0 ? `<tr class="spacer" style="height:${h}px"><td colspan="${NCOLS}"></td></tr>` : '');
@@ -300,6 +308,8 @@ export function initRuns(hooks) {
     if (th) {
       const col = th.dataset.sort;
       runs.sort = runs.sort.col === col ? { col, dir: -runs.sort.dir } : { col, dir: 1 };
+      // Another column than the start time leaves the lineage order.
+      if (col !== 'started') { runs.tree = false; $('#runs-tree').checked = false; }
       runs.pending = true;
       renderHead();
       reloadRuns();
@@ -307,6 +317,13 @@ export function initRuns(hooks) {
     }
     const row = ev.target.closest('tr[data-run]');
     if (row) hooks.open(row.dataset.run);
+  });
+  $('#runs-tree').addEventListener('change', (ev) => {
+    runs.tree = ev.target.checked;
+    if (runs.tree) runs.sort = { col: 'started', dir: -1 };
+    runs.pending = true;
+    renderHead();
+    reloadRuns();
   });
   // Typing asks the server once the keys rest.
   $('#runs-filter').addEventListener('input', () => {

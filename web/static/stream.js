@@ -13,6 +13,8 @@ import { renderComparePanel } from './compare.js';
 import { showMeta } from './manage.js';
 import { renderRuns, scheduleReload, ranOn } from './runs.js';
 import { showRunTask } from './slurm.js';
+import { details, resetDetails, loadDetails } from './details.js';
+import { renderSteer, controlApplied } from './steer.js';
 
 // The connection, and what the viewed run's events said.
 export const stream = Object.seal({
@@ -22,7 +24,7 @@ export const stream = Object.seal({
   retry: 0,        // failed connections in a row (the backoff)
   exited: false,   // the monitor said it is exiting
   started: null,   // the run_started event
-  status: null,    // running, completed, failed, stopped, interrupted
+  status: null,    // running, paused, completed, failed, stopped, interrupted
   last: null,      // the last batch event
   phase: null,     // what the run does before its first batch
   alerts: 0,       // alerts seen for this run
@@ -39,6 +41,7 @@ function resetRun(runId) {
   stream.last = null;
   viewed.series = emptySeries(viewed.table, smoothing());
   viewed.evals = [];
+  viewed.controls = [];
   viewed.zoom = null;
   setHw([]);
   $('#log').innerHTML = '';
@@ -46,6 +49,7 @@ function resetRun(runId) {
   stream.phase = null;
   $('#alert-count').hidden = true;
   resetPanels();
+  resetDetails();
   renderStatus();
   renderRuns();
   scheduleDraw();
@@ -68,7 +72,7 @@ export function connect() {
   ws.onmessage = (m) => handle(JSON.parse(m.data));
   ws.onclose = (e) => {
     if (stream.ws !== ws) return;          // replaced on purpose
-    if (!stream.follow && stream.status && stream.status !== 'running' && e.code === 1000) { setConn('run ended', ''); return; }
+    if (!stream.follow && stream.status && !training() && e.code === 1000) { setConn('run ended', ''); return; }
     const wait = Math.min(5000, 500 * 2 ** stream.retry++);
     setConn('disconnected', 'bad');
     const banner = $('#banner');
@@ -97,6 +101,9 @@ export function reconnectTo(follow, runId) {
   renderComparePanel();
   connect();
 }
+
+// Whether a trainer holds the viewed run (running or paused).
+const training = () => stream.status === 'running' || stream.status === 'paused';
 
 function setConn(text, cls) {
   const el = $('#conn');
@@ -155,6 +162,7 @@ function apply(e) {
       renderRunModel(e);
       renderProvenance(e);
       scheduleReload();
+      loadDetails();
       break;
     case 'batch':
       stream.last = e;
@@ -173,6 +181,16 @@ function apply(e) {
       break;
     case 'checkpoint':
       log('info', `epoch ${e.epoch}: checkpoint saved${e.best ? ' (best so far)' : ''}`);
+      loadDetails();
+      break;
+    case 'control':
+      // Pause, resume, a new rate, …: a mark on every chart, a line in the log.
+      viewed.controls.push(e);
+      if (e.action === 'pause') stream.status = 'paused';
+      else if (e.action === 'resume' && stream.status === 'paused') stream.status = 'running';
+      log('control', e.message);
+      controlApplied(e);
+      scheduleDraw();
       break;
     case 'log':
       log(e.level, e.message);
@@ -193,6 +211,7 @@ function apply(e) {
       if (e.error) log('error', e.error);
       notifyEnd(e);
       scheduleReload();
+      loadDetails();
       break;
   }
   scheduleStatus();
@@ -204,6 +223,7 @@ function apply(e) {
 function cutRun(step) {
   if (!cutAfter(viewed.table, viewed.series, step)) refetchSeries();
   viewed.evals = viewed.evals.filter((e) => e.step <= step);
+  viewed.controls = viewed.controls.filter((e) => e.step <= step);
   if (stream.last && stream.last.step > step) stream.last = null;
 }
 
@@ -242,7 +262,7 @@ export function log(level, text) {
 }
 
 // ---------- status ----------
-function scheduleStatus() {
+export function scheduleStatus() {
   if (statusQueued) return;
   statusQueued = true;
   requestAnimationFrame(() => { statusQueued = false; renderStatus(); });
@@ -253,12 +273,12 @@ function renderStatus() {
   const cfg = s ? s.config : null;
   const pill = $('#run-status');
   pill.textContent = stream.status || '';
-  pill.className = 'pill ' + ({ running: 'ok', completed: 'ok', failed: 'bad', stopped: 'warn', interrupted: 'warn' }[stream.status] || '');
-  $('#stop').disabled = !(stream.status === 'running' && stream.follow);
+  pill.className = 'pill ' + ({ running: 'ok', paused: 'warn', completed: 'ok', failed: 'bad', stopped: 'warn', interrupted: 'warn' }[stream.status] || '');
+  $('#stop').disabled = !(training() && (stream.follow || details.data?.can_control));
   $('#s-backend').textContent = s ? `${ranOn(s)} · ${s.device}` : '–';
   // What was picked and why (`auto picked cuda:1 (…) over cuda:0 (…)`).
   $('#s-backend').title = s?.device_reason || '';
-  const phase = stream.status === 'running' && !b ? stream.phase : null;
+  const phase = training() && !b ? stream.phase : null;
   $('#s-phase').hidden = !phase;
   $('#s-phase').textContent = phase ? `⏳ ${phase}` : '';
   if (!b || !cfg) {
@@ -281,6 +301,7 @@ function renderStatus() {
   const lastTest = [...viewed.evals].reverse().find((e) => e.split === 'test');
   $('#s-val').textContent = lastVal ? pct(lastVal.accuracy) : '–';
   $('#s-test').textContent = lastTest ? pct(lastTest.accuracy) : '–';
+  renderSteer();
 }
 
 // The buttons of the Status card: Stop, follow, notifications, an alert's dismissal.

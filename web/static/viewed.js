@@ -14,6 +14,8 @@ export const viewed = Object.seal({
   series: null,
   // Its eval events, in order (the charts' val/test points, Status).
   evals: [],
+  // Its control events, in order (pause, set_lr, …: the charts' marks).
+  controls: [],
   // [min, max] of the x axis the user zoomed the charts to, or null.
   zoom: null,
 });
