@@ -397,3 +397,94 @@ fn reproducing_a_steered_run_replays_its_controls() {
         (set, "reproduce")
     );
 }
+
+/// The page steers a run in Chromium (`tests/e2e/steer.mjs`): pause (no
+/// batch, no ETA), resume, a new learning rate with its marks on the
+/// charts, stop after the epoch, then a fork of epoch 1 from the Fork
+/// panel that opens, goes on from the parent's step and sits under its
+/// parent in the Runs table. Then a run whose server was killed after its
+/// first checkpoint is continued from the page's Resume button
+/// (`tests/e2e/resume_button.mjs`) and completes. Screenshots in
+/// `target/e2e/`.
+#[test]
+fn the_page_pauses_steers_forks_and_resumes_a_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("web/node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci --prefix web` (as .ci/run does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install chromium (as .ci/run does)"
+    );
+    let shots = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
+        .join("e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // 6,000 training images in batches of 20: 300 steps an epoch, time
+    // enough to click between batches and epochs.
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 6200, 200);
+    let mut args = serve_in(&data, work.path());
+    args.push("--skip-verify".into());
+    let server = spawn_server(args);
+    let out = run_e2e("steer.mjs", [server.base.as_str(), shots.to_str().unwrap()]);
+    assert!(out.contains("\"child\""), "{out}");
+    drop(server);
+    for name in [
+        "steer-paused.png",
+        "steer-lr-marker.png",
+        "fork.png",
+        "tree.png",
+    ] {
+        let len = std::fs::metadata(shots.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "no real screenshot {name} ({len} bytes)");
+    }
+
+    // A run whose server is killed (SIGKILL) after its first checkpoint,
+    // the server restarted on the same folders.
+    let work2 = tempfile::tempdir().unwrap();
+    let mut args = serve_in(&data, work2.path());
+    args.push("--skip-verify".into());
+    let mut server = spawn_server(args.clone());
+    let mut cfg = config(6);
+    cfg["limit_train"] = json!(6000);
+    let (code, body) = post(&format!("{}/api/runs", server.base), &cfg);
+    assert_eq!(code, 201, "{body}");
+    let id = body["run_id"].as_str().unwrap().to_string();
+    let ckpt = work2
+        .path()
+        .join("ckpt")
+        .join(&id)
+        .join("epoch-0001")
+        .join("state.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ckpt.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint of epoch 1");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = spawn_server(args);
+    let base = server.base.as_str();
+    wait_for(base, &id, "listed as interrupted and resumable", |v| {
+        v["status"] == "interrupted" && v["can_resume"] == true
+    });
+    let shot = shots.join("resume.png");
+    let out = run_e2e(
+        "resume_button.mjs",
+        [base, id.as_str(), shot.to_str().unwrap()],
+    );
+    assert!(out.contains("\"status\":\"completed\""), "{out}");
+    let ended = run_state(base, &id);
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["summary"]["epochs_completed"], 6, "{ended}");
+}
