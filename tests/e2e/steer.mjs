@@ -83,7 +83,7 @@ try {
   const at = await view(() => window.mnistMonitor.view.controls.find((c) => c.action === 'set_lr').step);
   await waitFor('batches under the new rate', (s) => window.mnistMonitor.view.last.step > s + 30, at);
   await waitFor('the rate mark on the loss and lr charts', () => ['loss', 'lr'].every((k) => document.querySelector(`#chart-${k} .mark[data-action=set_lr]`)));
-  if (!(await page.textContent('#steer-msg')).includes('0.0003')) fail(`the strip does not say the rate was set: ${await page.textContent('#steer-msg')}`);
+  await waitFor('the strip says the rate was set', () => /✓ learning rate .*→/.test(document.querySelector('#steer-msg.done')?.textContent || ''));
   const lrs = await view(() => window.mnistMonitor.charts.lr.data[1].filter((v) => v != null).slice(-5));
   if (lrs.length < 5 || !lrs.every((v) => Math.abs(v - 0.0003) < 1e-12)) fail(`the lr chart's last values: ${lrs}`);
   const markX = await view(() => {

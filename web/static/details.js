@@ -2,7 +2,8 @@
 // configuration, checkpoints, parent, whether this server trains it and
 // may resume it) and its forks (GET /api/runs?q=parent:ID), asked when the
 // viewed run changes, starts, ends or writes a checkpoint, at most once a
-// second; the Steer strip and the Fork panel draw from them.
+// second (its forks at most every ten seconds: a filter over every run);
+// the Steer strip and the Fork panel draw from them.
 
 import { viewed } from './viewed.js';
 
@@ -14,8 +15,10 @@ export const details = Object.seal({
 });
 
 const MIN_GAP_MS = 1000;
+const CHILDREN_GAP_MS = 10000;
 const listeners = [];
 let inFlight = false, again = false, timer = null, lastAt = 0;
+let childrenOf = null, childrenAt = 0;
 
 // `fn()` after each answer (and when the viewed run changes).
 export function onDetails(fn) {
@@ -33,6 +36,7 @@ export function resetDetails() {
   details.runId = viewed.runId;
   details.data = null;
   details.children = [];
+  childrenOf = null;
   notify();
   lastAt = 0;
   loadDetails();
@@ -51,14 +55,11 @@ async function fetchNow() {
   if (!id) return;
   inFlight = true;
   lastAt = Date.now();
-  let data = null, children = [];
+  let data = null, children = details.runId === id ? details.children : [];
   try {
     const res = await fetch(`/api/runs/${encodeURIComponent(id)}`);
     if (res.ok) data = await res.json();
-    const term = /[\s"]/.test(id) ? `parent:"${id}"` : `parent:${id}`;
-    const q = new URLSearchParams({ q: term, sort: 'started', order: 'asc', limit: 100 });
-    const list = await fetch(`/api/runs?${q}`);
-    if (list.ok) children = ((await list.json()).runs || []).filter((r) => r.parent && r.parent.run_id === id);
+    if (childrenOf !== id || Date.now() - childrenAt > CHILDREN_GAP_MS) children = await fetchChildren(id);
   } catch (_) { /* the reconnect banner says what's wrong */ }
   inFlight = false;
   if (viewed.runId === id) {
@@ -69,4 +70,15 @@ async function fetchNow() {
     notify();
   }
   if (again) { again = false; loadDetails(); }
+}
+
+// The runs forked from run `id`, oldest first.
+async function fetchChildren(id) {
+  const term = /[\s"]/.test(id) ? `parent:"${id}"` : `parent:${id}`;
+  const q = new URLSearchParams({ q: term, sort: 'started', order: 'asc', limit: 100 });
+  const list = await fetch(`/api/runs?${q}`);
+  if (!list.ok) return [];
+  childrenOf = id;
+  childrenAt = Date.now();
+  return ((await list.json()).runs || []).filter((r) => r.parent && r.parent.run_id === id);
 }

@@ -68,6 +68,8 @@ function drawMarks(u) {
   }
   ctx.restore();
   const rows = stackRows(shown.map((m) => m.px / r), 12);
+  // A glyph at an edge stays whole inside the plot.
+  const at = (px) => Math.min(Math.max((px - left) / r, 6), width / r - 6);
   box.innerHTML = shown.map((m, i) =>
-    `<span class="mark" data-action="${esc(m.action)}" style="left:${((m.px - left) / r).toFixed(1)}px;top:${rows[i] * 13}px;color:${esc(m.color)}" title="${esc(m.title)}">${esc(m.glyph)}</span>`).join('');
+    `<span class="mark" data-action="${esc(m.action)}" style="left:${at(m.px).toFixed(1)}px;top:${rows[i] * 13}px;color:${esc(m.color)}" title="${esc(m.title)}">${esc(m.glyph)}</span>`).join('');
 }

@@ -55,7 +55,8 @@ export function renderSteer() {
   toggle.classList.toggle('primary', paused);
   toggle.disabled = !!st.pending && (st.pending.action === 'pause' || st.pending.action === 'resume');
   const lr = stream.last?.lr;
-  $('#steer-lr').placeholder = lr != null ? `now ${Number(lr.toPrecision(3))}` : 'new rate';
+  $('#steer-lr').placeholder = lr != null ? String(Number(lr.toPrecision(3))) : 'new rate';
+  $('#steer-lr').title = lr != null ? `the new learning rate (now ${Number(lr.toPrecision(3))})` : 'the new learning rate';
   const resumable = !!viewed.runId && details.runId === viewed.runId && canResumeRun(status, details.data?.can_resume);
   const opening = !!st.opening && st.opening.id === viewed.runId;
   $('#resume-box').hidden = !(resumable || opening);

@@ -292,7 +292,10 @@ function renderStatus() {
     $('#s-epoch').textContent = `${b.epoch} / ${cfg.epochs}`;
     $('#s-batch').textContent = `${b.batch} / ${b.batches}`;
     $('#s-elapsed').textContent = dur(b.elapsed_s);
-    const rate = done / Math.max(b.elapsed_s, 1e-9);
+    // elapsed_s counts from this attempt's start: a resume's or a fork's
+    // steps before it were trained by another.
+    const from = s.resumed_from_step ?? s.parent?.step ?? 0;
+    const rate = Math.max(0, done - from) / Math.max(b.elapsed_s, 1e-9);
     $('#s-eta').textContent = stream.status === 'running' ? dur((total - done) / rate) : '–';
     $('#s-ips').textContent = Math.round(b.images_per_sec).toLocaleString();
     $('#s-loss').textContent = fmt(b.epoch_loss);
