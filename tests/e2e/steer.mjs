@@ -81,7 +81,8 @@ try {
   await page.click('#steer-set-lr');
   await waitFor('the new rate applied', () => window.mnistMonitor.view.controls.some((c) => c.action === 'set_lr' && c.lr === 0.0003));
   const at = await view(() => window.mnistMonitor.view.controls.find((c) => c.action === 'set_lr').step);
-  await waitFor('batches under the new rate', (s) => window.mnistMonitor.view.last.step > s + 30, at);
+  // Well past it, so that its mark is inside the plot, not at its edge.
+  await waitFor('batches under the new rate', (s) => window.mnistMonitor.view.last.step > Math.max(s + 30, s * 1.25), at);
   await waitFor('the rate mark on the loss and lr charts', () => ['loss', 'lr'].every((k) => document.querySelector(`#chart-${k} .mark[data-action=set_lr]`)));
   await waitFor('the strip says the rate was set', () => /✓ learning rate .*→/.test(document.querySelector('#steer-msg.done')?.textContent || ''));
   const lrs = await view(() => window.mnistMonitor.charts.lr.data[1].filter((v) => v != null).slice(-5));
