@@ -266,6 +266,7 @@ fn exporter(args: cli::ExporterArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn backends(json: bool) -> ExitCode {
+    mnist_train::set_up_kernel_cache();
     let all = mnist_train::probe_all();
     if json {
         println!(

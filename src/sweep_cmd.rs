@@ -107,7 +107,7 @@ fn train_here(
     for (i, config) in configs.into_iter().enumerate() {
         let run_id = format!("{sweep_id}-{:02}", i + 1);
         let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(
-            mnist_server::manage::sweep_tagger(train.run_dir.clone(), sweep_id.clone()),
+            mnist_server::meta::sweep_tagger(train.run_dir.clone(), sweep_id.clone()),
         )];
         if !train.quiet {
             sinks.push(Box::new(Progress::new()));

@@ -107,7 +107,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
     if let Some(sweep) = &args.sweep {
-        sinks.push(Box::new(mnist_server::manage::sweep_tagger(
+        sinks.push(Box::new(mnist_server::meta::sweep_tagger(
             args.run_dir.clone(),
             sweep.clone(),
         )));
@@ -302,6 +302,9 @@ fn serve_run(
 pub fn warmup(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let original = original_of(&args)?;
     let config = config_from(&args, original.as_ref())?;
+    // What warming up is for: every kernel compiled and tuned lands there.
+    let cache = mnist_train::set_up_kernel_cache()
+        .map_or_else(|| "none".to_string(), |d| d.display().to_string());
     let config = TrainConfig {
         epochs: 1,
         limit_train: Some(config.batch_size + 1),
@@ -343,8 +346,6 @@ pub fn warmup(args: TrainArgs) -> anyhow::Result<ExitCode> {
             summary.error.unwrap_or_default()
         );
     }
-    let cache = mnist_train::kernel_cache::configure()
-        .map_or_else(|| "none".to_string(), |d| d.display().to_string());
     println!(
         "warmed {} on {} for kernels {:?}, batch {}, {:?} in {:.1} s; kernel cache: {cache}",
         crate::progress::backend_device(&summary.backend, summary.device_index),

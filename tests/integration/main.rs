@@ -8,6 +8,7 @@ mod device;
 mod docs;
 mod gpu;
 mod hardware;
+mod layout;
 mod nothing_lost;
 mod prometheus;
 mod remote;

@@ -1,9 +1,12 @@
 //! The JSON HTTP API.
 
-use crate::protocol::Status;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::RunHub;
-use crate::{scheduler, AppState};
+use crate::machine;
+use crate::protocol::Status;
+use crate::queue::Origin;
+use crate::scheduler::{Submission, SubmitError, Submitted};
+use crate::AppState;
 use actix_web::{web, HttpResponse};
 use mnist_events::LockExt;
 use mnist_train::TrainConfig;
@@ -37,15 +40,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/runs/{id}/model.safetensors",
             web::get().to(model_file),
         );
-}
-
-/// Malformed JSON bodies get the same error shape as invalid fields.
-pub fn json_error(
-    err: actix_web::error::JsonPayloadError,
-    _req: &actix_web::HttpRequest,
-) -> actix_web::Error {
-    let message = format!("not a JSON configuration: {err}");
-    ApiError::field("body", message).into()
 }
 
 /// `name` with everything but letters, digits, `-`, `_` and `.` replaced,
@@ -358,12 +352,7 @@ struct DiskTotal {
 /// (the index holds their state as of their last evaluation), with their
 /// meta and disk use.
 fn live_rows(state: &AppState) -> Vec<crate::protocol::RunSummary> {
-    let mut hubs: Vec<Arc<RunHub>> = state
-        .training
-        .locked()
-        .values()
-        .map(|t| t.hub.clone())
-        .collect();
+    let mut hubs: Vec<Arc<RunHub>> = state.scheduler.training_hubs();
     hubs.extend(state.followed.locked().hubs());
     hubs.extend(
         state
@@ -496,12 +485,12 @@ async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
         .into_iter()
         .map(|(epoch, _)| epoch)
         .collect();
-    details.can_control = details.status.is_training()
-        && matches!(trainer_of(&state, &id, ""), Ok((_, Some(_))));
+    details.can_control =
+        details.status.is_training() && matches!(trainer_of(&state, &id, ""), Ok((_, Some(_))));
     details.can_resume = state.opts.can_start_runs
         && !details.status.is_training()
         && details.status != Status::Completed
-        && !state.queue.locked().contains(&id)
+        && !state.scheduler.is_queued(&id)
         && matches!(mnist_train::checkpoint::latest(&checkpoints), Ok(Some(_)));
     Ok(HttpResponse::Ok().json(details))
 }
@@ -536,7 +525,9 @@ async fn series(
         return Err(ApiError::field("smoothing", message));
     }
     let whole = (from, to) == (0, u64::MAX);
-    if whole && points == crate::index::INDEX_POINTS && smoothing == crate::series::DEFAULT_SMOOTHING
+    if whole
+        && points == crate::index::INDEX_POINTS
+        && smoothing == crate::series::DEFAULT_SMOOTHING
     {
         if let Some(bytes) = indexed_series(&state, &id) {
             return Ok(HttpResponse::Ok()
@@ -647,28 +638,10 @@ fn trainer_of(
             "run {id} is trained by another process (followed in the runs folder): {there}"
         )));
     }
-    // Decide under the lock, answer after it: `state.hub()` takes the same
-    // lock, so calling it while holding the guard would deadlock the server.
-    let training = state.training.locked().get(id).map(|t| {
-        (
-            t.hub.is_finished(),
-            t.stop.clone(),
-            Some(t.controls.clone()),
-        )
-    });
-    let found = training.or_else(|| {
-        let current = state.current.locked();
-        current
-            .as_ref()
-            .filter(|run| run.hub.run_id == id)
-            .map(|run| {
-                (
-                    run.hub.is_finished(),
-                    run.stop.clone(),
-                    run.controls.clone(),
-                )
-            })
-    });
+    let found = state
+        .scheduler
+        .trainer(id)
+        .map(|t| (t.finished, t.stop, t.controls));
     match found {
         Some((false, stop, controls)) => Ok((stop, controls)),
         Some((true, _, _)) => Err(ApiError::conflict(format!("run {id} has already finished"))),
@@ -725,8 +698,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
     let config = TrainConfig::from_json(&body).map_err(ApiError::Invalid)?;
     let state = state.into_inner();
     prepared(&state, &config).await?;
-    let (run_id, position) = scheduler::enqueue(&state, &config, None)?;
-    Ok(started_or_queued(&state, run_id, position))
+    submit(&state, Submission::new(config))
 }
 
 /// A 403 on a server that only watches (`train --serve`, `exporter`).
@@ -739,12 +711,32 @@ fn may_start_runs(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// The backend and data checks of [`scheduler::prepare`], off the async
+/// The backend and data checks of [`machine::prepare`], off the async
 /// threads (driver probes, reading 50 MB).
-async fn prepared(state: &Arc<AppState>, config: &TrainConfig) -> Result<(), ApiError> {
+pub(crate) async fn prepared(state: &Arc<AppState>, config: &TrainConfig) -> Result<(), ApiError> {
     let state = state.clone();
     let config = config.clone();
-    web::block(move || scheduler::prepare(&state, &config).map(drop)).await?
+    web::block(move || machine::prepare(&state, &config))
+        .await?
+        .map_err(|e| match e {
+            machine::PrepareError::Field(e) => ApiError::Invalid(vec![e]),
+            machine::PrepareError::Data(why) => ApiError::Unavailable(why),
+        })
+}
+
+/// Puts a run on the scheduler's queue.
+pub(crate) fn enqueue(
+    state: &Arc<AppState>,
+    submission: Submission,
+) -> Result<(String, Submitted), ApiError> {
+    let machine = machine::ServerMachine(state.clone());
+    state
+        .scheduler
+        .submit(&machine, submission)
+        .map_err(|e| match e {
+            SubmitError::Busy(_) => ApiError::conflict(e.to_string()),
+            SubmitError::Write(e) => ApiError::Internal(e.to_string()),
+        })
 }
 
 /// The answer to a run put on the queue.
@@ -758,29 +750,21 @@ struct RunQueued {
     position: Option<usize>,
 }
 
-/// 201 when the run queued as `run_id` started at once, 202 with its place
-/// in the queue while it waits for a device.
-fn started_or_queued(state: &Arc<AppState>, run_id: String, position: usize) -> HttpResponse {
-    scheduler::dispatch(state);
-    if state.training.locked().contains_key(&run_id) {
-        return HttpResponse::Created().json(RunQueued {
+/// 201 when the run started at once, 202 with its place in the queue
+/// while it waits for a device.
+fn submit(state: &Arc<AppState>, submission: Submission) -> ApiResult {
+    let (run_id, submitted) = enqueue(state, submission)?;
+    Ok(match submitted {
+        Submitted::Started => HttpResponse::Created().json(RunQueued {
             run_id,
             queued: false,
             position: None,
-        });
-    }
-    state.runs_changed.send_modify(|v| *v += 1);
-    let position = state
-        .queue
-        .locked()
-        .items()
-        .iter()
-        .position(|q| q.run_id == run_id)
-        .map_or(position, |p| p + 1);
-    HttpResponse::Accepted().json(RunQueued {
-        run_id,
-        queued: true,
-        position: Some(position),
+        }),
+        Submitted::Queued(position) => HttpResponse::Accepted().json(RunQueued {
+            run_id,
+            queued: true,
+            position: Some(position),
+        }),
     })
 }
 
@@ -808,9 +792,14 @@ async fn resume(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
         }
     };
     prepared(&state, &config).await?;
-    let origin = crate::queue::Origin::Resume;
-    let (run_id, position) = scheduler::enqueue_from(&state, &config, None, origin, Some(&id))?;
-    Ok(started_or_queued(&state, run_id, position))
+    submit(
+        &state,
+        Submission {
+            origin: Origin::Resume,
+            run_id: Some(id.to_string()),
+            ..Submission::new(config)
+        },
+    )
 }
 
 /// The body of `POST /api/runs/{id}/fork`.
@@ -869,7 +858,11 @@ async fn fork(
     let config = TrainConfig::from_json(&config).map_err(ApiError::Invalid)?;
     mnist_train::fork_point(&from, &config, checkpoints).map_err(invalid)?;
     prepared(&state, &config).await?;
-    let origin = crate::queue::Origin::Fork(from);
-    let (run_id, position) = scheduler::enqueue_from(&state, &config, None, origin, None)?;
-    Ok(started_or_queued(&state, run_id, position))
+    submit(
+        &state,
+        Submission {
+            origin: Origin::Fork(from),
+            ..Submission::new(config)
+        },
+    )
 }

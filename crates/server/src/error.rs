@@ -107,3 +107,12 @@ impl ResponseError for ApiError {
 
 /// What handlers return.
 pub type ApiResult = Result<HttpResponse, ApiError>;
+
+/// Malformed JSON bodies get the same error shape as invalid fields.
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let message = format!("not a JSON configuration: {err}");
+    ApiError::field("body", message).into()
+}

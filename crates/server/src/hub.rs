@@ -122,7 +122,12 @@ impl RunHub {
 
     /// The state's snapshot and, while the run is live, a queue of every
     /// later event: under one lock, like [`RunHub::subscribe`].
-    pub fn subscribe_snapshot(&self) -> (crate::protocol::Envelope, Option<mpsc::Receiver<Arc<Event>>>) {
+    pub fn subscribe_snapshot(
+        &self,
+    ) -> (
+        crate::protocol::Envelope,
+        Option<mpsc::Receiver<Arc<Event>>>,
+    ) {
         let mut inner = self.lock();
         let snapshot = crate::protocol::Envelope::Snapshot(Box::new(inner.state.snapshot()));
         if inner.finished {

@@ -18,8 +18,8 @@
 //! two servers) never share a file that could tear. A single database file
 //! (SQLite) would need its locks to work, which on NFS they do not.
 
-use crate::series::DEFAULT_SMOOTHING;
 use crate::protocol::{Disk, RunMeta, RunSummary};
+use crate::series::DEFAULT_SMOOTHING;
 use crate::state::RunState;
 use crate::write_atomic;
 use mnist_events::LockExt;
@@ -651,7 +651,10 @@ mod tests {
         changed.sort();
         assert_eq!(changed, ["a", "b", "c"]);
         let a = index.row("a").unwrap().summary;
-        assert_eq!((a.steps, a.status), (30, crate::protocol::Status::Completed));
+        assert_eq!(
+            (a.steps, a.status),
+            (30, crate::protocol::Status::Completed)
+        );
         assert!(index.row("b").is_none(), "a removed run leaves the index");
         assert!(!f.rows_dir().join("b.json").exists());
         let c = index.row("c").unwrap().summary;

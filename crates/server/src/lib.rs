@@ -20,7 +20,9 @@ pub mod guard;
 pub mod history;
 pub mod hub;
 pub mod index;
+mod machine;
 pub mod manage;
+pub mod meta;
 pub mod metrics;
 pub mod prom_fleet;
 pub mod protocol;
@@ -31,11 +33,12 @@ mod queue_api;
 pub mod report;
 mod review;
 mod scheduler;
+pub mod series;
 pub mod slots;
 pub mod slurm;
-pub mod series;
 pub mod state;
 mod sweeps;
+pub mod trash;
 pub mod ws;
 
 use actix_web::{web, App, HttpServer};
@@ -49,6 +52,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+pub use scheduler::CurrentRun;
 
 /// Where the server's runs read and write.
 #[derive(Debug, Clone)]
@@ -88,37 +93,12 @@ pub struct ServerOptions {
     pub provenance: Option<mnist_events::Provenance>,
 }
 
-/// A run being trained by (or watched from) this process.
-pub struct CurrentRun {
-    /// The run's events and folded state (live, or loaded from its log).
-    pub hub: Arc<RunHub>,
-    /// Asks the run's trainer to stop (`POST /api/runs/{id}/stop`).
-    pub stop: mnist_events::Stop,
-    /// Steers its trainer (`POST /api/runs/{id}/control`); `None` for a
-    /// run no trainer in this process trains (a log, a followed run).
-    pub controls: Option<mnist_events::Controls>,
-}
-
-/// A run this server trains from its queue, and the device it holds.
-#[derive(Clone)]
-pub(crate) struct Training {
-    /// The run's events and folded state.
-    pub(crate) hub: Arc<RunHub>,
-    /// Asks its trainer to stop.
-    pub(crate) stop: mnist_events::Stop,
-    /// Steers its trainer between batches.
-    pub(crate) controls: mnist_events::Controls,
-    /// The device it trains on, free again when it ends.
-    pub(crate) slot: slots::Slot,
-}
-
 /// Shared state of all handlers.
 pub struct AppState {
     /// How the server was started; read by every handler.
     pub opts: ServerOptions,
-    current: Mutex<Option<CurrentRun>>,
-    /// The id of the run `/ws/runs/current` follows; changes wake its viewers.
-    current_id: watch::Sender<Option<String>>,
+    /// The queue, the runs this server trains and the run its pages follow.
+    pub(crate) scheduler: scheduler::Scheduler,
     data: Mutex<Option<Arc<Mnist>>>,
     backends: OnceLock<Vec<BackendStatus>>,
     review: review::ReviewCache,
@@ -135,10 +115,6 @@ pub struct AppState {
     open_sockets: AtomicUsize,
     /// Runs followed in the runs folder ([`follow`]).
     followed: Mutex<follow::Followed>,
-    /// Runs waiting for their turn ([`queue`]).
-    queue: Mutex<queue::Queue>,
-    /// Runs this server trains now, one per device ([`slots`]), by id.
-    training: Mutex<std::collections::HashMap<String, Training>>,
     /// Sweeps submitted to Slurm and their tasks' states ([`slurm`]).
     slurm: Mutex<slurm::Board>,
     /// Bumped when a run appears, leaves or changes status in the runs
@@ -241,8 +217,7 @@ impl AppState {
         Arc::new(Self {
             index,
             opts,
-            current: Mutex::new(None),
-            current_id: watch::channel(None).0,
+            scheduler: scheduler::Scheduler::new(queue),
             data: Mutex::new(None),
             backends: OnceLock::new(),
             review: Default::default(),
@@ -250,8 +225,6 @@ impl AppState {
             closing: watch::channel(false).0,
             open_sockets: AtomicUsize::new(0),
             followed: Mutex::new(Default::default()),
-            queue: Mutex::new(queue),
-            training: Mutex::new(Default::default()),
             slurm: Mutex::new(Default::default()),
             runs_changed: watch::channel(0).0,
         })
@@ -271,9 +244,7 @@ impl AppState {
     /// Makes `run` the run the server shows (used by `train --serve`, and by
     /// the API when it starts one).
     pub fn set_current(&self, run: CurrentRun) {
-        let id = run.hub.run_id.clone();
-        *self.current.locked() = Some(run);
-        self.current_id.send_replace(Some(id));
+        self.scheduler.show(run);
     }
 
     /// Shows the newest logged run until a new one starts, so that a page
@@ -297,10 +268,7 @@ impl AppState {
     /// After run `id` left the runs folder (deleted to the trash): if it was
     /// the run shown, show the newest remaining one instead (or none).
     pub fn forget_run(&self, id: &str) {
-        let shown = self.current_hub().is_some_and(|h| h.run_id == id);
-        if shown {
-            *self.current.locked() = None;
-            self.current_id.send_replace(None);
+        if self.scheduler.unshow(id) {
             self.show_latest_run();
         }
     }
@@ -308,7 +276,8 @@ impl AppState {
     /// Starts the next queued run if nothing trains (a server started with
     /// runs left in its queue file goes on with them).
     pub fn dispatch_queue(self: &Arc<Self>) {
-        scheduler::dispatch(self);
+        self.scheduler
+            .dispatch(&machine::ServerMachine(self.clone()));
     }
 
     /// Whether run `id` is one this server follows in the runs folder
@@ -332,7 +301,7 @@ impl AppState {
 
     /// The ids of the runs this server trains now.
     pub fn training_ids(&self) -> Vec<String> {
-        self.training.locked().keys().cloned().collect()
+        self.scheduler.training_ids()
     }
 
     /// The devices that runs other processes train on this machine hold
@@ -341,7 +310,7 @@ impl AppState {
     /// one. A run another host trains into a shared runs folder (a Slurm
     /// task on a compute node) holds nothing here; CUDA runs need no entry
     /// either: NVML lists their processes on their GPU.
-    fn followed_slots(&self) -> Vec<(slots::Slot, String)> {
+    pub(crate) fn followed_slots(&self) -> Vec<(slots::Slot, String)> {
         let hubs = self.followed.locked().live_hubs();
         let here = mnist_hardware::host_name();
         hubs.iter()
@@ -369,22 +338,22 @@ impl AppState {
 
     /// The hub of the run the server shows now, if any.
     pub fn current_hub(&self) -> Option<Arc<RunHub>> {
-        self.current.locked().as_ref().map(|c| c.hub.clone())
+        self.scheduler.current_hub()
     }
 
     /// Probing GPU backends initialises drivers, so do it once.
     pub fn backends(&self) -> &[BackendStatus] {
-        self.backends.get_or_init(mnist_train::probe_all)
+        self.backends.get_or_init(|| {
+            mnist_train::set_up_kernel_cache();
+            mnist_train::probe_all()
+        })
     }
 
     /// The hub of `run_id`: the live one, or one folded from its log (kept
     /// while the log does not change).
     pub fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
-        if let Some(hub) = self.current_hub().filter(|h| h.run_id == run_id) {
+        if let Some(hub) = self.scheduler.hub(run_id) {
             return Some(hub);
-        }
-        if let Some(t) = self.training.locked().get(run_id) {
-            return Some(t.hub.clone());
         }
         if let Some(hub) = self.followed.locked().hub(run_id) {
             return Some(hub);
@@ -483,7 +452,7 @@ pub fn bind(
             .app_data(
                 web::JsonConfig::default()
                     .limit(64 * 1024)
-                    .error_handler(api::json_error),
+                    .error_handler(error::json_error),
             )
             .wrap(actix_web::middleware::from_fn(guard::guard))
             .configure(metrics::routes);

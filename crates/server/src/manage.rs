@@ -7,59 +7,14 @@
 //! hidden folder, so the runs list skips it); restoring moves them back.
 
 use crate::error::{ApiError, ApiResult};
+use crate::meta::{MAX_NAME, MAX_NOTES, MAX_TAG, MAX_TAGS, META_FILE};
+use crate::protocol::RunMeta;
+use crate::trash::{move_dir, move_to_trash, TrashError, TRASH};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
-use mnist_events::LockExt;
 use serde::Deserialize;
 use serde_json::json;
-use crate::protocol::RunMeta;
-use std::path::{Path, PathBuf};
-
-/// A sink that tags each run with its sweep once it started (`meta.json`
-/// beside its log, where the page's tags live; the run's folder exists
-/// from then on, and must not before: a taken run id is refused). The
-/// server's queue and `mnist-monitor sweep` both use it.
-pub fn sweep_tagger(runs_dir: std::path::PathBuf, sweep: String) -> impl mnist_events::EventSink {
-    mnist_events::FnSink(move |e: &mnist_events::Event| {
-        if matches!(e.kind, mnist_events::EventKind::RunStarted(_)) {
-            let meta = RunMeta {
-                tags: vec![sweep.clone()],
-                ..Default::default()
-            };
-            if let Err(err) = meta.save(&runs_dir, &e.run_id) {
-                tracing::warn!("run {}: cannot tag it with its sweep: {err}", e.run_id);
-            }
-        }
-    })
-}
-
-/// Longest name, tag and notes, in characters.
-pub const MAX_NAME: usize = 200;
-/// Longest tag, in characters.
-pub const MAX_TAG: usize = 64;
-/// Most tags on one run.
-pub const MAX_TAGS: usize = 32;
-/// Longest notes, in characters.
-pub const MAX_NOTES: usize = 20_000;
-
-const META_FILE: &str = "meta.json";
-/// The trash folder inside the runs folder (hidden: not a run).
-pub(crate) const TRASH: &str = ".trash";
-
-impl RunMeta {
-    /// The run's meta, or the empty one.
-    pub fn load(runs_dir: &Path, run_id: &str) -> Self {
-        std::fs::read(runs_dir.join(run_id).join(META_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn save(&self, runs_dir: &Path, run_id: &str) -> std::io::Result<()> {
-        let path = runs_dir.join(run_id).join(META_FILE);
-        crate::write_atomic(&path, &serde_json::to_vec_pretty(self).expect("serialises"))
-    }
-}
+use std::path::PathBuf;
 
 /// Registers `PATCH` and `DELETE /api/runs/{id}`, `GET /api/trash` and
 /// `POST /api/trash/{id}/restore`.
@@ -75,7 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .app_data(
                     web::JsonConfig::default()
                         .limit(8 << 20)
-                        .error_handler(crate::api::json_error),
+                        .error_handler(crate::error::json_error),
                 )
                 .route(web::post().to(prune)),
         );
@@ -178,19 +133,9 @@ async fn patch(
     Ok(HttpResponse::Ok().json(meta))
 }
 
-fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    if !from.exists() {
-        return Ok(());
-    }
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(from, to)
-}
-
 /// `DELETE /api/runs/{id}`: the run and its checkpoints to the trash.
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
-    if state.queue.locked().contains(&id) {
+    if state.scheduler.is_queued(&id) {
         return Err(ApiError::conflict(format!(
             "run {id} is queued, not trained yet: cancel it with DELETE /api/queue/{id}"
         )));
@@ -213,30 +158,6 @@ async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
     state.index.remove(&id);
     state.forget_run(&id);
     Ok(HttpResponse::Ok().json(json!({"run_id": *id, "trashed": true})))
-}
-
-/// Why a run could not go to the trash.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TrashError {
-    /// The trash holds a run of that id.
-    #[error("{0}")]
-    Taken(String),
-    /// Moving it failed.
-    #[error("{0}")]
-    Io(String),
-}
-
-/// Moves run `id` and its checkpoints into the trash.
-pub(crate) fn move_to_trash(runs: &Path, checkpoints: &Path, id: &str) -> Result<(), TrashError> {
-    let trash = runs.join(TRASH).join(id);
-    if trash.exists() {
-        return Err(TrashError::Taken(format!(
-            "the trash already holds a run {id}: restore or empty it first"
-        )));
-    }
-    let io = |e: std::io::Error| TrashError::Io(format!("cannot move run {id} to the trash: {e}"));
-    move_dir(&runs.join(id), &trash.join("run")).map_err(io)?;
-    move_dir(&checkpoints.join(id), &trash.join("checkpoints")).map_err(io)
 }
 
 /// `POST /api/prune`: `{"policy": {…}, "dry_run": true}` (the default)

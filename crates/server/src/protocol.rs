@@ -66,7 +66,7 @@ impl Status {
     ];
 }
 
-/// One row of the run history (and of the run index, [`crate::index`]).
+/// One row of the run history (and of the run index).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The run's id, as in its `runs/<id>` folder.

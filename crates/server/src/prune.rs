@@ -304,7 +304,7 @@ fn drop_checkpoints(folders: &crate::index::Folders, id: &str) -> Option<Action>
 
 /// Trashed runs moved there more than `days` ago.
 fn old_trash(folders: &crate::index::Folders, days: f64, now_ms: u64) -> Vec<Action> {
-    let trash = folders.runs.join(crate::manage::TRASH);
+    let trash = folders.runs.join(crate::trash::TRASH);
     let cutoff = now_ms.saturating_sub((days * 86_400_000.0) as u64);
     let mut out: Vec<Action> = std::fs::read_dir(&trash)
         .into_iter()
@@ -363,10 +363,10 @@ fn carry_out(action: &Action, world: &World) -> Result<(), String> {
             if (world.is_running)(run_id) {
                 return Err("it trains now".into());
             }
-            crate::manage::move_to_trash(&f.runs, &f.checkpoints, run_id).map_err(|e| e.to_string())
+            crate::trash::move_to_trash(&f.runs, &f.checkpoints, run_id).map_err(|e| e.to_string())
         }
         Action::EmptyTrash { run_id, .. } => {
-            let dir = f.runs.join(crate::manage::TRASH).join(run_id);
+            let dir = f.runs.join(crate::trash::TRASH).join(run_id);
             std::fs::remove_dir_all(&dir)
                 .map_err(|e| format!("cannot delete {}: {e}", dir.display()))
         }

@@ -16,10 +16,10 @@
 //! ([`KEYS`]). A term that does not parse, or names no key, is an error
 //! naming that term.
 
-use std::collections::HashMap;
 use crate::protocol::RunSummary;
 use serde_json::Value;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// The keys besides the config fields: (name, what it is). Sortable and
 /// filterable like the config fields.
@@ -635,7 +635,16 @@ mod tests {
         };
         assert_eq!(
             listed(true),
-            want(&[("c", 0), ("a", 0), ("b0", 1), ("b0x", 2), ("b1", 1), ("orphan", 0), ("l1", 0), ("l2", 1)])
+            want(&[
+                ("c", 0),
+                ("a", 0),
+                ("b0", 1),
+                ("b0x", 2),
+                ("b1", 1),
+                ("orphan", 0),
+                ("l1", 0),
+                ("l2", 1)
+            ])
         );
         assert_eq!(listed(false)[..2], want(&[("orphan", 0), ("a", 0)])[..]);
         assert_eq!(listed(false).len(), rows.len());

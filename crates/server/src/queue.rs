@@ -3,9 +3,7 @@
 //! restarted server picks up where it stopped. Each device trains one run
 //! at a time (the CPU one, each free GPU one, see [`crate::slots`]): a run
 //! starts as soon as a device it may use is free, in queue order
-//! ([`crate::scheduler::dispatch`]).
-//!
-//! Its HTTP face is [`crate::queue_api`].
+//! (the scheduler's `dispatch`).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ pub struct Queued {
     /// The id it will train under.
     pub run_id: String,
     /// Its configuration, validated when it was queued.
-    pub config: serde_json::Value,
+    pub config: mnist_train::TrainConfig,
     /// When it was queued, Unix time in milliseconds.
     pub queued_ms: u64,
     /// The sweep it belongs to, if any.
@@ -47,6 +45,25 @@ impl Origin {
     }
 }
 
+/// A queued run read back from the file, its configuration checked again
+/// (a newer binary may have narrowed a range): one that no longer holds is
+/// dropped with a warning naming it and why, not left to block the queue.
+fn checked(item: serde_json::Value) -> Option<Queued> {
+    let id = item["run_id"].as_str().unwrap_or("?").to_string();
+    let config = mnist_train::TrainConfig::from_json(&item["config"]);
+    let why = match (config, serde_json::from_value::<Queued>(item)) {
+        (Ok(config), Ok(queued)) => return Some(Queued { config, ..queued }),
+        (Err(errors), _) => errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        (_, Err(e)) => e.to_string(),
+    };
+    tracing::warn!("queued run {id} dropped: its entry no longer holds: {why}");
+    None
+}
+
 /// The queue and its file.
 #[derive(Debug)]
 pub struct Queue {
@@ -70,11 +87,13 @@ impl Queue {
         let path = runs_dir.join(".queue.json");
         let items = match std::fs::read(&path) {
             Err(_) => Vec::new(),
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!("{}: {e}; kept as .queue.json.bad", path.display());
-                let _ = std::fs::rename(&path, path.with_extension("json.bad"));
-                Vec::new()
-            }),
+            Ok(bytes) => serde_json::from_slice::<Vec<serde_json::Value>>(&bytes)
+                .map(|items| items.into_iter().filter_map(checked).collect())
+                .unwrap_or_else(|e| {
+                    tracing::warn!("{}: {e}; kept as .queue.json.bad", path.display());
+                    let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                    Vec::new()
+                }),
         };
         Self { path, items }
     }
@@ -116,6 +135,14 @@ impl Queue {
         &self.items
     }
 
+    /// Where `run_id` waits (1 is next).
+    pub fn position(&self, run_id: &str) -> Option<usize> {
+        self.items
+            .iter()
+            .position(|q| q.run_id == run_id)
+            .map(|p| p + 1)
+    }
+
     /// Whether `run_id` waits here.
     pub fn contains(&self, run_id: &str) -> bool {
         self.items.iter().any(|q| q.run_id == run_id)
@@ -153,7 +180,7 @@ mod tests {
     fn item(id: &str) -> Queued {
         Queued {
             run_id: id.into(),
-            config: serde_json::json!({}),
+            config: mnist_train::TrainConfig::default(),
             queued_ms: 0,
             sweep: None,
             origin: Origin::New,
@@ -178,5 +205,28 @@ mod tests {
             dir.path().join(".queue.json.bad").is_file(),
             "a bad file is set aside, not lost"
         );
+    }
+
+    #[test]
+    fn an_entry_whose_configuration_no_longer_holds_is_dropped_not_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::load(dir.path());
+        q.push(item("good")).unwrap();
+        let mut entries: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(dir.path().join(".queue.json")).unwrap())
+                .unwrap();
+        let mut bad = entries[0].clone();
+        bad["run_id"] = "bad".into();
+        bad["config"]["batch_size"] = 0.into();
+        entries.insert(0, bad);
+        std::fs::write(
+            dir.path().join(".queue.json"),
+            serde_json::to_vec(&entries).unwrap(),
+        )
+        .unwrap();
+        let again = Queue::load(dir.path());
+        let ids: Vec<_> = again.items().iter().map(|q| q.run_id.as_str()).collect();
+        assert_eq!(ids, ["good"]);
+        assert_eq!(again.position("good"), Some(1));
     }
 }

@@ -97,7 +97,7 @@ type Ranking = (Arc<mnist_data::Mnist>, PathBuf, Arc<Vec<Ranked>>);
 /// The split ranked by the checkpoint in `dir` (computed once per
 /// checkpoint and split, then cached); blocking: call from `web::block`.
 fn ranking(state: &AppState, dir: &std::path::Path, split: &str) -> Result<Ranking, ApiError> {
-    let data = crate::scheduler::load_data(state).map_err(ApiError::Unavailable)?;
+    let data = crate::machine::load_data(state).map_err(ApiError::Unavailable)?;
     let predictor = predictor(state, dir).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let checkpoint = predictor.locked().checkpoint.clone();
     let key = (checkpoint.clone(), split.to_string());
@@ -214,7 +214,7 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
     }
     let state = state.into_inner();
     let saved = web::block(move || -> Result<serde_json::Value, ApiError> {
-        let data = crate::scheduler::load_data(&state).map_err(ApiError::Unavailable)?;
+        let data = crate::machine::load_data(&state).map_err(ApiError::Unavailable)?;
         let labels = if b.split == "train" {
             &data.train_labels
         } else {

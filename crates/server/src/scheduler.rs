@@ -1,134 +1,481 @@
-//! The run scheduler: the queue of configurations waiting for a device,
-//! placing each on a free one (one run per device, [`crate::slots`]),
-//! training it on a thread of its own, and starting the next when a run
-//! ends. The HTTP handlers ([`crate::api`], [`crate::sweeps`]) only
-//! translate requests into [`enqueue`] and [`dispatch`].
+//! The run scheduler: the queue of runs waiting for a device, the runs this
+//! server trains (one per device, placed by [`crate::slots`]) and the run
+//! its pages follow (`current`), behind one lock.
+//!
+//! It decides; a [`Machine`] acts: it tells the devices there are and who
+//! else holds them, and trains a run on a thread of its own, which calls
+//! [`Scheduler::on_run_ended`] when the run ends. The server's machine
+//! lives in `machine.rs`; the tests below use one with made-up GPUs.
+//! Nothing here waits on a driver, a file or a thread while holding the
+//! lock.
 
-use crate::error::ApiError;
 use crate::hub::{HubSink, RunHub};
-use crate::queue::Origin;
-use crate::{AppState, CurrentRun};
-use mnist_events::LockExt;
-use mnist_events::{EventKind, LogLevel, LogMessage, RunFinished, RunStatus};
-use mnist_train::{BackendChoice, RunOptions, TrainConfig};
-use std::sync::Arc;
+use crate::queue::{Origin, Queue, QueueWriteError, Queued};
+use crate::slots::{place, Devices, Placement, Slot, Taken};
+use mnist_events::{EventKind, LockExt, LogLevel, LogMessage, RunFinished, RunStatus};
+use mnist_train::TrainConfig;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
-/// Puts a checked configuration at the end of the queue under a fresh run
-/// id; the id and its position.
-pub(crate) fn enqueue(
-    state: &AppState,
-    config: &TrainConfig,
-    sweep: Option<String>,
-) -> Result<(String, usize), ApiError> {
-    enqueue_from(state, config, sweep, Origin::New, None)
+/// What the scheduler needs of the machine it runs on.
+pub trait Machine {
+    /// The devices now, or why queued runs must wait (the data set cannot
+    /// be read). `gpu` is false when every queued run is a CPU run: no
+    /// driver is probed for those.
+    fn devices(&self, gpu: bool) -> Result<Devices, String>;
+    /// The devices runs of other processes hold on this machine, each with
+    /// who holds it.
+    fn held_elsewhere(&self) -> Vec<(Slot, String)>;
+    /// Whether a run id is taken (its folder exists).
+    fn is_taken(&self, run_id: &str) -> bool;
+    /// The hub a resumed run continues: its logged events, live.
+    fn resumed_hub(&self, run_id: &str) -> Arc<RunHub>;
+    /// Trains `start` on a thread of its own, which calls
+    /// [`Scheduler::on_run_ended`] when the run ends; why not, if it
+    /// could not start.
+    fn launch(&self, start: Start) -> Result<(), String>;
+    /// Runs started, ended or left the queue: pages list them again.
+    fn runs_changed(&self);
 }
 
-/// [`enqueue`] for a run that starts from a checkpoint: a fork (under a
-/// fresh id) or a resumption (`own_id`: its own, which must not be queued
-/// or training already).
-pub(crate) fn enqueue_from(
-    state: &AppState,
-    config: &TrainConfig,
-    sweep: Option<String>,
-    origin: Origin,
-    own_id: Option<&str>,
-) -> Result<(String, usize), ApiError> {
-    let mut queue = state.queue.locked();
-    let run_id = match own_id {
-        Some(id) => {
-            if queue.contains(id) || state.training.locked().contains_key(id) {
-                return Err(ApiError::conflict(format!(
-                    "run {id} is already queued or training"
-                )));
-            }
-            id.to_string()
+/// A run this scheduler trains, and the device it holds.
+#[derive(Clone)]
+pub struct Training {
+    /// The run's events and folded state.
+    pub hub: Arc<RunHub>,
+    /// Asks its trainer to stop.
+    pub stop: mnist_events::Stop,
+    /// Steers its trainer between batches.
+    pub controls: mnist_events::Controls,
+    /// The device it trains on, free again when it ends.
+    pub slot: Slot,
+}
+
+/// A run being trained by (or watched from) this process: the one the
+/// pages following `current` show.
+pub struct CurrentRun {
+    /// The run's events and folded state (live, or loaded from its log).
+    pub hub: Arc<RunHub>,
+    /// Asks the run's trainer to stop (`POST /api/runs/{id}/stop`).
+    pub stop: mnist_events::Stop,
+    /// Steers its trainer (`POST /api/runs/{id}/control`); `None` for a
+    /// run no trainer in this process trains (a log, a followed run).
+    pub controls: Option<mnist_events::Controls>,
+}
+
+impl From<&Training> for CurrentRun {
+    fn from(t: &Training) -> Self {
+        Self {
+            hub: t.hub.clone(),
+            stop: t.stop.clone(),
+            controls: Some(t.controls.clone()),
         }
-        _ => {
-            let mut run_id = mnist_train::new_run_id();
-            while queue.contains(&run_id) || state.opts.runs_dir.join(&run_id).exists() {
-                run_id = mnist_train::new_run_id();
-            }
-            run_id
-        }
-    };
-    let item = crate::queue::Queued {
-        run_id: run_id.clone(),
-        config: serde_json::to_value(config).expect("config serialises"),
-        queued_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        sweep,
-        origin,
-    };
-    let position = queue
-        .push(item)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((run_id, position))
-}
-
-/// Starts every queued run a device is free for, in queue order (one run
-/// per device, see [`crate::slots`]): after a `POST /api/runs`, when a run
-/// ends, when a run another process trained in the runs folder ends, and
-/// when the server starts (a queue left by a restart).
-pub fn dispatch(state: &Arc<AppState>) {
-    while start_next(state) {}
-}
-
-/// Starts the first queued run that may start now; false when none can.
-fn start_next(state: &Arc<AppState>) -> bool {
-    if state.queue.locked().items().is_empty() {
-        return false;
     }
-    let data = match load_data(state) {
-        Ok(data) => data,
-        Err(e) => {
-            tracing::error!("queued runs wait: {e}");
+}
+
+/// A queued run placed on a device, for [`Machine::launch`].
+pub struct Start {
+    /// What was queued.
+    pub item: Queued,
+    /// Where it trains, and why there.
+    pub placement: mnist_train::Placement,
+    /// Its hub and handles.
+    pub run: Training,
+}
+
+/// A run to put on the queue.
+pub struct Submission {
+    /// Its checked configuration.
+    pub config: TrainConfig,
+    /// The sweep it belongs to.
+    pub sweep: Option<String>,
+    /// A fresh model, a resumption or a fork.
+    pub origin: Origin,
+    /// The id to train under: a resumption's own (which must be neither
+    /// queued nor training); a fresh one when `None`.
+    pub run_id: Option<String>,
+}
+
+impl Submission {
+    /// A new run of `config` under a fresh id, in no sweep.
+    pub fn new(config: TrainConfig) -> Self {
+        Self {
+            config,
+            sweep: None,
+            origin: Origin::New,
+            run_id: None,
+        }
+    }
+}
+
+/// What became of a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// It trains now.
+    Started,
+    /// It waits; its place in the queue (1 is next).
+    Queued(usize),
+}
+
+/// The handles of a run this scheduler trains or shows.
+pub struct Trainer {
+    /// Whether its run has ended.
+    pub finished: bool,
+    /// Asks it to stop.
+    pub stop: mnist_events::Stop,
+    /// Steers it (`None` when no trainer of this process trains it).
+    pub controls: Option<mnist_events::Controls>,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A resumption of a run that is queued or training already.
+    #[error("run {0} is already queued or training")]
+    Busy(String),
+    /// The queue file could not be written.
+    #[error(transparent)]
+    Write(#[from] QueueWriteError),
+}
+
+struct Board {
+    queue: Queue,
+    training: HashMap<String, Training>,
+    current: Option<CurrentRun>,
+}
+
+/// The queue, the training runs and the current run, behind one lock.
+pub struct Scheduler {
+    board: Mutex<Board>,
+    /// The id of the run `/ws/runs/current` follows; changes wake viewers.
+    current_id: watch::Sender<Option<String>>,
+}
+
+impl Scheduler {
+    /// A scheduler over `queue` (what a restarted server left), with
+    /// nothing training and nothing shown.
+    pub fn new(queue: Queue) -> Self {
+        Self {
+            board: Mutex::new(Board {
+                queue,
+                training: HashMap::new(),
+                current: None,
+            }),
+            current_id: watch::channel(None).0,
+        }
+    }
+
+    /// Queues a run (under a fresh id, or a resumption's own) and starts every queued run a
+    /// device is free for; the run's id and whether it started.
+    pub fn submit(
+        &self,
+        machine: &dyn Machine,
+        submission: Submission,
+    ) -> Result<(String, Submitted), SubmitError> {
+        let run_id = {
+            let mut board = self.board.locked();
+            let run_id = match submission.run_id {
+                Some(id) if board.queue.contains(&id) || board.training.contains_key(&id) => {
+                    return Err(SubmitError::Busy(id))
+                }
+                Some(id) => id,
+                None => fresh_id(|id| board.queue.contains(id) || machine.is_taken(id)),
+            };
+            board.queue.push(Queued {
+                run_id: run_id.clone(),
+                config: submission.config,
+                queued_ms: mnist_events::now_ms(),
+                sweep: submission.sweep,
+                origin: submission.origin,
+            })?;
+            run_id
+        };
+        self.dispatch(machine);
+        let board = self.board.locked();
+        let answer = match board.queue.position(&run_id) {
+            Some(position) => Submitted::Queued(position),
+            None => Submitted::Started,
+        };
+        drop(board);
+        if answer != Submitted::Started {
+            machine.runs_changed();
+        }
+        Ok((run_id, answer))
+    }
+
+    /// Starts every queued run a device is free for, in queue order: after
+    /// a submission, when a run ends (here or in another process) and when
+    /// the server starts with a queue left by a restart.
+    pub fn dispatch(&self, machine: &dyn Machine) {
+        while self.start_next(machine) {}
+    }
+
+    /// A run this scheduler trains ended: its device is free, the pages
+    /// move on to another training run if they showed it, and the queue
+    /// goes on.
+    pub fn on_run_ended(&self, machine: &dyn Machine, run_id: &str) {
+        {
+            let mut board = self.board.locked();
+            board.training.remove(run_id);
+            let shown = board.current.as_ref().map(|c| c.hub.run_id.as_str());
+            if shown.is_none_or(|id| id == run_id) {
+                let next = board
+                    .training
+                    .values()
+                    .filter(|t| !t.hub.is_finished())
+                    .max_by_key(|t| t.hub.with_state(|s| s.summary().started_ms))
+                    .map(CurrentRun::from);
+                if let Some(next) = next {
+                    self.show_locked(&mut board, next);
+                }
+            }
+        }
+        machine.runs_changed();
+        self.dispatch(machine);
+    }
+
+    /// Why each queued run waits, in queue order: the device it needs and
+    /// who holds it (the runs before it take their devices first).
+    pub fn waiting_for(&self, machine: &dyn Machine) -> Vec<(String, String)> {
+        let queue = self.queued();
+        let gpu = queue.iter().any(|q| needs_gpu(&q.config));
+        let devices = match machine.devices(gpu) {
+            Ok(devices) => devices,
+            Err(why) => {
+                return queue
+                    .iter()
+                    .map(|q| (q.run_id.clone(), why.clone()))
+                    .collect()
+            }
+        };
+        let mut taken = held(machine.held_elsewhere(), &self.board.locked().training);
+        queue
+            .iter()
+            .map(|item| {
+                let why = match place(item.config.backend, item.config.device, &devices, &taken) {
+                    Placement::Start(slot) => {
+                        let why = format!("{slot}, free: it starts now");
+                        taken.insert(slot, format!("run {}", item.run_id));
+                        why
+                    }
+                    Placement::Wait(why) => why,
+                };
+                (item.run_id.clone(), why)
+            })
+            .collect()
+    }
+
+    /// The queued runs, next first.
+    pub fn queued(&self) -> Vec<Queued> {
+        self.board.locked().queue.items().to_vec()
+    }
+
+    /// Whether run `id` waits in the queue.
+    pub fn is_queued(&self, run_id: &str) -> bool {
+        self.board.locked().queue.contains(run_id)
+    }
+
+    /// Takes a queued run off the queue.
+    pub fn cancel(&self, run_id: &str) -> Result<Option<Queued>, QueueWriteError> {
+        self.board.locked().queue.remove(run_id)
+    }
+
+    /// Moves a queued run to `position` (1 is next); false when it is not
+    /// queued.
+    pub fn move_to(&self, run_id: &str, position: usize) -> Result<bool, QueueWriteError> {
+        self.board.locked().queue.move_to(run_id, position)
+    }
+
+    /// The handles of run `id`'s trainer in this process, if it trains or
+    /// shows it.
+    pub fn trainer(&self, run_id: &str) -> Option<Trainer> {
+        let board = self.board.locked();
+        if let Some(t) = board.training.get(run_id) {
+            return Some(Trainer {
+                finished: t.hub.is_finished(),
+                stop: t.stop.clone(),
+                controls: Some(t.controls.clone()),
+            });
+        }
+        let current = board.current.as_ref().filter(|c| c.hub.run_id == run_id)?;
+        Some(Trainer {
+            finished: current.hub.is_finished(),
+            stop: current.stop.clone(),
+            controls: current.controls.clone(),
+        })
+    }
+
+    /// The ids of the runs this scheduler trains now.
+    pub fn training_ids(&self) -> Vec<String> {
+        self.board.locked().training.keys().cloned().collect()
+    }
+
+    /// The hubs of the runs this scheduler trains now.
+    pub fn training_hubs(&self) -> Vec<Arc<RunHub>> {
+        let board = self.board.locked();
+        board.training.values().map(|t| t.hub.clone()).collect()
+    }
+
+    /// The hub of run `id` if it is the current run or trains here.
+    pub fn hub(&self, run_id: &str) -> Option<Arc<RunHub>> {
+        let board = self.board.locked();
+        let current = board.current.as_ref().map(|c| &c.hub);
+        current
+            .filter(|h| h.run_id == run_id)
+            .or_else(|| board.training.get(run_id).map(|t| &t.hub))
+            .cloned()
+    }
+
+    /// The hub of the run the pages follow, if any.
+    pub fn current_hub(&self) -> Option<Arc<RunHub>> {
+        self.board.locked().current.as_ref().map(|c| c.hub.clone())
+    }
+
+    /// Makes `run` the run the pages follow.
+    pub fn show(&self, run: CurrentRun) {
+        self.show_locked(&mut self.board.locked(), run);
+    }
+
+    /// Stops showing run `id`; whether it was shown.
+    pub fn unshow(&self, run_id: &str) -> bool {
+        let mut board = self.board.locked();
+        if board
+            .current
+            .as_ref()
+            .is_none_or(|c| c.hub.run_id != run_id)
+        {
             return false;
         }
-    };
-    let devices = devices(state);
-    let Some((item, slot, run)) = take_placeable(state, &devices) else {
-        return false;
-    };
-    let hub = run.hub.clone();
-    // Pages following `current` move to the new run unless one they show trains.
-    if state
-        .current_hub()
-        .is_none_or(|h| h.is_finished() || !h.with_state(|s| s.is_live()))
-    {
-        *state.current.locked() = Some(CurrentRun {
-            hub: hub.clone(),
-            stop: run.stop.clone(),
-            controls: Some(run.controls.clone()),
-        });
-        state.current_id.send_replace(Some(item.run_id.clone()));
+        board.current = None;
+        self.current_id.send_replace(None);
+        true
     }
-    state.runs_changed.send_modify(|v| *v += 1);
-    let (config, slot) = match (TrainConfig::from_json(&item.config), slot) {
-        (Ok(config), Some(slot)) => (config, slot),
-        (Ok(_), None) => unreachable!("a valid configuration is placed on a device"),
-        (Err(errors), _) => {
-            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            let error = format!(
-                "its queued configuration is no longer valid: {}",
-                why.join("; ")
-            );
-            state.training.locked().remove(&item.run_id);
-            fail_hub(&hub, error);
-            return true;
+
+    /// Wakes when the run the pages follow changes.
+    pub fn current_changes(&self) -> watch::Receiver<Option<String>> {
+        self.current_id.subscribe()
+    }
+
+    fn show_locked(&self, board: &mut Board, run: CurrentRun) {
+        let id = run.hub.run_id.clone();
+        board.current = Some(run);
+        self.current_id.send_replace(Some(id));
+    }
+
+    /// Starts the first queued run that may start now; false when none can.
+    fn start_next(&self, machine: &dyn Machine) -> bool {
+        let gpu = {
+            let board = self.board.locked();
+            if board.queue.items().is_empty() {
+                return false;
+            }
+            board.queue.items().iter().any(|q| needs_gpu(&q.config))
+        };
+        let devices = match machine.devices(gpu) {
+            Ok(devices) => devices,
+            Err(why) => {
+                tracing::error!("queued runs wait: {why}");
+                return false;
+            }
+        };
+        let elsewhere = machine.held_elsewhere();
+        let Some((item, mut run)) = self.take_placeable(&devices, elsewhere) else {
+            return false;
+        };
+        if item.origin == Origin::Resume {
+            // Read outside the lock; nothing was pushed to the placeholder.
+            run.hub = machine.resumed_hub(&item.run_id);
+            if let Some(t) = self.board.locked().training.get_mut(&item.run_id) {
+                t.hub = run.hub.clone();
+            }
         }
-    };
-    let placement = placement_of(&slot, &devices);
-    launch(state, config, placement, run, data, item);
-    true
+        self.follow_if_idle(&run);
+        machine.runs_changed();
+        let start = Start {
+            placement: placement_of(&run.slot, &devices),
+            item,
+            run: run.clone(),
+        };
+        if let Err(why) = machine.launch(start) {
+            self.board.locked().training.remove(&run.hub.run_id);
+            fail_hub(&run.hub, format!("cannot start the training thread: {why}"));
+        }
+        true
+    }
+
+    /// Takes the first queued run a device is free for off the queue and
+    /// registers it as training there, deciding and registering under one
+    /// lock.
+    fn take_placeable(
+        &self,
+        devices: &Devices,
+        elsewhere: Vec<(Slot, String)>,
+    ) -> Option<(Queued, Training)> {
+        let mut board = self.board.locked();
+        let taken = held(elsewhere, &board.training);
+        let (run_id, slot) = board.queue.items().iter().find_map(|item| {
+            match place(item.config.backend, item.config.device, devices, &taken) {
+                Placement::Start(slot) => Some((item.run_id.clone(), slot)),
+                Placement::Wait(_) => None,
+            }
+        })?;
+        let item = board.queue.take(&run_id)?;
+        let run = Training {
+            hub: RunHub::live(run_id.clone()),
+            stop: mnist_events::Stop::new(),
+            controls: mnist_events::Controls::new(),
+            slot,
+        };
+        board.training.insert(run_id, run.clone());
+        Some((item, run))
+    }
+
+    /// Pages following `current` move to a new run unless the run they
+    /// show still trains.
+    fn follow_if_idle(&self, run: &Training) {
+        let mut board = self.board.locked();
+        let idle = board
+            .current
+            .as_ref()
+            .is_none_or(|c| c.hub.is_finished() || !c.hub.with_state(|s| s.is_live()));
+        if idle {
+            self.show_locked(&mut board, CurrentRun::from(run));
+        }
+    }
+}
+
+/// A run id no queued run and no run folder has.
+fn fresh_id(taken: impl Fn(&str) -> bool) -> String {
+    let mut run_id = mnist_train::new_run_id();
+    while taken(&run_id) {
+        run_id = mnist_train::new_run_id();
+    }
+    run_id
+}
+
+/// Whether placing `config` needs the GPUs probed.
+fn needs_gpu(config: &TrainConfig) -> bool {
+    config.backend != mnist_train::BackendChoice::Cpu
+}
+
+/// The devices held now: by the runs this scheduler trains and by runs
+/// other processes train on this machine, each with its holder.
+fn held(elsewhere: Vec<(Slot, String)>, training: &HashMap<String, Training>) -> Taken {
+    let mut taken: Taken = elsewhere
+        .into_iter()
+        .map(|(slot, id)| (slot, format!("run {id} (another process)")))
+        .collect();
+    taken.extend(
+        training
+            .iter()
+            .map(|(id, t)| (t.slot.clone(), format!("run {id}"))),
+    );
+    taken
 }
 
 /// The device a run was given, with why, for its `run_started`.
-fn placement_of(
-    slot: &crate::slots::Slot,
-    devices: &crate::slots::Devices,
-) -> mnist_train::Placement {
-    use crate::slots::Slot;
+fn placement_of(slot: &Slot, devices: &Devices) -> mnist_train::Placement {
     let (backend, device) = slot.backend_and_device();
     let detail = match slot {
         Slot::Cuda(i) => devices
@@ -148,261 +495,10 @@ fn placement_of(
     }
 }
 
-/// The machine's devices now: NVML's GPUs (with their processes) where
-/// CUDA is usable, the wgpu adapter, this process's id. A queue of CPU runs
-/// only needs none of it: no driver is probed for them.
-fn devices(state: &AppState) -> crate::slots::Devices {
-    let cpu_only =
-        state.queue.locked().items().iter().all(|q| {
-            TrainConfig::from_json(&q.config).is_ok_and(|c| c.backend == BackendChoice::Cpu)
-        });
-    if cpu_only {
-        return crate::slots::Devices {
-            own_pid: std::process::id(),
-            ..Default::default()
-        };
-    }
-    let usable = |name: &str| {
-        state
-            .backends()
-            .iter()
-            .find(|b| b.name == name && b.available)
-            .map(|b| b.software)
-    };
-    // Numbered as CUDA numbers them (CUDA_VISIBLE_DEVICES renumbers).
-    let cuda = match usable("cuda") {
-        Some(_) => {
-            // The sampler's latest reading (at most a second old) when it
-            // runs; NVML asked afresh otherwise.
-            let sampled = state.opts.hardware.as_ref().and_then(|m| m.latest());
-            let gpus = match sampled.filter(|s| !s.gpus.is_empty()) {
-                Some(s) => s.gpus.clone(),
-                None => mnist_hardware::gpus().unwrap_or_default(),
-            };
-            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-            mnist_train::device::visible_gpus(&gpus, visible.as_deref())
-                .into_iter()
-                .map(|(ordinal, g)| mnist_events::GpuStats {
-                    index: ordinal as u32,
-                    ..g.clone()
-                })
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    let wgpu = usable("wgpu");
-    crate::slots::Devices {
-        auto_wgpu: cuda.is_empty() && wgpu == Some(false),
-        cuda,
-        wgpu: usize::from(wgpu.is_some()),
-        own_pid: std::process::id(),
-    }
-}
-
-/// The devices held now: by the runs this server trains and by runs other
-/// processes train on this machine, each with its holder.
-/// `training` is the locked map, so that deciding and registering a start
-/// happen under one lock.
-fn held_slots(
-    followed: Vec<(crate::slots::Slot, String)>,
-    training: &std::collections::HashMap<String, crate::Training>,
-) -> crate::slots::Taken {
-    let mut taken: crate::slots::Taken = followed
-        .into_iter()
-        .map(|(slot, id)| (slot, format!("run {id} (another process)")))
-        .collect();
-    taken.extend(
-        training
-            .iter()
-            .map(|(id, t)| (t.slot.clone(), format!("run {id}"))),
-    );
-    taken
-}
-
-/// Why each queued run waits, in queue order: the device it needs and who
-/// holds it (the runs before it take their devices first).
-pub(crate) fn waiting_for(state: &AppState) -> Vec<(String, String)> {
-    use crate::slots::{place, Placement};
-    let devices = devices(state);
-    let followed = state.followed_slots();
-    let mut taken = held_slots(followed, &state.training.locked());
-    let queue: Vec<_> = state.queue.locked().items().to_vec();
-    queue
-        .iter()
-        .map(|item| {
-            let why = match TrainConfig::from_json(&item.config) {
-                Err(_) => {
-                    "nothing: its configuration is no longer valid (it fails when it starts)".into()
-                }
-                Ok(c) => match place(c.backend, c.device, &devices, &taken) {
-                    Placement::Start(slot) => {
-                        let why = format!("{slot}, free: it starts now");
-                        taken.insert(slot, format!("run {}", item.run_id));
-                        why
-                    }
-                    Placement::Wait(why) => why,
-                },
-            };
-            (item.run_id.clone(), why)
-        })
-        .collect()
-}
-
-/// Takes the first queued run a device is free for off the queue and
-/// registers it as training there (with no device when its configuration
-/// no longer parses: it is failed, not left to block the queue).
-fn take_placeable(
-    state: &AppState,
-    devices: &crate::slots::Devices,
-) -> Option<(
-    crate::queue::Queued,
-    Option<crate::slots::Slot>,
-    crate::Training,
-)> {
-    use crate::slots::{place, Placement};
-    let followed = state.followed_slots();
-    let mut training = state.training.locked();
-    let taken = held_slots(followed, &training);
-    let mut queue = state.queue.locked();
-    let (run_id, slot) =
-        queue
-            .items()
-            .iter()
-            .find_map(|item| match TrainConfig::from_json(&item.config) {
-                Err(_) => Some((item.run_id.clone(), None)),
-                Ok(c) => match place(c.backend, c.device, devices, &taken) {
-                    Placement::Start(slot) => Some((item.run_id.clone(), Some(slot))),
-                    Placement::Wait(_) => None,
-                },
-            })?;
-    let item = queue.take(&run_id)?;
-    // A resumption's viewers see the whole run, then what it adds.
-    let hub = match item.origin {
-        Origin::Resume => RunHub::resuming(
-            run_id.clone(),
-            mnist_events::read_events(mnist_events::log_path(&state.opts.runs_dir, &run_id))
-                .unwrap_or_default(),
-        ),
-        _ => RunHub::live(run_id.clone()),
-    };
-    let run = crate::Training {
-        hub,
-        stop: mnist_events::Stop::new(),
-        controls: mnist_events::Controls::new(),
-        slot: slot.clone().unwrap_or(crate::slots::Slot::Cpu),
-    };
-    training.insert(run_id, run.clone());
-    Some((item, slot, run))
-}
-
-/// Trains `config` on a thread of its own into `run`'s hub; when it ends,
-/// the next queued run starts.
-fn launch(
-    state: &Arc<AppState>,
-    config: TrainConfig,
-    placement: mnist_train::Placement,
-    run: crate::Training,
-    data: Arc<mnist_data::Mnist>,
-    item: crate::queue::Queued,
-) {
-    let hub = run.hub;
-    let run_id = hub.run_id.clone();
-    let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(HubSink(hub.clone()))];
-    if let Some(sweep) = item.sweep {
-        sinks.push(Box::new(crate::manage::sweep_tagger(
-            state.opts.runs_dir.clone(),
-            sweep,
-        )));
-    }
-    let opts = RunOptions {
-        data_dir: state.opts.data_dir.clone(),
-        verify: state.opts.verify,
-        download: false,
-        runs_dir: state.opts.runs_dir.clone(),
-        checkpoints_dir: state.opts.checkpoints_dir.clone(),
-        run_id: Some(run_id.clone()),
-        resume: (item.origin == Origin::Resume).then(|| run_id.clone()),
-        fork: match &item.origin {
-            Origin::Fork(f) => Some(f.clone()),
-            _ => None,
-        },
-        stop: run.stop,
-        controls: run.controls,
-        replay: Vec::new(),
-        sinks,
-        data: Some(data),
-        hardware: state.opts.hardware.clone(),
-        alerts: Some(state.opts.alert_rules.clone()),
-        stop_on_nan: state.opts.stop_on_nan,
-        alert_webhook: state.opts.alert_webhook.clone(),
-        provenance: state.opts.provenance.clone().map(|mut p| {
-            p.command_line = vec![match &item.origin {
-                Origin::New => "POST /api/runs".into(),
-                Origin::Resume => format!("POST /api/runs/{run_id}/resume"),
-                Origin::Fork(f) => format!("POST /api/runs/{}/fork", f.run_id),
-            }];
-            p
-        }),
-        placed: Some(placement),
-    };
-    let thread_hub = hub.clone();
-    let thread_state = state.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("train-{run_id}"))
-        .spawn(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                mnist_train::run(config, opts)
-            }));
-            match outcome {
-                Ok(Ok(_)) => {}
-                // The run never started its stream.
-                Ok(Err(e)) => fail_hub(&thread_hub, e.to_string()),
-                // Never expected (the trainer catches its own panics), and
-                // never allowed to leave the run "running".
-                Err(_) if !thread_hub.is_finished() => {
-                    fail_hub(&thread_hub, "the training thread panicked".into())
-                }
-                Err(_) => {}
-            }
-            // Its row in the index, as it ended (the log is complete now).
-            thread_hub.with_state(|s| thread_state.index.record(s));
-            thread_state.training.locked().remove(&thread_hub.run_id);
-            follow_another_training_run(&thread_state, &thread_hub.run_id);
-            thread_state.runs_changed.send_modify(|v| *v += 1);
-            dispatch(&thread_state);
-        });
-    if let Err(e) = spawned {
-        state.training.locked().remove(&hub.run_id);
-        fail_hub(&hub, format!("cannot start the training thread: {e}"));
-    }
-}
-
-/// When the run pages follow (`current`) has ended while other runs still
-/// train here (one per GPU), the pages move on to one of those.
-fn follow_another_training_run(state: &AppState, ended: &str) {
-    if state.current_hub().is_some_and(|h| h.run_id != ended) {
-        return;
-    }
-    let next = state
-        .training
-        .locked()
-        .values()
-        .filter(|t| !t.hub.is_finished())
-        .max_by_key(|t| t.hub.with_state(|s| s.summary().started_ms))
-        .map(|t| CurrentRun {
-            hub: t.hub.clone(),
-            stop: t.stop.clone(),
-            controls: Some(t.controls.clone()),
-        });
-    if let Some(run) = next {
-        state.set_current(run);
-    }
-}
-
 /// Ends a run whose trainer could not start (or died without ending its
 /// stream): an error and `run_finished`, numbered by an event stream that
 /// continues the hub's, so viewers and the 409 check see it as over.
-fn fail_hub(hub: &Arc<RunHub>, error: String) {
+pub fn fail_hub(hub: &Arc<RunHub>, error: String) {
     tracing::error!("run {} failed: {error}", hub.run_id);
     let stream = mnist_events::EventStream::new(hub.run_id.clone(), hub.last_seq());
     stream.add_sink(HubSink(hub.clone()));
@@ -423,56 +519,5 @@ fn fail_hub(hub: &Arc<RunHub>, error: String) {
     }));
 }
 
-/// Checks the backend and the device index, and loads (once) the data set.
-pub(crate) fn prepare(
-    state: &AppState,
-    config: &TrainConfig,
-) -> Result<Arc<mnist_data::Mnist>, ApiError> {
-    if config.backend != BackendChoice::Auto {
-        let name = config.backend.as_str();
-        if let Some(b) = state
-            .backends()
-            .iter()
-            .find(|b| b.name == name && !b.available)
-        {
-            let reason = b.reason.clone().unwrap_or_default();
-            let message = format!("{name} is not usable here: {reason}");
-            return Err(ApiError::field("backend", message));
-        }
-    }
-    // `cuda:5` on a box with two GPUs: refused now, not when it would start.
-    mnist_train::check_device(config.backend, config.device)
-        .map_err(|e| ApiError::field("device", e.to_string()))?;
-    let data = load_data(state).map_err(ApiError::Unavailable)?;
-    // A CPU run that cannot fit would abort the whole server: refuse it now.
-    if runs_on_cpu(state, config.backend) {
-        mnist_train::memory::check_data(config, data.train_labels.len(), data.test_labels.len())
-            .map_err(|e| ApiError::Invalid(vec![e]))?;
-    }
-    Ok(data)
-}
-
-/// Whether `choice` trains on the CPU here (`auto` without a usable GPU).
-fn runs_on_cpu(state: &AppState, choice: BackendChoice) -> bool {
-    match choice {
-        BackendChoice::Cpu => true,
-        BackendChoice::Auto => !state
-            .backends()
-            .iter()
-            .any(|b| b.name != "cpu" && b.available && !b.software),
-        _ => false,
-    }
-}
-
-/// The data set, read once and kept (blocking: call from `web::block`).
-pub fn load_data(state: &AppState) -> Result<Arc<mnist_data::Mnist>, String> {
-    let mut data = state.data.locked();
-    if let Some(d) = data.as_ref() {
-        return Ok(d.clone());
-    }
-    let loaded =
-        mnist_data::load_dir(&state.opts.data_dir, state.opts.verify).map_err(|e| e.to_string())?;
-    let loaded = Arc::new(loaded);
-    *data = Some(loaded.clone());
-    Ok(loaded)
-}
+#[cfg(test)]
+mod tests;

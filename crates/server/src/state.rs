@@ -527,8 +527,8 @@ fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
 mod tests {
     use super::*;
     use crate::series::{bucket_extremes, Ema};
-    use serde_json::json;
     use mnist_events::{BatchMetrics, RunFinished};
+    use serde_json::json;
 
     fn batch(seq: u64, step: u64, loss: f64) -> Arc<Event> {
         Arc::new(Event {
@@ -754,8 +754,8 @@ mod tests {
 #[cfg(test)]
 mod golden {
     use super::*;
-    use serde_json::json;
     use mnist_events::BatchMetrics;
+    use serde_json::json;
 
     /// Batch `step` of a made-up run: ten batches an epoch, a NaN loss at
     /// step 7 and a spike at 23; `scale` changes every value (a resumed
@@ -834,7 +834,8 @@ mod golden {
         for (_, e) in &again {
             state.fold(e);
         }
-        let pages = |b: &[(Value, Arc<Event>)]| b.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        let pages =
+            |b: &[(Value, Arc<Event>)]| b.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
         json!({
             "about": "written by crates/server/src/state.rs (golden::vectors); UPDATE_GOLDEN=1 cargo test -p mnist-server golden rewrites it",
             "schema": crate::series::schema(),

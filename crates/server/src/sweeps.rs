@@ -3,12 +3,13 @@
 //! run tagged with it), so the page's compare view can open on them.
 
 use crate::error::{ApiError, ApiResult};
+use crate::scheduler::{Submission, Submitted};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use mnist_sweep::{Grid, SweepError};
 use mnist_train::TrainConfig;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Registers `POST /api/sweeps`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -64,27 +65,49 @@ async fn start(state: web::Data<AppState>, body: web::Json<SweepRequest>) -> Api
     }
     let configs = mnist_sweep::expand(&base, &grid, body.random, body.seed).map_err(sweep_error)?;
     let state = state.into_inner();
-    {
-        let state = state.clone();
-        let configs = configs.clone();
-        web::block(move || {
-            configs
-                .iter()
-                .try_for_each(|c| crate::scheduler::prepare(&state, c).map(drop))
-        })
-        .await??;
+    for config in &configs {
+        crate::api::prepared(&state, config).await?;
     }
     let sweep_id = mnist_sweep::new_sweep_id();
     let mut runs = Vec::with_capacity(configs.len());
-    for config in &configs {
-        let (run_id, position) = crate::scheduler::enqueue(&state, config, Some(sweep_id.clone()))?;
-        runs.push(json!({"run_id": run_id, "position": position, "config": config}));
+    for config in configs {
+        let submission = Submission {
+            sweep: Some(sweep_id.clone()),
+            ..Submission::new(config.clone())
+        };
+        let (run_id, submitted) = crate::api::enqueue(&state, submission)?;
+        let position = match submitted {
+            Submitted::Started => None,
+            Submitted::Queued(p) => Some(p),
+        };
+        runs.push(SweepRun {
+            run_id,
+            position,
+            config,
+        });
     }
-    state.runs_changed.send_modify(|v| *v += 1);
-    crate::scheduler::dispatch(&state);
-    Ok(HttpResponse::Accepted().json(json!({
-        "sweep_id": sweep_id,
-        "runs": runs,
-        "compare": format!("/?sweep={sweep_id}"),
-    })))
+    Ok(HttpResponse::Accepted().json(SweepQueued {
+        compare: format!("/?sweep={sweep_id}"),
+        sweep_id,
+        runs,
+    }))
+}
+
+/// A run of a sweep, as queued.
+#[derive(serde::Serialize)]
+struct SweepRun {
+    run_id: String,
+    /// Its place in the queue (absent when it started at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
+    config: mnist_train::TrainConfig,
+}
+
+/// `POST /api/sweeps`'s answer.
+#[derive(serde::Serialize)]
+struct SweepQueued {
+    sweep_id: String,
+    runs: Vec<SweepRun>,
+    /// The page that overlays the sweep's runs.
+    compare: String,
 }

@@ -25,7 +25,6 @@ use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use serde::Deserialize;
 use std::sync::Arc;
 
-
 /// Registers `/ws/runs/{id}` (`current` included) and `/ws/hardware`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/runs/{id}", web::get().to(open))
@@ -144,7 +143,7 @@ async fn serve(
 ) {
     let follow = id == "current";
     let mut wakers = Wakers {
-        changes: state.current_id.subscribe(),
+        changes: state.scheduler.current_changes(),
         closing: state.closing(),
         runs: state.runs_changed(),
     };

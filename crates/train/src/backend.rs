@@ -266,14 +266,19 @@ fn wgpu_adapters() -> Vec<(burn::backend::wgpu::WgpuDevice, wgpu::AdapterInfo)> 
     found.into_iter().map(|(_, d, i)| (d, i)).collect()
 }
 
-/// The names of wgpu's adapters, best first (for the kernel cache's key).
-#[cfg(feature = "wgpu")]
-pub(crate) fn adapter_names() -> Vec<String> {
-    quietly(wgpu_adapters)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, info)| info.name)
-        .collect()
+/// The names of this machine's GPUs: NVML's, else wgpu's adapters, best
+/// first (the kernel cache's key).
+pub(crate) fn gpu_names() -> Vec<String> {
+    let names = mnist_hardware::gpu_names();
+    #[cfg(feature = "wgpu")]
+    if names.is_empty() {
+        return quietly(wgpu_adapters)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, info)| info.name)
+            .collect();
+    }
+    names
 }
 
 /// Drives a future on this thread (wgpu's native futures are ready at
@@ -402,9 +407,8 @@ fn status(name: &'static str, compiled: bool, probe: Result<Found, String>) -> B
 }
 
 /// Probes every backend (GPU ones initialise their runtime, which can take a
-/// moment the first time).
+/// moment the first time). Call [`crate::set_up_kernel_cache`] first.
 pub fn probe_all() -> Vec<BackendStatus> {
-    crate::kernel_cache::configure();
     vec![
         status(
             "cuda",
@@ -449,9 +453,6 @@ fn asked(backend: &str, device: &Option<usize>) -> String {
 /// asked for; without one, the best), with a sentence saying what and why,
 /// or an error saying why the asked-for one can't be used.
 pub fn resolve(choice: BackendChoice, device: Option<usize>) -> Result<Picked, BackendUnavailable> {
-    if choice != BackendChoice::Cpu {
-        crate::kernel_cache::configure();
-    }
     let unavailable = |backend: &'static str| {
         move |reason| BackendUnavailable {
             backend,

@@ -4,6 +4,8 @@
 //! `--batch-size`), so that the CLI, a `--config` TOML file and the web API
 //! share one vocabulary and one set of error messages.
 
+pub use crate::device::{BackendChoice, MAX_DEVICE};
+pub use crate::field::FieldError;
 use mnist_model::CnnConfig;
 use serde::{Deserialize, Serialize};
 
@@ -35,38 +37,6 @@ pub enum Schedule {
 impl Schedule {
     /// The names the configuration accepts (serde's spelling).
     pub const NAMES: &'static [&'static str] = &["constant", "cosine"];
-}
-
-/// Which compute backend to train on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendChoice {
-    /// CUDA if a CUDA device answers (the GPU with the most free memory,
-    /// then the least busy), else a hardware wgpu adapter, else the CPU.
-    Auto,
-    /// Burn's `flex` backend on the CPU; always built.
-    Cpu,
-    /// The wgpu adapter `device` names, else the first (a GPU before a
-    /// software renderer); needs the `wgpu` feature.
-    Wgpu,
-    /// The CUDA device `device` names, else the GPU with the most free
-    /// memory; needs the `cuda` feature and the NVIDIA driver.
-    Cuda,
-}
-
-impl BackendChoice {
-    /// The names the configuration accepts (serde's spelling).
-    pub const NAMES: &'static [&'static str] = &["auto", "cpu", "wgpu", "cuda"];
-
-    /// Serde's name of this choice.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::Wgpu => "wgpu",
-            BackendChoice::Cuda => "cuda",
-        }
-    }
 }
 
 /// Everything that decides what a run computes.
@@ -137,36 +107,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// One invalid field: which, and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// Field name with underscores (`batch_size`); the CLI flag is `--batch-size`.
-    pub field: String,
-    /// What is wrong and what is allowed, as a sentence for the user.
-    pub message: String,
-}
-
-impl FieldError {
-    /// An error for `field` (its underscored name) saying `message`.
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The CLI flag for this field.
-    pub fn flag(&self) -> String {
-        format!("--{}", self.field.replace('_', "-"))
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
 /// Allowed ranges (the [`FIELDS`] table uses them; so do error messages elsewhere).
 pub const MAX_BATCH_SIZE: usize = 65_536;
 /// Largest `epochs`.
@@ -179,8 +119,6 @@ pub const MAX_VAL_SIZE: usize = 50_000;
 pub const MAX_KEEP_CHECKPOINTS: usize = 1_000;
 /// Largest `limit_*` (more than MNIST has is allowed and means "all").
 pub const MAX_LIMIT: u64 = 1 << 32;
-/// Largest `device` index.
-pub const MAX_DEVICE: u64 = 63;
 
 /// What values a configuration field takes: the one statement of each
 /// field's type and range, read by validation, the CLI's flags and help, the

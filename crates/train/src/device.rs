@@ -8,9 +8,45 @@
 //! them: CUDA's ordinal N is the N-th GPU of that list. [`pick_gpu`] is
 //! pure, so every rule is unit-tested without a GPU.
 
-use crate::config::{BackendChoice, FieldError, MAX_DEVICE};
+use crate::field::FieldError;
 use mnist_events::GpuStats;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// Which compute backend to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    /// CUDA if a CUDA device answers (the GPU with the most free memory,
+    /// then the least busy), else a hardware wgpu adapter, else the CPU.
+    Auto,
+    /// Burn's `flex` backend on the CPU; always built.
+    Cpu,
+    /// The wgpu adapter `device` names, else the first (a GPU before a
+    /// software renderer); needs the `wgpu` feature.
+    Wgpu,
+    /// The CUDA device `device` names, else the GPU with the most free
+    /// memory; needs the `cuda` feature and the NVIDIA driver.
+    Cuda,
+}
+
+impl BackendChoice {
+    /// The names the configuration accepts (serde's spelling).
+    pub const NAMES: &'static [&'static str] = &["auto", "cpu", "wgpu", "cuda"];
+
+    /// Serde's name of this choice.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Wgpu => "wgpu",
+            BackendChoice::Cuda => "cuda",
+        }
+    }
+}
+
+/// Largest `device` index.
+pub const MAX_DEVICE: u64 = 63;
 
 /// A `--device` value: a backend, an index within it, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

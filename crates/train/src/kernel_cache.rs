@@ -15,7 +15,10 @@
 //! ```
 //!
 //! CubeCL's configuration is process-wide and fixed at its first use, so
-//! [`configure`] runs before any GPU backend is touched.
+//! [`configure`] runs before any GPU backend is touched: an explicit step
+//! of [`crate::set_up_kernel_cache`], which `run`, `warmup` and whatever
+//! probes the backends call first. This module knows nothing of the
+//! backends: it is handed the GPUs' names.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -25,8 +28,8 @@ pub const BURN_VERSION: &str = "0.21.0";
 
 static CONFIGURED: OnceLock<Option<PathBuf>> = OnceLock::new();
 
-/// The cache directory for this machine's GPUs (see the module docs).
-pub fn dir() -> Option<PathBuf> {
+/// The cache directory for GPUs named `gpu_names` (see the module docs).
+pub fn dir(gpu_names: Vec<String>) -> Option<PathBuf> {
     let root = match std::env::var_os("MNIST_MONITOR_KERNEL_CACHE") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => std::env::var_os("XDG_CACHE_HOME")
@@ -36,16 +39,14 @@ pub fn dir() -> Option<PathBuf> {
             .join("mnist-monitor")
             .join("kernels"),
     };
-    Some(root.join(format!("burn-{BURN_VERSION}")).join(gpu_key()))
+    Some(
+        root.join(format!("burn-{BURN_VERSION}"))
+            .join(gpu_key(gpu_names)),
+    )
 }
 
 /// The GPU models of this machine as one path segment.
-fn gpu_key() -> String {
-    let mut names = mnist_hardware::gpu_names();
-    #[cfg(feature = "wgpu")]
-    if names.is_empty() {
-        names = crate::backend::adapter_names();
-    }
+fn gpu_key(mut names: Vec<String>) -> String {
     names.dedup();
     let key: String = names
         .join("+")
@@ -66,11 +67,12 @@ fn gpu_key() -> String {
 }
 
 /// Points CubeCL's autotune and compilation caches at [`dir`], once per
-/// process, before any GPU backend starts. Returns the directory.
-pub fn configure() -> Option<PathBuf> {
+/// process, before any GPU backend starts (`gpu_names` is asked only the
+/// first time). Returns the directory.
+pub fn configure(gpu_names: impl FnOnce() -> Vec<String>) -> Option<PathBuf> {
     CONFIGURED
         .get_or_init(|| {
-            let dir = dir()?;
+            let dir = dir(gpu_names())?;
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
                 use cubecl_runtime::config::cache::CacheConfig;

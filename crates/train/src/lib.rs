@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod export;
+pub mod field;
 pub mod infer;
 pub mod kernel_cache;
 pub mod memory;
@@ -292,6 +293,10 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         })?),
         None => None,
     };
+    let asked = opts.placed.as_ref().map_or(config.backend, |p| p.backend);
+    if asked != BackendChoice::Cpu {
+        set_up_kernel_cache();
+    }
     let picked = match &opts.placed {
         Some(p) => backend::resolve(p.backend, p.device).map(|mut picked| {
             picked.note = format!("{}; {}", p.reason, picked.note);
@@ -381,6 +386,15 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         checkpoints: checkpoint_dir.display().to_string(),
         config,
     })
+}
+
+/// Points CubeCL's autotune and compilation caches at this machine's
+/// kernel cache ([`kernel_cache`]), once per process. A step of [`run`]
+/// for GPU backends, of `warmup`, and of anything that probes the
+/// backends ([`probe_all`]): CubeCL reads its configuration once, at its
+/// first use.
+pub fn set_up_kernel_cache() -> Option<std::path::PathBuf> {
+    kernel_cache::configure(backend::gpu_names)
 }
 
 type ResumePoint = Option<(PathBuf, checkpoint::CheckpointState)>;
