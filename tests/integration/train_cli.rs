@@ -672,3 +672,124 @@ fn export_writes_safetensors_in_pytorch_s_names_and_shapes() {
         stderr(&out)
     );
 }
+
+/// The validation evaluations of a run's log, as (epoch, loss, accuracy).
+fn val_evals(events: &[mnist_events::Event]) -> Vec<(usize, f64, f64)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            mnist_events::EventKind::Eval(m) if m.split == mnist_events::Split::Val => {
+                Some((m.epoch, m.loss, m.accuracy))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_finished(events: &[mnist_events::Event]) -> mnist_events::RunFinished {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            mnist_events::EventKind::RunFinished(f) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("run_finished")
+}
+
+/// Early stopping on a short real run: it stops at the first epoch where
+/// the validation loss has not fallen by --min-delta for --patience
+/// epochs (worked out here from the logged evaluations), completed, with a
+/// test evaluation at that epoch and a reason saying why; a target
+/// accuracy stops at the first epoch that reaches it.
+#[test]
+fn early_stopping_and_a_target_end_a_real_run_where_they_should() {
+    let work = tempfile::tempdir().unwrap();
+    let train = |id: &str, extra: &[&str]| {
+        let out = bin()
+            .args(["train", "--kernels", "4,4,4,4", "--batch-size", "50"])
+            .args([
+                "--limit-train",
+                "1000",
+                "--val-size",
+                "1000",
+                "--limit-test",
+                "500",
+            ])
+            .args([
+                "--backend",
+                "cpu",
+                "--quiet",
+                "--hw-interval",
+                "0",
+                "--run-id",
+                id,
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(real_mnist_dir())
+            .args(work_dirs(work.path()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        read_events(&work.path().join("runs").join(id).join("events.jsonl"))
+    };
+    // A high rate on a tiny model plateaus fast: the loss stops falling
+    // by 0.02 well before 40 epochs.
+    let events = train(
+        "early",
+        &[
+            "--epochs",
+            "40",
+            "--lr",
+            "0.01",
+            "--early-stop",
+            "val_loss",
+            "--patience",
+            "3",
+            "--min-delta",
+            "0.02",
+        ],
+    );
+    let evals = val_evals(&events);
+    let (patience, delta) = (3, 0.02_f64);
+    let mut best = f64::INFINITY;
+    let mut since = 0;
+    let mut expected = None;
+    for &(epoch, loss, _) in &evals {
+        if best - loss >= delta.max(f64::MIN_POSITIVE) {
+            (best, since) = (loss, 0);
+        } else {
+            since += 1;
+        }
+        if since >= patience {
+            expected = Some(epoch);
+            break;
+        }
+    }
+    let finished = run_finished(&events);
+    assert_eq!(finished.status, mnist_events::RunStatus::Completed);
+    assert!(
+        finished.epochs_completed < 40,
+        "it stopped early: {finished:?}"
+    );
+    assert_eq!(Some(finished.epochs_completed), expected, "{evals:?}");
+    let reason = finished.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("early stop: validation loss did not improve"),
+        "{reason}"
+    );
+    assert!(
+        finished.test_accuracy.is_some(),
+        "tested at the epoch it stopped"
+    );
+
+    let events = train("target", &["--epochs", "30", "--target-accuracy", "0.6"]);
+    let evals = val_evals(&events);
+    let first = evals.iter().find(|(_, _, acc)| *acc >= 0.6).map(|e| e.0);
+    let finished = run_finished(&events);
+    assert_eq!(Some(finished.epochs_completed), first, "{evals:?}");
+    assert!(finished
+        .reason
+        .unwrap_or_default()
+        .starts_with("target reached"));
+}

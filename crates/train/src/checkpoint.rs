@@ -50,6 +50,9 @@ pub struct CheckpointState {
     /// `step-N`, not as an epoch's.
     #[serde(default)]
     pub between_batches: bool,
+    /// What early stopping had seen (a resumed run keeps counting).
+    #[serde(default)]
+    pub early_stop: crate::early_stop::Watch,
     /// The learning rate from `step` on, when a `set_lr` control changed
     /// it (older checkpoints: the configuration's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +264,7 @@ mod tests {
             train_seconds: 1.0,
             batches_into_epoch: 0,
             between_batches: false,
+            early_stop: Default::default(),
             lr_plan: None,
         }
     }

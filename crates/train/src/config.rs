@@ -39,6 +39,23 @@ impl Schedule {
     pub const NAMES: &'static [&'static str] = &["constant", "cosine"];
 }
 
+/// What early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarlyStop {
+    /// Train every epoch asked for.
+    Off,
+    /// Stop when the validation loss stops falling.
+    ValLoss,
+    /// Stop when the validation accuracy stops rising.
+    ValAccuracy,
+}
+
+impl EarlyStop {
+    /// The names the configuration accepts (serde's spelling).
+    pub const NAMES: &'static [&'static str] = &["off", "val_loss", "val_accuracy"];
+}
+
 /// Everything that decides what a run computes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -81,6 +98,17 @@ pub struct TrainConfig {
     /// Train on the labels as corrected in `<data-dir>/labels-overrides.json`
     /// (relabelled samples, excluded training images left out).
     pub apply_label_overrides: bool,
+    /// Stop before the last epoch when this validation metric stops
+    /// improving for `patience` evaluations.
+    pub early_stop: EarlyStop,
+    /// Epoch-end validations without an improvement of at least
+    /// `min_delta` before an early stop, 1–[`MAX_PATIENCE`].
+    pub patience: usize,
+    /// The smallest change of the watched metric that counts as an
+    /// improvement, in [0, 1].
+    pub min_delta: f64,
+    /// Stop once the validation accuracy reaches this, in [0, 1]; 0 is off.
+    pub target_accuracy: f64,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +131,10 @@ impl Default for TrainConfig {
             eval_test_every_epoch: false,
             keep_checkpoints: 3,
             apply_label_overrides: false,
+            early_stop: EarlyStop::Off,
+            patience: 3,
+            min_delta: 0.0,
+            target_accuracy: 0.0,
         }
     }
 }
@@ -115,6 +147,8 @@ pub const MAX_EPOCHS: usize = 10_000;
 pub const MAX_LR: f64 = 10.0;
 /// Largest `val_size` (MNIST's training files hold 60,000 images).
 pub const MAX_VAL_SIZE: usize = 50_000;
+/// Largest `patience`.
+pub const MAX_PATIENCE: usize = 1_000;
 /// Largest `keep_checkpoints`.
 pub const MAX_KEEP_CHECKPOINTS: usize = 1_000;
 /// Largest `limit_*` (more than MNIST has is allowed and means "all").
@@ -382,6 +416,38 @@ pub const FIELDS: &[Field] = &[
         help: "Train on the labels as corrected in <data-dir>/labels-overrides.json (the review page writes it)",
         kind: FieldKind::Flag,
     },
+    Field {
+        name: "early_stop",
+        help: "Stop before the last epoch when this validation metric stops improving for --patience epochs (off trains every epoch)",
+        kind: FieldKind::Choice {
+            choices: EarlyStop::NAMES,
+        },
+    },
+    Field {
+        name: "patience",
+        help: "Epoch-end validations without improvement before --early-stop stops the run",
+        kind: int(1, MAX_PATIENCE as u64),
+    },
+    Field {
+        name: "min_delta",
+        help: "The smallest change of the --early-stop metric that counts as an improvement",
+        kind: FieldKind::Number {
+            min: 0.0,
+            min_inclusive: true,
+            max: 1.0,
+            max_inclusive: true,
+        },
+    },
+    Field {
+        name: "target_accuracy",
+        help: "Stop once the validation accuracy reaches this fraction (0 is off)",
+        kind: FieldKind::Number {
+            min: 0.0,
+            min_inclusive: true,
+            max: 1.0,
+            max_inclusive: true,
+        },
+    },
 ];
 
 /// The table with each field's default, as `GET /api/config/schema` serves
@@ -414,11 +480,29 @@ impl TrainConfig {
             .map(|field| out_of_range(field, &values[field.name]))
             .collect();
         errors.extend(self.device_error());
+        errors.extend(self.early_stop_error());
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
+    }
+
+    /// Early stopping and a target watch the validation set: without one
+    /// they would never act.
+    fn early_stop_error(&self) -> Option<FieldError> {
+        if self.val_size > 0 {
+            return None;
+        }
+        let field = match (self.early_stop, self.target_accuracy > 0.0) {
+            (EarlyStop::Off, false) => return None,
+            (EarlyStop::Off, true) => "target_accuracy",
+            _ => "early_stop",
+        };
+        Some(FieldError::new(
+            field,
+            "watches the validation set, but val_size is 0: give val_size a few thousand images",
+        ))
     }
 
     /// A device index the backend cannot take: the CPU has none, and

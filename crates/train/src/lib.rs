@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod control;
 pub mod device;
+pub mod early_stop;
 pub mod export;
 pub mod field;
 pub mod infer;
@@ -25,7 +26,7 @@ mod trainer;
 
 pub use backend::{check_device, probe_all, BackendStatus, BackendUnavailable, Picked, Resolved};
 pub use checkpoint::ResumeError;
-pub use config::{BackendChoice, FieldError, OptimizerKind, Schedule, TrainConfig};
+pub use config::{BackendChoice, EarlyStop, FieldError, OptimizerKind, Schedule, TrainConfig};
 pub use device::{pick_gpu, DeviceSpec, GpuPick};
 pub use trainer::{learning_rate, FLUSH_EVERY};
 

@@ -215,6 +215,8 @@ struct Progress {
     skip_batches: usize,
     /// The learning rate from here on.
     lr_plan: LrPlan,
+    /// What early stopping has seen so far.
+    watch: crate::early_stop::Watch,
 }
 
 /// The splits on the device, and the fixed sample images.
@@ -262,6 +264,9 @@ struct Trainer<'a, B: AutodiffBackend, O> {
     first_batch_logged: bool,
     /// A person asked to stop once the epoch in progress ends.
     stop_after_epoch: Option<String>,
+    /// Early stopping (or the target accuracy) ends the run after this
+    /// epoch, for this reason.
+    early_stop: Option<String>,
     /// Where the next replayed control is in `job.replay`.
     next_replay: usize,
 }
@@ -294,6 +299,7 @@ where
         train_time: Duration::ZERO,
         first_batch_logged: false,
         stop_after_epoch: None,
+        early_stop: None,
         next_replay: 0,
     };
     trainer.announce();
@@ -304,6 +310,10 @@ where
         };
         if let Err(failure) = trainer.end_epoch(epoch, totals) {
             trainer.outcome.failure = Some(failure);
+            break;
+        }
+        if let Some(reason) = trainer.early_stop.take() {
+            trainer.outcome.reason = Some(reason);
             break;
         }
         if let Some(source) = trainer.stop_after_epoch.take() {
@@ -340,6 +350,7 @@ where
         previous_seconds: 0.0,
         skip_batches: 0,
         lr_plan: LrPlan::of(job.config),
+        watch: Default::default(),
     };
     let Some((path, state)) = &job.resume else {
         return Ok((model, optim, progress));
@@ -364,10 +375,12 @@ where
     progress.previous_seconds = state.train_seconds;
     progress.skip_batches = state.batches_into_epoch;
     progress.lr_plan = state.lr_plan.unwrap_or(progress.lr_plan);
+    progress.watch = state.early_stop;
     if job.fork.is_some() {
         // A new run: its own best, time and learning rate (from this step).
         progress.best = (0, f64::NEG_INFINITY);
         progress.previous_seconds = 0.0;
+        progress.watch = Default::default();
         progress.lr_plan = LrPlan {
             from_step: state.step,
             ..LrPlan::of(job.config)
@@ -575,8 +588,13 @@ where
             .then(|| evaluate(&inference, &self.data.val, Split::Val, epoch, step, batch));
         if let Some(m) = &val_metrics {
             events.emit(EventKind::Eval(m.clone()));
+            if epoch < config.epochs {
+                self.early_stop = self.progress.watch.observe(config, epoch, m);
+            }
         }
-        if config.eval_test_every_epoch || epoch == config.epochs {
+        // The run's last epoch, whether asked for or stopped early, is tested.
+        let last = epoch == config.epochs || self.early_stop.is_some();
+        if config.eval_test_every_epoch || last {
             let m = evaluate(&inference, &self.data.test, Split::Test, epoch, step, batch);
             events.emit(EventKind::Eval(m.clone()));
             self.outcome.test = Some(m);
@@ -667,6 +685,7 @@ where
             batches_into_epoch,
             between_batches: false,
             lr_plan: Some(self.progress.lr_plan),
+            early_stop: self.progress.watch,
         }
     }
 
