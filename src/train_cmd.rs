@@ -132,7 +132,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         serving = Some(server);
     }
     let mut opts = run_options(&args, run_id, stop, sinks, hardware)?;
-    opts.controls = controls;
+    // Steerable only through the page it serves.
+    opts.controls = serving.is_some().then_some(controls);
     opts.replay = original
         .as_ref()
         .map(Original::controls)

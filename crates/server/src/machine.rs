@@ -117,7 +117,7 @@ fn run_options(
             _ => None,
         },
         stop: run.stop,
-        controls: run.controls,
+        controls: Some(run.controls),
         replay: Vec::new(),
         sinks,
         data: Some(data),

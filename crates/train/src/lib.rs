@@ -62,7 +62,9 @@ pub struct RunOptions {
     pub stop: Stop,
     /// Steers the run between batches: pause, resume, a new learning
     /// rate, an evaluation or a checkpoint now, stop after the epoch.
-    pub controls: mnist_events::Controls,
+    /// `None` when nobody can steer it (a `train` without `--serve`): the
+    /// trainer then does not look between batches.
+    pub controls: Option<mnist_events::Controls>,
     /// Controls to apply at given steps (`train --reproduce` of a steered
     /// run: the original's, minus pauses), in step order.
     pub replay: Vec<(u64, mnist_events::ControlAction)>,
@@ -122,7 +124,7 @@ impl Default for RunOptions {
             resume: None,
             fork: None,
             stop: Stop::new(),
-            controls: mnist_events::Controls::new(),
+            controls: None,
             replay: Vec::new(),
             sinks: Vec::new(),
             data: None,

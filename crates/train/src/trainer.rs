@@ -57,9 +57,9 @@ pub(crate) struct Job<'a> {
     pub fork: Option<mnist_events::Parent>,
     /// Checked before each batch: once requested, the run stops.
     pub stop: mnist_events::Stop,
-    /// Checked before each batch: pause, a new learning rate, … (see
-    /// [`mnist_events::Controls`]).
-    pub controls: mnist_events::Controls,
+    /// Checked before each batch, when the run can be steered: pause, a
+    /// new learning rate, … (see [`mnist_events::Controls`]).
+    pub controls: Option<mnist_events::Controls>,
     /// Controls to apply again at the steps a reproduced run applied them
     /// (`train --reproduce`), in step order.
     pub replay: Vec<(u64, mnist_events::ControlAction)>,
@@ -458,7 +458,8 @@ where
         // A mid-epoch checkpoint resumes where it was taken.
         let first = std::mem::take(&mut self.progress.skip_batches).min(batches);
         for batch in first..batches {
-            if self.job.controls.has_pending() || self.replay_due() {
+            let asked = self.job.controls.as_ref().is_some_and(|c| c.has_pending());
+            if asked || self.replay_due() {
                 flush(
                     &mut pending,
                     &mut totals,
@@ -714,7 +715,7 @@ where
     /// reproduced run applied at this step), `batch` batches into `epoch`;
     /// holds the run while it is paused. Returns how long it was paused.
     fn steer(&mut self, epoch: usize, batch: usize, total_steps: u64) -> Duration {
-        let mut requests = self.job.controls.take();
+        let mut requests = self.job.controls.as_ref().map_or_else(Vec::new, |c| c.take());
         while self.replay_due() {
             let (_, action) = self.job.replay[self.next_replay].clone();
             self.next_replay += 1;
@@ -740,7 +741,10 @@ where
                 break;
             }
             // Woken at once by the next request; a stop is seen within this.
-            requests = self.job.controls.wait(Duration::from_millis(200));
+            let Some(controls) = &self.job.controls else {
+                break; // Only a control pauses, and only a control resumes.
+            };
+            requests = controls.wait(Duration::from_millis(200));
         }
         paused + paused_at.map_or(Duration::ZERO, |t| t.elapsed())
     }
