@@ -358,6 +358,17 @@ pub struct ExportArgs {
 pub enum ExportFormat {
     /// safetensors, PyTorch's names and layout, the normalisation in its metadata.
     Safetensors,
+    /// ONNX (opset 13) for onnxruntime: input [N,1,28,28] normalised, outputs logits and probabilities.
+    Onnx,
+}
+
+impl From<ExportFormat> for mnist_train::export::Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Safetensors => Self::Safetensors,
+            ExportFormat::Onnx => Self::Onnx,
+        }
+    }
 }
 
 #[derive(Args)]

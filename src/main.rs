@@ -58,9 +58,8 @@ fn main() -> ExitCode {
 fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
     let dir = mnist_train::export::checkpoint_dir(&args.checkpoint_dir, &args.run_id, args.epoch)?;
     let predictor = mnist_train::infer::Predictor::load(&dir)?;
-    let bytes = match args.format {
-        cli::ExportFormat::Safetensors => mnist_train::export::safetensors(&predictor)?,
-    };
+    let format: mnist_train::export::Format = args.format.into();
+    let bytes = format.write(&predictor)?;
     std::fs::write(&args.output, &bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(

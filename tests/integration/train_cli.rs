@@ -664,6 +664,37 @@ fn export_writes_safetensors_in_pytorch_s_names_and_shapes() {
         meta["normalisation"].as_str().unwrap().contains("0.1307"),
         "{meta}"
     );
+    // ONNX: the same tensors as initializers, opset 13, the metadata.
+    let onnx = work.path().join("model.onnx");
+    let out = bin()
+        .args(["export", "exp", "--format", "onnx", "--epoch", "1", "-o"])
+        .arg(&onnx)
+        .arg("--checkpoint-dir")
+        .arg(work.path().join("ckpt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = mnist_onnx::read(&std::fs::read(&onnx).unwrap()).unwrap();
+    assert_eq!(model.opset_import[0].version, Some(13));
+    let graph = model.graph.unwrap();
+    let dims = |name: &str| {
+        graph
+            .initializer
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))
+            .map(|t| t.dims.clone())
+    };
+    assert_eq!(dims("conv2.weight"), Some(vec![5, 4, 3, 3]));
+    assert_eq!(dims("fc1.weight"), Some(vec![128, 112]));
+    let meta = |key: &str| {
+        let entry = model
+            .metadata_props
+            .iter()
+            .find(|p| p.key.as_deref() == Some(key));
+        entry.and_then(|p| p.value.clone())
+    };
+    assert_eq!(meta("kernels").as_deref(), Some("4,5,6,7"));
+    assert_eq!(meta("epoch").as_deref(), Some("1"));
     let out = export(&["--epoch", "9"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

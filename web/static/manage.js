@@ -26,7 +26,9 @@ export function showMeta() {
   $('#meta-report').href = `/api/runs/${encodeURIComponent(run.run_id)}/report.html`;
   // Only a run with a checkpoint has a model to download.
   $('#meta-model').hidden = !(run.checkpoint_epochs || []).length;
-  $('#meta-model').href = `/api/runs/${encodeURIComponent(run.run_id)}/model.safetensors`;
+  const model = `/api/runs/${encodeURIComponent(run.run_id)}/model`;
+  $('#meta-model-st').href = `${model}.safetensors`;
+  $('#meta-model-onnx').href = `${model}.onnx`;
   form.elements.name.value = run.name || '';
   form.elements.tags.value = (run.tags || []).join(', ');
   form.elements.notes.value = run.notes || '';

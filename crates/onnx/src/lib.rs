@@ -226,6 +226,11 @@ pub fn model(tensors: &[Tensor], meta: &[(String, String)]) -> Result<Vec<u8>, O
     Ok(model_proto(tensors, meta)?.encode_to_vec())
 }
 
+/// A model file read back (for tests and tools that inspect one).
+pub fn read(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
+    prost::Message::decode(bytes)
+}
+
 /// [`model`] before encoding, for callers that want to inspect or extend it.
 pub fn model_proto(tensors: &[Tensor], meta: &[(String, String)]) -> Result<ModelProto, OnnxError> {
     let k = kernels(tensors)?;

@@ -36,10 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/runs/{id}/series", web::get().to(series))
         .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv))
         .route("/api/runs/{id}/report.html", web::get().to(report))
-        .route(
-            "/api/runs/{id}/model.safetensors",
-            web::get().to(model_file),
-        );
+        .route("/api/runs/{id}/model.{format}", web::get().to(model_file));
 }
 
 /// `name` with everything but letters, digits, `-`, `_` and `.` replaced,
@@ -207,22 +204,31 @@ struct EpochQuery {
     epoch: Option<usize>,
 }
 
-/// `GET /api/runs/{id}/model.safetensors?epoch=N`: the run's best
-/// checkpoint (or epoch N's) in PyTorch's names and layout, as a download
-/// (see `mnist_train::export`).
+/// `GET /api/runs/{id}/model.safetensors?epoch=N` (or `model.onnx`): the
+/// run's best checkpoint (or epoch N's) in PyTorch's names and layout, or
+/// as ONNX, as a download (see `mnist_train::export`).
 async fn model_file(
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    path: web::Path<(String, String)>,
     q: web::Query<EpochQuery>,
 ) -> ApiResult {
-    use mnist_train::export::{checkpoint_dir, ExportError};
+    use mnist_train::export::{checkpoint_dir, ExportError, Format};
+    let (id, format) = path.into_inner();
+    let format = match format.as_str() {
+        "safetensors" => Format::Safetensors,
+        "onnx" => Format::Onnx,
+        other => {
+            let message = format!("no model.{other}: ask for model.safetensors or model.onnx");
+            return Err(ApiError::NotFound(message));
+        }
+    };
     let dir = checkpoint_dir(&state.opts.checkpoints_dir, &id, q.epoch).map_err(|e| match e {
         ExportError::BadRunId(_) => ApiError::no_run(&id),
         e => ApiError::NotFound(e.to_string()),
     })?;
     let (epoch, bytes) = web::block(move || {
         let p = mnist_train::infer::Predictor::load(&dir).map_err(|e| e.to_string())?;
-        let bytes = mnist_train::export::safetensors(&p).map_err(|e| e.to_string())?;
+        let bytes = format.write(&p).map_err(|e| e.to_string())?;
         Ok::<_, String>((p.state.epoch, bytes))
     })
     .await?
@@ -232,8 +238,9 @@ async fn model_file(
         .insert_header((
             "content-disposition",
             format!(
-                "attachment; filename=\"{}-epoch-{epoch}.safetensors\"",
-                file_name_safe(&id)
+                "attachment; filename=\"{}-epoch-{epoch}.{}\"",
+                file_name_safe(&id),
+                format.extension()
             ),
         ))
         .body(bytes))

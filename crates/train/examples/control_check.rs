@@ -15,8 +15,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(6, |a| a.parse().expect("ROUNDS"));
     let images: usize = args.next().map_or(12_800, |a| a.parse().expect("IMAGES"));
-    let data = mnist_data::load_dir(std::path::Path::new("datasets/mnist"), mnist_data::Verify::Skip)
-        .expect("MNIST in datasets/mnist");
+    let data = mnist_data::load_dir(
+        std::path::Path::new("datasets/mnist"),
+        mnist_data::Verify::Skip,
+    )
+    .expect("MNIST in datasets/mnist");
     let data = Arc::new(data);
     let scratch = tempfile::tempdir().expect("a scratch folder");
     let config = TrainConfig {
@@ -38,7 +41,9 @@ fn main() {
             controls: steerable.then(mnist_events::Controls::new),
             ..Default::default()
         };
-        run(config.clone(), opts).expect("the run trains").images_per_sec
+        run(config.clone(), opts)
+            .expect("the run trains")
+            .images_per_sec
     };
     train(false, 0); // warm caches and the allocator
     let mut ratios = Vec::new();
@@ -53,7 +58,10 @@ fn main() {
             }
         };
         ratios.push(with / without);
-        println!("{round:>5}  {with:>10.0}  {without:>7.0}  {:.3}", with / without);
+        println!(
+            "{round:>5}  {with:>10.0}  {without:>7.0}  {:.3}",
+            with / without
+        );
     }
     ratios.sort_by(f64::total_cmp);
     let median = ratios[ratios.len() / 2];

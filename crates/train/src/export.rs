@@ -46,6 +46,9 @@ pub enum ExportError {
     /// The safetensors writer refused the tensors.
     #[error("cannot write safetensors: {0}")]
     Safetensors(String),
+    /// The ONNX writer refused the tensors.
+    #[error("cannot write ONNX: {0}")]
+    Onnx(#[from] mnist_onnx::OnnxError),
 }
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -177,6 +180,54 @@ pub fn safetensors(p: &Predictor) -> Result<Vec<u8>, ExportError> {
         .map_err(|e| ExportError::Safetensors(e.to_string()))?;
     safetensors::serialize(views, Some(metadata(p)))
         .map_err(|e| ExportError::Safetensors(e.to_string()))
+}
+
+/// The checkpoint as an ONNX model (opset 13; `input` `[N, 1, 28, 28]`
+/// normalised as the metadata says, `logits` and `probabilities`
+/// `[N, 10]`), for onnxruntime and other tools.
+pub fn onnx(p: &Predictor) -> Result<Vec<u8>, ExportError> {
+    let tensors: Vec<mnist_onnx::Tensor> = pytorch_tensors(p.model())
+        .into_iter()
+        .map(|t| mnist_onnx::Tensor {
+            name: t.name,
+            shape: t.shape,
+            values: t.values,
+        })
+        .collect();
+    // safetensors' "format" names PyTorch's layout there; ONNX has its own.
+    let mut meta: Vec<(String, String)> = metadata(p)
+        .into_iter()
+        .filter(|(k, _)| k != "format")
+        .collect();
+    meta.sort();
+    Ok(mnist_onnx::model(&tensors, &meta)?)
+}
+
+/// A model file's format, for the CLI and the download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// safetensors in PyTorch's names and layout.
+    Safetensors,
+    /// ONNX, opset 13.
+    Onnx,
+}
+
+impl Format {
+    /// The file's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::Onnx => "onnx",
+        }
+    }
+
+    /// The checkpoint in this format.
+    pub fn write(self, p: &Predictor) -> Result<Vec<u8>, ExportError> {
+        match self {
+            Format::Safetensors => safetensors(p),
+            Format::Onnx => onnx(p),
+        }
+    }
 }
 
 #[cfg(test)]

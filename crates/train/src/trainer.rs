@@ -715,7 +715,11 @@ where
     /// reproduced run applied at this step), `batch` batches into `epoch`;
     /// holds the run while it is paused. Returns how long it was paused.
     fn steer(&mut self, epoch: usize, batch: usize, total_steps: u64) -> Duration {
-        let mut requests = self.job.controls.as_ref().map_or_else(Vec::new, |c| c.take());
+        let mut requests = self
+            .job
+            .controls
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.take());
         while self.replay_due() {
             let (_, action) = self.job.replay[self.next_replay].clone();
             self.next_replay += 1;
