@@ -96,7 +96,8 @@ impl EventSink for Progress {
             EventKind::RunFinished(f) => self.finished(&event.run_id, f),
             EventKind::Alert(a) => self.alert(a),
             EventKind::Hardware(h) => self.machine = machine_summary(h),
-            EventKind::Samples(_) => {}
+            // The page and the CSV show these; a terminal line per sample would drown the bar.
+            EventKind::Samples(_) | EventKind::Layers(_) | EventKind::Histograms(_) => {}
         }
     }
 }

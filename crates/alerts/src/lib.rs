@@ -8,6 +8,10 @@
 //! Rules ([`AlertRules`] holds the thresholds):
 //! * `loss_not_finite` — a batch loss is NaN or infinite (critical; stops the
 //!   run when `stop_on_nan` is set);
+//! * `loss_spike` — a batch loss over [`diagnose::SPIKE`] times its smoothed
+//!   baseline;
+//! * `grad_jump` — a layer's gradient norm (from the `layers` samples) over
+//!   [`diagnose::RISE`] times its median of the earlier samples;
 //! * `loss_rising` — validation loss rose at N consecutive evaluations;
 //! * `gpu_temperature` — a GPU is hotter than the threshold;
 //! * `gpu_memory`, `host_memory` — more than 95% used;
@@ -17,10 +21,16 @@
 //!   [`AlertRules::stall_seconds`] while the run trains; checked on each
 //!   hardware sample, so it needs the sampler on (`--hw-interval` > 0).
 //!
+//! Those three carry a [`mnist_events::Diagnosis`] ([`diagnose`]): the
+//! step and learning rate, which layer's gradient norm rose first and by
+//! how much, the share of dead ReLU units, what to try and the last good
+//! checkpoint to fork from.
+//!
 //! [`WebhookSink`] POSTs each alert and the run's end to a URL, as Slack,
 //! Discord or plain JSON ([`WebhookFormat`]), from a thread of its own, so
 //! a slow endpoint never slows training.
 
+pub mod diagnose;
 mod webhook;
 
 pub use webhook::{body as webhook_body, Webhook, WebhookError, WebhookFormat, WebhookSink};
@@ -84,6 +94,8 @@ pub struct AlertEngine {
     /// When the run last made progress (ms): its start, a batch, an
     /// evaluation or a phase change; and the step it had reached.
     progress: (u64, u64),
+    /// What the diagnosis of a run going wrong has seen.
+    doctor: diagnose::Doctor,
 }
 
 impl AlertEngine {
@@ -99,6 +111,7 @@ impl AlertEngine {
             val_losses: Vec::new(),
             idle_since_ms: None,
             progress: (0, 0),
+            doctor: Default::default(),
         }
     }
 
@@ -136,7 +149,13 @@ impl AlertEngine {
             }
             EventKind::Batch(b) => {
                 self.edge("stalled".into(), false);
-                self.check_batch(b).into_iter().collect()
+                let spike = self.check_spike(b);
+                self.check_batch(b).into_iter().chain(spike).collect()
+            }
+            EventKind::Layers(s) => self.check_layers(s).into_iter().collect(),
+            EventKind::Checkpoint(c) => {
+                self.doctor.checkpoint(c);
+                Vec::new()
             }
             EventKind::Eval(m) if m.split == Split::Val => self.check_val(m).into_iter().collect(),
             EventKind::Hardware(h) => self.check_hardware(h),
@@ -153,16 +172,73 @@ impl AlertEngine {
             stop.request(StopReason::LossNotFinite);
             "run stopped (--stop-on-nan)".to_string()
         });
+        let diagnosis = self.doctor.diagnose(b.step, diagnose::Cause::NotFinite);
+        let what = format!("loss is {} in epoch {} batch {}", b.loss, b.epoch, b.batch);
         Some(Alert {
             rule: "loss_not_finite".into(),
             severity: AlertSeverity::Critical,
-            message: format!(
-                "loss is {} at epoch {} batch {} (step {}): the learning rate ({}) may be too high",
-                b.loss, b.epoch, b.batch, b.step, b.lr
-            ),
+            message: diagnose::sentence(&what, &diagnosis),
             value: None,
             threshold: None,
             action,
+            diagnosis: Some(Box::new(diagnosis)),
+        })
+    }
+
+    /// A loss far over its smoothed baseline (re-armed once it is back
+    /// under half the spike).
+    fn check_spike(&mut self, b: &BatchMetrics) -> Option<Alert> {
+        let spike = self.doctor.batch(b);
+        let holds = match (spike, self.active.contains("loss_spike")) {
+            (Some(_), _) => true,
+            (None, true) => self
+                .doctor
+                .baseline()
+                .is_some_and(|base| b.loss > diagnose::SPIKE / 2.0 * base),
+            (None, false) => false,
+        };
+        let base = spike?;
+        self.edge("loss_spike".into(), holds).then(|| {
+            let diagnosis = self.doctor.diagnose(b.step, diagnose::Cause::Spike);
+            let what = format!(
+                "loss spiked to {:.4}, {:.1}× its smoothed {:.4},",
+                b.loss,
+                b.loss / base,
+                base
+            );
+            Alert {
+                rule: "loss_spike".into(),
+                severity: AlertSeverity::Warning,
+                message: diagnose::sentence(&what, &diagnosis),
+                value: Some(b.loss),
+                threshold: Some(diagnose::SPIKE * base),
+                action: None,
+                diagnosis: Some(Box::new(diagnosis)),
+            }
+        })
+    }
+
+    /// A layer's gradient norm jumping over its earlier samples.
+    fn check_layers(&mut self, s: &mnist_events::LayerStats) -> Option<Alert> {
+        let jump = self.doctor.layers(s);
+        let holds = jump.is_some();
+        if !self.edge("grad_jump".into(), holds) {
+            return None;
+        }
+        let (layer, rise) = jump?;
+        let mut diagnosis = self.doctor.diagnose(s.step, diagnose::Cause::GradJump);
+        diagnosis.layer = Some(layer.clone());
+        diagnosis.rise = rise;
+        diagnosis.rose_at_step = Some(s.step);
+        let what = format!("{layer}'s gradient norm jumped");
+        Some(Alert {
+            rule: "grad_jump".into(),
+            severity: AlertSeverity::Warning,
+            message: diagnose::sentence(&what, &diagnosis),
+            value: Some(rise),
+            threshold: Some(diagnose::RISE),
+            action: None,
+            diagnosis: Some(Box::new(diagnosis)),
         })
     }
 
@@ -182,6 +258,7 @@ impl AlertEngine {
             value: Some(m.loss),
             threshold: None,
             action: None,
+            diagnosis: None,
         })
     }
 
@@ -222,6 +299,7 @@ impl AlertEngine {
             value: Some(value),
             threshold: Some(threshold),
             action: None,
+            diagnosis: None,
         }
     }
 

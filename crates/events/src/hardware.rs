@@ -191,6 +191,10 @@ pub struct Alert {
     /// What was done about it, e.g. "run stopped (--stop-on-nan)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// For a run going wrong (`loss_not_finite`, `loss_spike`,
+    /// `grad_jump`): where, which layer, and what to try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Box<crate::Diagnosis>>,
 }
 
 /// How urgent an [`Alert`] is.

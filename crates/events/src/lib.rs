@@ -34,6 +34,7 @@
 mod control;
 mod hardware;
 mod jsonl;
+mod layers;
 mod lock;
 mod stop;
 mod stream;
@@ -42,6 +43,10 @@ pub use hardware::*;
 
 pub use jsonl::{
     line_is, parse_line, read_events, read_log, torn_path, BadLine, JsonlWriter, Log, TornTail,
+};
+pub use layers::{
+    ActivationStats, Diagnosis, GoodCheckpoint, Histogram, Histograms, LayerHistograms,
+    LayerSample, LayerStats, LAYERS,
 };
 pub use lock::LockExt;
 
@@ -116,6 +121,11 @@ pub enum EventKind {
     /// `control`: a person steered the run (pause, resume, a new learning
     /// rate, an evaluation or checkpoint now, stop after the epoch).
     Control(Control),
+    /// `layers`: every layer's statistics on one sampled step.
+    Layers(LayerStats),
+    /// `histograms`: every layer's weights, gradients and activations at
+    /// an epoch's end.
+    Histograms(Histograms),
     /// `run_finished`: the last event of a run or of a resumption.
     RunFinished(RunFinished),
 }
@@ -123,7 +133,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every event's wire name, in the schema's order (README lists them;
     /// a test keeps the two equal).
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 13] = [
         "run_started",
         "batch",
         "eval",
@@ -134,6 +144,8 @@ impl EventKind {
         "alert",
         "phase",
         "control",
+        "layers",
+        "histograms",
         "run_finished",
     ];
 
@@ -150,7 +162,9 @@ impl EventKind {
             EventKind::Alert(_) => 7,
             EventKind::Phase(_) => 8,
             EventKind::Control(_) => 9,
-            EventKind::RunFinished(_) => 10,
+            EventKind::Layers(_) => 10,
+            EventKind::Histograms(_) => 11,
+            EventKind::RunFinished(_) => 12,
         }]
     }
 }

@@ -189,6 +189,17 @@ impl CnnConfig {
     }
 }
 
+/// [`Cnn::forward_traced`]'s answer: the logits and every ReLU output on
+/// the way (what the layer statistics, feature maps and saliency read).
+pub struct Traced<B: Backend> {
+    /// `[batch, 10]`.
+    pub logits: Tensor<B, 2>,
+    /// conv1…conv4's ReLU outputs, `[batch, k, h, w]` (before pooling).
+    pub convs: [Tensor<B, 4>; 4],
+    /// fc1's ReLU output, `[batch, 128]`.
+    pub fc1: Tensor<B, 2>,
+}
+
 impl<B: Backend> Cnn<B> {
     /// `images`: `[batch, 1, 28, 28]`, normalised. Returns logits `[batch, 10]`.
     ///
@@ -196,6 +207,8 @@ impl<B: Backend> Cnn<B> {
     /// own ops on GPUs, faster custom ops on the CPU (the layers' weights
     /// and settings are still these modules', so checkpoints are unchanged).
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        // Written out rather than through `forward_traced`: a tensor only
+        // one handle holds can be reused in place by the next op.
         let x = conv_relu(&self.conv1, images);
         let x = conv_relu(&self.conv2, x);
         let x = mnist_kernels::max_pool_2x2_dropout(x, self.dropout1.prob);
@@ -205,6 +218,62 @@ impl<B: Backend> Cnn<B> {
         let x: Tensor<B, 2> = x.flatten(1, 3);
         let x = self.relu.forward(self.fc1.forward(x));
         self.fc2.forward(x)
+    }
+
+    /// [`Cnn::forward`], keeping each ReLU output (the same ops: nothing
+    /// more is computed, the intermediate tensors are only kept).
+    pub fn forward_traced(&self, images: Tensor<B, 4>) -> Traced<B> {
+        let c1 = conv_relu(&self.conv1, images);
+        let c2 = conv_relu(&self.conv2, c1.clone());
+        let x = mnist_kernels::max_pool_2x2_dropout(c2.clone(), self.dropout1.prob);
+        let c3 = conv_relu(&self.conv3, x);
+        let c4 = conv_relu(&self.conv4, c3.clone());
+        let x = mnist_kernels::max_pool_2x2_dropout(c4.clone(), self.dropout2.prob);
+        let x: Tensor<B, 2> = x.flatten(1, 3);
+        let fc1 = self.relu.forward(self.fc1.forward(x));
+        Traced {
+            logits: self.fc2.forward(fc1.clone()),
+            convs: [c1, c2, c3, c4],
+            fc1,
+        }
+    }
+
+    /// Each layer with parameters, in forward order, by name (as
+    /// `mnist_events::LAYERS` names them), with its weight and bias
+    /// flattened.
+    pub fn weights(&self) -> [(&'static str, Tensor<B, 1>, Tensor<B, 1>); 6] {
+        let conv = |name, c: &Conv2d<B>| {
+            let bias = c.bias.as_ref().expect("convolutions have a bias").val();
+            (name, c.weight.val().flatten(0, 3), bias)
+        };
+        let linear = |name, l: &Linear<B>| {
+            let bias = l.bias.as_ref().expect("linear layers have a bias").val();
+            (name, l.weight.val().flatten(0, 1), bias)
+        };
+        [
+            conv("conv1", &self.conv1),
+            conv("conv2", &self.conv2),
+            conv("conv3", &self.conv3),
+            conv("conv4", &self.conv4),
+            linear("fc1", &self.fc1),
+            linear("fc2", &self.fc2),
+        ]
+    }
+
+    /// Each layer's weight and bias parameter ids, in the order of
+    /// [`Cnn::weights`] (for looking up their gradients).
+    pub fn param_ids(&self) -> [(burn::module::ParamId, burn::module::ParamId); 6] {
+        let bias = |b: &Option<burn::module::Param<Tensor<B, 1>>>| {
+            b.as_ref().expect("every layer has a bias").id
+        };
+        [
+            (self.conv1.weight.id, bias(&self.conv1.bias)),
+            (self.conv2.weight.id, bias(&self.conv2.bias)),
+            (self.conv3.weight.id, bias(&self.conv3.bias)),
+            (self.conv4.weight.id, bias(&self.conv4.bias)),
+            (self.fc1.weight.id, bias(&self.fc1.bias)),
+            (self.fc2.weight.id, bias(&self.fc2.bias)),
+        ]
     }
 }
 

@@ -34,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/runs/{id}/fork", web::post().to(fork))
         .route("/api/runs/{id}/events", web::get().to(events))
         .route("/api/runs/{id}/series", web::get().to(series))
+        .route("/api/runs/{id}/layers", web::get().to(layers))
         .route("/api/runs/{id}/metrics.csv", web::get().to(metrics_csv))
         .route("/api/runs/{id}/report.html", web::get().to(report))
         .route("/api/runs/{id}/model.{format}", web::get().to(model_file));
@@ -500,6 +501,34 @@ async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
         && !state.scheduler.is_queued(&id)
         && matches!(mnist_train::checkpoint::latest(&checkpoints), Ok(Some(_)));
     Ok(HttpResponse::Ok().json(details))
+}
+
+/// The query of `GET /api/runs/{id}/layers`.
+#[derive(Deserialize)]
+struct LayersQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    points: Option<usize>,
+}
+
+/// `GET /api/runs/{id}/layers?from=STEP&to=STEP&points=N`: the run's layer
+/// statistics as columns (per statistic, per layer, a value per sample,
+/// at most N samples evenly thinned) and its histograms, for the page's
+/// Layers panel (see [`crate::layers`]).
+async fn layers(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<LayersQuery>,
+) -> ApiResult {
+    let points = q.points.unwrap_or(crate::layers::MAX_SAMPLES);
+    if !(2..=20_000).contains(&points) {
+        let message = format!("must be in 2..=20000 (got {points})");
+        return Err(ApiError::field("points", message));
+    }
+    let hub = state.hub(&id).ok_or_else(|| ApiError::no_run(&id))?;
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(u64::MAX));
+    let answer = hub.with_state(|s| s.layers().answer(from, to, points));
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,8 @@ pub mod guard;
 pub mod history;
 pub mod hub;
 pub mod index;
+mod inspect;
+pub mod layers;
 mod machine;
 pub mod manage;
 pub mod meta;
@@ -471,6 +473,7 @@ pub fn bind(
             .configure(slurm::routes)
             .configure(ws::routes)
             .configure(review::routes)
+            .configure(inspect::routes)
             .default_service(web::to(assets::serve))
     })
     .workers(2)

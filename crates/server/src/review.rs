@@ -41,7 +41,7 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::field(field, message)
 }
 
-fn predictor(
+pub(crate) fn predictor(
     state: &AppState,
     checkpoint: &std::path::Path,
 ) -> Result<Arc<Mutex<Predictor>>, mnist_train::infer::LoadError> {
@@ -257,16 +257,23 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
 
 #[derive(Deserialize)]
 struct PredictBody {
-    /// 784 values 0–255, already MNIST-style (light digit on dark, centred).
-    pixels: Option<Vec<f64>>,
-    /// Any PNG: centred and scaled the MNIST way first.
-    png_base64: Option<String>,
+    #[serde(flatten)]
+    digit: Digit,
     run_id: Option<String>,
     checkpoint: Option<String>,
 }
 
-/// The 784 MNIST-style pixels a predict request gives, from either form.
-async fn predict_input(b: &PredictBody) -> Result<Vec<u8>, ApiError> {
+/// A digit a request gives: its pixels, or a picture.
+#[derive(Deserialize)]
+pub(crate) struct Digit {
+    /// 784 values 0–255, already MNIST-style (light digit on dark, centred).
+    pixels: Option<Vec<f64>>,
+    /// Any PNG: centred and scaled the MNIST way first.
+    png_base64: Option<String>,
+}
+
+/// The 784 MNIST-style pixels a request gives, from either form.
+pub(crate) async fn predict_input(b: &Digit) -> Result<Vec<u8>, ApiError> {
     match (&b.pixels, &b.png_base64) {
         (Some(p), None) => {
             if p.len() != 784 {
@@ -296,7 +303,7 @@ async fn predict_input(b: &PredictBody) -> Result<Vec<u8>, ApiError> {
 
 async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> ApiResult {
     let b = body.into_inner();
-    let input = predict_input(&b).await?;
+    let input = predict_input(&b.digit).await?;
     // Which model: the given run (or the newest run with checkpoints).
     let run_id = match b.run_id.clone() {
         Some(r) => r,

@@ -41,6 +41,9 @@ pub struct RunState {
     paused: bool,
     /// Alerts fired, by rule, in the order rules first fired.
     alerts: Vec<(String, u64)>,
+    /// The layer samples and histograms (not in the snapshot's events:
+    /// `GET /api/runs/{id}/layers` serves them).
+    layers: crate::layers::LayerHistory,
     last_seq: u64,
 }
 
@@ -64,6 +67,7 @@ impl RunState {
             epochs_checkpointed: 0,
             paused: false,
             alerts: Vec::new(),
+            layers: Default::default(),
             last_seq: 0,
         }
     }
@@ -91,6 +95,14 @@ impl RunState {
             }
             EventKind::Hardware(h) => {
                 self.hardware.push(HwPoint::of(h));
+                return;
+            }
+            EventKind::Layers(s) => {
+                self.layers.push_sample(event.ts_ms, s);
+                return;
+            }
+            EventKind::Histograms(h) => {
+                self.layers.push_histograms(h);
                 return;
             }
             EventKind::RunStarted(r) => {
@@ -135,6 +147,7 @@ impl RunState {
     fn cut_after(&mut self, step: u64) {
         let keep = self.points.partition_point(|p| p.step <= step);
         self.points.truncate(keep);
+        self.layers.cut_after(step);
         let after = |e: &Arc<Event>| match &e.kind {
             EventKind::Eval(m) => m.step > step,
             EventKind::Samples(s) => s.step > step,
@@ -164,6 +177,7 @@ impl RunState {
         self.points.capacity() * std::mem::size_of::<Point>()
             + self.hardware.capacity() * std::mem::size_of::<HwPoint>()
             + self.others.capacity() * std::mem::size_of::<Arc<Event>>()
+            + self.layers.approx_bytes()
     }
 
     /// Every event but batches and hardware samples, in order (the
@@ -370,12 +384,19 @@ impl RunState {
         }
     }
 
+    /// The layer samples and histograms.
+    pub fn layers(&self) -> &crate::layers::LayerHistory {
+        &self.layers
+    }
+
     /// Batch and evaluation metrics as CSV, one row per step and per
-    /// evaluation.
+    /// evaluation, and one per layer of each layer sample.
     pub fn csv(&self) -> String {
-        let mut out = String::from(
-            "kind,split,epoch,batch,step,loss,accuracy,f1_macro,mse,lr,images_per_sec,ts_ms\n",
+        let mut out = format!(
+            "kind,split,epoch,batch,step,loss,accuracy,f1_macro,mse,lr,images_per_sec,ts_ms,{}\n",
+            crate::layers::CSV_COLUMNS
         );
+        let mut samples = self.layers.samples().iter().peekable();
         let mut evals = self.others.iter().filter_map(|e| match &e.kind {
             EventKind::Eval(m) => Some((e.ts_ms, m)),
             _ => None,
@@ -387,7 +408,7 @@ impl RunState {
                 next_eval = evals.next();
             }
             out += &format!(
-                "batch,train,{},{},{},{},{},{},,{},{},{}\n",
+                "batch,train,{},{},{},{},{},{},,{},{},{},,,,,,,\n",
                 p.epoch,
                 p.batch,
                 p.step,
@@ -398,10 +419,16 @@ impl RunState {
                 p.images_per_sec,
                 p.ts_ms
             );
+            while let Some((ts, sample)) = samples.next_if(|(_, s)| s.step <= p.step) {
+                out += &crate::layers::csv_rows(*ts, sample);
+            }
         }
         while let Some((ts, m)) = next_eval {
             out += &eval_row(ts, m);
             next_eval = evals.next();
+        }
+        for (ts, sample) in samples {
+            out += &crate::layers::csv_rows(*ts, sample);
         }
         out
     }
@@ -511,7 +538,7 @@ fn csv_cell(s: &str) -> String {
 
 fn eval_row(ts_ms: u64, m: &mnist_events::EvalMetrics) -> String {
     format!(
-        "eval,{},{},,{},{},{},{},{},,,{}\n",
+        "eval,{},{},,{},{},{},{},{},,,{},,,,,,,\n",
         m.split.as_str(),
         m.epoch,
         m.step,

@@ -53,6 +53,10 @@ pub struct CheckpointState {
     /// What early stopping had seen (a resumed run keeps counting).
     #[serde(default)]
     pub early_stop: crate::early_stop::Watch,
+    /// Each layer's histogram bins (a resumed run's histograms compare
+    /// with its earlier ones).
+    #[serde(default)]
+    pub histogram_bins: crate::layer_stats::Bins,
     /// The learning rate from `step` on, when a `set_lr` control changed
     /// it (older checkpoints: the configuration's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,6 +269,7 @@ mod tests {
             batches_into_epoch: 0,
             between_batches: false,
             early_stop: Default::default(),
+            histogram_bins: Default::default(),
             lr_plan: None,
         }
     }

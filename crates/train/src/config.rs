@@ -109,6 +109,9 @@ pub struct TrainConfig {
     pub min_delta: f64,
     /// Stop once the validation accuracy reaches this, in [0, 1]; 0 is off.
     pub target_accuracy: f64,
+    /// Sample every layer's statistics every N steps (and at steps 1, 2,
+    /// 4, … before), with histograms at each epoch's end; 0 is off.
+    pub layer_stats_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -135,6 +138,7 @@ impl Default for TrainConfig {
             patience: 3,
             min_delta: 0.0,
             target_accuracy: 0.0,
+            layer_stats_every: LAYER_STATS_EVERY,
         }
     }
 }
@@ -147,6 +151,11 @@ pub const MAX_EPOCHS: usize = 10_000;
 pub const MAX_LR: f64 = 10.0;
 /// Largest `val_size` (MNIST's training files hold 60,000 images).
 pub const MAX_VAL_SIZE: usize = 50_000;
+/// The default `layer_stats_every`: measured to cost under 2% of images/s
+/// on the CPU (`examples/layer_stats_cost.rs`, BENCHMARKS.md).
+pub const LAYER_STATS_EVERY: u64 = 50;
+/// Largest `layer_stats_every`.
+pub const MAX_LAYER_STATS_EVERY: u64 = 1_000_000;
 /// Largest `patience`.
 pub const MAX_PATIENCE: usize = 1_000;
 /// Largest `keep_checkpoints`.
@@ -447,6 +456,11 @@ pub const FIELDS: &[Field] = &[
             max: 1.0,
             max_inclusive: true,
         },
+    },
+    Field {
+        name: "layer_stats_every",
+        help: "Sample each layer's gradient, weight and update norms and its activations every N steps (and at steps 1, 2, 4, ... before), with histograms at each epoch's end (0 is off)",
+        kind: int(0, MAX_LAYER_STATS_EVERY),
     },
 ];
 

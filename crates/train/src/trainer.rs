@@ -23,7 +23,7 @@ use mnist_events::{
     BatchMetrics, CheckpointSaved, EvalMetrics, EventKind, EventStream, LogLevel, LogMessage,
     Phase, PhaseKind, RunStarted, Sample, Samples, Split,
 };
-use mnist_model::Cnn;
+use mnist_model::{Cnn, Traced};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -191,7 +191,23 @@ struct PendingBatch<B: Backend> {
     step: u64,
     size: usize,
     lr: f64,
+    stepped: Stepped<B>,
+}
+
+/// What one step leaves on the device: its metrics row, and on a sampled
+/// step the layers' row (at an epoch's end also their histograms' values).
+struct Stepped<B: Backend> {
     stats: Tensor<B, 2>,
+    layers: Option<Tensor<B, 1>>,
+    histograms: Option<(Tensor<B, 1>, Vec<[usize; 3]>)>,
+}
+
+/// What a step looks at besides its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Off,
+    Layers,
+    LayersAndHistograms,
 }
 
 /// Host-side running totals over the current epoch.
@@ -217,6 +233,8 @@ struct Progress {
     lr_plan: LrPlan,
     /// What early stopping has seen so far.
     watch: crate::early_stop::Watch,
+    /// Each layer's histogram bins, fixed at their first histograms.
+    bins: crate::layer_stats::Bins,
 }
 
 /// The splits on the device, and the fixed sample images.
@@ -351,6 +369,7 @@ where
         skip_batches: 0,
         lr_plan: LrPlan::of(job.config),
         watch: Default::default(),
+        bins: Default::default(),
     };
     let Some((path, state)) = &job.resume else {
         return Ok((model, optim, progress));
@@ -376,6 +395,7 @@ where
     progress.skip_batches = state.batches_into_epoch;
     progress.lr_plan = state.lr_plan.unwrap_or(progress.lr_plan);
     progress.watch = state.early_stop;
+    progress.bins = state.histogram_bins.clone();
     if job.fork.is_some() {
         // A new run: its own best, time and learning rate (from this step).
         progress.best = (0, f64::NEG_INFINITY);
@@ -466,6 +486,7 @@ where
                     self.job.events,
                     &mut last_flush,
                     self.started,
+                    &mut self.progress.bins,
                 );
                 // Paused time counts in neither images/s nor elapsed_s.
                 let paused = self.steer(epoch, batch, total_steps);
@@ -480,6 +501,7 @@ where
                     self.job.events,
                     &mut last_flush,
                     self.started,
+                    &mut self.progress.bins,
                 );
                 self.train_time += epoch_started.elapsed();
                 return None;
@@ -487,7 +509,8 @@ where
             let lo = batch * config.batch_size;
             let hi = (lo + config.batch_size).min(self.data.train.len);
             let lr = self.progress.lr_plan.rate(self.progress.step, total_steps);
-            let stats = self.step(&order, lo, hi, lr);
+            let probe = self.probe(batch + 1 == batches);
+            let stepped = self.step(&order, lo, hi, lr, probe);
             self.progress.step += 1;
             pending.push(PendingBatch {
                 epoch,
@@ -496,7 +519,7 @@ where
                 step: self.progress.step,
                 size: hi - lo,
                 lr,
-                stats,
+                stepped,
             });
             if last_flush.elapsed() >= FLUSH_EVERY
                 || pending.len() >= FLUSH_MAX_BATCHES
@@ -508,6 +531,7 @@ where
                     self.job.events,
                     &mut last_flush,
                     self.started,
+                    &mut self.progress.bins,
                 );
                 self.note_first_batch();
             }
@@ -516,15 +540,29 @@ where
         Some(totals)
     }
 
-    /// One optimiser step on the rows `lo..hi` of `order`; returns the
-    /// batch's metrics row, left on the device.
+    /// What the next step (the epoch's last when `last`) looks at: the
+    /// layers every `layer_stats_every` steps (and at 1, 2, 4, …), their
+    /// histograms too on an epoch's last step.
+    fn probe(&self, last: bool) -> Probe {
+        let every = self.job.config.layer_stats_every;
+        let due = crate::layer_stats::due(self.progress.step + 1, every);
+        match (every > 0 && last, due) {
+            (true, _) => Probe::LayersAndHistograms,
+            (false, true) => Probe::Layers,
+            (false, false) => Probe::Off,
+        }
+    }
+
+    /// One optimiser step on the rows `lo..hi` of `order`: its metrics row
+    /// and whatever `probe` asks, left on the device.
     fn step(
         &mut self,
         order: &Tensor<B, 1, Int>,
         lo: usize,
         hi: usize,
         lr: f64,
-    ) -> Tensor<B::InnerBackend, 2> {
+        probe: Probe,
+    ) -> Stepped<B::InnerBackend> {
         let (idx, mask) = full_batch(order, lo, hi, self.job.config.batch_size, &self.device);
         let images = self.data.train.images.clone().select(0, idx.clone());
         let labels = self.data.train.labels.clone().select(0, idx);
@@ -532,20 +570,51 @@ where
             .model
             .take()
             .expect("the model is put back after every step");
-        let logits = model.forward(images);
+        let (logits, traced) = match probe {
+            Probe::Off => (model.forward(images), None),
+            _ => {
+                let t = model.forward_traced(images);
+                (t.logits.clone(), Some(t))
+            }
+        };
         let mut targets = labels.one_hot::<2>(CLASSES).float();
         if let Some(mask) = &mask {
             targets = targets * mask.clone();
         }
         let loss = -(log_softmax(logits.clone(), 1) * targets.clone()).sum() / (hi - lo) as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optim.step(lr, model, grads));
-        batch_stats(
+        // Gradients are taken (as handles) before the optimiser consumes them.
+        let before = traced.as_ref().map(|_| model.valid());
+        let layer_grads = before
+            .as_ref()
+            .map(|b| crate::layer_stats::grads(b, &grads));
+        let model = self.optim.step(lr, model, grads);
+        let stats = batch_stats(
             logits.inner(),
             targets.inner(),
             loss.inner(),
             mask.map(|m| m.inner()),
-        )
+        );
+        let mut stepped = Stepped {
+            stats,
+            layers: None,
+            histograms: None,
+        };
+        if let (Some(t), Some(before), Some(g)) = (traced, before, layer_grads) {
+            let after = model.valid();
+            let acts = Traced {
+                logits: t.logits.inner(),
+                convs: t.convs.map(|c| c.inner()),
+                fc1: t.fc1.inner(),
+            };
+            stepped.layers = Some(crate::layer_stats::sample(&before, &after, &g, &acts));
+            if probe == Probe::LayersAndHistograms {
+                let values = crate::layer_stats::histogram_values(&after, &g, &acts);
+                stepped.histograms = Some(values);
+            }
+        }
+        self.model = Some(model);
+        stepped
     }
 
     fn note_first_batch(&mut self) {
@@ -687,6 +756,7 @@ where
             between_batches: false,
             lr_plan: Some(self.progress.lr_plan),
             early_stop: self.progress.watch,
+            histogram_bins: self.progress.bins.clone(),
         }
     }
 
@@ -923,46 +993,86 @@ fn batch_stats<B: Backend>(
     )
 }
 
-/// Reads back every pending batch's metrics in one transfer and emits them.
+/// Reads back every pending batch's metrics (and layer samples) in one
+/// transfer and emits them; an epoch's histograms are read apart, once.
 fn flush<B: Backend>(
     pending: &mut Vec<PendingBatch<B>>,
     totals: &mut EpochTotals,
     events: &mut EventStream,
     last_flush: &mut Instant,
     started: Instant,
+    bins: &mut crate::layer_stats::Bins,
 ) {
     if pending.is_empty() {
         return;
     }
-    let rows: Vec<Tensor<B, 2>> = pending.iter().map(|p| p.stats.clone()).collect();
+    let mut rows: Vec<Tensor<B, 1>> = Vec::new();
+    for p in pending.iter() {
+        rows.push(p.stepped.stats.clone().flatten(0, 1));
+        rows.extend(p.stepped.layers.clone());
+    }
     let values: Vec<f32> = Tensor::cat(rows, 0).into_data().iter::<f32>().collect();
     let images: usize = pending.iter().map(|p| p.size).sum();
     let seconds = last_flush.elapsed().as_secs_f64().max(1e-9);
     let images_per_sec = images as f64 / seconds;
-    for (p, row) in pending.drain(..).zip(values.chunks(STATS_WIDTH)) {
-        let loss = row[0] as f64;
-        let counts = ClassCounts::from_slice(&row[1..]);
-        totals.counts.add(&counts);
-        totals.loss_sum += loss * p.size as f64;
-        totals.images += p.size;
-        events.emit(EventKind::Batch(BatchMetrics {
-            epoch: p.epoch,
-            batch: p.batch,
-            batches: p.batches,
-            step: p.step,
-            size: p.size,
-            loss,
-            accuracy: counts.accuracy(),
-            f1_macro: counts.f1_macro(),
-            epoch_loss: totals.loss_sum / totals.images as f64,
-            epoch_accuracy: totals.counts.accuracy(),
-            epoch_f1_macro: totals.counts.f1_macro(),
-            lr: p.lr,
-            images_per_sec,
-            elapsed_s: started.elapsed().as_secs_f64(),
-        }));
+    let mut rest = values.as_slice();
+    for p in pending.drain(..) {
+        let (row, after) = rest.split_at(STATS_WIDTH);
+        rest = after;
+        emit_batch(&p, row, totals, events, images_per_sec, started);
+        if p.stepped.layers.is_some() {
+            let (row, after) = rest.split_at(crate::layer_stats::WIDTH);
+            rest = after;
+            events.emit(EventKind::Layers(mnist_events::LayerStats {
+                step: p.step,
+                epoch: p.epoch,
+                lr: p.lr,
+                layers: crate::layer_stats::decode(row),
+            }));
+        }
+        if let Some((tensor, lengths)) = p.stepped.histograms {
+            let values: Vec<f32> = tensor.into_data().iter::<f32>().collect();
+            let split = crate::layer_stats::split_values(&values, &lengths);
+            events.emit(EventKind::Histograms(mnist_events::Histograms {
+                step: p.step,
+                epoch: p.epoch,
+                layers: bins.histograms(&split),
+            }));
+        }
     }
     *last_flush = Instant::now();
+}
+
+/// One batch's `batch` event, from its metrics row, into the epoch's totals.
+fn emit_batch<B: Backend>(
+    p: &PendingBatch<B>,
+    row: &[f32],
+    totals: &mut EpochTotals,
+    events: &mut EventStream,
+    images_per_sec: f64,
+    started: Instant,
+) {
+    let loss = row[0] as f64;
+    let counts = ClassCounts::from_slice(&row[1..]);
+    totals.counts.add(&counts);
+    totals.loss_sum += loss * p.size as f64;
+    totals.images += p.size;
+    events.emit(EventKind::Batch(BatchMetrics {
+        epoch: p.epoch,
+        batch: p.batch,
+        batches: p.batches,
+        step: p.step,
+        size: p.size,
+        loss,
+        accuracy: counts.accuracy(),
+        f1_macro: counts.f1_macro(),
+        epoch_loss: totals.loss_sum / totals.images as f64,
+        epoch_accuracy: totals.counts.accuracy(),
+        epoch_f1_macro: totals.counts.f1_macro(),
+        lr: p.lr,
+        images_per_sec,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    }));
 }
 
 /// Evaluates `model` on a whole split in batches of the training batch

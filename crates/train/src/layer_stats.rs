@@ -1,0 +1,222 @@
+//! Per-layer statistics, computed on the device where the run trains and
+//! read back with the batch metrics the trainer already transfers (no
+//! extra synchronisation per step): each layer's gradient, weight and
+//! update norms, and each ReLU output's mean, standard deviation and dead
+//! units ([`sample`], [`decode`]); and, once an epoch, histograms of each
+//! layer's weights, gradients and activations with bins fixed per layer
+//! ([`Bins`]).
+
+use burn::module::ParamId;
+use burn::optim::GradientsParams;
+use burn::prelude::Backend;
+use burn::tensor::Tensor;
+use mnist_events::{ActivationStats, Histogram, LayerHistograms, LayerSample, LAYERS};
+use mnist_model::{Cnn, Traced};
+use serde::{Deserialize, Serialize};
+
+/// Values per sample row: 4 sums per layer, 3 per ReLU output.
+pub const WIDTH: usize = 4 * 6 + 3 * 5;
+/// Bins of each histogram.
+pub const BINS: usize = 40;
+/// Images of the batch whose activations a histogram counts.
+const HISTOGRAM_IMAGES: usize = 8;
+
+/// Whether step `step` (from 1) is sampled at interval `every` (0: never):
+/// steps 1, 2, 4, 8, … below `every`, then every `every`-th.
+pub fn due(step: u64, every: u64) -> bool {
+    every > 0 && (step % every == 0 || (step < every && step.is_power_of_two()))
+}
+
+/// Each layer's gradient (weight and bias, flattened) from a step's
+/// gradients, taken before the optimiser consumes them (handles only:
+/// nothing is computed); `None` for a layer that got none.
+pub fn grads<B: Backend>(model: &Cnn<B>, grads: &GradientsParams) -> Vec<Option<Tensor<B, 1>>> {
+    let one = |layer: usize, (w, b): (ParamId, ParamId)| {
+        let weight = match layer {
+            0..=3 => grads.get::<B, 4>(w)?.flatten(0, 3),
+            _ => grads.get::<B, 2>(w)?.flatten(0, 1),
+        };
+        Some(Tensor::cat(vec![weight, grads.get::<B, 1>(b)?], 0))
+    };
+    model
+        .param_ids()
+        .into_iter()
+        .enumerate()
+        .map(|(i, ids)| one(i, ids))
+        .collect()
+}
+
+fn sum_sq<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 1> {
+    (t.clone() * t).sum()
+}
+
+/// One layer's weight and bias as one rank-1 tensor.
+fn flat<B: Backend>(w: &(&str, Tensor<B, 1>, Tensor<B, 1>)) -> Tensor<B, 1> {
+    Tensor::cat(vec![w.1.clone(), w.2.clone()], 0)
+}
+
+/// A ReLU output's sum, sum of squares and dead-unit share (a unit is
+/// dead when it is zero for every image of the batch).
+fn activation_sums<B: Backend, const D: usize>(a: Tensor<B, D>) -> [Tensor<B, 1>; 3] {
+    let dead = a.clone().max_dim(0).equal_elem(0.0).float().mean();
+    let flat: Tensor<B, 1> = a.flatten(0, D - 1);
+    [flat.clone().mean(), (flat.clone() * flat).mean(), dead]
+}
+
+/// The sample row of one step, left on the device: per layer the squared
+/// norms of its gradient, its weights before and after the step and the
+/// step itself; per ReLU output its mean, mean square and dead share.
+pub fn sample<B: Backend>(
+    before: &Cnn<B>,
+    after: &Cnn<B>,
+    grads: &[Option<Tensor<B, 1>>],
+    acts: &Traced<B>,
+) -> Tensor<B, 1> {
+    let device = acts.logits.device();
+    let zero = || Tensor::<B, 1>::zeros([1], &device);
+    let (wb, wa) = (before.weights(), after.weights());
+    let mut sums = Vec::with_capacity(WIDTH);
+    for (i, grad) in grads.iter().enumerate() {
+        let (b, a) = (flat(&wb[i]), flat(&wa[i]));
+        sums.push(grad.clone().map_or_else(zero, sum_sq));
+        sums.push(sum_sq(b.clone()));
+        sums.push(sum_sq(a.clone()));
+        sums.push(sum_sq(a - b));
+    }
+    for conv in &acts.convs {
+        sums.extend(activation_sums(conv.clone()));
+    }
+    sums.extend(activation_sums(acts.fc1.clone()));
+    Tensor::cat(sums, 0)
+}
+
+/// A sample row read back, as one [`LayerSample`] per layer.
+pub fn decode(row: &[f32]) -> Vec<LayerSample> {
+    let (layers, acts) = row.split_at(24);
+    LAYERS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let s = &layers[i * 4..i * 4 + 4];
+            let [grad, before, after, step] = [s[0], s[1], s[2], s[3]].map(|v| (v as f64).sqrt());
+            let activations = acts.get(i * 3..i * 3 + 3).map(|a| {
+                let (mean, square) = (a[0] as f64, a[1] as f64);
+                ActivationStats {
+                    mean,
+                    std: (square - mean * mean).max(0.0).sqrt(),
+                    dead: a[2] as f64,
+                }
+            });
+            LayerSample {
+                name: name.to_string(),
+                grad_norm: grad,
+                weight_norm: after,
+                update_ratio: step / before,
+                activations,
+            }
+        })
+        .collect()
+}
+
+/// Each layer's histogram ranges, fixed the first time they are needed
+/// (per run; kept in checkpoints), so one layer's histograms compare.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bins {
+    /// By layer, the `(lo, hi)` of its weights, gradients and activations.
+    pub ranges: Vec<[(f64, f64); 3]>,
+}
+
+impl Bins {
+    /// Histograms of every layer, from the values read back by
+    /// [`histogram_values`]: `(weights, grads, activations)` per layer.
+    pub fn histograms(
+        &mut self,
+        values: &[(Vec<f32>, Vec<f32>, Vec<f32>)],
+    ) -> Vec<LayerHistograms> {
+        if self.ranges.len() != values.len() {
+            self.ranges = values
+                .iter()
+                .map(|(w, g, a)| [symmetric(w), symmetric(g), (0.0, upper(a))])
+                .collect();
+        }
+        values
+            .iter()
+            .zip(&self.ranges)
+            .zip(LAYERS)
+            .map(|(((w, g, a), r), name)| LayerHistograms {
+                name: name.to_string(),
+                weights: Histogram::of(w, r[0].0, r[0].1, BINS),
+                grads: Histogram::of(g, r[1].0, r[1].1, BINS),
+                activations: (!a.is_empty()).then(|| Histogram::of(a, r[2].0, r[2].1, BINS)),
+            })
+            .collect()
+    }
+}
+
+/// `[-m, m]` with `m` one and a half times the largest finite |value|,
+/// rounded up to two significant digits (never 0).
+fn symmetric(v: &[f32]) -> (f64, f64) {
+    let m = upper(&v.iter().map(|x| x.abs()).collect::<Vec<_>>());
+    (-m, m)
+}
+
+fn upper(v: &[f32]) -> f64 {
+    let max = v
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0f64, |m, &x| m.max(x as f64));
+    let m = (1.5 * max).max(1e-8);
+    let exponent = m.log10().floor() as i32 - 1;
+    // Two significant digits, rounded up (slack for f32 inputs: 1.5 × 0.2f32).
+    let digits = (m / 10f64.powi(exponent) - 1e-5).ceil();
+    match exponent < 0 {
+        true => digits / 10f64.powi(-exponent),
+        false => digits * 10f64.powi(exponent),
+    }
+}
+
+/// Every layer's weights, gradients and (the first images') ReLU output as
+/// one rank-1 tensor, with the lengths to split it by: one transfer.
+pub fn histogram_values<B: Backend>(
+    model: &Cnn<B>,
+    grads: &[Option<Tensor<B, 1>>],
+    acts: &Traced<B>,
+) -> (Tensor<B, 1>, Vec<[usize; 3]>) {
+    let images = acts.logits.dims()[0].min(HISTOGRAM_IMAGES);
+    let mut parts = Vec::new();
+    let mut lengths = Vec::new();
+    let weights = model.weights();
+    let acts: Vec<Tensor<B, 1>> = acts
+        .convs
+        .iter()
+        .map(|c| c.clone().narrow(0, 0, images).flatten(0, 3))
+        .chain([acts.fc1.clone().narrow(0, 0, images).flatten(0, 1)])
+        .collect();
+    let len = |t: &Option<Tensor<B, 1>>| t.as_ref().map_or(0, |t| t.dims()[0]);
+    for (i, grad) in grads.iter().enumerate() {
+        let w = flat(&weights[i]);
+        let a = acts.get(i).cloned();
+        lengths.push([w.dims()[0], len(grad), len(&a)]);
+        parts.push(w);
+        parts.extend(grad.clone());
+        parts.extend(a);
+    }
+    (Tensor::cat(parts, 0), lengths)
+}
+
+/// [`histogram_values`] read back, split per layer.
+pub fn split_values(values: &[f32], lengths: &[[usize; 3]]) -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let mut at = 0;
+    let mut take = |n: usize| {
+        let part = values[at..at + n].to_vec();
+        at += n;
+        part
+    };
+    lengths
+        .iter()
+        .map(|[w, g, a]| (take(*w), take(*g), take(*a)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
