@@ -26,6 +26,9 @@ import { details } from './details.js';
 import { initMarkers } from './markers.js';
 import { initSteer } from './steer.js';
 import { initFork, forkMarks, chartClicked } from './fork.js';
+import { layers, initLayers } from './layers.js';
+import { inspect, initInspect } from './inspect.js';
+import { diagnosis, initDiagnosis } from './diagnosis.js';
 
 const openRun = (id) => reconnectTo(false, id);
 
@@ -51,7 +54,9 @@ const view = Object.defineProperties({}, Object.fromEntries(Object.entries({
   zoomFetches,
   compare: () => compare,
 }).map(([k, get]) => [k, { get, enumerable: true }])));
-window.mnistMonitor = { view, charts, hwCharts, hardware, fleet, slurm, runs, parallel, openRun };
+// `layers`: the Layers panel's columns and geometry; `inspect`: the
+// Inspect panel's answer; `diagnosis`: the newest diagnosed alert.
+window.mnistMonitor = { view, charts, hwCharts, hardware, fleet, slurm, runs, parallel, layers, inspect, diagnosis, openRun };
 
 // After each list answer: what depends on the runs (the viewed run's name
 // and tags, the trash, the queue, the compare panel, a sweep's overlay).
@@ -67,6 +72,9 @@ function runsLoaded() {
 initStream();
 initSteer();
 initFork({ open: openRun });
+initLayers();
+initInspect();
+initDiagnosis();
 // Every chart's control marks, and a click on one for the Fork panel.
 initMarkers({ mode: xMode, extra: forkMarks, click: chartClicked });
 initPanels();

@@ -81,6 +81,10 @@ function makeChart(key, title, el) {
   return chart;
 }
 
+// Called after each draw (the Layers panel follows the zoom).
+const drawHooks = [];
+export const onDraw = (fn) => drawHooks.push(fn);
+
 export function scheduleDraw() {
   if (st.drawQueued) return;
   st.drawQueued = true;
@@ -121,6 +125,7 @@ function draw() {
     if (viewed.zoom) charts[key].setScale('x', { min: viewed.zoom[0], max: viewed.zoom[1] });
   }
   drawHardware();
+  for (const fn of drawHooks) fn();
 }
 
 // A run's series from the server, smoothed as the slider says.

@@ -185,6 +185,25 @@ export function chartClicked(u, x) {
   scheduleDraw();
 }
 
+// The Fork panel opened on the checkpoint of `epoch` with `values` (an
+// alert's diagnosis: a lower rate) filled in; what stands in the way, or
+// null when it opened.
+export function forkFrom(epoch, values = {}) {
+  if (panel().hidden) return 'the run has no checkpoint to fork from yet';
+  if (!epochs().includes(epoch)) return `the checkpoint of epoch ${epoch} is gone (kept: ${epochs().join(', ')})`;
+  fill();
+  renderEpochs();
+  panel().open = true;
+  $('#fork-epoch').value = String(epoch);
+  for (const [name, v] of Object.entries(values)) {
+    const el = form().elements[name];
+    if (el) el.value = String(v);
+  }
+  panel().scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  scheduleDraw();
+  return null;
+}
+
 // open(id): the page opens run id (a parent's link).
 export function initFork({ open }) {
   st.open = open;

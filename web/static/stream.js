@@ -15,6 +15,8 @@ import { renderRuns, scheduleReload, ranOn } from './runs.js';
 import { showRunTask } from './slurm.js';
 import { details, resetDetails, loadDetails } from './details.js';
 import { renderSteer, controlApplied } from './steer.js';
+import { resetLayers, layersEvent, layersCut } from './layers.js';
+import { showDiagnosis, resetDiagnosis } from './diagnosis.js';
 
 // The connection, and what the viewed run's events said.
 export const stream = Object.seal({
@@ -50,6 +52,8 @@ function resetRun(runId) {
   $('#alert-count').hidden = true;
   resetPanels();
   resetDetails();
+  resetLayers();
+  resetDiagnosis();
   renderStatus();
   renderRuns();
   scheduleDraw();
@@ -157,7 +161,7 @@ function apply(e) {
       stream.started = e;
       stream.status = 'running';
       // A resume re-trains the steps after its checkpoint: keep one value per step.
-      if (e.resumed_from_step != null) cutRun(e.resumed_from_step);
+      if (e.resumed_from_step != null) { cutRun(e.resumed_from_step); layersCut(e.resumed_from_step); }
       $('#run-title').textContent = `run ${e.run_id}`;
       renderRunModel(e);
       renderProvenance(e);
@@ -206,6 +210,11 @@ function apply(e) {
     case 'hardware':
       pushHw(e);
       break;
+    case 'layers':
+    case 'histograms':
+      // Per-layer statistics (the Layers panel): not in the snapshot, live after it.
+      layersEvent(e);
+      return;
     case 'run_finished':
       stream.status = e.status;
       if (e.error) log('error', e.error);
@@ -239,6 +248,7 @@ function notifyEnd(e) {
 // Alerts: a banner for the newest, every one in the log, a count in Status.
 function showAlert(e) {
   stream.alerts += 1;
+  showDiagnosis(e);
   const count = $('#alert-count');
   count.hidden = false;
   count.textContent = `${stream.alerts} alert${stream.alerts > 1 ? 's' : ''}`;

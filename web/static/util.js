@@ -58,7 +58,7 @@ export const perClassHtml = (perClass) => '<tr><th>class</th><th>precision</th><
 
 // One sample prediction: the digit, the answer and its confidence, framed
 // green when right and red when wrong.
-export const sampleHtml = (s) => `<div class="sample ${s.label === s.predicted ? 'right' : 'wrong'}" title="test #${esc(s.index)}: label ${esc(s.label)}, predicted ${esc(s.predicted)} (${(100 * s.confidence).toFixed(1)}%)">` +
+export const sampleHtml = (s) => `<div class="sample ${s.label === s.predicted ? 'right' : 'wrong'}" data-index="${esc(s.index)}" title="test #${esc(s.index)}: label ${esc(s.label)}, predicted ${esc(s.predicted)} (${(100 * s.confidence).toFixed(1)}%)">` +
   `<img alt="digit ${esc(s.label)}" src="data:image/png;base64,${esc(s.png_base64)}"><div>${esc(s.predicted)} · ${(100 * s.confidence).toFixed(0)}%</div></div>`;
 
 export const modelRowsHtml = (m) => '<tr><th>layer</th><th>kind</th><th>output</th><th>params</th></tr>' +
