@@ -824,3 +824,40 @@ fn early_stopping_and_a_target_end_a_real_run_where_they_should() {
         .unwrap_or_default()
         .starts_with("target reached"));
 }
+
+/// A deliberately diverging real run (`--lr 10`) gets an alert whose
+/// diagnosis names the layer whose gradient norm rose first, by how much,
+/// the learning rate then and a lower one to try.
+#[test]
+fn a_diverging_run_gets_a_diagnosis_that_names_a_layer() {
+    let work = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["train", "--epochs", "1", "--lr", "10", "--limit-train", "3200"])
+        .args(["--val-size", "500", "--limit-test", "500", "--backend", "cpu"])
+        .args(["--quiet", "--hw-interval", "0", "--run-id", "diverge", "--data-dir"])
+        .arg(real_mnist_dir())
+        .args(work_dirs(work.path()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = read_events(&work.path().join("runs/diverge/events.jsonl"));
+    let alert = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            mnist_events::EventKind::Alert(a) if a.diagnosis.is_some() => Some(a.clone()),
+            _ => None,
+        })
+        .expect("an alert with a diagnosis");
+    let d = alert.diagnosis.unwrap();
+    let layer = d.layer.clone().expect("a layer named");
+    assert!(mnist_events::LAYERS.contains(&layer.as_str()), "{layer}");
+    assert!(!d.rise.is_finite() || d.rise >= 10.0, "{d:?}");
+    assert_eq!(d.lr, 10.0);
+    assert!(d.suggestion.contains("--lr 1"), "{}", d.suggestion);
+    assert!(alert.message.contains(&format!("{layer}'s gradient norm rose first")), "{}", alert.message);
+    let samples = events
+        .iter()
+        .filter(|e| matches!(e.kind, mnist_events::EventKind::Layers(_)))
+        .count();
+    assert!(samples >= 2, "layer samples at steps 1 and 2 at least");
+}

@@ -10,7 +10,10 @@ use mnist_events::{BatchMetrics, CheckpointSaved, Diagnosis, GoodCheckpoint, Lay
 pub const RISE: f64 = 10.0;
 /// A loss this many times its smoothed baseline is a spike.
 pub const SPIKE: f64 = 3.0;
-/// Batches before the baseline is trusted.
+/// Before [`WARM_UP`] batches, when the loss still falls fast, only a loss
+/// this many times its baseline is a spike (an explosion).
+pub const EXPLOSION: f64 = 100.0;
+/// Batches before the baseline is trusted for [`SPIKE`].
 const WARM_UP: u64 = 50;
 /// Layer samples kept (the earliest are the baselines).
 const KEPT: usize = 256;
@@ -34,13 +37,19 @@ impl Doctor {
         (self.ema.1 > 0.0).then(|| self.ema.0 / self.ema.1)
     }
 
-    /// Folds a batch in; the baseline it is a spike against, if it is one.
-    pub fn batch(&mut self, b: &BatchMetrics) -> Option<f64> {
+    /// Folds a batch in; the baseline it is a spike against and the
+    /// threshold it crossed, if it is one.
+    pub fn batch(&mut self, b: &BatchMetrics) -> Option<(f64, f64)> {
         self.lr = b.lr;
         self.batches += 1;
         let baseline = self.baseline();
+        let factor = match self.batches > WARM_UP {
+            true => SPIKE,
+            false => EXPLOSION,
+        };
         let spike = baseline
-            .filter(|&base| self.batches > WARM_UP && b.loss.is_finite() && b.loss > SPIKE * base);
+            .map(|base| (base, factor * base))
+            .filter(|&(_, threshold)| b.loss.is_finite() && b.loss > threshold);
         self.troubled = spike.is_some() || !b.loss.is_finite();
         if b.loss.is_finite() && spike.is_none() {
             self.ema = (0.98 * self.ema.0 + 0.02 * b.loss, 0.98 * self.ema.1 + 0.02);
@@ -197,12 +206,23 @@ fn nice(x: f64) -> f64 {
     (x / p).round() * p
 }
 
+/// A number for a sentence: four significant digits, or scientific
+/// notation when very large or small.
+pub fn num(x: f64) -> String {
+    let a = x.abs();
+    match (x.is_finite(), a != 0.0 && !(1e-3..1e5).contains(&a)) {
+        (false, _) => x.to_string(),
+        (true, true) => format!("{x:.2e}"),
+        (true, false) => format!("{}", (x * 1e4).round() / 1e4),
+    }
+}
+
 /// A diagnosis in one sentence, for the alert's message.
 pub fn sentence(what: &str, d: &Diagnosis) -> String {
-    let mut out = format!("{what} at step {} (learning rate {})", d.step, d.lr);
+    let mut out = format!("{what} at step {} (learning rate {})", d.step, num(d.lr));
     if let (Some(layer), Some(at)) = (&d.layer, d.rose_at_step) {
         let by = match d.rise.is_finite() {
-            true => format!("{:.3}× its first sample's", d.rise),
+            true => format!("{}× its first sample's", num(d.rise)),
             false => "to a non-finite value".to_string(),
         };
         out += &format!("; {layer}'s gradient norm rose first, {by} by step {at}");
@@ -249,7 +269,7 @@ mod tests {
         assert!((dx.rise - 40.0).abs() < 1e-9);
         let text = sentence("loss is NaN", &dx);
         assert!(
-            text.contains("fc1's gradient norm rose first, 40.000× its first sample's by step 2"),
+            text.contains("fc1's gradient norm rose first, 40× its first sample's by step 2"),
             "{text}"
         );
         assert!(text.contains("no checkpoint before it"), "{text}");
@@ -281,7 +301,7 @@ mod tests {
         };
         assert!(d.batch(&batch(1, 50.0)).is_none(), "no baseline yet");
         for step in 2..=60 {
-            assert!(d.batch(&batch(step, 1.0)).is_none());
+            assert!(d.batch(&batch(step, 1.0)).is_none(), "falling fast is no spike");
         }
         let ckpt = |epoch, step| CheckpointSaved {
             epoch,
@@ -308,5 +328,9 @@ mod tests {
             "{}",
             dx.suggestion
         );
+        let mut early = Doctor::default();
+        assert!(early.batch(&batch(1, 2.3)).is_none());
+        assert!(early.batch(&batch(2, 9.0)).is_none(), "early noise");
+        assert!(early.batch(&batch(3, 3.7e16)).is_some(), "an explosion, warm or not");
     }
 }

@@ -197,21 +197,21 @@ impl AlertEngine {
                 .is_some_and(|base| b.loss > diagnose::SPIKE / 2.0 * base),
             (None, false) => false,
         };
-        let base = spike?;
+        let (base, threshold) = spike?;
         self.edge("loss_spike".into(), holds).then(|| {
             let diagnosis = self.doctor.diagnose(b.step, diagnose::Cause::Spike);
             let what = format!(
-                "loss spiked to {:.4}, {:.1}× its smoothed {:.4},",
-                b.loss,
-                b.loss / base,
-                base
+                "loss spiked to {}, {}× its smoothed {},",
+                diagnose::num(b.loss),
+                diagnose::num(b.loss / base),
+                diagnose::num(base)
             );
             Alert {
                 rule: "loss_spike".into(),
                 severity: AlertSeverity::Warning,
                 message: diagnose::sentence(&what, &diagnosis),
                 value: Some(b.loss),
-                threshold: Some(diagnose::SPIKE * base),
+                threshold: Some(threshold),
                 action: None,
                 diagnosis: Some(Box::new(diagnosis)),
             }

@@ -1019,17 +1019,19 @@ fn flush<B: Backend>(
     for p in pending.drain(..) {
         let (row, after) = rest.split_at(STATS_WIDTH);
         rest = after;
-        emit_batch(&p, row, totals, events, images_per_sec, started);
+        // A step's layer sample before its batch: an alert on the batch's
+        // loss can then say which layer's gradient rose on that step.
         if p.stepped.layers.is_some() {
-            let (row, after) = rest.split_at(crate::layer_stats::WIDTH);
+            let (layers, after) = rest.split_at(crate::layer_stats::WIDTH);
             rest = after;
             events.emit(EventKind::Layers(mnist_events::LayerStats {
                 step: p.step,
                 epoch: p.epoch,
                 lr: p.lr,
-                layers: crate::layer_stats::decode(row),
+                layers: crate::layer_stats::decode(layers),
             }));
         }
+        emit_batch(&p, row, totals, events, images_per_sec, started);
         if let Some((tensor, lengths)) = p.stepped.histograms {
             let values: Vec<f32> = tensor.into_data().iter::<f32>().collect();
             let split = crate::layer_stats::split_values(&values, &lengths);
