@@ -425,3 +425,104 @@ fn a_train_started_from_a_shell_appears_on_the_page_and_streams_live() {
     assert_eq!(row["status"], "completed", "{row}");
     assert!(row["test_accuracy"].is_number(), "{row}");
 }
+
+/// Inside the network on the page: a short real run on real MNIST with
+/// layer statistics every 10 steps; `tests/e2e/layers.mjs` opens the Layers
+/// panel (a six-row heatmap that drew, a hover's value, another statistic,
+/// a layer's histograms opening on the latest epoch), inspects a sample
+/// digit (four conv layers of tiles, conv1's filters, the saliency) and,
+/// from a diagnosed alert appended to the run's log as the trainer writes
+/// one after a checkpoint, opens the Fork panel on that checkpoint at a
+/// tenth of the rate.
+#[test]
+fn the_layers_panel_and_inspect_show_a_real_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shots = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
+        .join("e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    for name in [
+        "layers.png",
+        "histograms.png",
+        "inspect.png",
+        "diagnosis.png",
+    ] {
+        let _ = std::fs::remove_file(shots.join(name));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = real_mnist_dir();
+    let out = bin()
+        .args(["train", "--run-id", "layered", "--epochs", "2"])
+        .args([
+            "--limit-train",
+            "3200",
+            "--val-size",
+            "500",
+            "--limit-test",
+            "500",
+        ])
+        .args(["--backend", "cpu", "--layer-stats-every", "10"])
+        .args(["--quiet", "--hw-interval", "0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(work_dirs(work.path()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = work.path().join("runs/layered/events.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"type\":\"layers\""), "no layer samples");
+    assert!(text.contains("\"type\":\"histograms\""), "no histograms");
+    // A diagnosed alert before run_finished, after epoch 1's checkpoint.
+    let mut events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut finished = events.pop().unwrap();
+    assert_eq!(finished["type"], "run_finished");
+    let seq = finished["seq"].as_u64().unwrap();
+    let step = finished["steps"].as_u64().unwrap();
+    let alert = serde_json::json!({
+        "seq": seq, "ts_ms": finished["ts_ms"].as_u64().unwrap() - 1, "run_id": "layered",
+        "type": "alert", "rule": "loss_spike", "severity": "warning",
+        "message": format!("the loss jumped at step {step}"),
+        "diagnosis": {
+            "step": step, "lr": 0.001, "layer": "fc1", "rise": 35.2, "rose_at_step": step - 10,
+            "dead_share": 0.42, "suggestion": "lower the learning rate (--lr 0.0001)",
+            "last_good_checkpoint": { "epoch": 1, "step": step / 2 },
+        },
+    });
+    finished["seq"] = (seq + 1).into();
+    events.push(alert);
+    events.push(finished);
+    let lines: Vec<String> = events.iter().map(|e| e.to_string() + "\n").collect();
+    std::fs::write(&log, lines.concat()).unwrap();
+
+    let server = spawn_server(serve_in(&data, work.path()));
+    let out = run_e2e(
+        "layers.mjs",
+        [
+            server.base.as_str(),
+            "layered",
+            shots.to_str().unwrap(),
+            "diagnosed",
+        ],
+    );
+    drop(server);
+    let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(result["histogram_sets"], 2, "{out}");
+    assert_eq!(result["inspect"]["filters"], 32, "{out}");
+    assert_eq!(result["diagnosis"], true, "{out}");
+    for name in [
+        "layers.png",
+        "histograms.png",
+        "inspect.png",
+        "diagnosis.png",
+    ] {
+        let len = std::fs::metadata(shots.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "no real screenshot {name} ({len} bytes)");
+    }
+}

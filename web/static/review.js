@@ -3,7 +3,9 @@
 // try the model on digits of your own.
 
 import { $, esc } from './util.js';
-const state = { run: null, split: 'test', samples: [], focus: 0, offset: 0, total: 0, reviewed: 0 };
+import { renderInspect } from './inspectview.js';
+// looking: the drawing is inspected after each stroke; inspection: the last answer.
+const state = { run: null, split: 'test', samples: [], focus: 0, offset: 0, total: 0, reviewed: 0, looking: false, inspection: null, inspected: false };
 window.mnistReview = state;
 
 for (let d = 0; d < 10; d++) {
@@ -112,7 +114,7 @@ $('#grid').addEventListener('click', (e) => {
 });
 $('#more').addEventListener('click', () => load(true));
 for (const id of ['#split', '#f-label', '#f-pred']) $(id).addEventListener('change', () => { state.split = $('#split').value; load(); });
-$('#run').addEventListener('change', () => { state.run = $('#run').value; load(); });
+$('#run').addEventListener('change', () => { state.run = $('#run').value; load(); if (state.looking) inspectDrawing(); });
 
 // ---------- sandbox ----------
 const pad = $('#pad');
@@ -137,6 +139,7 @@ pad.addEventListener('pointermove', (e) => {
 });
 pad.addEventListener('pointerup', () => { drawing = false; classifySoon(); });
 $('#clear').addEventListener('click', clearPad);
+$('#sb-look').addEventListener('click', () => { state.looking = true; inspectDrawing(); });
 
 function classifySoon() {
   if (pending) return;
@@ -154,8 +157,32 @@ async function classify() {
   $('#sb-input').src = `data:image/png;base64,${out.input_png_base64}`;
   $('#sb-result').textContent = `${out.predicted} (${(100 * out.probs[out.predicted]).toFixed(1)}%)`;
   $('#sb-model').textContent = `${out.checkpoint.split('/').slice(-2).join('/')} · ${out.ms.toFixed(1)} ms`;
+  $('#sb-look').disabled = false;
+  if (state.looking) inspectDrawing();
   $('#bars').innerHTML = out.probs.map((p, d) => `<div class="bar ${d === out.predicted ? 'top' : ''}"><span>${d}</span>`
     + `<div><div class="fill" style="width:${(100 * p).toFixed(1)}%"></div></div><span>${(100 * p).toFixed(1)}%</span></div>`).join('');
+}
+
+// The drawing inside the network (POST /api/runs/{id}/inspect): once asked,
+// again after each stroke.
+let inspecting = 0;
+async function inspectDrawing() {
+  const msg = $('#sb-inspect-msg');
+  if (!state.run) { msg.textContent = 'no trained run to inspect with'; return; }
+  const mine = ++inspecting;
+  const png = pad.toDataURL('image/png').split(',')[1];
+  let r, out;
+  try {
+    r = await fetch(`/api/runs/${encodeURIComponent(state.run)}/inspect`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ png_base64: png }) });
+    out = await r.json().catch(() => ({}));
+  } catch (err) { msg.textContent = `cannot reach the server: ${err.message}`; return; }
+  if (mine !== inspecting) return;
+  if (!r.ok) { msg.textContent = out.error || `the server answered ${r.status}`; return; }
+  msg.textContent = '';
+  state.inspection = out;
+  $('#sb-inspect-card').hidden = false;
+  renderInspect($('#sb-inspect'), out, 'your drawing');
+  if (!state.inspected) { state.inspected = true; $('#sb-inspect-card').scrollIntoView({ block: 'start', behavior: 'smooth' }); }
 }
 
 fetch('/api/overrides').then((r) => r.json()).then((o) => { if (o.path) $('#ov-path').textContent = o.path; });
