@@ -152,7 +152,7 @@ pub const MAX_LR: f64 = 10.0;
 /// Largest `val_size` (MNIST's training files hold 60,000 images).
 pub const MAX_VAL_SIZE: usize = 50_000;
 /// The default `layer_stats_every`: measured to cost under 2% of images/s
-/// on the CPU (`examples/layer_stats_cost.rs`, BENCHMARKS.md).
+/// on the CPU (`examples/overhead.rs layers`, BENCHMARKS.md).
 pub const LAYER_STATS_EVERY: u64 = 50;
 /// Largest `layer_stats_every`.
 pub const MAX_LAYER_STATS_EVERY: u64 = 1_000_000;
