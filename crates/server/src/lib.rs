@@ -323,7 +323,11 @@ impl AppState {
                     if host.is_some_and(|host| host != here) {
                         return None;
                     }
-                    let backend = started.map(|r| r.backend.as_str());
+                    // A backend this build does not know holds nothing here.
+                    let backend = match started {
+                        Some(r) => Some(r.backend.parse().ok()?),
+                        None => None,
+                    };
                     slots::slot_of(backend, started.and_then(|r| r.device_index))
                 })?;
                 Some((slot, h.run_id.clone()))
