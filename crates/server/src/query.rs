@@ -116,6 +116,18 @@ pub enum Cell {
     Many(Vec<String>),
 }
 
+/// As JSON: `null`, the number, the text or the list of texts.
+impl serde::Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Missing => s.serialize_none(),
+            Cell::Num(v) => s.serialize_f64(*v),
+            Cell::Text(t) => s.serialize_str(t),
+            Cell::Many(t) => serde::Serialize::serialize(t, s),
+        }
+    }
+}
+
 /// Resolves a key as written (an alias, a config field, one of [`KEYS`]).
 pub fn key(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();

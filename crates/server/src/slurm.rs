@@ -218,10 +218,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// with each task's state; `error` says why Slurm could not be asked.
 async fn list(state: web::Data<AppState>) -> HttpResponse {
     let board = state.slurm.locked();
-    HttpResponse::Ok().json(serde_json::json!({
-        "sweeps": board.views(),
-        "error": board.error,
-    }))
+    HttpResponse::Ok().json(crate::protocol::SlurmSweeps {
+        sweeps: board.views(),
+        error: board.error.clone(),
+    })
 }
 
 /// The body of a cancel: `{"task": N}` for one task; an empty body (or
@@ -284,12 +284,14 @@ async fn cancel(
         )));
     }
     scancel(&state, &job, task).await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "sweep_id": job.sweep_id,
-        "job_id": job.job_id,
-        "task": task,
-        "cancelling": true,
-    })))
+    Ok(
+        HttpResponse::Accepted().json(crate::protocol::SlurmCancelling {
+            sweep_id: job.sweep_id,
+            job_id: job.job_id,
+            task,
+            cancelling: true,
+        }),
+    )
 }
 
 /// Runs `scancel` off the async threads, then asks Slurm again at once so
