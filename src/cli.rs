@@ -156,7 +156,7 @@ pub struct ExporterArgs {
     pub access: AccessArgs,
     /// The runs whose training it exports (followed as they are written).
     #[command(flatten)]
-    pub runs: RunDirs,
+    pub run: RunDir,
     /// Seconds between hardware samples (0.2-3600).
     #[arg(long, default_value_t = 1.0, value_parser = parse_hw_interval, value_name = "SECS")]
     pub hw_interval: f64,
@@ -266,7 +266,7 @@ pub struct ReportArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
-    pub runs: RunDirs,
+    pub run: RunDir,
 }
 
 /// What `prune` (and `serve --prune-every`) lets go.
@@ -345,7 +345,7 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
     #[command(flatten)]
-    pub runs: RunDirs,
+    pub checkpoint: CheckpointDir,
 }
 
 /// What `export` writes.
@@ -554,6 +554,19 @@ impl AccessArgs {
             );
         }
         Ok(token)
+    }
+
+    /// The options of a server in `mode` for the users these flags let in;
+    /// the caller sets the rest.
+    pub fn server_options(
+        &self,
+        mode: mnist_server::ServerMode,
+    ) -> anyhow::Result<mnist_server::ServerOptions> {
+        Ok(mnist_server::ServerOptions {
+            token: self.token().map_err(anyhow::Error::msg)?,
+            allowed_origins: self.allowed_origins().map_err(anyhow::Error::msg)?,
+            ..mnist_server::ServerOptions::new(mode)
+        })
     }
 
     /// Checks every --allow-origin.
@@ -830,41 +843,49 @@ fn parse_eval_split(s: &str) -> Result<mnist_events::Split, String> {
     }
 }
 
-/// The runs folder and the checkpoints folder: every command that reads
-/// or writes runs takes these two.
+/// The runs folder.
 #[derive(Args, Clone, Debug)]
-pub struct RunDirs {
+pub struct RunDir {
     /// Folder of run logs, <run-dir>/<run-id>/events.jsonl (`--runs-dir`, its old name, still works).
     #[arg(long, alias = "runs-dir", default_value = "runs", value_name = "DIR")]
     pub run_dir: PathBuf,
+}
+
+/// The checkpoints folder.
+#[derive(Args, Clone, Debug)]
+pub struct CheckpointDir {
     /// Folder of checkpoints, <checkpoint-dir>/<run-id>/epoch-NNNN/.
     #[arg(long, default_value = "checkpoints", value_name = "DIR")]
     pub checkpoint_dir: PathBuf,
 }
 
+/// The runs folder and the checkpoints folder: what `prune` and `index`
+/// (and with the data, `train` and `serve`) read and write.
+#[derive(Args, Clone, Debug)]
+pub struct RunDirs {
+    #[command(flatten)]
+    pub run: RunDir,
+    #[command(flatten)]
+    pub checkpoint: CheckpointDir,
+}
+
 impl RunDirs {
+    /// Where runs' event logs are.
+    pub fn run_dir(&self) -> &std::path::Path {
+        &self.run.run_dir
+    }
+
+    /// Where runs' checkpoints are.
+    pub fn checkpoint_dir(&self) -> &std::path::Path {
+        &self.checkpoint.checkpoint_dir
+    }
+
     /// The two folders as the server's index names them.
     pub fn folders(&self) -> mnist_server::index::Folders {
         mnist_server::index::Folders {
-            runs: self.run_dir.clone(),
-            checkpoints: self.checkpoint_dir.clone(),
+            runs: self.run_dir().to_path_buf(),
+            checkpoints: self.checkpoint_dir().to_path_buf(),
         }
-    }
-
-    /// The options of a server in `mode` over these folders, for the users
-    /// `access` lets in; the caller sets the rest.
-    pub fn server_options(
-        &self,
-        mode: mnist_server::ServerMode,
-        access: &AccessArgs,
-    ) -> anyhow::Result<mnist_server::ServerOptions> {
-        Ok(mnist_server::ServerOptions {
-            runs_dir: self.run_dir.clone(),
-            checkpoints_dir: self.checkpoint_dir.clone(),
-            token: access.token().map_err(anyhow::Error::msg)?,
-            allowed_origins: access.allowed_origins().map_err(anyhow::Error::msg)?,
-            ..mnist_server::ServerOptions::new(mode)
-        })
     }
 }
 
@@ -894,15 +915,16 @@ impl DirArgs {
 
     /// Where runs' event logs go.
     pub fn run_dir(&self) -> &std::path::Path {
-        &self.runs.run_dir
+        self.runs.run_dir()
     }
 
     /// Where runs' checkpoints go.
     pub fn checkpoint_dir(&self) -> &std::path::Path {
-        &self.runs.checkpoint_dir
+        self.runs.checkpoint_dir()
     }
 
-    /// [`RunDirs::server_options`] with the data set too.
+    /// The options of a server in `mode` over this data and these
+    /// folders, for the users `access` lets in; the caller sets the rest.
     pub fn server_options(
         &self,
         mode: mnist_server::ServerMode,
@@ -911,7 +933,9 @@ impl DirArgs {
         Ok(mnist_server::ServerOptions {
             data_dir: self.data_dir.clone(),
             verify: self.verify(),
-            ..self.runs.server_options(mode, access)?
+            runs_dir: self.run_dir().to_path_buf(),
+            checkpoints_dir: self.checkpoint_dir().to_path_buf(),
+            ..access.server_options(mode)?
         })
     }
 }

@@ -9,15 +9,18 @@ use std::process::ExitCode;
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     if args.rebuild {
-        let dir = args.runs.run_dir.join(INDEX_DIR);
+        let dir = args.runs.run_dir().join(INDEX_DIR);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => anyhow::bail!("cannot delete {}: {e}", dir.display()),
         }
     }
-    if !args.runs.run_dir.is_dir() {
-        anyhow::bail!("--run-dir {}: no such folder", args.runs.run_dir.display());
+    if !args.runs.run_dir().is_dir() {
+        anyhow::bail!(
+            "--run-dir {}: no such folder",
+            args.runs.run_dir().display()
+        );
     }
     let index = RunIndex::open(args.runs.folders());
     let bar = indicatif::ProgressBar::hidden();

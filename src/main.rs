@@ -56,8 +56,11 @@ fn main() -> ExitCode {
 /// `export`: the run's checkpoint (an epoch's, or its best) as a file for
 /// other tools.
 fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
-    let dir =
-        mnist_train::export::checkpoint_dir(&args.runs.checkpoint_dir, &args.run_id, args.epoch)?;
+    let dir = mnist_train::export::checkpoint_dir(
+        &args.checkpoint.checkpoint_dir,
+        &args.run_id,
+        args.epoch,
+    )?;
     let predictor = mnist_train::infer::Predictor::load(&dir)?;
     let format: mnist_train::export::Format = args.format.into();
     let bytes = format.write(&predictor)?;
@@ -221,15 +224,19 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
 /// (the fleet view reads it back with `serve --fleet-prometheus`).
 fn exporter(args: cli::ExporterArgs) -> anyhow::Result<ExitCode> {
     let opts = args
-        .runs
-        .server_options(mnist_server::ServerMode::Exporter, &args.access)?;
+        .access
+        .server_options(mnist_server::ServerMode::Exporter)?;
     let hardware = (args.hw_interval > 0.0).then(|| {
         mnist_hardware::Monitor::start(
             std::time::Duration::from_secs_f64(args.hw_interval),
-            vec![opts.runs_dir.clone()],
+            vec![args.run.run_dir.clone()],
         )
     });
-    let state = mnist_server::AppState::new(mnist_server::ServerOptions { hardware, ..opts });
+    let state = mnist_server::AppState::new(mnist_server::ServerOptions {
+        runs_dir: args.run.run_dir.clone(),
+        hardware,
+        ..opts
+    });
     state.show_latest_run();
     mnist_server::follow::start(state.clone()).context("cannot start following the runs folder")?;
     mnist_server::run_blocking(state, args.bind, |addr| {
@@ -263,7 +270,7 @@ fn backends(json: bool) -> ExitCode {
 
 /// `report RUN_ID -o FILE`: the run's self-contained HTML report.
 fn report(args: cli::ReportArgs) -> anyhow::Result<ExitCode> {
-    let html = mnist_server::report::from_runs_dir(&args.runs.run_dir, &args.run_id)?;
+    let html = mnist_server::report::from_runs_dir(&args.run.run_dir, &args.run_id)?;
     let output = args
         .output
         .unwrap_or_else(|| format!("{}-report.html", args.run_id).into());

@@ -11,8 +11,11 @@ use std::process::ExitCode;
 /// 1 when a step was left.
 pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.policy().map_err(anyhow::Error::msg)?;
-    if !args.runs.run_dir.is_dir() {
-        anyhow::bail!("--run-dir {}: no such folder", args.runs.run_dir.display());
+    if !args.runs.run_dir().is_dir() {
+        anyhow::bail!(
+            "--run-dir {}: no such folder",
+            args.runs.run_dir().display()
+        );
     }
     let folders = args.runs.folders();
     let index = RunIndex::open(folders.clone());

@@ -303,14 +303,7 @@ pub struct RunIndex {
     built: std::sync::atomic::AtomicBool,
 }
 
-/// How far building the index got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// Runs folded so far in this pass.
-    pub done: usize,
-    /// Runs this pass has to fold.
-    pub total: usize,
-}
+pub use crate::protocol::Progress;
 
 impl RunIndex {
     /// Opens the index of `folders`: every row file read (a row that does

@@ -278,8 +278,8 @@ pub struct ListedRun {
     pub depth: Option<usize>,
 }
 
-/// The body of every error answer (see [`crate::error::ApiError`]): what
-/// went wrong, each invalid field, and for a conflict over a run, its id.
+/// The body of every error answer (the server's `ApiError`): what went
+/// wrong, each invalid field, and for a conflict over a run, its id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What went wrong, for a person.
@@ -329,7 +329,7 @@ pub struct IndexHealth {
     /// Runs it lists.
     pub runs: usize,
     /// How far building it got, while it is being built.
-    pub building: Option<crate::index::Progress>,
+    pub building: Option<Progress>,
 }
 
 /// `POST /api/model/preview`: a configuration's model and the memory its
@@ -390,7 +390,7 @@ pub struct RunColumns {
     /// Their names.
     pub names: Vec<Option<String>>,
     /// Each asked key's values, one per run.
-    pub columns: std::collections::BTreeMap<String, Vec<crate::query::Cell>>,
+    pub columns: std::collections::BTreeMap<String, Vec<Cell>>,
 }
 
 /// `POST /api/sweeps`: a base configuration, the grid (as JSON lists by
@@ -442,7 +442,7 @@ pub struct SweepQueued {
 #[derive(Debug, Serialize)]
 pub struct SlurmSweeps {
     /// Every sweep submitted to Slurm from this runs folder.
-    pub sweeps: Vec<crate::slurm::SweepView>,
+    pub sweeps: Vec<SweepView>,
     /// Why Slurm could not be asked.
     pub error: Option<String>,
 }
@@ -567,7 +567,7 @@ pub struct Prediction {
     pub ms: f64,
 }
 
-/// What a run's HTML report shows (`crate::report`), embedded in it as JSON
+/// What a run's HTML report shows, embedded in it as JSON
 /// and read by `web/report/report.js`.
 #[derive(Debug, Serialize)]
 pub struct ReportData<'a> {
@@ -738,4 +738,71 @@ pub struct FleetRun {
     pub step: Option<f64>,
     /// Its latest loss.
     pub loss: Option<f64>,
+}
+
+/// How far building the index got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Runs folded so far in this pass.
+    pub done: usize,
+    /// Runs this pass has to fold.
+    pub total: usize,
+}
+
+/// A value read off a row for a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// Nothing there (sorted last).
+    Missing,
+    /// A number.
+    Num(f64),
+    /// Text (compared case-insensitively, numbers in it by value).
+    Text(String),
+    /// Several texts (tags): a term matches when one does.
+    Many(Vec<String>),
+}
+
+/// As JSON: `null`, the number, the text or the list of texts.
+impl serde::Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Missing => s.serialize_none(),
+            Cell::Num(v) => s.serialize_f64(*v),
+            Cell::Text(t) => s.serialize_str(t),
+            Cell::Many(t) => serde::Serialize::serialize(t, s),
+        }
+    }
+}
+
+/// One task as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// The task's index in the job array.
+    pub task: u32,
+    /// The run it trains.
+    pub run_id: String,
+    /// Slurm's state word; `None` when Slurm no longer knows the task (the
+    /// run's own status tells how it ended).
+    pub state: Option<String>,
+    /// Why it waits, while pending.
+    pub reason: Option<String>,
+    /// The node it runs or ran on.
+    pub node: Option<String>,
+    /// Time used, as Slurm prints it.
+    pub elapsed: Option<String>,
+}
+
+/// One sweep's job and its tasks (`GET /api/slurm`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepView {
+    /// The sweep id (the job's name).
+    pub sweep_id: String,
+    /// Slurm's array job id.
+    pub job_id: String,
+    /// When it was submitted, seconds since the Unix epoch.
+    pub submitted_at: f64,
+    /// The `sbatch` options it was submitted with.
+    pub options: mnist_slurm::SlurmOptions,
+    /// Its tasks, in array order.
+    pub tasks: Vec<TaskView>,
 }

@@ -103,30 +103,7 @@ pub struct Filter {
     terms: Vec<Term>,
 }
 
-/// A value read off a row for a key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// Nothing there (sorted last).
-    Missing,
-    /// A number.
-    Num(f64),
-    /// Text (compared case-insensitively, numbers in it by value).
-    Text(String),
-    /// Several texts (tags): a term matches when one does.
-    Many(Vec<String>),
-}
-
-/// As JSON: `null`, the number, the text or the list of texts.
-impl serde::Serialize for Cell {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Cell::Missing => s.serialize_none(),
-            Cell::Num(v) => s.serialize_f64(*v),
-            Cell::Text(t) => s.serialize_str(t),
-            Cell::Many(t) => serde::Serialize::serialize(t, s),
-        }
-    }
-}
+pub use crate::protocol::Cell;
 
 /// Resolves a key as written (an alias, a config field, one of [`KEYS`]).
 pub fn key(name: &str) -> Option<&'static str> {
