@@ -18,6 +18,7 @@
 //! two servers) never share a file that could tear. A single database file
 //! (SQLite) would need its locks to work, which on NFS they do not.
 
+pub use crate::protocol::Progress;
 use crate::protocol::{Disk, RunMeta, RunSummary};
 use crate::series::DEFAULT_SMOOTHING;
 use crate::state::RunState;
@@ -302,8 +303,6 @@ pub struct RunIndex {
     /// without a row is one the index has still to read, not a new one.
     built: std::sync::atomic::AtomicBool,
 }
-
-pub use crate::protocol::Progress;
 
 impl RunIndex {
     /// Opens the index of `folders`: every row file read (a row that does

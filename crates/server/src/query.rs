@@ -16,6 +16,7 @@
 //! ([`KEYS`]). A term that does not parse, or names no key, is an error
 //! naming that term.
 
+pub use crate::protocol::Cell;
 use crate::protocol::RunSummary;
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -102,8 +103,6 @@ enum Term {
 pub struct Filter {
     terms: Vec<Term>,
 }
-
-pub use crate::protocol::Cell;
 
 /// Resolves a key as written (an alias, a config field, one of [`KEYS`]).
 pub fn key(name: &str) -> Option<&'static str> {
