@@ -155,8 +155,8 @@ pub struct ExporterArgs {
     #[command(flatten)]
     pub access: AccessArgs,
     /// The runs whose training it exports (followed as they are written).
-    #[arg(long, default_value = "runs")]
-    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub run: RunDir,
     /// Seconds between hardware samples (0.2-3600).
     #[arg(long, default_value_t = 1.0, value_parser = parse_hw_interval, value_name = "SECS")]
     pub hw_interval: f64,
@@ -265,9 +265,8 @@ pub struct ReportArgs {
     /// The file to write (default RUN_ID-report.html; - for standard output).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Folder of run logs (`--runs-dir`, its old name, still works).
-    #[arg(long, alias = "runs-dir", default_value = "runs", value_name = "DIR")]
-    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub run: RunDir,
 }
 
 /// What `prune` (and `serve --prune-every`) lets go.
@@ -319,12 +318,9 @@ impl PolicyArgs {
 
 #[derive(Args)]
 pub struct PruneArgs {
-    /// Folder of run logs (its trash is .trash inside it).
-    #[arg(long, default_value = "runs", value_name = "DIR")]
-    pub run_dir: PathBuf,
-    /// Folder of checkpoints.
-    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
-    pub checkpoint_dir: PathBuf,
+    /// The runs folder (its trash is .trash inside it) and the checkpoints.
+    #[command(flatten)]
+    pub runs: RunDirs,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Do it (without it, only say what would go).
@@ -348,9 +344,8 @@ pub struct ExportArgs {
     /// The file to write.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Folder of checkpoints.
-    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
-    pub checkpoint_dir: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointDir,
 }
 
 /// What `export` writes.
@@ -373,12 +368,10 @@ impl From<ExportFormat> for mnist_train::export::Format {
 
 #[derive(Args)]
 pub struct IndexArgs {
-    /// Folder of run logs (the index lives in its .index folder).
-    #[arg(long, default_value = "runs", value_name = "DIR")]
-    pub run_dir: PathBuf,
-    /// Folder of checkpoints (their disk use is indexed).
-    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
-    pub checkpoint_dir: PathBuf,
+    /// The runs folder (the index lives in its .index folder) and the
+    /// checkpoints (their disk use is indexed).
+    #[command(flatten)]
+    pub runs: RunDirs,
     /// Delete the index first and read every log again.
     #[arg(long)]
     pub rebuild: bool,
@@ -494,18 +487,8 @@ pub struct ServeArgs {
     pub bind: std::net::SocketAddr,
     #[command(flatten)]
     pub access: AccessArgs,
-    /// Directory with the four MNIST IDX files.
-    #[arg(long, default_value = "datasets/mnist")]
-    pub data_dir: PathBuf,
-    /// Don't check the files against MNIST's SHA-256.
-    #[arg(long)]
-    pub skip_verify: bool,
-    /// Where run event logs are read and written.
-    #[arg(long, default_value = "runs")]
-    pub run_dir: PathBuf,
-    /// Where checkpoints are written.
-    #[arg(long, default_value = "checkpoints")]
-    pub checkpoint_dir: PathBuf,
+    #[command(flatten)]
+    pub dirs: DirArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
     /// GPU hosts for the fleet view, comma-separated (user@host[:port] or ~/.ssh/config aliases; keys from ssh-agent or the config, host keys must be in known_hosts).
@@ -573,6 +556,19 @@ impl AccessArgs {
         Ok(token)
     }
 
+    /// The options of a server in `mode` for the users these flags let in;
+    /// the caller sets the rest.
+    pub fn server_options(
+        &self,
+        mode: mnist_server::ServerMode,
+    ) -> anyhow::Result<mnist_server::ServerOptions> {
+        Ok(mnist_server::ServerOptions {
+            token: self.token().map_err(anyhow::Error::msg)?,
+            allowed_origins: self.allowed_origins().map_err(anyhow::Error::msg)?,
+            ..mnist_server::ServerOptions::new(mode)
+        })
+    }
+
     /// Checks every --allow-origin.
     pub fn allowed_origins(&self) -> Result<Vec<String>, mnist_server::guard::BadOrigin> {
         self.allow_origin
@@ -603,21 +599,11 @@ pub struct TrainArgs {
     /// override it, e.g. --epochs 1), and say whether the first epoch matches (exit code 4 if not).
     #[arg(long, value_name = "RUN_ID", conflicts_with = "config")]
     pub reproduce: Option<String>,
-    /// Directory with the four MNIST IDX files, gzipped or raw.
-    #[arg(long, default_value = "datasets/mnist")]
-    pub data_dir: PathBuf,
-    /// Don't check the files against MNIST's SHA-256 (for other data sets in IDX format).
-    #[arg(long)]
-    pub skip_verify: bool,
+    #[command(flatten)]
+    pub dirs: DirArgs,
     /// Don't download missing MNIST files.
     #[arg(long)]
     pub no_download: bool,
-    /// Where run event logs go: <run-dir>/<run-id>/events.jsonl.
-    #[arg(long, default_value = "runs")]
-    pub run_dir: PathBuf,
-    /// Where checkpoints go: <checkpoint-dir>/<run-id>/epoch-NNNN/.
-    #[arg(long, default_value = "checkpoints")]
-    pub checkpoint_dir: PathBuf,
     /// Name the run instead of using a timestamp.
     #[arg(long)]
     pub run_id: Option<String>,
@@ -724,7 +710,7 @@ fn flag_for(field: &'static Field, default: &serde_json::Value) -> Arg {
         ),
         FieldKind::Kernels { .. } => arg
             .value_name("K1,K2,K3,K4")
-            .value_parser(|s: &str| parse_kernels(s).map(|k| serde_json::json!(k))),
+            .value_parser(|s: &str| parse_kernels(s).map(|k| serde_json::Value::from(k.to_vec()))),
         // Kept as text: applying it sets the backend too.
         FieldKind::Device { .. } => arg.value_name("SPEC").value_parser(|s: &str| {
             s.parse::<mnist_train::DeviceSpec>()
@@ -839,11 +825,117 @@ pub enum ControlCommand {
     /// Evaluate now.
     Eval {
         /// val or test.
-        #[arg(long, default_value = "val")]
-        split: String,
+        #[arg(long, default_value = "val", value_parser = parse_eval_split)]
+        split: mnist_events::Split,
     },
     /// Write a checkpoint now (a resume continues from it).
     Checkpoint,
     /// Finish the epoch in progress (evaluation and checkpoint included), then stop.
     StopAfterEpoch,
+}
+
+/// `val` or `test`: the splits a run evaluates on request.
+fn parse_eval_split(s: &str) -> Result<mnist_events::Split, String> {
+    match s {
+        "val" => Ok(mnist_events::Split::Val),
+        "test" => Ok(mnist_events::Split::Test),
+        _ => Err(format!("must be val or test (got {s:?})")),
+    }
+}
+
+/// The runs folder.
+#[derive(Args, Clone, Debug)]
+pub struct RunDir {
+    /// Folder of run logs, <run-dir>/<run-id>/events.jsonl (`--runs-dir`, its old name, still works).
+    #[arg(long, alias = "runs-dir", default_value = "runs", value_name = "DIR")]
+    pub run_dir: PathBuf,
+}
+
+/// The checkpoints folder.
+#[derive(Args, Clone, Debug)]
+pub struct CheckpointDir {
+    /// Folder of checkpoints, <checkpoint-dir>/<run-id>/epoch-NNNN/.
+    #[arg(long, default_value = "checkpoints", value_name = "DIR")]
+    pub checkpoint_dir: PathBuf,
+}
+
+/// The runs folder and the checkpoints folder: what `prune` and `index`
+/// (and with the data, `train` and `serve`) read and write.
+#[derive(Args, Clone, Debug)]
+pub struct RunDirs {
+    #[command(flatten)]
+    pub run: RunDir,
+    #[command(flatten)]
+    pub checkpoint: CheckpointDir,
+}
+
+impl RunDirs {
+    /// Where runs' event logs are.
+    pub fn run_dir(&self) -> &std::path::Path {
+        &self.run.run_dir
+    }
+
+    /// Where runs' checkpoints are.
+    pub fn checkpoint_dir(&self) -> &std::path::Path {
+        &self.checkpoint.checkpoint_dir
+    }
+
+    /// The two folders as the server's index names them.
+    pub fn folders(&self) -> mnist_server::index::Folders {
+        mnist_server::index::Folders {
+            runs: self.run_dir().to_path_buf(),
+            checkpoints: self.checkpoint_dir().to_path_buf(),
+        }
+    }
+}
+
+/// The data set and the folders a run reads and writes: `train`, `serve`
+/// (and `warmup`, and the `train` flags of `sweep`).
+#[derive(Args, Clone, Debug)]
+pub struct DirArgs {
+    /// Directory with the four MNIST IDX files, gzipped or raw.
+    #[arg(long, default_value = "datasets/mnist", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Don't check the files against MNIST's SHA-256 (for other data sets in IDX format).
+    #[arg(long)]
+    pub skip_verify: bool,
+    #[command(flatten)]
+    pub runs: RunDirs,
+}
+
+impl DirArgs {
+    /// Whether loading the data checks it (`--skip-verify` says not).
+    pub fn verify(&self) -> mnist_data::Verify {
+        if self.skip_verify {
+            mnist_data::Verify::Skip
+        } else {
+            mnist_data::Verify::Sha256
+        }
+    }
+
+    /// Where runs' event logs go.
+    pub fn run_dir(&self) -> &std::path::Path {
+        self.runs.run_dir()
+    }
+
+    /// Where runs' checkpoints go.
+    pub fn checkpoint_dir(&self) -> &std::path::Path {
+        self.runs.checkpoint_dir()
+    }
+
+    /// The options of a server in `mode` over this data and these
+    /// folders, for the users `access` lets in; the caller sets the rest.
+    pub fn server_options(
+        &self,
+        mode: mnist_server::ServerMode,
+        access: &AccessArgs,
+    ) -> anyhow::Result<mnist_server::ServerOptions> {
+        Ok(mnist_server::ServerOptions {
+            data_dir: self.data_dir.clone(),
+            verify: self.verify(),
+            runs_dir: self.run_dir().to_path_buf(),
+            checkpoints_dir: self.checkpoint_dir().to_path_buf(),
+            ..access.server_options(mode)?
+        })
+    }
 }

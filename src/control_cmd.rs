@@ -3,39 +3,42 @@
 //! /api/runs/{id}/control`), checked there like the page's.
 
 use crate::cli::{ControlArgs, ControlCommand};
+use mnist_events::ControlAction;
+use mnist_server::protocol::{ControlAccepted, ControlBody};
 use std::process::ExitCode;
 
 /// The request body for `command`, as the API takes it.
-fn body(command: &ControlCommand) -> serde_json::Value {
-    let mut body = match command {
-        ControlCommand::Pause => serde_json::json!({ "action": "pause" }),
-        ControlCommand::Resume => serde_json::json!({ "action": "resume" }),
-        ControlCommand::Lr { lr, schedule } => {
-            let mut b = serde_json::json!({ "action": "set_lr", "lr": lr });
-            if let Some(s) = schedule {
-                b["schedule"] = s.clone().into();
-            }
-            b
-        }
-        ControlCommand::Eval { split } => serde_json::json!({ "action": "eval", "split": split }),
-        ControlCommand::Checkpoint => serde_json::json!({ "action": "checkpoint" }),
-        ControlCommand::StopAfterEpoch => serde_json::json!({ "action": "stop_after_epoch" }),
+fn body(command: &ControlCommand) -> ControlBody {
+    let action = match command {
+        ControlCommand::Pause => ControlAction::Pause,
+        ControlCommand::Resume => ControlAction::Resume,
+        ControlCommand::Lr { lr, schedule } => ControlAction::SetLr {
+            lr: *lr,
+            schedule: schedule.clone(),
+        },
+        ControlCommand::Eval { split } => ControlAction::Eval { split: *split },
+        ControlCommand::Checkpoint => ControlAction::Checkpoint,
+        ControlCommand::StopAfterEpoch => ControlAction::StopAfterEpoch,
     };
-    body["source"] = "cli".into();
-    body
+    ControlBody {
+        action,
+        source: "cli".into(),
+    }
 }
 
 /// Sends the control; prints the server's answer (JSON) on stdout.
 pub fn run(args: ControlArgs) -> anyhow::Result<ExitCode> {
     let token = crate::http::token(args.token_file.as_deref())?;
     let path = format!("/api/runs/{}/control", args.run_id);
-    let answer =
+    let answer: ControlAccepted =
         crate::http::post_json(&args.server, &path, token.as_deref(), &body(&args.action))?;
     eprintln!(
         "run {}: {} accepted, applied at its next batch boundary",
-        args.run_id,
-        answer["action"].as_str().unwrap_or("control")
+        args.run_id, answer.action
     );
-    println!("{answer}");
+    println!(
+        "{}",
+        serde_json::to_string(&answer).expect("the answer serialises")
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,9 @@
 //! `control`): its token, a JSON POST, and its error shape read back.
 
 use anyhow::Context;
+use mnist_server::protocol::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::path::Path;
 
 /// The token from `--token-file`, else `MNIST_MONITOR_TOKEN`, else none
@@ -18,39 +21,38 @@ pub fn token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// POSTs `body` to `server` + `path`; the answer's JSON, or an error
+/// POSTs `body` to `server` + `path`; the answer read as `A`, or an error
 /// saying what the server answered (its `error`, and each field's).
-pub fn post_json(
+pub fn post_json<A: DeserializeOwned>(
     server: &str,
     path: &str,
     token: Option<&str>,
-    body: &serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
+    body: &impl Serialize,
+) -> anyhow::Result<A> {
     let endpoint = format!("{}{path}", server.trim_end_matches('/'));
     let mut request = ureq::post(&endpoint).set("content-type", "application/json");
     if let Some(t) = token {
         request = request.set("authorization", &format!("Bearer {t}"));
     }
-    match request.send_string(&body.to_string()) {
-        Ok(r) => Ok(serde_json::from_str(&r.into_string()?)?),
+    let body = serde_json::to_string(body).context("the request serialises")?;
+    match request.send_string(&body) {
+        Ok(r) => {
+            let text = r.into_string()?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{endpoint} answered something unexpected: {text}"))
+        }
         Err(ureq::Error::Status(code, r)) => {
-            let body: serde_json::Value =
-                serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or_default();
-            let fields: Vec<String> = body["errors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|f| {
-                    format!(
-                        "{}: {}",
-                        f["field"].as_str().unwrap_or("?"),
-                        f["message"].as_str().unwrap_or("?")
-                    )
-                })
+            let text = r.into_string().unwrap_or_default();
+            let Ok(body) = serde_json::from_str::<ErrorBody>(&text) else {
+                anyhow::bail!("{endpoint} answered {code}: ?");
+            };
+            let fields: Vec<String> = body
+                .errors
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
                 .collect();
-            let error = body["error"].as_str().unwrap_or("?");
             match fields.is_empty() {
-                true => anyhow::bail!("{endpoint} answered {code}: {error}"),
+                true => anyhow::bail!("{endpoint} answered {code}: {}", body.error),
                 false => anyhow::bail!("{endpoint} answered {code}: {}", fields.join("; ")),
             }
         }

@@ -2,27 +2,27 @@
 //! rebuilds it from the logs (`--rebuild`), with a progress bar.
 
 use crate::cli::IndexArgs;
-use mnist_server::index::{Folders, RunIndex, INDEX_DIR};
+use mnist_server::index::{RunIndex, INDEX_DIR};
 use std::process::ExitCode;
 
 /// Runs the command: exit 0 once every run is indexed.
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     if args.rebuild {
-        let dir = args.run_dir.join(INDEX_DIR);
+        let dir = args.runs.run_dir().join(INDEX_DIR);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => anyhow::bail!("cannot delete {}: {e}", dir.display()),
         }
     }
-    if !args.run_dir.is_dir() {
-        anyhow::bail!("--run-dir {}: no such folder", args.run_dir.display());
+    if !args.runs.run_dir().is_dir() {
+        anyhow::bail!(
+            "--run-dir {}: no such folder",
+            args.runs.run_dir().display()
+        );
     }
-    let index = RunIndex::open(Folders {
-        runs: args.run_dir.clone(),
-        checkpoints: args.checkpoint_dir.clone(),
-    });
+    let index = RunIndex::open(args.runs.folders());
     let bar = indicatif::ProgressBar::hidden();
     if !args.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());

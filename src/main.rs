@@ -56,7 +56,11 @@ fn main() -> ExitCode {
 /// `export`: the run's checkpoint (an epoch's, or its best) as a file for
 /// other tools.
 fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
-    let dir = mnist_train::export::checkpoint_dir(&args.checkpoint_dir, &args.run_id, args.epoch)?;
+    let dir = mnist_train::export::checkpoint_dir(
+        &args.checkpoint.checkpoint_dir,
+        &args.run_id,
+        args.epoch,
+    )?;
     let predictor = mnist_train::infer::Predictor::load(&dir)?;
     let format: mnist_train::export::Format = args.format.into();
     let bytes = format.write(&predictor)?;
@@ -157,15 +161,11 @@ fn run(command: cli::Command) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
-    let verify = if args.skip_verify {
-        mnist_data::Verify::Skip
-    } else {
-        mnist_data::Verify::Sha256
-    };
     // Checked now, not when the first run starts.
     let webhook = args.watch.webhook()?;
-    let token = args.access.token().map_err(anyhow::Error::msg)?;
-    let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
+    let opts = args
+        .dirs
+        .server_options(mnist_server::ServerMode::Full, &args.access)?;
     let prune = match (args.prune_every, args.prune.any()) {
         (Some(hours), _) => Some((args.prune.policy().map_err(anyhow::Error::msg)?, hours)),
         (None, true) => anyhow::bail!("the prune policy flags need --prune-every HOURS"),
@@ -173,15 +173,8 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let hardware = args
         .watch
-        .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
+        .monitor(vec![opts.runs_dir.clone(), opts.checkpoints_dir.clone()]);
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
-        data_dir: args.data_dir,
-        runs_dir: args.run_dir,
-        checkpoints_dir: args.checkpoint_dir,
-        verify,
-        token,
-        allowed_origins,
-        can_start_runs: true,
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: webhook,
@@ -194,7 +187,6 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
                 std::time::Duration::from_secs_f64(args.fleet_interval),
             )
         }),
-        exporter: false,
         fleet: (!args.hosts.is_empty()).then(|| {
             mnist_remote::fleet::Fleet::start(
                 args.hosts.clone(),
@@ -206,6 +198,7 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
                 std::time::Duration::from_secs_f64(args.fleet_interval),
             )
         }),
+        ..opts
     });
     state.show_latest_run();
     // Runs written by other processes (a shell's `train`, a Slurm job)
@@ -230,30 +223,19 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
 /// `mnist-monitor exporter`: `/metrics` only, for a Prometheus to scrape
 /// (the fleet view reads it back with `serve --fleet-prometheus`).
 fn exporter(args: cli::ExporterArgs) -> anyhow::Result<ExitCode> {
-    let token = args.access.token().map_err(anyhow::Error::msg)?;
-    let allowed_origins = args.access.allowed_origins().map_err(anyhow::Error::msg)?;
+    let opts = args
+        .access
+        .server_options(mnist_server::ServerMode::Exporter)?;
     let hardware = (args.hw_interval > 0.0).then(|| {
         mnist_hardware::Monitor::start(
             std::time::Duration::from_secs_f64(args.hw_interval),
-            vec![args.run_dir.clone()],
+            vec![args.run.run_dir.clone()],
         )
     });
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
-        data_dir: "datasets/mnist".into(),
-        runs_dir: args.run_dir.clone(),
-        checkpoints_dir: "checkpoints".into(),
-        verify: mnist_data::Verify::Skip,
-        token,
-        allowed_origins,
-        can_start_runs: false,
+        runs_dir: args.run.run_dir.clone(),
         hardware,
-        stop_on_nan: false,
-        alert_webhook: None,
-        alert_rules: Default::default(),
-        provenance: None,
-        fleet: None,
-        fleet_prometheus: None,
-        exporter: true,
+        ..opts
     });
     state.show_latest_run();
     mnist_server::follow::start(state.clone()).context("cannot start following the runs folder")?;
@@ -288,7 +270,7 @@ fn backends(json: bool) -> ExitCode {
 
 /// `report RUN_ID -o FILE`: the run's self-contained HTML report.
 fn report(args: cli::ReportArgs) -> anyhow::Result<ExitCode> {
-    let html = mnist_server::report::from_runs_dir(&args.run_dir, &args.run_id)?;
+    let html = mnist_server::report::from_runs_dir(&args.run.run_dir, &args.run_id)?;
     let output = args
         .output
         .unwrap_or_else(|| format!("{}-report.html", args.run_id).into());

@@ -5,6 +5,24 @@ use crate::cli::PredictArgs;
 use mnist_train::infer::{argmax, png_to_mnist, Predictor};
 use std::process::ExitCode;
 
+/// One image's line of `--json`.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Line {
+    /// The digit it shows, and each digit's probability.
+    Predicted {
+        file: String,
+        predicted: usize,
+        probs: [f32; mnist_data::CLASSES],
+    },
+    /// Why it could not be classified.
+    Failed { file: String, error: String },
+}
+
+fn line(l: &Line) {
+    println!("{}", serde_json::to_string(l).expect("a line serialises"));
+}
+
 /// Exit codes: 0 all classified, 1 some files could not be read; no model
 /// is an error (2, from `main`).
 pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
@@ -27,10 +45,11 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
                 let probs = predictor.probabilities(&pixels).remove(0);
                 let digit = argmax(&probs);
                 if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"file": path.display().to_string(), "predicted": digit, "probs": probs})
-                    );
+                    line(&Line::Predicted {
+                        file: path.display().to_string(),
+                        predicted: digit,
+                        probs,
+                    });
                 } else {
                     let bars: Vec<String> = probs.iter().map(|p| format!("{p:.3}")).collect();
                     println!(
@@ -44,10 +63,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed += 1;
                 if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"file": path.display().to_string(), "error": e})
-                    );
+                    line(&Line::Failed {
+                        file: path.display().to_string(),
+                        error: e,
+                    });
                 } else {
                     eprintln!("error: {}: {e}", path.display());
                 }

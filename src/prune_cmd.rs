@@ -3,7 +3,7 @@
 
 use crate::cli::PruneArgs;
 use mnist_hardware::format::bytes;
-use mnist_server::index::{Folders, RunIndex};
+use mnist_server::index::RunIndex;
 use mnist_server::prune::{self, Action, Plan, World};
 use std::process::ExitCode;
 
@@ -11,13 +11,13 @@ use std::process::ExitCode;
 /// 1 when a step was left.
 pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.policy().map_err(anyhow::Error::msg)?;
-    if !args.run_dir.is_dir() {
-        anyhow::bail!("--run-dir {}: no such folder", args.run_dir.display());
+    if !args.runs.run_dir().is_dir() {
+        anyhow::bail!(
+            "--run-dir {}: no such folder",
+            args.runs.run_dir().display()
+        );
     }
-    let folders = Folders {
-        runs: args.run_dir.clone(),
-        checkpoints: args.checkpoint_dir.clone(),
-    };
+    let folders = args.runs.folders();
     let index = RunIndex::open(folders.clone());
     index.reconcile(&|_| false, &|_| {});
     let rows: Vec<_> = index.with_rows(|r| r.values().map(|r| r.summary.clone()).collect());

@@ -45,7 +45,7 @@ pub fn submit(
     }
     let sweep_id = mnist_sweep::new_sweep_id();
     let cwd = std::env::current_dir().context("the current folder")?;
-    let runs = absolute(&cwd, &train.run_dir);
+    let runs = absolute(&cwd, train.dirs.run_dir());
     let slurm_dir = runs.join(mnist_slurm::SLURM_DIR);
     let fresh_slurm_dir = !slurm_dir.exists();
     let dir = mnist_slurm::sweep_dir(&runs, &sweep_id);
@@ -224,15 +224,26 @@ fn report(record: &SweepJob, runs: &Path) {
         record.sweep_id
     );
     eprintln!("  cancel:  scancel {} (or Stop on the page)", record.job_id);
-    println!(
-        "{}",
-        serde_json::json!({
-            "sweep_id": record.sweep_id,
-            "job_id": record.job_id,
-            "runs": record.runs,
-            "script": record.script,
-        })
-    );
+    let submitted = Submitted {
+        sweep_id: &record.sweep_id,
+        job_id: &record.job_id,
+        runs: &record.runs,
+        script: &record.script,
+    };
+    println!("{}", serde_json::to_string(&submitted).expect("serialises"));
+}
+
+/// What `sweep --executor slurm` prints on stdout once Slurm took the job.
+#[derive(serde::Serialize)]
+struct Submitted<'a> {
+    /// The sweep id (the job's name, each run's tag).
+    sweep_id: &'a str,
+    /// Slurm's id of the array job.
+    job_id: &'a str,
+    /// Task `i` trains `runs[i]`.
+    runs: &'a [String],
+    /// The batch script submitted.
+    script: &'a Path,
 }
 
 #[cfg(test)]

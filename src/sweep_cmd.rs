@@ -8,6 +8,7 @@ use crate::cli::{Cli, Command, Executor, SweepArgs, TrainArgs};
 use crate::progress::Progress;
 use clap::Parser;
 use mnist_events::{RunStatus, Stop, StopReason};
+use mnist_server::protocol::{SweepQueued, SweepRequest};
 use mnist_sweep::Grid;
 use std::process::ExitCode;
 
@@ -86,19 +87,16 @@ fn train_here(
         handler_stop.request(StopReason::User);
         eprintln!("stopping the sweep after this batch");
     });
-    let hardware = train
-        .watch
-        .monitor(vec![train.run_dir.clone(), train.checkpoint_dir.clone()]);
+    let dirs = &train.dirs;
+    let hardware = train.watch.monitor(vec![
+        dirs.run_dir().to_path_buf(),
+        dirs.checkpoint_dir().to_path_buf(),
+    ]);
     // Read (and check) the data set once for every run.
-    let data = if mnist_data::missing_files(&train.data_dir).is_empty() {
-        let verify = if train.skip_verify {
-            mnist_data::Verify::Skip
-        } else {
-            mnist_data::Verify::Sha256
-        };
+    let data = if mnist_data::missing_files(&dirs.data_dir).is_empty() {
         Some(std::sync::Arc::new(mnist_data::load_dir(
-            &train.data_dir,
-            verify,
+            &dirs.data_dir,
+            dirs.verify(),
         )?))
     } else {
         None
@@ -107,7 +105,7 @@ fn train_here(
     for (i, config) in configs.into_iter().enumerate() {
         let run_id = format!("{sweep_id}-{:02}", i + 1);
         let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = vec![Box::new(
-            mnist_server::meta::sweep_tagger(train.run_dir.clone(), sweep_id.clone()),
+            mnist_server::meta::sweep_tagger(dirs.run_dir().to_path_buf(), sweep_id.clone()),
         )];
         if !train.quiet {
             sinks.push(Box::new(Progress::new()));
@@ -125,7 +123,7 @@ fn train_here(
             p
         });
         let summary = mnist_train::run(config, opts).map_err(crate::train_cmd::run_error)?;
-        crate::train_cmd::index_run(&train.run_dir, &train.checkpoint_dir, &run_id);
+        crate::train_cmd::index_run(&dirs.runs, &run_id);
         eprintln!(
             "{run_id}: {}{}",
             match summary.status {
@@ -165,27 +163,29 @@ fn queue_on_server(
     base: &mnist_train::TrainConfig,
     grid: &Grid,
 ) -> anyhow::Result<ExitCode> {
-    let grid_json: serde_json::Map<String, serde_json::Value> = grid
-        .0
-        .iter()
-        .map(|(f, v)| (f.clone(), serde_json::Value::Array(v.clone())))
-        .collect();
-    let body = serde_json::json!({
-        "base": base,
-        "grid": grid_json,
-        "random": args.random,
-        "seed": args.random_seed,
-    });
+    let body = SweepRequest {
+        base: serde_json::to_value(base).expect("config serialises"),
+        grid: grid
+            .0
+            .iter()
+            .map(|(f, v)| (f.clone(), serde_json::Value::Array(v.clone())))
+            .collect(),
+        random: args.random,
+        seed: args.random_seed,
+        ..SweepRequest::default()
+    };
     let token = crate::http::token(args.token_file.as_deref())?;
-    let answer = crate::http::post_json(url, "/api/sweeps", token.as_deref(), &body)?;
-    let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+    let answer: SweepQueued = crate::http::post_json(url, "/api/sweeps", token.as_deref(), &body)?;
     eprintln!(
         "{}: {} runs queued on {url}; watch them at {}{}",
-        answer["sweep_id"].as_str().unwrap_or("?"),
-        runs.len(),
+        answer.sweep_id,
+        answer.runs.len(),
         url.trim_end_matches('/'),
-        answer["compare"].as_str().unwrap_or("/")
+        answer.compare
     );
-    println!("{answer}");
+    println!(
+        "{}",
+        serde_json::to_string(&answer).expect("the answer serialises")
+    );
     Ok(ExitCode::SUCCESS)
 }

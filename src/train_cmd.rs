@@ -63,7 +63,7 @@ pub fn config_from(args: &TrainArgs, original: Option<&Original>) -> anyhow::Res
 fn original_of(args: &TrainArgs) -> anyhow::Result<Option<Original>> {
     args.reproduce
         .as_deref()
-        .map(|id| crate::reproduce::load(&args.run_dir, id))
+        .map(|id| crate::reproduce::load(args.dirs.run_dir(), id))
         .transpose()
 }
 
@@ -108,7 +108,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
     if let Some(sweep) = &args.sweep {
         sinks.push(Box::new(mnist_server::meta::sweep_tagger(
-            args.run_dir.clone(),
+            args.dirs.run_dir().to_path_buf(),
             sweep.clone(),
         )));
     }
@@ -120,9 +120,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or(args.run_id.clone())
         .unwrap_or_else(mnist_train::new_run_id);
-    let hardware = args
-        .watch
-        .monitor(vec![args.run_dir.clone(), args.checkpoint_dir.clone()]);
+    let hardware = args.watch.monitor(vec![
+        args.dirs.run_dir().to_path_buf(),
+        args.dirs.checkpoint_dir().to_path_buf(),
+    ]);
     let controls = mnist_events::Controls::new();
     let mut serving = None;
     if let Some(addr) = args.serve {
@@ -147,20 +148,23 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         server.shutdown(std::time::Duration::from_secs(5));
     }
     let summary = result.map_err(run_error)?;
-    index_run(&args.run_dir, &args.checkpoint_dir, &summary.run_id);
+    index_run(&args.dirs.runs, &summary.run_id);
     let comparison = original.as_ref().map(|o| {
-        let log = mnist_events::log_path(&args.run_dir, &summary.run_id);
+        let log = mnist_events::log_path(args.dirs.run_dir(), &summary.run_id);
         let rerun = mnist_events::read_events(&log).unwrap_or_default();
         let c = crate::reproduce::compare(o, &summary.run_id, &rerun);
         eprintln!("{}", c.describe());
         c
     });
     if args.json {
-        let mut out = serde_json::to_value(&summary).expect("summary serialises");
-        if let Some(c) = &comparison {
-            out["reproduce"] = serde_json::to_value(c).expect("comparison serialises");
-        }
-        println!("{out}");
+        let out = JsonSummary {
+            summary: &summary,
+            reproduce: comparison.as_ref(),
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&out).expect("summary serialises")
+        );
     }
     if comparison.is_some_and(|c| !c.matches) && summary.status == RunStatus::Completed {
         return Ok(ExitCode::from(4));
@@ -178,14 +182,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What `train --json` prints when the run ends: its summary, and with
+/// `--reproduce` how it compares with the original.
+#[derive(serde::Serialize)]
+struct JsonSummary<'a> {
+    #[serde(flatten)]
+    summary: &'a mnist_train::RunSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reproduce: Option<&'a crate::reproduce::Comparison>,
+}
+
 /// Writes the finished run's row into the runs folder's index, so that a
 /// `serve` started later lists it without reading its log.
-pub fn index_run(run_dir: &std::path::Path, checkpoint_dir: &std::path::Path, run_id: &str) {
-    let folders = mnist_server::index::Folders {
-        runs: run_dir.to_path_buf(),
-        checkpoints: checkpoint_dir.to_path_buf(),
-    };
-    if let Err(e) = mnist_server::index::index_run(&folders, run_id) {
+pub fn index_run(dirs: &crate::cli::RunDirs, run_id: &str) {
+    if let Err(e) = mnist_server::index::index_run(&dirs.folders(), run_id) {
         tracing::warn!("run {run_id}: cannot write its index entry: {e}");
     }
 }
@@ -199,34 +209,34 @@ pub fn run_options(
     sinks: Vec<Box<dyn mnist_events::EventSink>>,
     hardware: Option<Arc<mnist_hardware::Monitor>>,
 ) -> anyhow::Result<RunOptions> {
-    let verify = if args.skip_verify {
-        Verify::Skip
-    } else {
-        Verify::Sha256
-    };
-    let download =
-        !args.no_download && verify == Verify::Sha256 && !missing_files(&args.data_dir).is_empty();
     Ok(RunOptions {
-        data_dir: args.data_dir.clone(),
-        verify,
-        download,
-        runs_dir: args.run_dir.clone(),
-        checkpoints_dir: args.checkpoint_dir.clone(),
         run_id: Some(run_id),
         resume: args.resume.clone(),
-        fork: None,
         stop,
-        controls: Default::default(),
-        replay: Vec::new(),
         sinks,
-        data: None,
         hardware,
         alerts: Some(args.watch.rules()),
         stop_on_nan: args.watch.stop_on_nan,
         alert_webhook: args.watch.webhook()?,
         provenance: Some(crate::provenance()),
-        placed: None,
+        ..data_options(args)
     })
+}
+
+/// Where a run of `args` reads its data and writes its log and checkpoints,
+/// and whether the data is checked, or downloaded when missing.
+fn data_options(args: &TrainArgs) -> RunOptions {
+    let verify = args.dirs.verify();
+    RunOptions {
+        data_dir: args.dirs.data_dir.clone(),
+        verify,
+        download: !args.no_download
+            && verify == Verify::Sha256
+            && !missing_files(&args.dirs.data_dir).is_empty(),
+        runs_dir: args.dirs.run_dir().to_path_buf(),
+        checkpoints_dir: args.dirs.checkpoint_dir().to_path_buf(),
+        ..RunOptions::default()
+    }
 }
 
 /// A run that could not start, as the error `main` prints: invalid fields
@@ -251,29 +261,15 @@ fn serve_run(
     (stop, controls): (&Stop, &mnist_events::Controls),
     hardware: Option<Arc<mnist_hardware::Monitor>>,
 ) -> std::io::Result<(Box<dyn mnist_events::EventSink>, mnist_server::Serving)> {
+    let opts = args
+        .dirs
+        .server_options(mnist_server::ServerMode::Watch, &args.access)
+        .map_err(std::io::Error::other)?;
     let state = mnist_server::AppState::new(mnist_server::ServerOptions {
-        data_dir: args.data_dir.clone(),
-        runs_dir: args.run_dir.clone(),
-        checkpoints_dir: args.checkpoint_dir.clone(),
-        verify: if args.skip_verify {
-            Verify::Skip
-        } else {
-            Verify::Sha256
-        },
-        token: args.access.token().map_err(std::io::Error::other)?,
-        allowed_origins: args
-            .access
-            .allowed_origins()
-            .map_err(std::io::Error::other)?,
-        can_start_runs: false,
         hardware,
         stop_on_nan: args.watch.stop_on_nan,
-        alert_webhook: None,
         alert_rules: args.watch.rules(),
-        fleet: None,
-        fleet_prometheus: None,
-        exporter: false,
-        provenance: None,
+        ..opts
     });
     let hub = mnist_server::hub::RunHub::live(run_id);
     state.set_current(mnist_server::CurrentRun {
@@ -315,26 +311,16 @@ pub fn warmup(args: TrainArgs) -> anyhow::Result<ExitCode> {
         ..config
     };
     let scratch = std::env::temp_dir().join(format!("mnist-monitor-warmup-{}", std::process::id()));
-    let verify = if args.skip_verify {
-        Verify::Skip
-    } else {
-        Verify::Sha256
-    };
     let mut sinks: Vec<Box<dyn mnist_events::EventSink>> = Vec::new();
     if !args.quiet {
         sinks.push(Box::new(Progress::new()));
     }
     let opts = RunOptions {
-        data_dir: args.data_dir.clone(),
-        verify,
-        download: !args.no_download
-            && verify == Verify::Sha256
-            && !missing_files(&args.data_dir).is_empty(),
         runs_dir: scratch.join("runs"),
         checkpoints_dir: scratch.join("checkpoints"),
         sinks,
         alerts: None,
-        ..RunOptions::default()
+        ..data_options(&args)
     };
     let started = std::time::Instant::now();
     let result = mnist_train::run(config.clone(), opts);

@@ -8,23 +8,37 @@ use crate::exec::{exec_capture, shell_quote};
 use crate::target::Target;
 use mnist_events::HardwareSnapshot;
 use mnist_events::LockExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One fleet host as last polled.
+/// Whether a fleet host answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    /// Not polled yet.
+    Connecting,
+    /// Its last poll answered.
+    Up,
+    /// It cannot be reached, or its last poll failed.
+    Down,
+}
+
+/// One fleet host as last polled: the row `/api/fleet` lists, whoever
+/// polls it. `S` is what its stats hold: a whole `stats --json` snapshot
+/// over SSH, the few series Prometheus keeps with `--fleet-prometheus`.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostStatus {
-    /// As given in `--hosts`.
+pub struct HostStatus<S = HardwareSnapshot> {
+    /// As given in `--hosts` (Prometheus' `instance`).
     pub host: String,
-    /// `connecting`, `up` or `down`.
-    pub state: &'static str,
+    /// Whether it answers.
+    pub state: HostState,
     /// Why it is down (or why the last poll failed).
     pub error: Option<String>,
     /// When the last successful snapshot arrived (Unix ms).
     pub last_ok_ms: Option<u64>,
-    /// Its last snapshot (`stats --json` there), kept while it is down.
-    pub stats: Option<HardwareSnapshot>,
+    /// Its last snapshot, kept while it is down.
+    pub stats: Option<S>,
 }
 
 /// The GPU hosts polled in the background, one status per host.
@@ -46,7 +60,7 @@ impl Fleet {
             .map(|h| {
                 Arc::new(Mutex::new(HostStatus {
                     host: h.clone(),
-                    state: "connecting",
+                    state: HostState::Connecting,
                     error: None,
                     last_ok_ms: None,
                     stats: None,
@@ -108,7 +122,7 @@ async fn poll_host(
         Ok(t) => t,
         Err(e) => {
             set(&status, |s| {
-                s.state = "down";
+                s.state = HostState::Down;
                 s.error = Some(e.to_string());
             });
             return;
@@ -123,7 +137,7 @@ async fn poll_host(
                 Ok(s) => session = Some(s),
                 Err(e) => {
                     set(&status, |s| {
-                        s.state = "down";
+                        s.state = HostState::Down;
                         s.error = Some(e.to_string());
                     });
                     tokio::time::sleep(backoff).await;
@@ -139,21 +153,21 @@ async fn poll_host(
                 Ok(stats) => {
                     backoff = interval;
                     set(&status, |s| {
-                        s.state = "up";
+                        s.state = HostState::Up;
                         s.error = None;
                         s.last_ok_ms = Some(mnist_events::now_ms());
                         s.stats = Some(stats);
                     });
                 }
                 Err(e) => set(&status, |s| {
-                    s.state = "down";
+                    s.state = HostState::Down;
                     s.error = Some(format!(
                         "`{command}` printed something that is not a stats snapshot: {e}"
                     ));
                 }),
             },
             Ok(out) => set(&status, |s| {
-                s.state = "down";
+                s.state = HostState::Down;
                 s.error = Some(format!(
                     "`{command}` failed on {name} (exit {:?}): {}; is mnist-monitor installed there? (--fleet-remote-bin)",
                     out.status,
@@ -163,7 +177,7 @@ async fn poll_host(
             Err(e) => {
                 session = None;
                 set(&status, |s| {
-                    s.state = "down";
+                    s.state = HostState::Down;
                     s.error = Some(e.to_string());
                 });
             }

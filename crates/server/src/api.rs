@@ -3,7 +3,10 @@
 use crate::error::{ApiError, ApiResult};
 use crate::hub::RunHub;
 use crate::machine;
-use crate::protocol::Status;
+use crate::protocol::{
+    ConfigSchema, ControlAccepted, FleetAnswer, Health, IndexHealth, ModelPreview, RunColumns,
+    Status, Stopping,
+};
 use crate::queue::Origin;
 use crate::scheduler::{Submission, SubmitError, Submitted};
 use crate::AppState;
@@ -11,7 +14,6 @@ use actix_web::{web, HttpResponse};
 use mnist_events::LockExt;
 use mnist_train::TrainConfig;
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 
 /// Registers the run API: health, backends, config schema, fleet, and
@@ -63,7 +65,9 @@ async fn series_schema() -> HttpResponse {
 /// The training configuration's fields, types, ranges and defaults
 /// (`mnist_train::config::FIELDS`): the web form takes its limits from here.
 async fn config_schema() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "fields": mnist_train::config::schema() }))
+    HttpResponse::Ok().json(ConfigSchema {
+        fields: mnist_train::config::schema(),
+    })
 }
 
 /// Every `--hosts` host: up/down, its last stats snapshot (GPUs, their
@@ -73,24 +77,28 @@ async fn fleet(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::Ok().json(f.snapshot());
     }
     match &state.opts.fleet {
-        Some(f) => HttpResponse::Ok().json(json!({ "source": "ssh", "hosts": f.snapshot() })),
-        None => HttpResponse::Ok().json(json!({ "hosts": [] })),
+        Some(f) => HttpResponse::Ok().json(FleetAnswer::ssh(f.snapshot())),
+        None => HttpResponse::Ok().json(FleetAnswer::none()),
     }
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let current = state.current_hub();
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "current_run": current.as_ref().map(|h| h.run_id.clone()),
-        "training": current.is_some_and(|h| !h.is_finished()) || !state.training_ids().is_empty(),
-        "training_runs": state.training_ids(),
-        "fleet": state.opts.fleet.is_some() || state.opts.fleet_prometheus.is_some(),
-        "can_start_runs": state.opts.can_start_runs,
-        "index": {"runs": state.index.len(), "building": state.index.progress()},
-        "logged_cache": state.logged_usage(),
-    }))
+    let training_runs = state.training_ids();
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        current_run: current.as_ref().map(|h| h.run_id.clone()),
+        training: current.is_some_and(|h| !h.is_finished()) || !training_runs.is_empty(),
+        training_runs,
+        fleet: state.opts.fleet.is_some() || state.opts.fleet_prometheus.is_some(),
+        can_start_runs: state.opts.mode.starts_runs(),
+        index: IndexHealth {
+            runs: state.index.len(),
+            building: state.index.progress(),
+        },
+        logged_cache: state.logged_usage(),
+    })
 }
 
 async fn backends(state: web::Data<AppState>) -> HttpResponse {
@@ -169,16 +177,7 @@ async fn run_columns(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Ap
     let state = state.into_inner();
     let (_, _, answer) = web::block(move || {
         with_matches(&state, &ask, |m, _| {
-            let column = |k: &str| -> serde_json::Value {
-                m.iter()
-                    .map(|r| match crate::query::cell(r, k) {
-                        crate::query::Cell::Num(v) => json!(v),
-                        crate::query::Cell::Text(t) => json!(t),
-                        crate::query::Cell::Many(t) => json!(t),
-                        crate::query::Cell::Missing => serde_json::Value::Null,
-                    })
-                    .collect()
-            };
+            let column = |k: &str| m.iter().map(|r| crate::query::cell(r, k)).collect();
             RunColumns {
                 total: m.len(),
                 run_ids: m.iter().map(|r| r.run_id.clone()).collect(),
@@ -189,15 +188,6 @@ async fn run_columns(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Ap
     })
     .await?;
     Ok(HttpResponse::Ok().json(answer))
-}
-
-/// The answer of `GET /api/runs/columns`.
-#[derive(serde::Serialize)]
-struct RunColumns {
-    total: usize,
-    run_ids: Vec<String>,
-    names: Vec<Option<String>>,
-    columns: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -457,11 +447,11 @@ async fn model_preview(body: web::Json<serde_json::Value>) -> ApiResult {
     let train = config.limit_train.unwrap_or(60_000).min(60_000);
     let test = config.limit_test.unwrap_or(10_000).min(10_000);
     let bytes = mnist_train::memory::estimate(&config, train, test);
-    Ok(HttpResponse::Ok().json(json!({
-        "model": config.model().summary(),
-        "memory_bytes": bytes,
-        "memory": mnist_train::memory::gib(bytes),
-    })))
+    Ok(HttpResponse::Ok().json(ModelPreview {
+        model: config.model().summary(),
+        memory_bytes: bytes,
+        memory: mnist_train::memory::gib(bytes),
+    }))
 }
 
 /// `GET /api/runs/{id}/report.html`: the run as one self-contained HTML
@@ -495,7 +485,7 @@ async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
         .collect();
     details.can_control =
         details.status.is_training() && matches!(trainer_of(&state, &id, ""), Ok((_, Some(_))));
-    details.can_resume = state.opts.can_start_runs
+    details.can_resume = state.opts.mode.starts_runs()
         && !details.status.is_training()
         && details.status != Status::Completed
         && !state.scheduler.is_queued(&id)
@@ -646,11 +636,11 @@ async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
             )));
         }
         crate::slurm::scancel(&state, &job, Some(task)).await?;
-        return Ok(HttpResponse::Accepted().json(json!({
-            "run_id": *id,
-            "stopping": true,
-            "slurm": format!("{}_{task}", job.job_id),
-        })));
+        return Ok(HttpResponse::Accepted().json(Stopping {
+            run_id: id.into_inner(),
+            stopping: true,
+            slurm: Some(format!("{}_{task}", job.job_id)),
+        }));
     }
     let (stop, _) = trainer_of(
         &state,
@@ -658,7 +648,11 @@ async fn stop(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
         "stop it there (Ctrl-C, or kill -TERM its process)",
     )?;
     stop.request(mnist_events::StopReason::User);
-    Ok(HttpResponse::Accepted().json(json!({"run_id": *id, "stopping": true})))
+    Ok(HttpResponse::Accepted().json(Stopping {
+        run_id: id.into_inner(),
+        stopping: true,
+        slurm: None,
+    }))
 }
 
 /// The stop and control handles of run `id`'s trainer in this server; a
@@ -688,16 +682,6 @@ fn trainer_of(
     }
 }
 
-/// The answer to an accepted control.
-#[derive(serde::Serialize)]
-struct ControlAccepted<'a> {
-    run_id: &'a str,
-    /// The action's name (`pause`, `set_lr`, …).
-    action: &'static str,
-    /// When the trainer applies it.
-    applied: &'static str,
-}
-
 /// `POST /api/runs/{id}/control` with `{"action": "pause"|"resume"|
 /// "set_lr"|"eval"|"checkpoint"|"stop_after_epoch", …}`: 202 once the
 /// trainer has it (applied at its next batch boundary, recorded as a
@@ -721,9 +705,9 @@ async fn control(
     let name = action.name();
     controls.send(action, source);
     Ok(HttpResponse::Accepted().json(ControlAccepted {
-        run_id: &id,
-        action: name,
-        applied: "at the next batch boundary",
+        run_id: id.into_inner(),
+        action: name.into(),
+        applied: "at the next batch boundary".into(),
     }))
 }
 
@@ -739,7 +723,7 @@ async fn start(state: web::Data<AppState>, body: web::Json<serde_json::Value>) -
 
 /// A 403 on a server that only watches (`train --serve`, `exporter`).
 fn may_start_runs(state: &AppState) -> Result<(), ApiError> {
-    match state.opts.can_start_runs {
+    match state.opts.mode.starts_runs() {
         true => Ok(()),
         false => Err(ApiError::Forbidden(
             "this server only watches a run started from the command line".into(),

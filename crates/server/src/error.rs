@@ -8,7 +8,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use mnist_train::FieldError;
-use serde_json::json;
 
 /// What went wrong with a request; the variant decides the status code.
 #[derive(Debug, thiserror::Error)]
@@ -94,14 +93,15 @@ impl ResponseError for ApiError {
             ApiError::Invalid(errors) => errors.clone(),
             _ => Vec::new(),
         };
-        let mut body = json!({ "error": self.to_string(), "errors": fields });
-        if let ApiError::Conflict {
-            run_id: Some(id), ..
-        } = self
-        {
-            body["run_id"] = id.clone().into();
-        }
-        HttpResponse::build(self.status_code()).json(body)
+        let run_id = match self {
+            ApiError::Conflict { run_id, .. } => run_id.clone(),
+            _ => None,
+        };
+        HttpResponse::build(self.status_code()).json(crate::protocol::ErrorBody {
+            error: self.to_string(),
+            errors: fields,
+            run_id,
+        })
     }
 }
 

@@ -18,6 +18,7 @@
 //! two servers) never share a file that could tear. A single database file
 //! (SQLite) would need its locks to work, which on NFS they do not.
 
+pub use crate::protocol::Progress;
 use crate::protocol::{Disk, RunMeta, RunSummary};
 use crate::series::DEFAULT_SMOOTHING;
 use crate::state::RunState;
@@ -301,15 +302,6 @@ pub struct RunIndex {
     /// Set once the first [`RunIndex::reconcile`] is over: until then a run
     /// without a row is one the index has still to read, not a new one.
     built: std::sync::atomic::AtomicBool,
-}
-
-/// How far building the index got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// Runs folded so far in this pass.
-    pub done: usize,
-    /// Runs this pass has to fold.
-    pub total: usize,
 }
 
 impl RunIndex {

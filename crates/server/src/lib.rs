@@ -73,8 +73,8 @@ pub struct ServerOptions {
     /// Origins besides the server's own that may drive it from a browser
     /// (see [`guard`]).
     pub allowed_origins: Vec<String>,
-    /// Whether this server may start runs (`train --serve` only watches).
-    pub can_start_runs: bool,
+    /// What the server is for: starting runs, watching one, or `/metrics`.
+    pub mode: ServerMode,
     /// The machine's sampler, for `/ws/hardware`, `/metrics` and the runs
     /// this server starts; `None` when `--hw-interval 0`.
     pub hardware: Option<Arc<mnist_hardware::Monitor>>,
@@ -88,11 +88,55 @@ pub struct ServerOptions {
     pub fleet: Option<Arc<mnist_remote::fleet::Fleet>>,
     /// The fleet read from Prometheus instead (`serve --fleet-prometheus`).
     pub fleet_prometheus: Option<Arc<prom_fleet::PromFleet>>,
-    /// Serve `/metrics` only (`mnist-monitor exporter`).
-    pub exporter: bool,
     /// The binary's provenance, recorded (with `POST /api/runs` as the
     /// command line) in the runs this server starts.
     pub provenance: Option<mnist_events::Provenance>,
+}
+
+/// What a server is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    /// `serve`: the page and the API, and it starts runs (queued, resumed,
+    /// swept) besides showing those of its runs folder.
+    Full,
+    /// `train --serve`: the page and the API for the run its process
+    /// trains; it starts none.
+    Watch,
+    /// `exporter`: `/metrics` only.
+    Exporter,
+}
+
+impl ServerMode {
+    /// Whether the server starts runs (`POST /api/runs`, sweeps, resumes).
+    pub fn starts_runs(self) -> bool {
+        self == ServerMode::Full
+    }
+}
+
+impl ServerOptions {
+    /// A server in `mode` with nothing else said: MNIST in `datasets/mnist`
+    /// (checked), runs in `runs`, checkpoints in `checkpoints`; no token, no
+    /// other origin, no hardware sampler, no webhook, the default alert
+    /// rules, no fleet, no provenance, NaN losses not stopped. A caller
+    /// sets what differs (`ServerOptions { token, ..ServerOptions::new(mode) }`).
+    pub fn new(mode: ServerMode) -> Self {
+        Self {
+            data_dir: "datasets/mnist".into(),
+            runs_dir: "runs".into(),
+            checkpoints_dir: "checkpoints".into(),
+            verify: mnist_data::Verify::Sha256,
+            token: None,
+            allowed_origins: Vec::new(),
+            mode,
+            hardware: None,
+            stop_on_nan: false,
+            alert_webhook: None,
+            alert_rules: Default::default(),
+            fleet: None,
+            fleet_prometheus: None,
+            provenance: None,
+        }
+    }
 }
 
 /// Shared state of all handlers.
@@ -325,7 +369,11 @@ impl AppState {
                     if host.is_some_and(|host| host != here) {
                         return None;
                     }
-                    let backend = started.map(|r| r.backend.as_str());
+                    // A backend this build does not know holds nothing here.
+                    let backend = match started {
+                        Some(r) => Some(r.backend.parse().ok()?),
+                        None => None,
+                    };
                     slots::slot_of(backend, started.and_then(|r| r.device_index))
                 })?;
                 Some((slot, h.run_id.clone()))
@@ -446,7 +494,7 @@ pub fn bind(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let access = web::Data::new(access);
     let data = web::Data::from(state.clone());
-    let exporter = state.opts.exporter;
+    let exporter = state.opts.mode == ServerMode::Exporter;
     let server = HttpServer::new(move || {
         let app = App::new()
             .app_data(data.clone())

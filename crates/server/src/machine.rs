@@ -137,14 +137,12 @@ fn run_options(
 /// The machine's devices now: NVML's GPUs (with their processes) where
 /// CUDA is usable, numbered as CUDA numbers them, and the wgpu adapter.
 fn probe_devices(state: &AppState) -> Devices {
-    let usable = |name: &str| {
-        state
-            .backends()
-            .iter()
-            .find(|b| b.name == name && b.available)
+    let usable = |choice| {
+        backend_status(state, choice)
+            .filter(|b| b.available)
             .map(|b| b.software)
     };
-    let cuda = match usable("cuda") {
+    let cuda = match usable(BackendChoice::Cuda) {
         Some(_) => {
             // The sampler's latest reading (at most a second old) when it
             // runs; NVML asked afresh otherwise.
@@ -164,13 +162,23 @@ fn probe_devices(state: &AppState) -> Devices {
         }
         None => Vec::new(),
     };
-    let wgpu = usable("wgpu");
+    let wgpu = usable(BackendChoice::Wgpu);
     Devices {
         auto_wgpu: cuda.is_empty() && wgpu == Some(false),
         cuda,
         wgpu: usize::from(wgpu.is_some()),
         own_pid: std::process::id(),
     }
+}
+
+/// Which backend a probe is about (`None` for one this build does not know).
+fn kind(status: &mnist_train::BackendStatus) -> Option<BackendChoice> {
+    status.name.parse().ok()
+}
+
+/// What probing `choice` found here.
+fn backend_status(state: &AppState, choice: BackendChoice) -> Option<&mnist_train::BackendStatus> {
+    state.backends().iter().find(|b| kind(b) == Some(choice))
 }
 
 /// Why a run cannot be queued here, for a 400 naming the field or a 503.
@@ -192,10 +200,7 @@ pub fn prepare(state: &AppState, config: &TrainConfig) -> Result<(), PrepareErro
     };
     if config.backend != BackendChoice::Auto {
         let name = config.backend.as_str();
-        let unusable = state
-            .backends()
-            .iter()
-            .find(|b| b.name == name && !b.available);
+        let unusable = backend_status(state, config.backend).filter(|b| !b.available);
         if let Some(b) = unusable {
             let reason = b.reason.clone().unwrap_or_default();
             return Err(field(
@@ -223,7 +228,7 @@ fn runs_on_cpu(state: &AppState, choice: BackendChoice) -> bool {
         BackendChoice::Auto => !state
             .backends()
             .iter()
-            .any(|b| b.name != "cpu" && b.available && !b.software),
+            .any(|b| kind(b) != Some(BackendChoice::Cpu) && b.available && !b.software),
         _ => false,
     }
 }

@@ -8,12 +8,11 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::meta::{MAX_NAME, MAX_NOTES, MAX_TAG, MAX_TAGS, META_FILE};
-use crate::protocol::RunMeta;
+use crate::protocol::{Restored, RunMeta, Trashed, TrashedRun};
 use crate::trash::{move_dir, move_to_trash, TrashError, TRASH};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use std::path::PathBuf;
 
 /// Registers `PATCH` and `DELETE /api/runs/{id}`, `GET /api/trash` and
@@ -157,7 +156,10 @@ async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult 
     })?;
     state.index.remove(&id);
     state.forget_run(&id);
-    Ok(HttpResponse::Ok().json(json!({"run_id": *id, "trashed": true})))
+    Ok(HttpResponse::Ok().json(Trashed {
+        run_id: id.into_inner(),
+        trashed: true,
+    }))
 }
 
 /// `POST /api/prune`: `{"policy": {…}, "dry_run": true}` (the default)
@@ -202,10 +204,14 @@ async fn trash(state: web::Data<AppState>) -> HttpResponse {
         .filter_map(|e| {
             let id = e.file_name().into_string().ok()?;
             let meta = RunMeta::load(&dir.join(&id), "run");
-            Some(json!({"run_id": id, "name": meta.name, "tags": meta.tags}))
+            Some(TrashedRun {
+                run_id: id,
+                name: meta.name,
+                tags: meta.tags,
+            })
         })
         .collect();
-    runs.sort_by(|a, b| b["run_id"].as_str().cmp(&a["run_id"].as_str()));
+    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
     HttpResponse::Ok().json(runs)
 }
 
@@ -229,5 +235,8 @@ async fn restore(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult
     )
     .map_err(io)?;
     let _ = std::fs::remove_dir(&trash);
-    Ok(HttpResponse::Ok().json(json!({"run_id": *id, "restored": true})))
+    Ok(HttpResponse::Ok().json(Restored {
+        run_id: id.into_inner(),
+        restored: true,
+    }))
 }

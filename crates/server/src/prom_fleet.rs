@@ -8,8 +8,13 @@
 //! The answer has the shape of the SSH fleet's (`/api/fleet`), so the page
 //! draws either the same way.
 
+use crate::protocol::{
+    FleetAnswer, FleetCpu, FleetGpu, FleetMemory, FleetProcess, FleetRun, FleetSource, FleetStats,
+    PromHost,
+};
 use mnist_events::LockExt;
-use serde_json::{json, Map, Value};
+use mnist_remote::fleet::{HostState, HostStatus};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +27,7 @@ pub const QUERY: &str = r#"{__name__=~"up|mnist_(cpu_usage_ratio|memory_(used|to
 pub struct PromFleet {
     url: String,
     job: String,
-    last: Mutex<Value>,
+    last: Mutex<FleetAnswer<PromHost>>,
 }
 
 impl PromFleet {
@@ -32,7 +37,12 @@ impl PromFleet {
         let fleet = Arc::new(Self {
             url: url.trim_end_matches('/').to_string(),
             job,
-            last: Mutex::new(json!({"hosts": [], "source": "prometheus", "error": "not read yet"})),
+            last: Mutex::new(FleetAnswer {
+                source: Some(FleetSource::Prometheus),
+                prometheus: None,
+                hosts: Vec::new(),
+                error: Some("not read yet".into()),
+            }),
         });
         let poller = fleet.clone();
         let _ = std::thread::Builder::new()
@@ -47,11 +57,11 @@ impl PromFleet {
 
     /// What `/api/fleet` answers: `{"source": "prometheus", "hosts": [...]}`
     /// (and `error` when Prometheus could not be read).
-    pub fn snapshot(&self) -> Value {
+    pub fn snapshot(&self) -> FleetAnswer<PromHost> {
         self.last.locked().clone()
     }
 
-    fn read(&self) -> Value {
+    fn read(&self) -> FleetAnswer<PromHost> {
         let endpoint = format!("{}/api/v1/query", self.url);
         let answer = ureq::get(&endpoint)
             .timeout(Duration::from_secs(10))
@@ -60,23 +70,25 @@ impl PromFleet {
             .map_err(|e| e.to_string())
             .and_then(|r| r.into_string().map_err(|e| e.to_string()))
             .and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string()));
-        match answer {
+        let (hosts, error) = match answer {
             Ok(v) if v["status"] == "success" => {
                 let series = v["data"]["result"].as_array().cloned().unwrap_or_default();
-                json!({"source": "prometheus", "prometheus": self.url, "hosts": hosts(&series, &self.job)})
+                (hosts(&series, &self.job), None)
             }
-            Ok(v) => {
-                json!({"source": "prometheus", "prometheus": self.url, "hosts": [], "error": format!("{endpoint}: {}", v["error"])})
-            }
-            Err(e) => {
-                json!({"source": "prometheus", "prometheus": self.url, "hosts": [], "error": format!("{endpoint}: {e}")})
-            }
+            Ok(v) => (Vec::new(), Some(format!("{endpoint}: {}", v["error"]))),
+            Err(e) => (Vec::new(), Some(format!("{endpoint}: {e}"))),
+        };
+        FleetAnswer {
+            source: Some(FleetSource::Prometheus),
+            prometheus: Some(self.url.clone()),
+            hosts,
+            error,
         }
     }
 }
 
 /// The fleet's hosts from one query's series: one per `instance` of `job`.
-pub fn hosts(series: &[Value], job: &str) -> Vec<Value> {
+pub fn hosts(series: &[Value], job: &str) -> Vec<PromHost> {
     let mut by_instance: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for s in series {
         let m = &s["metric"];
@@ -97,7 +109,12 @@ fn value(s: &Value) -> Option<f64> {
     s["value"][1].as_str()?.parse().ok()
 }
 
-fn host(instance: &str, series: &[&Value]) -> Value {
+/// A label's value as text.
+fn label(s: &Value, name: &str) -> Option<String> {
+    s["metric"][name].as_str().map(str::to_string)
+}
+
+fn host(instance: &str, series: &[&Value]) -> PromHost {
     let find = |name: &str| -> Vec<&Value> {
         series
             .iter()
@@ -112,82 +129,89 @@ fn host(instance: &str, series: &[&Value]) -> Value {
         .filter_map(|s| s["value"][0].as_f64())
         .fold(0.0, f64::max);
     if !up {
-        return json!({"host": instance, "state": "down", "error": "Prometheus cannot scrape it (up = 0)", "last_ok_ms": null, "stats": null});
+        return PromHost {
+            status: HostStatus {
+                host: instance.to_string(),
+                state: HostState::Down,
+                error: Some("Prometheus cannot scrape it (up = 0)".into()),
+                last_ok_ms: None,
+                stats: None,
+            },
+            run: None,
+        };
     }
-    let mut gpus: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut gpus: BTreeMap<String, FleetGpu> = BTreeMap::new();
     for s in series {
         let m = &s["metric"];
         let (Some(name), Some(index)) = (m["__name__"].as_str(), m["index"].as_str()) else {
             continue;
         };
-        let gpu = gpus.entry(index.to_string()).or_insert_with(|| {
-            let mut g = Map::new();
-            g.insert("index".into(), json!(index.parse::<u64>().unwrap_or(0)));
-            g.insert("processes".into(), json!([]));
-            g
+        let gpu = gpus.entry(index.to_string()).or_insert_with(|| FleetGpu {
+            index: index.parse::<u64>().unwrap_or(0),
+            ..Default::default()
         });
         let v = value(s);
         match name {
-            "mnist_gpu_info" => {
-                gpu.insert("name".into(), m["name"].clone());
-            }
+            "mnist_gpu_info" => gpu.name = label(s, "name"),
             "mnist_gpu_utilization_ratio" => {
-                gpu.insert(
-                    "utilization_percent".into(),
-                    json!(v.map(|v| (v * 100.0).round())),
-                );
+                gpu.utilization_percent = v.map(|v| (v * 100.0).round());
             }
-            "mnist_gpu_memory_used_bytes" => {
-                gpu.insert("memory_used_bytes".into(), json!(v));
-            }
-            "mnist_gpu_memory_total_bytes" => {
-                gpu.insert("memory_total_bytes".into(), json!(v));
-            }
-            "mnist_gpu_temperature_celsius" => {
-                gpu.insert("temperature_celsius".into(), json!(v));
-            }
-            "mnist_gpu_process_memory_bytes" => {
-                let p = json!({"pid": m["pid"].as_str().and_then(|p| p.parse::<u64>().ok()), "user": m["user"], "command": m["command"], "gpu_memory_bytes": v});
-                if let Some(list) = gpu.get_mut("processes").and_then(Value::as_array_mut) {
-                    list.push(p);
-                }
-            }
+            "mnist_gpu_memory_used_bytes" => gpu.memory_used_bytes = v,
+            "mnist_gpu_memory_total_bytes" => gpu.memory_total_bytes = v,
+            "mnist_gpu_temperature_celsius" => gpu.temperature_celsius = v,
+            "mnist_gpu_process_memory_bytes" => gpu.processes.push(FleetProcess {
+                pid: m["pid"].as_str().and_then(|p| p.parse::<u64>().ok()),
+                user: label(s, "user"),
+                command: label(s, "command"),
+                gpu_memory_bytes: v,
+            }),
             _ => {}
         }
     }
     let run = find("mnist_run_info").first().map(|s| {
-        let id = s["metric"]["run_id"].clone();
+        let id = &s["metric"]["run_id"];
         let by_run = |name: &str| {
             find(name)
                 .into_iter()
-                .find(|x| x["metric"]["run_id"] == id)
+                .find(|x| x["metric"]["run_id"] == *id)
                 .and_then(value)
         };
-        json!({
-            "run_id": id,
-            "active": one("mnist_run_active") == Some(1.0),
-            "step": by_run("mnist_train_step"),
-            "loss": by_run("mnist_train_loss"),
-        })
+        FleetRun {
+            run_id: label(s, "run_id"),
+            active: one("mnist_run_active") == Some(1.0),
+            step: by_run("mnist_train_step"),
+            loss: by_run("mnist_train_loss"),
+        }
     });
-    json!({
-        "host": instance,
-        "state": "up",
-        "error": null,
-        "last_ok_ms": (stamp * 1000.0) as u64,
-        "stats": {
-            "cpu": {"usage_percent": one("mnist_cpu_usage_ratio").map_or(0.0, |v| v * 100.0)},
-            "memory": {"used_bytes": one("mnist_memory_used_bytes"), "total_bytes": one("mnist_memory_total_bytes")},
-            "gpus": gpus.into_values().collect::<Vec<_>>(),
-            "gpu_error": if find("mnist_gpu_info").is_empty() { json!("no NVIDIA GPU reported") } else { Value::Null },
+    let stats = FleetStats {
+        cpu: FleetCpu {
+            usage_percent: one("mnist_cpu_usage_ratio").map_or(0.0, |v| v * 100.0),
         },
-        "run": run,
-    })
+        memory: FleetMemory {
+            used_bytes: one("mnist_memory_used_bytes"),
+            total_bytes: one("mnist_memory_total_bytes"),
+        },
+        gpus: gpus.into_values().collect(),
+        gpu_error: find("mnist_gpu_info")
+            .is_empty()
+            .then(|| "no NVIDIA GPU reported".to_string()),
+    };
+    PromHost {
+        status: HostStatus {
+            host: instance.to_string(),
+            state: HostState::Up,
+            error: None,
+            last_ok_ms: Some((stamp * 1000.0) as u64),
+            stats: Some(stats),
+        },
+        run,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn s(labels: Value, v: &str) -> Value {
         json!({"metric": labels, "value": [1700000000.5, v]})
@@ -233,7 +257,8 @@ mod tests {
                 "120",
             ),
         ];
-        let hosts = hosts(&series, "mnist-monitor");
+        let hosts = serde_json::to_value(hosts(&series, "mnist-monitor")).unwrap();
+        let hosts = hosts.as_array().unwrap();
         assert_eq!(hosts.len(), 2, "{hosts:?}");
         let a = &hosts[0];
         assert_eq!(a["state"], "up");
@@ -246,5 +271,13 @@ mod tests {
         assert_eq!(a["run"]["run_id"], "r1");
         assert_eq!(a["run"]["step"], 120.0);
         assert_eq!(hosts[1]["state"], "down");
+        // The shape of an SSH host's row, nulls included.
+        assert!(
+            a["error"].is_null() && a["stats"]["gpu_error"].is_null(),
+            "{a}"
+        );
+        assert_eq!(a["last_ok_ms"], 1_700_000_000_500_u64);
+        assert!(hosts[1]["stats"].is_null() && hosts[1]["last_ok_ms"].is_null());
+        assert!(gpu["processes"][0]["gpu_memory_bytes"].is_number());
     }
 }

@@ -16,6 +16,7 @@
 //! ([`KEYS`]). A term that does not parse, or names no key, is an error
 //! naming that term.
 
+pub use crate::protocol::Cell;
 use crate::protocol::RunSummary;
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -101,19 +102,6 @@ enum Term {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     terms: Vec<Term>,
-}
-
-/// A value read off a row for a key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// Nothing there (sorted last).
-    Missing,
-    /// A number.
-    Num(f64),
-    /// Text (compared case-insensitively, numbers in it by value).
-    Text(String),
-    /// Several texts (tags): a term matches when one does.
-    Many(Vec<String>),
 }
 
 /// Resolves a key as written (an alias, a config field, one of [`KEYS`]).

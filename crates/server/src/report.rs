@@ -9,11 +9,10 @@
 //! resolution with their moving average, every evaluation, the latest
 //! samples, the configuration, the model and the provenance.
 
-use crate::protocol::RunMeta;
+use crate::protocol::{ReportData, RunMeta};
 use crate::series::{DEFAULT_SMOOTHING, MAX_POINTS};
 use crate::state::RunState;
 use mnist_events::EventKind;
-use serde_json::{json, Value};
 
 const TEMPLATE: &str = include_str!("../../../web/report/report.html");
 const SCRIPT: &str = include_str!("../../../web/report/report.js");
@@ -29,40 +28,28 @@ pub const REPORT_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
     style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'; sandbox allow-scripts";
 
-/// What the report shows of `state`, as JSON.
-pub fn data(state: &RunState, meta: &RunMeta) -> Value {
-    let evals: Vec<_> = state
-        .events()
-        .filter(|e| matches!(e.kind, EventKind::Eval(_)))
-        .collect();
-    let samples = state
-        .events()
-        .filter(|e| matches!(e.kind, EventKind::Samples(_)))
-        .last();
-    let started = state
-        .events()
-        .filter(|e| matches!(e.kind, EventKind::RunStarted(_)))
-        .last();
-    let finished = state
-        .events()
-        .filter(|e| matches!(e.kind, EventKind::RunFinished(_)))
-        .last();
-    json!({
-        "run_id": state.run_id(),
-        "meta": meta,
-        "summary": state.summary(),
-        "started": started,
-        "finished": finished,
-        "evals": evals,
-        "samples": samples,
-        "alerts": state.alert_counts(),
-        "series": state.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
-        "hardware": state.hardware(MAX_POINTS),
-        "generated_ms": std::time::SystemTime::now()
+/// What the report shows of `state`.
+pub fn data<'a>(state: &'a RunState, meta: &'a RunMeta) -> ReportData<'a> {
+    let last = |is: fn(&EventKind) -> bool| state.events().filter(|e| is(&e.kind)).last();
+    ReportData {
+        run_id: state.run_id(),
+        meta,
+        summary: state.summary(),
+        started: last(|k| matches!(k, EventKind::RunStarted(_))),
+        finished: last(|k| matches!(k, EventKind::RunFinished(_))),
+        evals: state
+            .events()
+            .filter(|e| matches!(e.kind, EventKind::Eval(_)))
+            .collect(),
+        samples: last(|k| matches!(k, EventKind::Samples(_))),
+        alerts: state.alert_counts(),
+        series: state.series(0, u64::MAX, MAX_POINTS, DEFAULT_SMOOTHING),
+        hardware: state.hardware(MAX_POINTS),
+        generated_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
-        "generator": format!("mnist-monitor {}", env!("CARGO_PKG_VERSION")),
-    })
+        generator: format!("mnist-monitor {}", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 /// Why `mnist-monitor report` could not write a report.
@@ -137,6 +124,7 @@ fn escape_html(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::sync::Arc;
 
     #[test]

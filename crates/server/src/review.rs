@@ -7,6 +7,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::history::list_runs;
+use crate::protocol::{OverrideSaved, OverridesAnswer, Prediction, ReviewPage, ReviewSample};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use base64::Engine;
@@ -14,7 +15,6 @@ use mnist_data::overrides::{self, Decision, LabelOverrides, Override};
 use mnist_events::LockExt;
 use mnist_train::infer::{argmax, png_to_mnist, rank, Predictor, Ranked};
 use serde::Deserialize;
-use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -157,17 +157,17 @@ async fn review(
         .take(limit)
         .map(|r| {
             let px = &pixels[r.index * 784..(r.index + 1) * 784];
-            json!({
-                "split": split,
-                "index": r.index,
-                "png_base64": mnist_train::samples::png_base64(px),
-                "label": r.label,
-                "predicted": r.predicted,
-                "probs": r.probs,
-                "loss": r.loss,
-                "margin": r.margin,
-                "decision": decisions.entries.get(&overrides::key(&split, r.index)),
-            })
+            ReviewSample {
+                split: &split,
+                index: r.index,
+                png_base64: mnist_train::samples::png_base64(px),
+                label: r.label,
+                predicted: r.predicted,
+                probs: r.probs,
+                loss: r.loss,
+                margin: r.margin,
+                decision: decisions.entries.get(&overrides::key(&split, r.index)),
+            }
         })
         .collect();
     let reviewed = decisions
@@ -175,20 +175,23 @@ async fn review(
         .keys()
         .filter(|k| k.starts_with(&format!("{split}:")))
         .count();
-    Ok(HttpResponse::Ok().json(json!({
-        "run_id": *id,
-        "checkpoint": checkpoint.display().to_string(),
-        "split": split,
-        "total": filtered.len(),
-        "reviewed": reviewed,
-        "samples": samples,
-    })))
+    Ok(HttpResponse::Ok().json(ReviewPage {
+        run_id: id.into_inner(),
+        checkpoint: checkpoint.display().to_string(),
+        split: &split,
+        total: filtered.len(),
+        reviewed,
+        samples,
+    }))
 }
 
 async fn get_overrides(state: web::Data<AppState>) -> ApiResult {
     let path = overrides::path_in(&state.opts.data_dir);
     let o = LabelOverrides::load(&path).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({"path": path.display().to_string(), "entries": o.entries})))
+    Ok(HttpResponse::Ok().json(OverridesAnswer {
+        path: path.display().to_string(),
+        entries: o.entries,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -213,7 +216,7 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
         _ => {}
     }
     let state = state.into_inner();
-    let saved = web::block(move || -> Result<serde_json::Value, ApiError> {
+    let saved = web::block(move || -> Result<OverrideSaved, ApiError> {
         let data = crate::machine::load_data(&state).map_err(ApiError::Unavailable)?;
         let labels = if b.split == "train" {
             &data.train_labels
@@ -249,7 +252,11 @@ async fn set_override(state: web::Data<AppState>, body: web::Json<OverrideBody>)
                 .count()
         })
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(json!({"key": key, "entry": entry, "reviewed": reviewed}))
+        Ok(OverrideSaved {
+            key,
+            entry,
+            reviewed,
+        })
     })
     .await??;
     Ok(HttpResponse::Ok().json(saved))
@@ -335,12 +342,12 @@ async fn predict(state: web::Data<AppState>, body: web::Json<PredictBody>) -> Ap
         ))
     })
     .await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "run_id": run_id,
-        "checkpoint": checkpoint.display().to_string(),
-        "predicted": argmax(&probs),
-        "probs": probs,
-        "input_png_base64": mnist_train::samples::png_base64(&input),
-        "ms": ms,
-    })))
+    Ok(HttpResponse::Ok().json(Prediction {
+        run_id,
+        checkpoint: checkpoint.display().to_string(),
+        predicted: argmax(&probs),
+        probs,
+        input_png_base64: mnist_train::samples::png_base64(&input),
+        ms,
+    }))
 }

@@ -51,12 +51,13 @@ impl std::fmt::Display for Slot {
 /// The device a run another process trains holds, from its `run_started`
 /// (`backend`, `device_index`); a run that has not said yet holds the CPU
 /// (loading data, then most likely training there).
-pub fn slot_of(backend: Option<&str>, index: Option<usize>) -> Option<Slot> {
+pub fn slot_of(backend: Option<BackendChoice>, index: Option<usize>) -> Option<Slot> {
     match backend {
-        None | Some("cpu") => Some(Slot::Cpu),
-        Some("wgpu") => Some(Slot::Wgpu(index.unwrap_or(0))),
-        // NVML lists a CUDA run's process on its GPU.
-        _ => None,
+        None | Some(BackendChoice::Cpu) => Some(Slot::Cpu),
+        Some(BackendChoice::Wgpu) => Some(Slot::Wgpu(index.unwrap_or(0))),
+        // NVML lists a CUDA run's process on its GPU; `auto` is never
+        // what a run trained on.
+        Some(BackendChoice::Cuda | BackendChoice::Auto) => None,
     }
 }
 

@@ -11,11 +11,12 @@
 //! `POST /api/slurm/{sweep}/cancel` or a run's Stop.
 
 use crate::error::{ApiError, ApiResult};
+use crate::protocol::{SweepView, TaskView};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use mnist_events::LockExt;
 use mnist_slurm::{SlurmError, SweepJob, TaskState};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,39 +40,6 @@ pub(crate) struct Board {
     forgotten: std::collections::HashSet<(String, u32)>,
     /// Why Slurm could not be asked (no `squeue` here, the controller down).
     error: Option<String>,
-}
-
-/// One task as the page shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskView {
-    /// The task's index in the job array.
-    pub task: u32,
-    /// The run it trains.
-    pub run_id: String,
-    /// Slurm's state word; `None` when Slurm no longer knows the task (the
-    /// run's own status tells how it ended).
-    pub state: Option<String>,
-    /// Why it waits, while pending.
-    pub reason: Option<String>,
-    /// The node it runs or ran on.
-    pub node: Option<String>,
-    /// Time used, as Slurm prints it.
-    pub elapsed: Option<String>,
-}
-
-/// One sweep's job and its tasks (`GET /api/slurm`).
-#[derive(Debug, Clone, Serialize)]
-pub struct SweepView {
-    /// The sweep id (the job's name).
-    pub sweep_id: String,
-    /// Slurm's array job id.
-    pub job_id: String,
-    /// When it was submitted, seconds since the Unix epoch.
-    pub submitted_at: f64,
-    /// The `sbatch` options it was submitted with.
-    pub options: mnist_slurm::SlurmOptions,
-    /// Its tasks, in array order.
-    pub tasks: Vec<TaskView>,
 }
 
 impl Board {
@@ -218,10 +186,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// with each task's state; `error` says why Slurm could not be asked.
 async fn list(state: web::Data<AppState>) -> HttpResponse {
     let board = state.slurm.locked();
-    HttpResponse::Ok().json(serde_json::json!({
-        "sweeps": board.views(),
-        "error": board.error,
-    }))
+    HttpResponse::Ok().json(crate::protocol::SlurmSweeps {
+        sweeps: board.views(),
+        error: board.error.clone(),
+    })
 }
 
 /// The body of a cancel: `{"task": N}` for one task; an empty body (or
@@ -284,12 +252,14 @@ async fn cancel(
         )));
     }
     scancel(&state, &job, task).await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "sweep_id": job.sweep_id,
-        "job_id": job.job_id,
-        "task": task,
-        "cancelling": true,
-    })))
+    Ok(
+        HttpResponse::Accepted().json(crate::protocol::SlurmCancelling {
+            sweep_id: job.sweep_id,
+            job_id: job.job_id,
+            task,
+            cancelling: true,
+        }),
+    )
 }
 
 /// Runs `scancel` off the async threads, then asks Slurm again at once so

@@ -3,33 +3,17 @@
 //! run tagged with it), so the page's compare view can open on them.
 
 use crate::error::{ApiError, ApiResult};
+use crate::protocol::{SweepQueued, SweepRequest, SweepRun};
 use crate::scheduler::{Submission, Submitted};
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use mnist_sweep::{Grid, SweepError};
 use mnist_train::TrainConfig;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Registers `POST /api/sweeps`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/sweeps", web::post().to(start));
-}
-
-/// The request: a base configuration, the grid (as JSON lists by field, or
-/// as `field=v1,v2` lines), and optionally `random` (with `seed`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SweepRequest {
-    #[serde(default)]
-    base: Value,
-    #[serde(default)]
-    grid: serde_json::Map<String, Value>,
-    #[serde(default)]
-    specs: Vec<String>,
-    random: Option<usize>,
-    #[serde(default)]
-    seed: u64,
 }
 
 fn sweep_error(e: SweepError) -> ApiError {
@@ -42,7 +26,7 @@ fn sweep_error(e: SweepError) -> ApiError {
 }
 
 async fn start(state: web::Data<AppState>, body: web::Json<SweepRequest>) -> ApiResult {
-    if !state.opts.can_start_runs {
+    if !state.opts.mode.starts_runs() {
         return Err(ApiError::Forbidden(
             "this server only watches a run started from the command line".into(),
         ));
@@ -91,23 +75,4 @@ async fn start(state: web::Data<AppState>, body: web::Json<SweepRequest>) -> Api
         sweep_id,
         runs,
     }))
-}
-
-/// A run of a sweep, as queued.
-#[derive(serde::Serialize)]
-struct SweepRun {
-    run_id: String,
-    /// Its place in the queue (absent when it started at once).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    position: Option<usize>,
-    config: mnist_train::TrainConfig,
-}
-
-/// `POST /api/sweeps`'s answer.
-#[derive(serde::Serialize)]
-struct SweepQueued {
-    sweep_id: String,
-    runs: Vec<SweepRun>,
-    /// The page that overlays the sweep's runs.
-    compare: String,
 }

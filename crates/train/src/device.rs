@@ -45,6 +45,25 @@ impl BackendChoice {
     }
 }
 
+/// `auto`, `cpu`, `wgpu` or `cuda` (a run's `run_started` names the
+/// backend it trained on this way).
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "wgpu" => Ok(BackendChoice::Wgpu),
+            "cuda" => Ok(BackendChoice::Cuda),
+            _ => Err(format!(
+                "no backend {s:?}: one of {}",
+                BackendChoice::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Largest `device` index.
 pub const MAX_DEVICE: u64 = 63;
 
@@ -82,13 +101,7 @@ impl std::str::FromStr for DeviceSpec {
             Some((name, index)) => (name, Some(index)),
             None => (s, None),
         };
-        let backend = match name {
-            "auto" => BackendChoice::Auto,
-            "cpu" => BackendChoice::Cpu,
-            "cuda" => BackendChoice::Cuda,
-            "wgpu" => BackendChoice::Wgpu,
-            _ => return Err(BadDeviceSpec::Syntax(s.into())),
-        };
+        let backend: BackendChoice = name.parse().map_err(|_| BadDeviceSpec::Syntax(s.into()))?;
         let index = index
             .map(|i| parse_index(i).map_err(|_| BadDeviceSpec::Index(s.into())))
             .transpose()?;
