@@ -79,7 +79,7 @@ try {
   const tip = await page.textContent('#heat-tip');
   if (!/^conv3 · step [\d,]+ · gradient norm [\d.e+-]+/.test(tip)) fail(`hover tip: ${tip}`);
   out.tip = tip;
-  await page.screenshot({ path: join(shots, 'layers.png'), clip: await page.locator('#layers-card').boundingBox() });
+  await page.locator('#layers-card').screenshot({ path: join(shots, 'layers.png') });
 
   // Another statistic: dead units, on a linear scale; fc2 has no ReLU.
   await page.selectOption('#layer-stat', 'dead');
@@ -109,7 +109,7 @@ try {
   if (hs.layer !== 'conv2' || !hs.shown.latest || hs.shown.epoch !== hs.last || hs.value !== hs.max || !hs.label.includes('(latest)')) fail(`histograms did not open on the latest: ${JSON.stringify(hs)}`);
   if (hs.rows.some((n) => n !== h1.hists) || hs.drew.some((n) => n < 50)) fail(`histograms over time: ${JSON.stringify(hs)}`);
   await page.locator('#layer-hists').scrollIntoViewIfNeeded();
-  await page.screenshot({ path: join(shots, 'histograms.png'), clip: await page.locator('#layers-card').boundingBox() });
+  await page.locator('#layers-card').screenshot({ path: join(shots, 'histograms.png') });
   // The slider back to the first epoch.
   await page.$eval('#hist-epoch', (s) => { s.value = '0'; s.dispatchEvent(new Event('input')); });
   const first = await page.textContent('#hist-epoch-label');
@@ -146,7 +146,7 @@ try {
   if (ins.filters.length !== ins.shapes[0] || ins.filters.some((w) => w !== 3)) fail(`conv1's filters: ${JSON.stringify(ins.filters)}`);
   if (ins.saliency !== 28 || ins.input !== 28 || ins.bars !== 10 || ins.pixelated !== 'pixelated') fail(`inspect images: ${JSON.stringify(ins)}`);
   if (!/checkpoint of epoch \d+ \(step [\d,]+\) · [\d.]+ ms/.test(ins.meta)) fail(`inspect meta: ${ins.meta}`);
-  await page.screenshot({ path: join(shots, 'inspect.png'), clip: await page.locator('#inspect-card').boundingBox() });
+  await page.locator('#inspect-card').screenshot({ path: join(shots, 'inspect.png') });
   // An index past the test set: the server's reason, the input marked.
   await page.fill('#inspect-index', '10000');
   await page.click('#inspect-go');
@@ -161,7 +161,7 @@ try {
     await waitFor('the Fork panel on epoch 1 at a tenth of the rate', () => document.querySelector('#fork-panel').open
       && document.querySelector('#fork-epoch').value === '1' && document.querySelector('#fork-form').elements.lr.value === '0.0001');
     out.diagnosis = true;
-    await page.screenshot({ path: join(shots, 'diagnosis.png'), clip: await page.locator('#status').boundingBox() });
+    await page.locator('#status').screenshot({ path: join(shots, 'diagnosis.png') });
   }
   if (errors.length) fail(`page errors: ${errors.join('; ')}`);
   console.log(JSON.stringify(out));

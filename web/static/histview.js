@@ -76,7 +76,7 @@ function build(box) {
     time.addEventListener('mousemove', (ev) => hoverTime(kind, time, ev));
     time.addEventListener('click', (ev) => {
       const cell = cellOf(kind, time, ev);
-      if (cell) { hist.index = cell.row; renderHists(cols); }
+      if (cell) { hist.index = cell.row >= cols.histograms.length - 1 ? null : cell.row; renderHists(cols); }
     });
     bars.addEventListener('mousemove', (ev) => hoverBars(kind, bars, ev));
   }
@@ -164,7 +164,7 @@ function drawKind(kind, i) {
   if (row.below) out.push(`${row.below.toLocaleString()} below ${fmtVal(s.lo)}`);
   if (row.above) out.push(`${row.above.toLocaleString()} above ${fmtVal(s.hi)}`);
   if (row.notFinite) out.push(`<b class="bad">${row.notFinite.toLocaleString()} not finite</b>`);
-  col.querySelector('.hist-note').innerHTML = `epoch ${row.epoch}: ${row.total.toLocaleString()} values${out.length ? ` · ${out.join(' · ')}` : ''} · ↕ epochs 1–${s.rows[s.rows.length - 1].epoch}`;
+  col.querySelector('.hist-note').innerHTML = `epoch ${row.epoch}: ${row.total.toLocaleString()} values${out.length ? ` · ${out.join(' · ')}` : ''} · over time: epochs ${s.rows[0].epoch}–${s.rows[s.rows.length - 1].epoch}, top to bottom`;
 }
 
 function cellOf(kind, canvas, ev) {
