@@ -199,7 +199,7 @@ export function heatCellAt(geom, x, y) {
 export function fmtVal(v) {
   if (v == null || !Number.isFinite(v)) return '–';
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
+  if (a !== 0 && (a < 1e-4 || a >= 1e5)) return v.toExponential(2);
   return String(Number(v.toPrecision(3)));
 }
 

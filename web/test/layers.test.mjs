@@ -176,7 +176,9 @@ test('the cell under the pointer: row by height, the column\'s largest value (th
   // No value anywhere in the span: the last sample (its hover says –).
   assert.equal(pickSample([null, null, null], 0, 2), 2);
   assert.equal(fmtVal(null), '–');
-  assert.equal(fmtVal(0.000123), '1.23e-4');
+  assert.equal(fmtVal(0.000123), '0.000123');
+  assert.equal(fmtVal(0.0001), '0.0001');
+  assert.equal(fmtVal(0.0000123), '1.23e-5');
   assert.equal(fmtVal(0.0123456), '0.0123');
   assert.equal(fmtVal(123456), '1.23e+5');
 });
