@@ -12,7 +12,9 @@
 #   5. `stats --json` during a CUDA run: the GPU, its process, its user;
 #   6. two runs on one GPU at once against one run alone (images/s each),
 #      and the device `--device cuda` picked, with its reason;
-#   7. a per-kernel profile (nsys when present, else CubeCL's profiler).
+#   7. a per-kernel profile (nsys when present, else CubeCL's profiler);
+#   8. the cost of per-layer statistics at the default interval: images/s
+#      with them over images/s without, alternating rounds (goal >= 0.98).
 #
 #   bash bench/gpu_acceptance.sh [BIN] [OUT_DIR]
 #
@@ -31,6 +33,13 @@ BIN=${1:-$default_bin}
 OUT=${2:-gpu-acceptance}
 GPU=${GPU:-cuda}
 export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}
+# NVRTC (CubeCL compiles its kernels with it): the toolkit's, else the one
+# PyTorch's wheels bring.
+for d in "$CUDA_PATH/lib64" /usr/local/lib/python3*/dist-packages/nvidia/*/lib \
+    /usr/local/lib/python3*/site-packages/nvidia/*/lib /usr/lib/python3/dist-packages/nvidia/*/lib; do
+    [ -d "$d" ] && LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d
+done
+export LD_LIBRARY_PATH
 mkdir -p "$OUT"
 : >"$OUT/summary.txt"
 WORK=$(mktemp -d)
@@ -40,7 +49,7 @@ export MNIST_MONITOR_KERNEL_CACHE=$WORK/kernel-cache
 T0=$SECONDS
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 
-BUDGET=470 # seconds for all steps: the command ends within 8 minutes
+BUDGET=480 # seconds for all steps: the command ends within 8 minutes
 step() { # name, seconds, command...
     local name=$1 limit=$2; shift 2
     local left=$((BUDGET - (SECONDS - T0)))
@@ -75,6 +84,7 @@ EOF
 }
 
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 && head -15 "$OUT/nvidia-smi.txt" | tee -a "$OUT/summary.txt"
+ldconfig -p 2>/dev/null | grep -E "libnvrtc|libcuda.so" | head -4 | tee -a "$OUT/summary.txt"
 "$BIN" backends | tee -a "$OUT/summary.txt"
 
 # 1. Cold: a short run on an empty kernel cache (compiles and autotunes).
@@ -109,6 +119,40 @@ for g in s.get("gpus") or []:
           "power", g.get("power_watts"), "processes", procs)
 if not s.get("gpus"):
     print("   no GPUs:", s.get("gpu_error"))
+EOF
+
+# 8. Per-layer statistics at the default interval against none, alternating
+# rounds of the same short run (batch 128: the most steps per image).
+layers_round() { # round, with (1|0)
+    local off=(--layer-stats-every 0); [ "$2" = 1 ] && off=() # 1: the default interval
+    "$BIN" train --json --quiet --hw-interval 0 --backend "$GPU" --batch-size 128 --epochs 2 \
+        --limit-train "${LAYERS_IMAGES:-30720}" --limit-test 512 "${off[@]}" \
+        --run-dir "$WORK/runs-layers" --checkpoint-dir "$WORK/ckpt-layers" | tail -1 |
+        python3 -c "import json,sys; print($1, $2, json.load(sys.stdin)['images_per_sec'])"
+}
+layers_rounds() {
+    layers_round 0 1 # compiles the statistics' kernels once
+    for r in 1 2 3; do
+        if [ $((r % 2)) = 1 ]; then layers_round $r 1; layers_round $r 0
+        else layers_round $r 0; layers_round $r 1; fi
+    done
+}
+export BIN GPU WORK LAYERS_IMAGES; export -f layers_round layers_rounds
+step layers-overhead 75 bash -c layers_rounds
+python3 - "$OUT/layers-overhead.log" <<'EOF' | tee -a "$OUT/summary.txt"
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.count(" ") == 2 and l[0].isdigit()]
+by = {}
+for r, w, ips in rows:
+    if r != "0":
+        by.setdefault(r, {})[w] = float(ips)
+ratios = sorted(v["1"] / v["0"] for v in by.values() if "1" in v and "0" in v)
+for r, v in sorted(by.items()):
+    print("   round", r, "with", v.get("1"), "without", v.get("0"))
+if ratios:
+    print("   layer statistics at the default interval: median ratio %.3f (range %.3f-%.3f)" % (ratios[len(ratios) // 2], ratios[0], ratios[-1]))
+else:
+    print("   layer statistics: no complete round")
 EOF
 
 # 4. wgpu on the GPU (its own kernels: a short run, capped).

@@ -832,9 +832,31 @@ fn early_stopping_and_a_target_end_a_real_run_where_they_should() {
 fn a_diverging_run_gets_a_diagnosis_that_names_a_layer() {
     let work = tempfile::tempdir().unwrap();
     let out = bin()
-        .args(["train", "--epochs", "1", "--lr", "10", "--limit-train", "3200"])
-        .args(["--val-size", "500", "--limit-test", "500", "--backend", "cpu"])
-        .args(["--quiet", "--hw-interval", "0", "--run-id", "diverge", "--data-dir"])
+        .args([
+            "train",
+            "--epochs",
+            "1",
+            "--lr",
+            "10",
+            "--limit-train",
+            "3200",
+        ])
+        .args([
+            "--val-size",
+            "500",
+            "--limit-test",
+            "500",
+            "--backend",
+            "cpu",
+        ])
+        .args([
+            "--quiet",
+            "--hw-interval",
+            "0",
+            "--run-id",
+            "diverge",
+            "--data-dir",
+        ])
         .arg(real_mnist_dir())
         .args(work_dirs(work.path()))
         .output()
@@ -854,7 +876,13 @@ fn a_diverging_run_gets_a_diagnosis_that_names_a_layer() {
     assert!(!d.rise.is_finite() || d.rise >= 10.0, "{d:?}");
     assert_eq!(d.lr, 10.0);
     assert!(d.suggestion.contains("--lr 1"), "{}", d.suggestion);
-    assert!(alert.message.contains(&format!("{layer}'s gradient norm rose first")), "{}", alert.message);
+    assert!(
+        alert
+            .message
+            .contains(&format!("{layer}'s gradient norm rose first")),
+        "{}",
+        alert.message
+    );
     let samples = events
         .iter()
         .filter(|e| matches!(e.kind, mnist_events::EventKind::Layers(_)))

@@ -26,6 +26,11 @@ pub struct Doctor {
     batches: u64,
     lr: f64,
     samples: Vec<LayerStats>,
+    /// The first sample taken after [`WARM_UP`]/4 batches: the samples
+    /// before it, from the first steps of a fresh network, whose gradients
+    /// can be ten times smaller than a healthy run's later ones, are no
+    /// baseline for a jump.
+    settled_from: Option<usize>,
     /// The newest epoch checkpoint written while the loss looked healthy.
     good: Option<GoodCheckpoint>,
     troubled: bool,
@@ -68,23 +73,27 @@ impl Doctor {
     }
 
     /// Folds a layer sample in; the layer whose gradient norm jumped
-    /// [`RISE`] times over its median of the earlier samples (or became
-    /// non-finite), with the rise.
+    /// [`RISE`] times over its median of the earlier settled samples (or
+    /// became non-finite), with the rise. Only after [`WARM_UP`] batches and
+    /// three settled samples: a fresh network's gradients grow on their own.
     pub fn layers(&mut self, s: &LayerStats) -> Option<(String, f64)> {
+        let settled = match self.settled_from {
+            Some(from) if self.batches >= WARM_UP => &self.samples[from..],
+            _ => &[][..],
+        };
         let jump = s
             .layers
             .iter()
             .enumerate()
             .filter_map(|(i, l)| {
-                let earlier: Vec<f64> = self
-                    .samples
+                let earlier: Vec<f64> = settled
                     .iter()
                     .rev()
                     .take(16)
                     .filter_map(|p| p.layers.get(i).map(|l| l.grad_norm))
                     .filter(|g| g.is_finite() && *g > 0.0)
                     .collect();
-                let base = median(earlier).filter(|_| self.samples.len() >= 3)?;
+                let base = median(earlier).filter(|_| settled.len() >= 3)?;
                 let rise = l.grad_norm / base;
                 (!rise.is_finite() || rise >= RISE).then(|| (l.name.clone(), rise))
             })
@@ -92,6 +101,10 @@ impl Doctor {
         if self.samples.len() == KEPT {
             // Keep the first samples (the baselines) and the newest.
             self.samples.remove(KEPT / 4);
+            self.settled_from = self.settled_from.map(|f| f.min(KEPT / 4));
+        }
+        if self.settled_from.is_none() && self.batches >= WARM_UP / 4 {
+            self.settled_from = Some(self.samples.len());
         }
         self.samples.push(s.clone());
         jump
@@ -275,33 +288,57 @@ mod tests {
         assert!(text.contains("no checkpoint before it"), "{text}");
     }
 
+    fn batch(step: u64, loss: f64) -> BatchMetrics {
+        serde_json::from_value(serde_json::json!({
+            "epoch": 1, "batch": step, "batches": 100, "step": step, "size": 8,
+            "loss": loss, "accuracy": 0.5, "f1_macro": 0.5, "epoch_loss": loss,
+            "epoch_accuracy": 0.5, "epoch_f1_macro": 0.5, "lr": 0.1,
+            "images_per_sec": 1.0, "elapsed_s": 0.0
+        }))
+        .unwrap()
+    }
+
+    /// Feeds batches up to `step` and then the sample taken there (the
+    /// trainer emits a step's sample before its batch).
+    fn up_to(d: &mut Doctor, step: u64, grads: [f64; 6]) -> Option<(String, f64)> {
+        while d.batches + 1 < step {
+            d.batch(&batch(d.batches + 1, 1.0));
+        }
+        d.layers(&sample(step, grads))
+    }
+
     #[test]
     fn a_jump_over_the_median_of_earlier_samples_is_reported() {
         let mut d = Doctor::default();
-        for step in 1..=4 {
-            assert!(d.layers(&sample(step, [1.0; 6])).is_none());
+        for step in [1, 2, 4, 8, 16, 32, 50, 100] {
+            assert!(up_to(&mut d, step, [1.0; 6]).is_none());
         }
-        let (layer, rise) = d
-            .layers(&sample(5, [1.0, 1.0, 25.0, 1.0, 1.0, 1.0]))
-            .unwrap();
+        let (layer, rise) = up_to(&mut d, 150, [1.0, 1.0, 25.0, 1.0, 1.0, 1.0]).unwrap();
         assert_eq!((layer.as_str(), rise), ("conv3", 25.0));
+    }
+
+    #[test]
+    fn a_fresh_networks_growing_gradients_are_no_jump() {
+        // A healthy start: gradients tiny at initialisation, 30× larger once
+        // the loss is informative, then steady.
+        let mut d = Doctor::default();
+        for (step, g) in [(1, 0.01), (2, 0.01), (4, 0.01), (8, 0.2), (16, 0.3)] {
+            assert!(up_to(&mut d, step, [g; 6]).is_none(), "step {step}");
+        }
+        for step in [32, 50, 100, 150, 200] {
+            assert!(up_to(&mut d, step, [0.3; 6]).is_none(), "step {step}");
+        }
     }
 
     #[test]
     fn a_spike_needs_a_warmed_baseline_and_checkpoints_are_good_until_trouble() {
         let mut d = Doctor::default();
-        let batch = |step: u64, loss: f64| -> BatchMetrics {
-            serde_json::from_value(serde_json::json!({
-                "epoch": 1, "batch": step, "batches": 100, "step": step, "size": 8,
-                "loss": loss, "accuracy": 0.5, "f1_macro": 0.5, "epoch_loss": loss,
-                "epoch_accuracy": 0.5, "epoch_f1_macro": 0.5, "lr": 0.1,
-                "images_per_sec": 1.0, "elapsed_s": 0.0
-            }))
-            .unwrap()
-        };
         assert!(d.batch(&batch(1, 50.0)).is_none(), "no baseline yet");
         for step in 2..=60 {
-            assert!(d.batch(&batch(step, 1.0)).is_none(), "falling fast is no spike");
+            assert!(
+                d.batch(&batch(step, 1.0)).is_none(),
+                "falling fast is no spike"
+            );
         }
         let ckpt = |epoch, step| CheckpointSaved {
             epoch,
@@ -331,6 +368,9 @@ mod tests {
         let mut early = Doctor::default();
         assert!(early.batch(&batch(1, 2.3)).is_none());
         assert!(early.batch(&batch(2, 9.0)).is_none(), "early noise");
-        assert!(early.batch(&batch(3, 3.7e16)).is_some(), "an explosion, warm or not");
+        assert!(
+            early.batch(&batch(3, 3.7e16)).is_some(),
+            "an explosion, warm or not"
+        );
     }
 }

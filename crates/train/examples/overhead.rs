@@ -20,9 +20,11 @@ fn main() {
     let what = args.next().unwrap_or_else(|| "control".into());
     let rounds: usize = args.next().map_or(6, |a| a.parse().expect("ROUNDS"));
     let images: usize = args.next().map_or(12_800, |a| a.parse().expect("IMAGES"));
-    let every: u64 = args.next().map_or(mnist_train::config::LAYER_STATS_EVERY, |a| {
-        a.parse().expect("EVERY")
-    });
+    let every: u64 = args
+        .next()
+        .map_or(mnist_train::config::LAYER_STATS_EVERY, |a| {
+            a.parse().expect("EVERY")
+        });
     assert!(what == "control" || what == "layers", "control or layers");
     let data = mnist_data::load_dir(
         std::path::Path::new("datasets/mnist"),
