@@ -74,7 +74,7 @@ initSteer();
 initFork({ open: openRun });
 initLayers();
 initInspect();
-initDiagnosis();
+initDiagnosis({ open: openRun });
 // Every chart's control marks, and a click on one for the Fork panel.
 initMarkers({ mode: xMode, extra: forkMarks, click: chartClicked });
 initPanels();

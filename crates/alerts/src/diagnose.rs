@@ -4,7 +4,9 @@
 //! happened, which layer's gradient norm rose first and by how much, and
 //! what to try, with the last good checkpoint to fork from.
 
-use mnist_events::{BatchMetrics, CheckpointSaved, Diagnosis, GoodCheckpoint, LayerStats};
+use mnist_events::{
+    BatchMetrics, CheckpointSaved, Diagnosis, GoodCheckpoint, LayerStats, RunStarted,
+};
 
 /// A gradient norm this many times its layer's baseline has "risen".
 pub const RISE: f64 = 10.0;
@@ -62,12 +64,31 @@ impl Doctor {
         spike
     }
 
+    /// Notes where a run starts from: a resumed run's checkpoint, or a
+    /// fork's parent's, is good until the run saves one of its own.
+    pub fn started(&mut self, r: &RunStarted) {
+        self.good = match (&r.parent, r.resumed_from_epoch, r.resumed_from_step) {
+            (_, Some(epoch), Some(step)) => Some(GoodCheckpoint {
+                epoch,
+                step,
+                run_id: None,
+            }),
+            (Some(p), _, _) => Some(GoodCheckpoint {
+                epoch: p.epoch,
+                step: p.step,
+                run_id: Some(p.run_id.clone()),
+            }),
+            _ => self.good.take(),
+        };
+    }
+
     /// Notes an epoch's checkpoint written while the run looked healthy.
     pub fn checkpoint(&mut self, c: &CheckpointSaved) {
         if c.batches_into_epoch.is_none() && !self.troubled {
             self.good = Some(GoodCheckpoint {
                 epoch: c.epoch,
                 step: c.step,
+                run_id: None,
             });
         }
     }
@@ -135,8 +156,12 @@ impl Doctor {
         };
         let suggestion = match &self.good {
             Some(c) => format!(
-                "{suggestion}; fork from epoch {}'s checkpoint (step {}) with the lower rate",
-                c.epoch, c.step
+                "{suggestion}; fork {}from epoch {}'s checkpoint (step {}) with the lower rate",
+                c.run_id
+                    .as_ref()
+                    .map_or(String::new(), |r| format!("run {r} ")),
+                c.epoch,
+                c.step
             ),
             None => format!("{suggestion}; no checkpoint before it: start again"),
         };
@@ -357,7 +382,11 @@ mod tests {
         let dx = d.diagnose(61, Cause::Spike);
         assert_eq!(
             dx.last_good_checkpoint,
-            Some(GoodCheckpoint { epoch: 1, step: 60 })
+            Some(GoodCheckpoint {
+                epoch: 1,
+                step: 60,
+                run_id: None
+            })
         );
         assert!(dx.suggestion.contains("--lr 0.01"), "{}", dx.suggestion);
         assert!(

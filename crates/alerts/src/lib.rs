@@ -138,6 +138,7 @@ impl AlertEngine {
         }
         match &event.kind {
             EventKind::RunStarted(r) => {
+                self.doctor.started(r);
                 self.training = true;
                 self.gpu_run = r.backend != "cpu";
                 self.idle_since_ms = None;

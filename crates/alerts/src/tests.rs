@@ -139,6 +139,57 @@ fn nan_loss_fires_once_and_sets_the_stop_flag() {
 }
 
 #[test]
+fn a_forks_or_resumed_runs_diagnosis_points_to_the_checkpoint_it_started_from() {
+    let mut fork = started("cpu");
+    if let EventKind::RunStarted(r) = &mut fork {
+        r.parent = Some(mnist_events::Parent {
+            run_id: "parent-run".into(),
+            epoch: 3,
+            step: 300,
+            optimizer_state: true,
+        });
+    }
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    e.check(&ev(1, 0, fork));
+    let fired = e.check(&ev(2, 0, batch(f64::NAN)));
+    let d = fired[0].diagnosis.as_ref().unwrap();
+    let good = d.last_good_checkpoint.as_ref().unwrap();
+    assert_eq!(
+        (good.run_id.as_deref(), good.epoch, good.step),
+        (Some("parent-run"), 3, 300)
+    );
+    assert!(
+        fired[0]
+            .message
+            .contains("fork run parent-run from epoch 3's checkpoint"),
+        "{}",
+        fired[0].message
+    );
+
+    let mut resumed = started("cpu");
+    if let EventKind::RunStarted(r) = &mut resumed {
+        (r.resumed_from_epoch, r.resumed_from_step) = (Some(2), Some(200));
+    }
+    let mut e = AlertEngine::new(AlertRules::default(), None);
+    e.check(&ev(1, 0, resumed));
+    let fired = e.check(&ev(2, 0, batch(f64::NAN)));
+    let good = fired[0]
+        .diagnosis
+        .as_ref()
+        .unwrap()
+        .last_good_checkpoint
+        .clone();
+    assert_eq!(
+        good,
+        Some(mnist_events::GoodCheckpoint {
+            epoch: 2,
+            step: 200,
+            run_id: None
+        })
+    );
+}
+
+#[test]
 fn without_stop_on_nan_the_run_goes_on() {
     let mut e = AlertEngine::new(AlertRules::default(), None);
     let fired = e.check(&ev(1, 0, batch(f64::NAN)));

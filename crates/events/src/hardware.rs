@@ -175,8 +175,9 @@ impl GpuStats {
 /// A rule that fired: the `alert` event's payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
-    /// Stable name of the rule: `loss_not_finite`, `loss_rising`,
-    /// `gpu_temperature`, `gpu_memory`, `host_memory`, `gpu_idle`, `disk_full`.
+    /// Stable name of the rule: `loss_not_finite`, `loss_spike`,
+    /// `loss_rising`, `grad_jump`, `stalled`, `gpu_temperature`,
+    /// `gpu_memory`, `host_memory`, `gpu_idle`, `disk_full`.
     pub rule: String,
     /// How urgent it is.
     pub severity: AlertSeverity,

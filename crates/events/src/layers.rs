@@ -1,6 +1,6 @@
 //! Inside the network: per-layer statistics sampled while it trains
 //! (`layers`), histograms of each layer's weights, gradients and
-//! activations at each evaluation (`histograms`), and the diagnosis an
+//! activations at each epoch's last step (`histograms`), and the diagnosis an
 //! alert carries when a run goes wrong.
 
 use serde::{Deserialize, Serialize};
@@ -175,6 +175,11 @@ pub struct GoodCheckpoint {
     pub epoch: usize,
     /// Its step.
     pub step: u64,
+    /// The run it belongs to when not the diagnosed one: a fork's parent,
+    /// whose checkpoint the fork started from, before the fork has saved
+    /// one of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 #[cfg(test)]

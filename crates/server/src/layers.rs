@@ -16,6 +16,9 @@ pub type Reading = fn(&LayerSample) -> Option<f64>;
 pub struct Statistic {
     /// Its key in answers and on the page.
     pub key: &'static str,
+    /// Where it is in a `layers` event's layer sample (a dotted path), for
+    /// whoever reads the log or the websocket rather than this answer.
+    pub field: &'static str,
     /// What the page calls it.
     pub title: &'static str,
     /// What it means, for the page's hover and README.
@@ -31,6 +34,7 @@ pub struct Statistic {
 pub const STATISTICS: [Statistic; 6] = [
     Statistic {
         key: "grad_norm",
+        field: "grad_norm",
         title: "Gradient norm",
         help: "L2 norm of the loss's gradient for the layer's weights and bias, before the step",
         log: true,
@@ -38,6 +42,7 @@ pub const STATISTICS: [Statistic; 6] = [
     },
     Statistic {
         key: "weight_norm",
+        field: "weight_norm",
         title: "Weight norm",
         help: "L2 norm of the layer's weights and bias after the step",
         log: true,
@@ -45,6 +50,7 @@ pub const STATISTICS: [Statistic; 6] = [
     },
     Statistic {
         key: "update_ratio",
+        field: "update_ratio",
         title: "Update / weight",
         help: "the step the optimiser took over the weights' norm; about 1e-3 is healthy, far above is unstable, far below is stuck",
         log: true,
@@ -52,6 +58,7 @@ pub const STATISTICS: [Statistic; 6] = [
     },
     Statistic {
         key: "act_mean",
+        field: "activations.mean",
         title: "Activation mean",
         help: "mean of the layer's ReLU output on the batch",
         log: true,
@@ -59,6 +66,7 @@ pub const STATISTICS: [Statistic; 6] = [
     },
     Statistic {
         key: "act_std",
+        field: "activations.std",
         title: "Activation std",
         help: "standard deviation of the layer's ReLU output on the batch",
         log: true,
@@ -66,6 +74,7 @@ pub const STATISTICS: [Statistic; 6] = [
     },
     Statistic {
         key: "dead",
+        field: "activations.dead",
         title: "Dead units",
         help: "share of the layer's ReLU units that are zero for every image of the batch",
         log: false,
@@ -98,6 +107,8 @@ pub struct LayersAnswer {
     pub total: usize,
     /// Each kept sample's step.
     pub step: Vec<u64>,
+    /// Each kept sample's epoch.
+    pub epoch: Vec<usize>,
     /// Each kept sample's learning rate.
     pub lr: Vec<f64>,
     /// By statistic key: per layer, a value per kept sample (`null` where
@@ -171,6 +182,7 @@ impl LayerHistory {
             statistics: &STATISTICS,
             total: self.samples.len(),
             step: kept.iter().map(|s| s.step).collect(),
+            epoch: kept.iter().map(|s| s.epoch).collect(),
             lr: kept.iter().map(|s| s.lr).collect(),
             values,
             histograms: thin(&self.histograms, MAX_HISTOGRAMS),
@@ -215,6 +227,28 @@ pub fn csv_rows(ts_ms: u64, s: &LayerStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_statistics_field_path_reads_its_value_in_the_event() {
+        let mut s = sample(7, 2.5).layers[0].clone();
+        s.weight_norm = 3.0;
+        s.update_ratio = 1e-3;
+        s.activations = Some(mnist_events::ActivationStats {
+            mean: 0.25,
+            std: 0.5,
+            dead: 0.125,
+        });
+        let json = serde_json::to_value(&s).unwrap();
+        for stat in STATISTICS {
+            let at = stat
+                .field
+                .split('.')
+                .fold(&json, |v, k| &v[k])
+                .as_f64()
+                .unwrap_or_else(|| panic!("{} is no number in {json}", stat.field));
+            assert_eq!(Some(at), (stat.read)(&s), "{}", stat.key);
+        }
+    }
 
     fn sample(step: u64, grad: f64) -> LayerStats {
         LayerStats {

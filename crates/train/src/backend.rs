@@ -97,6 +97,83 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
 
+/// Why a backend's device cannot be used here: the reason of a
+/// [`BackendUnavailable`] and of `backends`' answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// The binary was built without the backend's feature.
+    #[error("not compiled into this binary: build with --features {0}")]
+    NotCompiled(&'static str),
+    /// No NVIDIA kernel driver.
+    #[error("no NVIDIA driver on this machine (no /dev/nvidiactl): install the NVIDIA driver and CUDA to train on an NVIDIA GPU")]
+    NoDriver,
+    /// The driver is there but CUDA panicked starting on the device.
+    #[error("the NVIDIA driver is present but CUDA did not start on cuda:{ordinal} ({cause}): check that nvidia-smi works and that CUDA's libraries are installed")]
+    CudaDidNotStart {
+        /// The CUDA ordinal.
+        ordinal: usize,
+        /// The first line of CubeCL's panic.
+        cause: String,
+    },
+    /// `--device cuda:N` past the GPUs CUDA sees.
+    #[error("cuda:{index} does not exist: {}", there_are(.shown, .visible))]
+    NoSuchGpu {
+        /// The index asked for.
+        index: usize,
+        /// The GPUs CUDA sees, `cuda:0 (NVIDIA H200)`.
+        shown: Vec<String>,
+        /// `CUDA_VISIBLE_DEVICES`, when set.
+        visible: Option<String>,
+    },
+    /// `CUDA_VISIBLE_DEVICES` hides every GPU.
+    #[error("CUDA_VISIBLE_DEVICES={visible} shows none of this machine's {gpus} NVIDIA GPUs")]
+    NoneVisible {
+        /// `CUDA_VISIBLE_DEVICES`.
+        visible: String,
+        /// The GPUs NVML counts.
+        gpus: usize,
+    },
+    /// wgpu panicked listing its adapters.
+    #[error("wgpu did not start: {0}")]
+    WgpuDidNotStart(String),
+    /// No Vulkan driver answered (`Some(i)`: `--device wgpu:i` was asked).
+    #[error("{}no GPU adapter: no Vulkan driver answered (install your GPU's Vulkan driver: the NVIDIA driver, or Mesa's for AMD and Intel)", .0.map_or(String::new(), |i| format!("wgpu:{i} does not exist: ")))]
+    NoAdapter(Option<usize>),
+    /// `--device wgpu:N` past the adapters wgpu found.
+    #[error("wgpu:{index} does not exist: wgpu found {} adapter{}, best first: {}", .adapters.len(), if .adapters.len() == 1 { "" } else { "s" }, .adapters.join(", "))]
+    NoSuchAdapter {
+        /// The index asked for.
+        index: usize,
+        /// The adapters, best first, `wgpu:0 NVIDIA H200 (Vulkan)`.
+        adapters: Vec<String>,
+    },
+    /// The adapter panicked on its first tensor.
+    #[error("the adapter {name} did not start: {cause} (update its driver, or use --backend cpu)")]
+    AdapterDidNotStart {
+        /// The adapter.
+        name: String,
+        /// The first line of the panic.
+        cause: String,
+    },
+}
+
+/// `there are 2 CUDA GPUs that CUDA_VISIBLE_DEVICES=1,2 shows: cuda:0 (…), cuda:1 (…)`.
+fn there_are(shown: &[String], visible: &Option<String>) -> String {
+    let seen = match visible {
+        Some(v) => format!(" that CUDA_VISIBLE_DEVICES={v} shows"),
+        None => String::new(),
+    };
+    match shown.len() {
+        0 => format!("there is no CUDA GPU{seen}"),
+        n => format!(
+            "there {} {n} CUDA GPU{}{seen}: {}",
+            if n == 1 { "is" } else { "are" },
+            if n == 1 { "" } else { "s" },
+            shown.join(", ")
+        ),
+    }
+}
+
 /// A device that answered a probe.
 #[derive(Debug, Clone)]
 struct Found {
@@ -111,14 +188,14 @@ struct Found {
 /// Without the driver there is nothing to initialise; say so plainly
 /// rather than through CubeCL's panic.
 #[cfg(feature = "cuda")]
-fn cuda_driver() -> Result<(), String> {
+fn cuda_driver() -> Result<(), Unusable> {
     let has_driver = ["/dev/nvidiactl", "/proc/driver/nvidia/version"]
         .iter()
         .any(|p| std::path::Path::new(p).exists());
     if has_driver {
         Ok(())
     } else {
-        Err("no NVIDIA driver on this machine (no /dev/nvidiactl): install the NVIDIA driver and CUDA to train on an NVIDIA GPU".into())
+        Err(Unusable::NoDriver)
     }
 }
 
@@ -138,33 +215,21 @@ fn cuda_index_error(
     index: usize,
     gpus: &[mnist_events::GpuStats],
     visible: Option<&str>,
-) -> Option<String> {
+) -> Option<Unusable> {
     let shown = crate::device::visible_gpus(gpus, visible);
-    if index < shown.len() {
-        return None;
-    }
-    let list: Vec<String> = shown
-        .iter()
-        .map(|(o, g)| format!("cuda:{o} ({})", g.name.as_deref().unwrap_or("unnamed")))
-        .collect();
-    let seen = match visible {
-        Some(v) => format!(" that CUDA_VISIBLE_DEVICES={v} shows"),
-        None => String::new(),
-    };
-    Some(match list.len() {
-        0 => format!("cuda:{index} does not exist: there is no CUDA GPU{seen}"),
-        n => format!(
-            "cuda:{index} does not exist: there {} {n} CUDA GPU{}{seen}: {}",
-            if n == 1 { "is" } else { "are" },
-            if n == 1 { "" } else { "s" },
-            list.join(", ")
-        ),
+    (index >= shown.len()).then(|| Unusable::NoSuchGpu {
+        index,
+        shown: shown
+            .iter()
+            .map(|(o, g)| format!("cuda:{o} ({})", g.name.as_deref().unwrap_or("unnamed")))
+            .collect(),
+        visible: visible.map(str::to_string),
     })
 }
 
 /// Initialises CUDA on `ordinal` with a one-element tensor.
 #[cfg(feature = "cuda")]
-fn start_cuda(ordinal: usize, name: Option<String>) -> Result<Found, String> {
+fn start_cuda(ordinal: usize, name: Option<String>) -> Result<Found, Unusable> {
     use burn::backend::cuda::{Cuda, CudaDevice};
     use burn::tensor::Tensor;
     let device = CudaDevice::new(ordinal);
@@ -175,18 +240,16 @@ fn start_cuda(ordinal: usize, name: Option<String>) -> Result<Found, String> {
             index: Some(ordinal),
             software: false,
         })
-        .map_err(|e| {
-            format!(
-                "the NVIDIA driver is present but CUDA did not start on cuda:{ordinal} ({}): check that nvidia-smi works and that CUDA's libraries are installed",
-                first_line(&e)
-            )
+        .map_err(|e| Unusable::CudaDidNotStart {
+            ordinal,
+            cause: first_line(&e),
         })
 }
 
 /// CUDA device `index`, or without one the GPU with the most free memory;
 /// with how it was chosen (`cuda:1 (…), as asked`, `picked cuda:1 (…) over …`).
 #[cfg(feature = "cuda")]
-fn probe_cuda(index: Option<usize>) -> Result<(Found, String), String> {
+fn probe_cuda(index: Option<usize>) -> Result<(Found, String), Unusable> {
     cuda_driver()?;
     let (gpus, visible) = cuda_view();
     let visible = visible.as_deref();
@@ -209,11 +272,10 @@ fn probe_cuda(index: Option<usize>) -> Result<(Found, String), String> {
     match &gpus {
         Ok(list) => match crate::device::pick_gpu(list, visible) {
             Some(pick) => start_cuda(pick.ordinal, pick.name).map(|f| (f, pick.reason)),
-            None => Err(format!(
-                "CUDA_VISIBLE_DEVICES={} shows none of this machine's {} NVIDIA GPUs",
-                visible.unwrap_or_default(),
-                list.len()
-            )),
+            None => Err(Unusable::NoneVisible {
+                visible: visible.unwrap_or_default().to_string(),
+                gpus: list.len(),
+            }),
         },
         // NVML cannot say (a container without it): CUDA's first device.
         Err(nvml) => start_cuda(0, None).map(|f| (f, format!("picked cuda:0, the first ({nvml})"))),
@@ -221,8 +283,8 @@ fn probe_cuda(index: Option<usize>) -> Result<(Found, String), String> {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn probe_cuda(_index: Option<usize>) -> Result<(Found, String), String> {
-    Err("not compiled into this binary: build with --features cuda".into())
+fn probe_cuda(_index: Option<usize>) -> Result<(Found, String), Unusable> {
+    Err(Unusable::NotCompiled("cuda"))
 }
 
 /// wgpu's adapters, best first: discrete, integrated, virtual, other GPUs,
@@ -319,34 +381,27 @@ fn adapter_label(info: &wgpu::AdapterInfo) -> String {
 #[cfg(feature = "wgpu")]
 fn wgpu_adapter(
     index: Option<usize>,
-) -> Result<(burn::backend::wgpu::WgpuDevice, wgpu::AdapterInfo), String> {
+) -> Result<(burn::backend::wgpu::WgpuDevice, wgpu::AdapterInfo), Unusable> {
     let mut adapters =
-        quietly(wgpu_adapters).map_err(|e| format!("wgpu did not start: {}", first_line(&e)))?;
-    let none = "no GPU adapter: no Vulkan driver answered (install your GPU's Vulkan driver: the NVIDIA driver, or Mesa's for AMD and Intel)";
+        quietly(wgpu_adapters).map_err(|e| Unusable::WgpuDidNotStart(first_line(&e)))?;
     match index {
-        None if adapters.is_empty() => Err(none.into()),
+        _ if adapters.is_empty() => Err(Unusable::NoAdapter(index)),
         None => Ok(adapters.swap_remove(0)),
         Some(i) if i < adapters.len() => Ok(adapters.swap_remove(i)),
-        Some(i) if adapters.is_empty() => Err(format!("wgpu:{i} does not exist: {none}")),
-        Some(i) => {
-            let list: Vec<String> = adapters
+        Some(i) => Err(Unusable::NoSuchAdapter {
+            index: i,
+            adapters: adapters
                 .iter()
                 .enumerate()
                 .map(|(j, (_, info))| format!("wgpu:{j} {}", adapter_label(info)))
-                .collect();
-            Err(format!(
-                "wgpu:{i} does not exist: wgpu found {} adapter{}, best first: {}",
-                list.len(),
-                if list.len() == 1 { "" } else { "s" },
-                list.join(", ")
-            ))
-        }
+                .collect(),
+        }),
     }
 }
 
 /// wgpu adapter `index` (best first), or the first.
 #[cfg(feature = "wgpu")]
-fn probe_wgpu(index: Option<usize>) -> Result<Found, String> {
+fn probe_wgpu(index: Option<usize>) -> Result<Found, Unusable> {
     use burn::backend::wgpu::Wgpu;
     use burn::tensor::Tensor;
     let (device, info) = wgpu_adapter(index)?;
@@ -356,10 +411,10 @@ fn probe_wgpu(index: Option<usize>) -> Result<Found, String> {
     // every probe pay for it.
     if !software {
         quietly(|| Tensor::<Wgpu, 1>::zeros([1], &device).into_data()).map_err(|e| {
-            format!(
-                "the adapter {name} did not start: {} (update its driver, or use --backend cpu)",
-                first_line(&e)
-            )
+            Unusable::AdapterDidNotStart {
+                name: name.clone(),
+                cause: first_line(&e),
+            }
         })?;
     }
     Ok(Found {
@@ -371,8 +426,8 @@ fn probe_wgpu(index: Option<usize>) -> Result<Found, String> {
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn probe_wgpu(_index: Option<usize>) -> Result<Found, String> {
-    Err("not compiled into this binary: build with --features wgpu".into())
+fn probe_wgpu(_index: Option<usize>) -> Result<Found, Unusable> {
+    Err(Unusable::NotCompiled("wgpu"))
 }
 
 /// Why `auto` passes over a software adapter.
@@ -385,7 +440,7 @@ fn cpu_device() -> String {
     )
 }
 
-fn status(name: &'static str, compiled: bool, probe: Result<Found, String>) -> BackendStatus {
+fn status(name: &'static str, compiled: bool, probe: Result<Found, Unusable>) -> BackendStatus {
     match probe {
         Ok(found) => BackendStatus {
             name,
@@ -401,7 +456,7 @@ fn status(name: &'static str, compiled: bool, probe: Result<Found, String>) -> B
             available: false,
             software: false,
             device: None,
-            reason: Some(reason),
+            reason: Some(reason.to_string()),
         },
     }
 }
@@ -437,8 +492,8 @@ pub struct BackendUnavailable {
     pub backend: &'static str,
     /// The device index asked for, if one was (the error then names `--device`).
     pub device: Option<usize>,
-    /// What the driver or the build said, as a sentence.
-    pub reason: String,
+    /// Why (its message is the sentence users read).
+    pub reason: Unusable,
 }
 
 /// `--device cuda:1`, or `--backend cuda` when no index was asked for.
@@ -485,7 +540,7 @@ pub fn resolve(choice: BackendChoice, device: Option<usize>) -> Result<Picked, B
 fn auto() -> Picked {
     let cuda = match probe_cuda(None) {
         Ok((found, why)) => return picked(found, format!("auto {why}")),
-        Err(reason) => reason,
+        Err(reason) => reason.to_string(),
     };
     let wgpu = match probe_wgpu(None) {
         Ok(found) if !found.software => {
@@ -493,7 +548,7 @@ fn auto() -> Picked {
             return picked(found, note);
         }
         Ok(found) => format!("{}: {SOFTWARE_REASON}", found.device),
-        Err(reason) => reason,
+        Err(reason) => reason.to_string(),
     };
     picked(
         cpu(),
@@ -526,7 +581,7 @@ pub fn check_device(
     let Some(index) = device else {
         return Ok(());
     };
-    let error = |backend: &'static str, reason: String| BackendUnavailable {
+    let error = |backend: &'static str, reason: Unusable| BackendUnavailable {
         backend,
         device,
         reason,

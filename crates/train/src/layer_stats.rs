@@ -24,7 +24,7 @@ const HISTOGRAM_IMAGES: usize = 8;
 /// Whether step `step` (from 1) is sampled at interval `every` (0: never):
 /// steps 1, 2, 4, 8, … below `every`, then every `every`-th.
 pub fn due(step: u64, every: u64) -> bool {
-    every > 0 && (step % every == 0 || (step < every && step.is_power_of_two()))
+    every > 0 && (step.is_multiple_of(every) || (step < every && step.is_power_of_two()))
 }
 
 /// Each layer's gradient (weight and bias, flattened) from a step's

@@ -357,10 +357,9 @@ pub fn run(config: TrainConfig, mut opts: RunOptions) -> Result<RunSummary, RunE
         dispatch(picked.backend.clone(), job)
     }))
     .unwrap_or_else(|payload| {
-        Err(format!(
-            "training panicked: {}",
-            backend::panic_message(&*payload)
-        ))
+        Err(trainer::TrainFailure::Panicked(backend::panic_message(
+            &*payload,
+        )))
     });
     drop(hardware);
 
@@ -613,13 +612,17 @@ fn open_stream(
 
 /// How the run ended, from the trainer's result and why it was stopped.
 fn ending(
-    result: Result<trainer::Outcome, String>,
+    result: Result<trainer::Outcome, trainer::TrainFailure>,
     stop: &Stop,
 ) -> (RunStatus, Option<String>, trainer::Outcome) {
     match (result, stop.reason()) {
-        (Err(e), _) => (RunStatus::Failed, Some(e), trainer::Outcome::default()),
+        (Err(e), _) => (
+            RunStatus::Failed,
+            Some(e.to_string()),
+            trainer::Outcome::default(),
+        ),
         (Ok(mut outcome), _) if outcome.failure.is_some() => {
-            let e = outcome.failure.take();
+            let e = outcome.failure.take().map(|e| e.to_string());
             (RunStatus::Failed, e, outcome)
         }
         (Ok(outcome), Some(StopReason::Failed(e))) => (RunStatus::Failed, Some(e), outcome),
@@ -660,7 +663,10 @@ fn finish(
     }));
 }
 
-fn dispatch(resolved: Resolved, job: trainer::Job<'_>) -> Result<trainer::Outcome, String> {
+fn dispatch(
+    resolved: Resolved,
+    job: trainer::Job<'_>,
+) -> Result<trainer::Outcome, trainer::TrainFailure> {
     use burn::backend::Autodiff;
     match resolved {
         Resolved::Cpu => trainer::train::<Autodiff<burn::backend::Flex>>(Default::default(), job),

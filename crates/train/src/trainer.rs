@@ -73,13 +73,70 @@ pub(crate) struct Job<'a> {
     pub backend_note: String,
 }
 
+/// Why training could not go on: the run ends as failed, with this as the
+/// error of its `run_finished` event.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TrainFailure {
+    /// A checkpoint to resume or fork from could not be read.
+    #[error("{}: {source}", .path.display())]
+    ReadCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A checkpoint's record did not load into this model or optimiser.
+    #[error("cannot load {what} from {}: {source}", .path.display())]
+    LoadCheckpoint {
+        /// `model` or `optimiser state`.
+        what: &'static str,
+        /// The checkpoint's folder.
+        path: PathBuf,
+        /// Burn's reason.
+        source: burn::record::RecorderError,
+    },
+    /// An epoch's checkpoint could not be written (a full disk, say): going
+    /// on would train epochs that can never be resumed.
+    #[error(
+        "epoch {epoch}: the checkpoint could not be written in {}: {source}; {}",
+        .dir.display(),
+        resume_hint(.last_good, .run_id)
+    )]
+    WriteCheckpoint {
+        /// The epoch.
+        epoch: usize,
+        /// The run's checkpoint folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+        /// The newest checkpoint that was written, if any.
+        last_good: Option<PathBuf>,
+        /// The run, to name in `--resume`.
+        run_id: String,
+    },
+    /// The backend panicked (an allocation failure on a GPU, say).
+    #[error("training panicked: {0}")]
+    Panicked(String),
+}
+
+/// What a run whose checkpoint could not be written can do next.
+fn resume_hint(last_good: &Option<PathBuf>, run_id: &str) -> String {
+    match last_good {
+        Some(path) => format!(
+            "the last good checkpoint is {}: free space, then continue with --resume {run_id}",
+            path.display()
+        ),
+        None => "no earlier checkpoint was saved".to_string(),
+    }
+}
+
 /// How a job ended.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     /// A stop was requested before the last epoch finished.
     pub stopped: bool,
     /// Why the run could not go on (it ends as failed, keeping its counts).
-    pub failure: Option<String>,
+    pub failure: Option<TrainFailure>,
     /// Epochs completed, counting those before a resume.
     pub epochs_completed: usize,
     /// Optimiser steps as of the last completed epoch, counting those before a resume.
@@ -100,7 +157,7 @@ pub(crate) struct Outcome {
 pub(crate) fn train<B: AutodiffBackend>(
     device: B::Device,
     job: Job<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, TrainFailure> {
     B::seed(&device, job.config.seed);
     mnist_kernels::seed(job.config.seed);
     let model: Cnn<B> = job.config.model().init(&device);
@@ -294,7 +351,7 @@ fn run_loop<B, O>(
     job: Job<'_>,
     model: Cnn<B>,
     optim: O,
-) -> Result<Outcome, String>
+) -> Result<Outcome, TrainFailure>
 where
     B: AutodiffBackend,
     O: Optimizer<Cnn<B>, B>,
@@ -356,7 +413,7 @@ fn restore<B, O>(
     device: &B::Device,
     mut model: Cnn<B>,
     mut optim: O,
-) -> Result<(Cnn<B>, O, Progress), String>
+) -> Result<(Cnn<B>, O, Progress), TrainFailure>
 where
     B: AutodiffBackend,
     O: Optimizer<Cnn<B>, B>,
@@ -376,16 +433,24 @@ where
     };
     let recorder = Rec::default();
     let read = |file: &str| {
-        std::fs::read(path.join(file)).map_err(|e| format!("{}: {e}", path.join(file).display()))
+        let path = path.join(file);
+        std::fs::read(&path).map_err(|source| TrainFailure::ReadCheckpoint { path, source })
+    };
+    let load = |what| {
+        move |source| TrainFailure::LoadCheckpoint {
+            what,
+            path: path.clone(),
+            source,
+        }
     };
     let record = recorder
         .load(read(checkpoint::MODEL_FILE)?, device)
-        .map_err(|e| format!("cannot load model from {}: {e}", path.display()))?;
+        .map_err(load("model"))?;
     model = model.load_record(record);
     if job.fork.as_ref().is_none_or(|f| f.optimizer_state) {
         let record = recorder
             .load(read(checkpoint::OPTIM_FILE)?, device)
-            .map_err(|e| format!("cannot load optimiser state from {}: {e}", path.display()))?;
+            .map_err(load("optimiser state"))?;
         optim = optim.load_record(record);
     }
     progress.start_epoch = state.epoch;
@@ -633,7 +698,7 @@ where
 
     /// Evaluation, sample predictions and the checkpoint after `epoch`;
     /// `Err` when the checkpoint cannot be written (the run fails).
-    fn end_epoch(&mut self, epoch: usize, totals: EpochTotals) -> Result<(), String> {
+    fn end_epoch(&mut self, epoch: usize, totals: EpochTotals) -> Result<(), TrainFailure> {
         let config = self.job.config;
         let step = self.progress.step;
         self.outcome.images_trained += totals.images as u64;
@@ -701,7 +766,7 @@ where
         epoch: usize,
         val_accuracy: Option<f64>,
         is_best: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainFailure> {
         let state = self.checkpoint_state(epoch, val_accuracy, 0);
         let dir = &self.job.checkpoint_dir;
         let keep = self.job.config.keep_checkpoints;
@@ -720,18 +785,13 @@ where
                 }));
                 Ok(())
             }
-            Err(e) => Err(format!(
-                "epoch {epoch}: the checkpoint could not be written in {}: {e}; {}",
-                dir.display(),
-                match checkpoint::latest(dir) {
-                    Ok(Some((path, _))) => format!(
-                        "the last good checkpoint is {}: free space, then continue with --resume {}",
-                        path.display(),
-                        self.job.events.run_id()
-                    ),
-                    _ => "no earlier checkpoint was saved".to_string(),
-                }
-            )),
+            Err(source) => Err(TrainFailure::WriteCheckpoint {
+                epoch,
+                dir: dir.clone(),
+                source,
+                last_good: checkpoint::latest(dir).ok().flatten().map(|(path, _)| path),
+                run_id: self.job.events.run_id().to_string(),
+            }),
         }
     }
 
