@@ -258,6 +258,13 @@ fn a_killed_run_resumes_from_the_api_and_a_checkpoint_forks() {
     );
     let (code, body) = fork(json!({"epoch": 1, "optimizer_state": "maybe"}));
     assert_eq!(code, 400, "{body}");
+    // Adam's moments cannot load into SGD: keeping them is refused up front.
+    let (code, body) = fork(json!({"epoch": 1, "config": {"optimizer": "sgd", "epochs": 3}}));
+    assert_eq!(
+        (code, body["errors"][0]["field"].clone()),
+        (400, json!("optimizer_state")),
+        "{body}"
+    );
     let (code, body) =
         fork(json!({"epoch": 1, "config": {"lr": 5e-4, "epochs": 3}, "optimizer_state": "reset"}));
     assert!(code == 201 || code == 202, "{code} {body}");

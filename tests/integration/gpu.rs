@@ -252,3 +252,87 @@ fn wgpu_trains_resumes_and_its_checkpoint_predicts_the_same_on_cpu() {
         );
     }
 }
+
+/// Kernel compilations and autotune results in a CubeCL debug log.
+fn compiled(log: &Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    (
+        text.matches("[START_KERNEL_COMPILATION]").count(),
+        text.matches("Fastest result").count(),
+    )
+}
+
+/// A new learning rate is a scalar: changing it mid-run on wgpu (lavapipe)
+/// compiles and autotunes nothing. CubeCL logs every kernel it compiles and
+/// every autotune result (`CUBECL_DEBUG_LOG`); the run is paused once its
+/// first epoch is checkpointed (every kernel of a step, an evaluation and a
+/// checkpoint has run by then), its rate changed, and resumed to the end:
+/// the log gains no compilation and no autotune.
+#[test]
+fn a_new_learning_rate_compiles_nothing_on_wgpu() {
+    assert!(
+        lavapipe_installed()
+            || backends()
+                .iter()
+                .any(|b| b["name"] == "wgpu" && b["available"] == true),
+        "no wgpu adapter: apt-get install mesa-vulkan-drivers (as .ci/run does)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    write_synthetic(&data, 100, 30);
+    let cubecl_log = work.path().join("cubecl.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let serve = format!("127.0.0.1:{port}");
+    let mut child = wgpu_train(
+        &data,
+        work.path(),
+        &["--epochs", "3", "--run-id", "lr", "--serve", &serve],
+    )
+    .env("CUBECL_DEBUG_LOG", &cubecl_log)
+    .spawn()
+    .unwrap();
+    let log = work.path().join("runs/lr/events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    let wait_for = |what: &str, found: &dyn Fn(&[mnist_events::Event]) -> bool| loop {
+        if found(&mnist_events::read_events(&log).unwrap_or_default()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {what} within 20 minutes");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    wait_for("checkpoint", &|events| {
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Checkpoint(_)))
+    });
+    let control = |body: Value| {
+        let (code, answer) = post(&format!("{base}/api/runs/lr/control"), &body);
+        assert_eq!(code, 202, "{body}: {answer}");
+    };
+    control(serde_json::json!({"action": "pause"}));
+    wait_for("applied pause", &|events| {
+        events.iter().any(|e| {
+            matches!(&e.kind, EventKind::Control(c)
+                if matches!(c.action, mnist_events::ControlAction::Pause))
+        })
+    });
+    let before = compiled(&cubecl_log);
+    assert!(before.0 > 0, "CubeCL logged no compilation: {before:?}");
+    control(serde_json::json!({"action": "set_lr", "lr": 0.0005}));
+    control(serde_json::json!({"action": "resume"}));
+    assert!(child.wait().unwrap().success());
+    let events = read_events(&log);
+    let trained_at = |lr: f64| {
+        events
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::Batch(b) if b.lr == lr))
+            .count()
+    };
+    assert!(trained_at(0.0005) >= 3, "the new rate trained on");
+    assert_eq!(
+        compiled(&cubecl_log),
+        before,
+        "(compilations, autotune results) after the new rate"
+    );
+}

@@ -10,6 +10,7 @@ mod gpu;
 mod hardware;
 mod layout;
 mod nothing_lost;
+mod pictures;
 mod prometheus;
 mod remote;
 mod review;

@@ -17,12 +17,13 @@
 //!   continues the numbering of its log), so a consumer that remembers its last
 //!   `seq` can ask for exactly the events after it.
 //! * `ts_ms` — wall-clock time of emission, Unix milliseconds.
-//! * `type` — one of `run_started`, `batch`, `eval`, `samples`, `checkpoint`,
-//!   `log`, `hardware`, `alert`, `phase`, `control`, `run_finished`; the
-//!   remaining fields are those of the matching struct in this crate
-//!   ([`RunStarted`], [`BatchMetrics`], [`EvalMetrics`], [`Samples`],
-//!   [`CheckpointSaved`], [`LogMessage`], [`HardwareSnapshot`], [`Alert`],
-//!   [`Phase`], [`Control`], [`RunFinished`]).
+//! * `type` — one of [`EventKind::NAMES`] (`run_started`, `batch`, `eval`,
+//!   `samples`, `checkpoint`, `log`, `hardware`, `alert`, `phase`,
+//!   `control`, `layers`, `histograms`, `run_finished`); the remaining
+//!   fields are those of the matching struct in this crate ([`RunStarted`],
+//!   [`BatchMetrics`], [`EvalMetrics`], [`Samples`], [`CheckpointSaved`],
+//!   [`LogMessage`], [`HardwareSnapshot`], [`Alert`], [`Phase`],
+//!   [`Control`], [`LayerStats`], [`Histograms`], [`RunFinished`]).
 //!
 //! `hardware` events arrive at the sampler's rate (`--hw-interval`, 1 s by
 //! default) from their own thread, interleaved with the trainer's; `alert`

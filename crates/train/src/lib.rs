@@ -451,6 +451,16 @@ pub fn fork_point(
             ),
         ));
     }
+    if fork.keep_optimizer && state.config.optimizer != config.optimizer {
+        errors.push(FieldError::new(
+            "optimizer_state",
+            format!(
+                "the parent's {} state cannot load into {}: fork with optimizer_state \"reset\"",
+                format!("{:?}", state.config.optimizer).to_lowercase(),
+                format!("{:?}", config.optimizer).to_lowercase()
+            ),
+        ));
+    }
     if config.epochs <= fork.epoch {
         errors.push(FieldError::new(
             "epochs",
