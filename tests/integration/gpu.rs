@@ -262,21 +262,12 @@ fn compiled(log: &Path) -> (usize, usize) {
     )
 }
 
-/// A new learning rate is a scalar: changing it mid-run on wgpu (lavapipe)
-/// compiles and autotunes nothing. CubeCL logs every kernel it compiles and
-/// every autotune result (`CUBECL_DEBUG_LOG`); the run is paused once its
-/// first epoch is checkpointed (every kernel of a step, an evaluation and a
-/// checkpoint has run by then), its rate changed, and resumed to the end:
-/// the log gains no compilation and no autotune.
-#[test]
-fn a_new_learning_rate_compiles_nothing_on_wgpu() {
-    assert!(
-        lavapipe_installed()
-            || backends()
-                .iter()
-                .any(|b| b["name"] == "wgpu" && b["available"] == true),
-        "no wgpu adapter: apt-get install mesa-vulkan-drivers (as .ci/run does)"
-    );
+/// A tiny wgpu run paused once its first epoch is checkpointed (every kernel
+/// of a step, an evaluation and a checkpoint has run by then), its rate
+/// changed (when `lr` is given), resumed to the end: the kernels CubeCL
+/// compiled and the autotune results it found after the pause, and the
+/// run's events.
+fn after_the_pause(lr: Option<f64>) -> ((usize, usize), Vec<mnist_events::Event>) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     write_synthetic(&data, 100, 30);
@@ -319,20 +310,38 @@ fn a_new_learning_rate_compiles_nothing_on_wgpu() {
     });
     let before = compiled(&cubecl_log);
     assert!(before.0 > 0, "CubeCL logged no compilation: {before:?}");
-    control(serde_json::json!({"action": "set_lr", "lr": 0.0005}));
+    if let Some(lr) = lr {
+        control(serde_json::json!({"action": "set_lr", "lr": lr}));
+    }
     control(serde_json::json!({"action": "resume"}));
     assert!(child.wait().unwrap().success());
-    let events = read_events(&log);
-    let trained_at = |lr: f64| {
-        events
-            .iter()
-            .filter(|e| matches!(&e.kind, EventKind::Batch(b) if b.lr == lr))
-            .count()
-    };
-    assert!(trained_at(0.0005) >= 3, "the new rate trained on");
+    let after = compiled(&cubecl_log);
+    ((after.0 - before.0, after.1 - before.1), read_events(&log))
+}
+
+/// A new learning rate is a scalar: changing it mid-run on wgpu (lavapipe)
+/// compiles and autotunes nothing. CubeCL logs every kernel it compiles and
+/// every autotune result (`CUBECL_DEBUG_LOG`). The same run paused and
+/// resumed with and without a new rate compiles the same after the pause
+/// (one fused element-wise kernel of the run's later epochs, either way).
+#[test]
+fn a_new_learning_rate_compiles_nothing_on_wgpu() {
+    assert!(
+        lavapipe_installed()
+            || backends()
+                .iter()
+                .any(|b| b["name"] == "wgpu" && b["available"] == true),
+        "no wgpu adapter: apt-get install mesa-vulkan-drivers (as .ci/run does)"
+    );
+    let (plain, _) = after_the_pause(None);
+    let (steered, events) = after_the_pause(Some(0.0005));
+    let trained_at_new_rate = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Batch(b) if b.lr == 0.0005))
+        .count();
+    assert!(trained_at_new_rate >= 3, "the new rate trained on");
     assert_eq!(
-        compiled(&cubecl_log),
-        before,
-        "(compilations, autotune results) after the new rate"
+        steered, plain,
+        "(compilations, autotune results) after the pause, with a new rate and without"
     );
 }
