@@ -144,11 +144,8 @@ fn wgpu_train(data: &Path, work: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-/// A tiny run trained on wgpu end to end: batches and evaluations, a
-/// checkpoint, a kill and a resume on wgpu, and the wgpu checkpoint
-/// predicting on the CPU what the run predicted on the GPU.
-#[test]
-fn wgpu_trains_resumes_and_its_checkpoint_predicts_the_same_on_cpu() {
+/// The wgpu tests need an adapter: lavapipe at least.
+fn assert_wgpu_adapter() {
     assert!(
         lavapipe_installed()
             || backends()
@@ -156,6 +153,14 @@ fn wgpu_trains_resumes_and_its_checkpoint_predicts_the_same_on_cpu() {
                 .any(|b| b["name"] == "wgpu" && b["available"] == true),
         "no wgpu adapter: apt-get install mesa-vulkan-drivers (as .ci/run does)"
     );
+}
+
+/// A tiny run trained on wgpu end to end: batches and evaluations, a
+/// checkpoint, a kill and a resume on wgpu, and the wgpu checkpoint
+/// predicting on the CPU what the run predicted on the GPU.
+#[test]
+fn wgpu_trains_resumes_and_its_checkpoint_predicts_the_same_on_cpu() {
+    assert_wgpu_adapter();
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     write_synthetic(&data, 100, 30);
@@ -326,13 +331,7 @@ fn after_the_pause(lr: Option<f64>) -> ((usize, usize), Vec<mnist_events::Event>
 /// (one fused element-wise kernel of the run's later epochs, either way).
 #[test]
 fn a_new_learning_rate_compiles_nothing_on_wgpu() {
-    assert!(
-        lavapipe_installed()
-            || backends()
-                .iter()
-                .any(|b| b["name"] == "wgpu" && b["available"] == true),
-        "no wgpu adapter: apt-get install mesa-vulkan-drivers (as .ci/run does)"
-    );
+    assert_wgpu_adapter();
     let (plain, _) = after_the_pause(None);
     let (steered, events) = after_the_pause(Some(0.0005));
     let trained_at_new_rate = events

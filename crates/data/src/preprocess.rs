@@ -137,12 +137,7 @@ fn fit_20(
 ) -> (Vec<u8>, usize, usize) {
     let long = bw.max(bh) as f64;
     if long <= 20.0 {
-        let scale = 20.0 / long;
-        let (sw, sh) = (
-            ((bw as f64 * scale).round() as usize).max(1),
-            ((bh as f64 * scale).round() as usize).max(1),
-        );
-        return (resample_area(img, width, x0, y0, bw, bh, sw, sh), sw, sh);
+        return fit_from_edge(img, width, x0, y0, bw, bh);
     }
     let base = long / 20.0;
     // Eight phases and seven sizes a few percent apart: about 5 M pixel
@@ -182,15 +177,26 @@ fn fit_20(
     }
     match best {
         Some((_, out, sw, sh)) => (out, sw, sh),
-        None => {
-            let scale = 20.0 / long;
-            let (sw, sh) = (
-                ((bw as f64 * scale).round() as usize).max(1),
-                ((bh as f64 * scale).round() as usize).max(1),
-            );
-            (resample_area(img, width, x0, y0, bw, bh, sw, sh), sw, sh)
-        }
+        None => fit_from_edge(img, width, x0, y0, bw, bh),
     }
+}
+
+/// The ink's box with its longer side scaled to 20 pixels on a grid laid
+/// from the ink's edge (enlarging, or when no searched grid fits).
+fn fit_from_edge(
+    img: &[u8],
+    width: usize,
+    x0: usize,
+    y0: usize,
+    bw: usize,
+    bh: usize,
+) -> (Vec<u8>, usize, usize) {
+    let scale = 20.0 / bw.max(bh) as f64;
+    let (sw, sh) = (
+        ((bw as f64 * scale).round() as usize).max(1),
+        ((bh as f64 * scale).round() as usize).max(1),
+    );
+    (resample_area(img, width, x0, y0, bw, bh, sw, sh), sw, sh)
 }
 
 /// Box-filter resampling onto `sw × sh` square cells of side `cell` whose
