@@ -1,9 +1,15 @@
-//! What looking inside the loop costs: images/s of the same short CPU
+//! What looking inside the loop costs: images/s of the same short
 //! training with and without one of the trainer's looks, in alternating
 //! rounds in one invocation, so that the machine's noise falls on both.
 //!
-//!   cargo run --release -p mnist-train --example overhead -- control [ROUNDS] [IMAGES]
-//!   cargo run --release -p mnist-train --example overhead -- layers [ROUNDS] [IMAGES] [EVERY]
+//!   cargo run --release -p mnist-train --features wgpu,cuda --example overhead -- \
+//!       control|layers [ROUNDS] [IMAGES] [EVERY] [BACKEND] [BATCH]
+//!
+//! Both forms are trained once before the rounds (a warm-up round), so a
+//! GPU backend's kernels, compiled once per process, are compiled before
+//! the rounds: the rounds measure the steady cost of a look, which a long
+//! run pays; the warm-up's two figures show what compiling the look's own
+//! kernels costs once. BACKEND: cpu (default), wgpu or cuda; BATCH: 64.
 //!
 //! `control`: the per-batch control check (a steerable run, as the
 //! server's and `train --serve`'s are) against none (a plain `train`).
@@ -25,6 +31,10 @@ fn main() {
         .map_or(mnist_train::config::LAYER_STATS_EVERY, |a| {
             a.parse().expect("EVERY")
         });
+    let backend: BackendChoice = args
+        .next()
+        .map_or(BackendChoice::Cpu, |a| a.parse().expect("BACKEND"));
+    let batch_size: usize = args.next().map_or(64, |a| a.parse().expect("BATCH"));
     assert!(what == "control" || what == "layers", "control or layers");
     let data = mnist_data::load_dir(
         std::path::Path::new("datasets/mnist"),
@@ -35,9 +45,9 @@ fn main() {
     let scratch = tempfile::tempdir().expect("a scratch folder");
     let base = TrainConfig {
         kernels: [16, 32, 32, 32],
-        backend: BackendChoice::Cpu,
+        backend,
         epochs: 1,
-        batch_size: 64,
+        batch_size,
         limit_train: Some(images),
         val_size: 0,
         limit_test: Some(64),
@@ -59,7 +69,11 @@ fn main() {
         };
         run(config, opts).expect("the run trains").images_per_sec
     };
-    train(false, 0); // warm caches and the allocator
+    // Warm caches, the allocator and (on a GPU) both forms' kernels.
+    let (cold_with, cold_without) = (train(true, 0), train(false, 0));
+    println!(
+        "warm-up  with {cold_with:.0}, without {cold_without:.0} images/s (compiling included)"
+    );
     let mut ratios = Vec::new();
     println!("round  with {what:<7} without  ratio");
     for round in 1..=rounds {
