@@ -6,7 +6,6 @@
 //! layer's weights, gradients and activations with bins fixed per layer
 //! ([`Bins`]).
 
-use burn::module::ParamId;
 use burn::optim::GradientsParams;
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
@@ -27,67 +26,86 @@ pub fn due(step: u64, every: u64) -> bool {
     every > 0 && (step.is_multiple_of(every) || (step < every && step.is_power_of_two()))
 }
 
-/// Each layer's gradient (weight and bias, flattened) from a step's
-/// gradients, taken before the optimiser consumes them (handles only:
-/// nothing is computed); `None` for a layer that got none.
-pub fn grads<B: Backend>(model: &Cnn<B>, grads: &GradientsParams) -> Vec<Option<Tensor<B, 1>>> {
-    let one = |layer: usize, (w, b): (ParamId, ParamId)| {
-        let weight = match layer {
-            0..=3 => grads.get::<B, 4>(w)?.flatten(0, 3),
-            _ => grads.get::<B, 2>(w)?.flatten(0, 1),
-        };
-        Some(Tensor::cat(vec![weight, grads.get::<B, 1>(b)?], 0))
-    };
-    model
-        .param_ids()
+/// Every layer's parameters (weight then bias, flattened, in layer
+/// order) as one rank-1 tensor: one op and one buffer, so that the
+/// sample's sums over all layers are a few large ops, not dozens of small
+/// ones (on a GPU each op costs a launch whatever its size).
+pub fn params<B: Backend>(model: &Cnn<B>) -> Tensor<B, 1> {
+    let parts = model
+        .weights()
         .into_iter()
-        .enumerate()
-        .map(|(i, ids)| one(i, ids))
-        .collect()
+        .flat_map(|(_, w, b)| [w, b])
+        .collect();
+    Tensor::cat(parts, 0)
 }
 
-fn sum_sq<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 1> {
-    (t.clone() * t).sum()
+/// Each layer's parameter count, in [`params`]' order.
+pub fn lengths<B: Backend>(model: &Cnn<B>) -> [usize; 6] {
+    model.weights().map(|(_, w, b)| w.dims()[0] + b.dims()[0])
 }
 
-/// One layer's weight and bias as one rank-1 tensor.
-fn flat<B: Backend>(w: &(&str, Tensor<B, 1>, Tensor<B, 1>)) -> Tensor<B, 1> {
-    Tensor::cat(vec![w.1.clone(), w.2.clone()], 0)
+/// A step's gradients laid out as [`params`] (zeros for a parameter that
+/// got none), taken before the optimiser consumes them.
+pub fn grads<B: Backend>(model: &Cnn<B>, grads: &GradientsParams) -> Tensor<B, 1> {
+    let weights = model.weights();
+    let zeros = |t: &Tensor<B, 1>| Tensor::zeros(t.dims(), &t.device());
+    let mut parts = Vec::with_capacity(12);
+    for (layer, (w, b)) in model.param_ids().into_iter().enumerate() {
+        let (_, weight, bias) = &weights[layer];
+        let grad = match layer {
+            0..=3 => grads.get::<B, 4>(w).map(|g| g.flatten(0, 3)),
+            _ => grads.get::<B, 2>(w).map(|g| g.flatten(0, 1)),
+        };
+        parts.push(grad.unwrap_or_else(|| zeros(weight)));
+        parts.push(grads.get::<B, 1>(b).unwrap_or_else(|| zeros(bias)));
+    }
+    Tensor::cat(parts, 0)
 }
 
-/// A ReLU output's sum, sum of squares and dead-unit share (a unit is
-/// dead when it is zero for every image of the batch).
+/// A ReLU output's mean, mean square and dead-unit share (a unit is dead
+/// when it is zero for every image of the batch).
 fn activation_sums<B: Backend, const D: usize>(a: Tensor<B, D>) -> [Tensor<B, 1>; 3] {
     let dead = a.clone().max_dim(0).equal_elem(0.0).float().mean();
     let flat: Tensor<B, 1> = a.flatten(0, D - 1);
     [flat.clone().mean(), (flat.clone() * flat).mean(), dead]
 }
 
-/// The sample row of one step, left on the device: per layer the squared
-/// norms of its gradient, its weights before and after the step and the
-/// step itself; per ReLU output its mean, mean square and dead share.
+/// The sample of one step, left on the device as parts whose
+/// concatenation is the row [`decode`] reads (read back together with the
+/// step's metrics, in one transfer): the squared norms of every layer's
+/// gradient, weights before and after the step and the step itself, and
+/// each ReLU output's mean, mean square and dead share.
+///
+/// `before`, `after` and `grads` are laid out as [`params`], `lengths` as
+/// [`lengths`]. The four quantities are stacked into one `[4, N]` tensor
+/// and squared once; each layer's sums are then one reduction of its
+/// columns.
 pub fn sample<B: Backend>(
-    before: &Cnn<B>,
-    after: &Cnn<B>,
-    grads: &[Option<Tensor<B, 1>>],
+    before: Tensor<B, 1>,
+    after: Tensor<B, 1>,
+    grads: Tensor<B, 1>,
+    lengths: [usize; 6],
     acts: &Traced<B>,
-) -> Tensor<B, 1> {
-    let device = acts.logits.device();
-    let zero = || Tensor::<B, 1>::zeros([1], &device);
-    let (wb, wa) = (before.weights(), after.weights());
-    let mut sums = Vec::with_capacity(WIDTH);
-    for (i, grad) in grads.iter().enumerate() {
-        let (b, a) = (flat(&wb[i]), flat(&wa[i]));
-        sums.push(grad.clone().map_or_else(zero, sum_sq));
-        sums.push(sum_sq(b.clone()));
-        sums.push(sum_sq(a.clone()));
-        sums.push(sum_sq(a - b));
-    }
+) -> Vec<Tensor<B, 1>> {
+    let step = after.clone() - before.clone();
+    let stacked = Tensor::stack::<2>(vec![grads, before, after, step], 0);
+    let squares = stacked.clone() * stacked;
+    let mut at = 0;
+    let per_layer: Vec<Tensor<B, 2>> = lengths
+        .iter()
+        .map(|&n| {
+            let sums = squares.clone().narrow(1, at, n).sum_dim(1);
+            at += n;
+            sums
+        })
+        .collect();
+    // [4, 6]: quantity-major, as `decode` reads it.
+    let mut parts = vec![Tensor::cat(per_layer, 1).flatten(0, 1)];
     for conv in &acts.convs {
-        sums.extend(activation_sums(conv.clone()));
+        parts.extend(activation_sums(conv.clone()));
     }
-    sums.extend(activation_sums(acts.fc1.clone()));
-    Tensor::cat(sums, 0)
+    parts.extend(activation_sums(acts.fc1.clone()));
+    parts
 }
 
 /// A sample row read back, as one [`LayerSample`] per layer.
@@ -97,8 +115,9 @@ pub fn decode(row: &[f32]) -> Vec<LayerSample> {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let s = &layers[i * 4..i * 4 + 4];
-            let [grad, before, after, step] = [s[0], s[1], s[2], s[3]].map(|v| (v as f64).sqrt());
+            // Quantity-major: grads, weights before, after, the step.
+            let [grad, before, after, step] =
+                [0, 1, 2, 3].map(|q| (layers[q * 6 + i] as f64).sqrt());
             let activations = acts.get(i * 3..i * 3 + 3).map(|a| {
                 let (mean, square) = (a[0] as f64, a[1] as f64);
                 ActivationStats {
@@ -177,31 +196,30 @@ fn upper(v: &[f32]) -> f64 {
 
 /// Every layer's weights, gradients and (the first images') ReLU output as
 /// one rank-1 tensor, with the lengths to split it by: one transfer.
+/// `grads` is laid out as [`params`].
 pub fn histogram_values<B: Backend>(
     model: &Cnn<B>,
-    grads: &[Option<Tensor<B, 1>>],
+    grads: &Tensor<B, 1>,
     acts: &Traced<B>,
 ) -> (Tensor<B, 1>, Vec<[usize; 3]>) {
     let images = acts.logits.dims()[0].min(HISTOGRAM_IMAGES);
-    let mut parts = Vec::new();
-    let mut lengths = Vec::new();
-    let weights = model.weights();
     let acts: Vec<Tensor<B, 1>> = acts
         .convs
         .iter()
         .map(|c| c.clone().narrow(0, 0, images).flatten(0, 3))
         .chain([acts.fc1.clone().narrow(0, 0, images).flatten(0, 1)])
         .collect();
-    let len = |t: &Option<Tensor<B, 1>>| t.as_ref().map_or(0, |t| t.dims()[0]);
-    for (i, grad) in grads.iter().enumerate() {
-        let w = flat(&weights[i]);
+    let (weights, lengths) = (params(model), lengths(model));
+    let (mut parts, mut split, mut at) = (Vec::new(), Vec::new(), 0);
+    for (i, &n) in lengths.iter().enumerate() {
         let a = acts.get(i).cloned();
-        lengths.push([w.dims()[0], len(grad), len(&a)]);
-        parts.push(w);
-        parts.extend(grad.clone());
+        split.push([n, n, a.as_ref().map_or(0, |a| a.dims()[0])]);
+        parts.push(weights.clone().narrow(0, at, n));
+        parts.push(grads.clone().narrow(0, at, n));
         parts.extend(a);
+        at += n;
     }
-    (Tensor::cat(parts, 0), lengths)
+    (Tensor::cat(parts, 0), split)
 }
 
 /// [`histogram_values`] read back, split per layer.

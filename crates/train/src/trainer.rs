@@ -252,10 +252,11 @@ struct PendingBatch<B: Backend> {
 }
 
 /// What one step leaves on the device: its metrics row, and on a sampled
-/// step the layers' row (at an epoch's end also their histograms' values).
+/// step the parts of the layers' row (at an epoch's end also their
+/// histograms' values).
 struct Stepped<B: Backend> {
     stats: Tensor<B, 2>,
-    layers: Option<Tensor<B, 1>>,
+    layers: Option<Vec<Tensor<B, 1>>>,
     histograms: Option<(Tensor<B, 1>, Vec<[usize; 3]>)>,
 }
 
@@ -648,11 +649,12 @@ where
         }
         let loss = -(log_softmax(logits.clone(), 1) * targets.clone()).sum() / (hi - lo) as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        // Gradients are taken (as handles) before the optimiser consumes them.
-        let before = traced.as_ref().map(|_| model.valid());
-        let layer_grads = before
-            .as_ref()
-            .map(|b| crate::layer_stats::grads(b, &grads));
+        // Gradients are taken before the optimiser consumes them.
+        let before = traced.as_ref().map(|_| {
+            let valid = model.valid();
+            let g = crate::layer_stats::grads(&valid, &grads);
+            (crate::layer_stats::params(&valid), g)
+        });
         let model = self.optim.step(lr, model, grads);
         let stats = batch_stats(
             logits.inner(),
@@ -665,18 +667,23 @@ where
             layers: None,
             histograms: None,
         };
-        if let (Some(t), Some(before), Some(g)) = (traced, before, layer_grads) {
+        if let (Some(t), Some((before, g))) = (traced, before) {
             let after = model.valid();
             let acts = Traced {
                 logits: t.logits.inner(),
                 convs: t.convs.map(|c| c.inner()),
                 fc1: t.fc1.inner(),
             };
-            stepped.layers = Some(crate::layer_stats::sample(&before, &after, &g, &acts));
+            let (params, lengths) = (
+                crate::layer_stats::params(&after),
+                crate::layer_stats::lengths(&after),
+            );
             if probe == Probe::LayersAndHistograms {
                 let values = crate::layer_stats::histogram_values(&after, &g, &acts);
                 stepped.histograms = Some(values);
             }
+            let parts = crate::layer_stats::sample(before, params, g, lengths, &acts);
+            stepped.layers = Some(parts);
         }
         self.model = Some(model);
         stepped
@@ -1066,32 +1073,37 @@ fn flush<B: Backend>(
     if pending.is_empty() {
         return;
     }
-    let mut rows: Vec<Tensor<B, 1>> = Vec::new();
+    // One transaction reads every tensor at once (one wait for the device,
+    // and no kernel to join them first).
+    let mut read = burn::tensor::Transaction::default();
     for p in pending.iter() {
-        rows.push(p.stepped.stats.clone().flatten(0, 1));
-        rows.extend(p.stepped.layers.clone());
+        read = read.register(p.stepped.stats.clone());
+        for part in p.stepped.layers.iter().flatten() {
+            read = read.register(part.clone());
+        }
     }
-    let values: Vec<f32> = Tensor::cat(rows, 0).into_data().iter::<f32>().collect();
+    let mut values = read
+        .execute()
+        .into_iter()
+        .map(|data| data.iter::<f32>().collect::<Vec<f32>>());
     let images: usize = pending.iter().map(|p| p.size).sum();
     let seconds = last_flush.elapsed().as_secs_f64().max(1e-9);
     let images_per_sec = images as f64 / seconds;
-    let mut rest = values.as_slice();
     for p in pending.drain(..) {
-        let (row, after) = rest.split_at(STATS_WIDTH);
-        rest = after;
+        let row = values.next().expect("a row per batch");
+        debug_assert_eq!(row.len(), STATS_WIDTH);
         // A step's layer sample before its batch: an alert on the batch's
         // loss can then say which layer's gradient rose on that step.
-        if p.stepped.layers.is_some() {
-            let (layers, after) = rest.split_at(crate::layer_stats::WIDTH);
-            rest = after;
+        if let Some(parts) = &p.stepped.layers {
+            let layers: Vec<f32> = values.by_ref().take(parts.len()).flatten().collect();
             events.emit(EventKind::Layers(mnist_events::LayerStats {
                 step: p.step,
                 epoch: p.epoch,
                 lr: p.lr,
-                layers: crate::layer_stats::decode(layers),
+                layers: crate::layer_stats::decode(&layers),
             }));
         }
-        emit_batch(&p, row, totals, events, images_per_sec, started);
+        emit_batch(&p, &row, totals, events, images_per_sec, started);
         if let Some((tensor, lengths)) = p.stepped.histograms {
             let values: Vec<f32> = tensor.into_data().iter::<f32>().collect();
             let split = crate::layer_stats::split_values(&values, &lengths);

@@ -34,6 +34,7 @@ fn sample_and_reference<B: AutodiffBackend>(
     let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
     let before = model.valid();
     let layer_grads = super::grads(&before, &grads);
+    let lengths = super::lengths(&before);
     let mut optim = SgdConfig::new().init::<B, Cnn<B>>();
     let after = optim.step(0.5, model, grads).valid();
     let acts = Traced {
@@ -41,15 +42,24 @@ fn sample_and_reference<B: AutodiffBackend>(
         convs: traced.convs.map(|c| c.inner()),
         fc1: traced.fc1.inner(),
     };
-    let row: Vec<f32> = sample(&before, &after, &layer_grads, &acts)
-        .into_data()
-        .iter::<f32>()
+    let parts = sample(
+        params(&before),
+        params(&after),
+        layer_grads.clone(),
+        lengths,
+        &acts,
+    );
+    let row: Vec<f32> = parts
+        .into_iter()
+        .flat_map(host)
+        .map(|v| v as f32)
         .collect();
     assert_eq!(row.len(), WIDTH);
     let (wb, wa) = (before.weights(), after.weights());
     let reference = (0..6)
         .map(|i| {
-            let g = host(layer_grads[i].clone().unwrap());
+            let at: usize = lengths[..i].iter().sum();
+            let g = host(layer_grads.clone().narrow(0, at, lengths[i]));
             let b: Vec<f64> = [host(wb[i].1.clone()), host(wb[i].2.clone())].concat();
             let a: Vec<f64> = [host(wa[i].1.clone()), host(wa[i].2.clone())].concat();
             let step: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a - b).collect();
