@@ -14,7 +14,11 @@
 #      and the device `--device cuda` picked, with its reason;
 #   7. a per-kernel profile (nsys when present, else CubeCL's profiler);
 #   8. the cost of per-layer statistics at the default interval: images/s
-#      with them over images/s without, alternating rounds (goal >= 0.98).
+#      with them over images/s without, alternating rounds (goal >= 0.98);
+#   9. one sample's steady cost against one step (the `sample_cost`
+#      example, when gpu-carry/ holds it): what a sample adds, in ms, and
+#      what that costs at the default interval, without the one-time
+#      compile that step 8's short runs include.
 #
 #   bash bench/gpu_acceptance.sh [BIN] [OUT_DIR]
 #
@@ -154,6 +158,16 @@ if ratios:
 else:
     print("   layer statistics: no complete round")
 EOF
+
+# 9. One sample against one step, steady state (the example prints the
+# cost at the default interval and at 10, 100 and 500).
+SAMPLE_COST=$(dirname "$BIN")/sample_cost
+if [ -x "$SAMPLE_COST" ]; then
+    step sample-cost 30 "$SAMPLE_COST" "$GPU" 128 40
+    grep -E "^(backend|median|a sample)" "$OUT/sample-cost.log" | sed 's/^/   /' | tee -a "$OUT/summary.txt"
+else
+    say "== sample-cost: skipped, no $SAMPLE_COST (build it with --example sample_cost)"
+fi
 
 # 4. wgpu on the GPU (its own kernels: a short run, capped).
 train wgpu 30 --backend wgpu --batch-size 512 --epochs 2 --limit-train 10240
