@@ -200,6 +200,18 @@ pub struct Traced<B: Backend> {
     pub fc1: Tensor<B, 2>,
 }
 
+impl<B: burn::tensor::backend::AutodiffBackend> Traced<B> {
+    /// The same tensors without their autodiff graph (what the layer
+    /// statistics compute on, after the backward pass).
+    pub fn inner(self) -> Traced<B::InnerBackend> {
+        Traced {
+            logits: self.logits.inner(),
+            convs: self.convs.map(|c| c.inner()),
+            fc1: self.fc1.inner(),
+        }
+    }
+}
+
 impl<B: Backend> Cnn<B> {
     /// `images`: `[batch, 1, 28, 28]`, normalised. Returns logits `[batch, 10]`.
     ///

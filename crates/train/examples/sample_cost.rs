@@ -22,7 +22,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
-use mnist_model::{Cnn, CnnConfig, Traced};
+use mnist_model::{Cnn, CnnConfig};
 use mnist_train::backend::resolve;
 use mnist_train::layer_stats;
 use mnist_train::{BackendChoice, Resolved};
@@ -117,11 +117,7 @@ fn measure<B: AutodiffBackend>(
         model = optim.step(1e-3, model.clone(), grads);
         let mut read = burn::tensor::Transaction::default().register(loss.inner());
         if let (Some(t), Some((before, g, lengths))) = (traced, before) {
-            let acts = Traced {
-                logits: t.logits.inner(),
-                convs: t.convs.map(|c| c.inner()),
-                fc1: t.fc1.inner(),
-            };
+            let acts = t.inner();
             let after = layer_stats::params(&model.valid());
             for part in layer_stats::sample(before, after, g, lengths, &acts) {
                 read = read.register(part);

@@ -196,10 +196,12 @@ fn upper(v: &[f32]) -> f64 {
 
 /// Every layer's weights, gradients and (the first images') ReLU output as
 /// one rank-1 tensor, with the lengths to split it by: one transfer.
-/// `grads` is laid out as [`params`].
+/// `weights` and `grads` are laid out as [`params`], `lengths` as
+/// [`lengths`] (the sample's own, not gathered again).
 pub fn histogram_values<B: Backend>(
-    model: &Cnn<B>,
+    weights: &Tensor<B, 1>,
     grads: &Tensor<B, 1>,
+    lengths: [usize; 6],
     acts: &Traced<B>,
 ) -> (Tensor<B, 1>, Vec<[usize; 3]>) {
     let images = acts.logits.dims()[0].min(HISTOGRAM_IMAGES);
@@ -209,7 +211,6 @@ pub fn histogram_values<B: Backend>(
         .map(|c| c.clone().narrow(0, 0, images).flatten(0, 3))
         .chain([acts.fc1.clone().narrow(0, 0, images).flatten(0, 1)])
         .collect();
-    let (weights, lengths) = (params(model), lengths(model));
     let (mut parts, mut split, mut at) = (Vec::new(), Vec::new(), 0);
     for (i, &n) in lengths.iter().enumerate() {
         let a = acts.get(i).cloned();

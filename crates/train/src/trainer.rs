@@ -23,7 +23,7 @@ use mnist_events::{
     BatchMetrics, CheckpointSaved, EvalMetrics, EventKind, EventStream, LogLevel, LogMessage,
     Phase, PhaseKind, RunStarted, Sample, Samples, Split,
 };
-use mnist_model::{Cnn, Traced};
+use mnist_model::Cnn;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -669,17 +669,13 @@ where
         };
         if let (Some(t), Some((before, g))) = (traced, before) {
             let after = model.valid();
-            let acts = Traced {
-                logits: t.logits.inner(),
-                convs: t.convs.map(|c| c.inner()),
-                fc1: t.fc1.inner(),
-            };
+            let acts = t.inner();
             let (params, lengths) = (
                 crate::layer_stats::params(&after),
                 crate::layer_stats::lengths(&after),
             );
             if probe == Probe::LayersAndHistograms {
-                let values = crate::layer_stats::histogram_values(&after, &g, &acts);
+                let values = crate::layer_stats::histogram_values(&params, &g, lengths, &acts);
                 stepped.histograms = Some(values);
             }
             let parts = crate::layer_stats::sample(before, params, g, lengths, &acts);

@@ -37,11 +37,7 @@ fn sample_and_reference<B: AutodiffBackend>(
     let lengths = super::lengths(&before);
     let mut optim = SgdConfig::new().init::<B, Cnn<B>>();
     let after = optim.step(0.5, model, grads).valid();
-    let acts = Traced {
-        logits: traced.logits.inner(),
-        convs: traced.convs.map(|c| c.inner()),
-        fc1: traced.fc1.inner(),
-    };
+    let acts = traced.inner();
     let parts = sample(
         params(&before),
         params(&after),
@@ -49,11 +45,7 @@ fn sample_and_reference<B: AutodiffBackend>(
         lengths,
         &acts,
     );
-    let row: Vec<f32> = parts
-        .into_iter()
-        .flat_map(host)
-        .map(|v| v as f32)
-        .collect();
+    let row: Vec<f32> = parts.into_iter().flat_map(host).map(|v| v as f32).collect();
     assert_eq!(row.len(), WIDTH);
     let (wb, wa) = (before.weights(), after.weights());
     let reference = (0..6)
